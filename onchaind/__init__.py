@@ -1,0 +1,1 @@
+"""onchaind package."""
