@@ -1,0 +1,72 @@
+"""The common start-up of every subdaemon process.
+
+File descriptors (fixed, as Core Lightning does, so `ls -l /proc/PID/fd`
+explains itself): 0 is the link to the master, 3 the link to hsmd when the
+daemon has one, further passed fds follow.  The daemon's first message is
+`status_version`; an exception nobody handled becomes `status_fail` and the
+process exits, so the master can log it and restart the daemon."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Awaitable, Callable
+
+from .msgconn import MsgConn
+from .status import Status
+
+MASTER_FD = 0
+HSM_FD = 3
+
+VERSION = "v0.1.0"
+
+
+class Daemon:
+    """Process-wide context: the master link, the optional hsmd link and status."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.master = MsgConn.from_fd(MASTER_FD)
+        self.status = Status(self.master)
+        self.hsm: MsgConn | None = None
+        # The master says on our command line whether fd 3 is an hsmd link:
+        # probing fd 3 would find whatever Python itself opened there.
+        if "--hsmfd" in sys.argv:
+            self.hsm = MsgConn.from_fd(HSM_FD)
+        self.extra_fds: list[int] = []
+        for a in sys.argv:
+            if a.startswith("--fds="):
+                self.extra_fds = [int(x) for x in a[len("--fds="):].split(",") if x]
+        self.status.version(VERSION)
+
+
+def run(name: str, main: Callable[[Daemon], Awaitable[None]]) -> None:
+    """Entry point of a subdaemon: `python -m connectd` ends up here."""
+    # The master handles signals for the node; a ^C in the terminal must not
+    # kill subdaemons before the master has stopped them in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # stdout is not ours to use: keep stray prints away from any protocol.
+    os.dup2(2, 1)
+
+    async def _amain() -> int:
+        d = Daemon(name)
+        loop = asyncio.get_running_loop()
+
+        def on_exc(_loop: asyncio.AbstractEventLoop, ctx: dict) -> None:
+            exc = ctx.get("exception")
+            if exc is not None:
+                d.status.fail_exception(exc)
+            else:
+                d.status.broken(str(ctx.get("message")))
+        loop.set_exception_handler(on_exc)
+        try:
+            await main(d)
+        except Exception as e:
+            d.status.fail_exception(e)
+            await d.master.drain()
+            return 1
+        await d.master.drain()
+        return 0
+
+    sys.exit(asyncio.run(_amain()))

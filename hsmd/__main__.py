@@ -1,0 +1,134 @@
+"""hsmd: holds hsm_secret; answers signing and ECDH requests from clients,
+each limited to its capabilities.  Runs with the node's network directory as
+its working directory (where hsm_secret lives)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from common.daemon import Daemon, run
+from common.daemon_conn import DaemonConn, Msg
+from common.msgconn import MsgConn
+from wire.internal import internal_schema
+
+from .libhsmd import HsmKeys
+from .permissions import CAP_MASTER, allowed, describe
+
+HSM_SECRET = "hsm_secret"
+
+
+def load_or_create_secret(path: str = HSM_SECRET) -> bytes:
+    """32 random bytes, created once with mode 0400 (O_EXCL: never overwrite)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    except FileExistsError:
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) != 32:
+            raise ValueError(f"{path} is {len(data)} bytes, expected 32 (encrypted secrets are not supported)")
+        return data
+    secret = os.urandom(32)
+    try:
+        os.write(fd, secret)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return secret
+
+
+class Hsmd:
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+        self.status = d.status
+        self.schema = internal_schema("hsmd")
+        self.keys: HsmKeys | None = None
+        self.clients: dict[int, tuple[str, DaemonConn]] = {}
+        self._next = 0
+
+    def handlers_for(self, label: str, caps: int, conn_ref: list) -> dict:
+        """One handler per request message of the schema; each checks the
+        client's capabilities first."""
+        impl = {
+            "hsmd_init": self.handle_init,
+            "hsmd_client_hsmfd": self.handle_client_hsmfd,
+            "hsmd_ecdh_req": self.handle_ecdh,
+            "hsmd_sign_message": self.handle_sign_message,
+        }
+
+        def guarded(name: str):
+            def h(msg: Msg):
+                conn: DaemonConn = conn_ref[0]
+                if not allowed(name, caps):
+                    self.status.unusual(f"refused {name} from client {label} (capabilities {describe(caps)})")
+                    conn.close()
+                    return None
+                if self.keys is None and name != "hsmd_init":
+                    self.status.broken(f"{name} from {label} before hsmd_init")
+                    conn.close()
+                    return None
+                return impl[name](conn, msg)
+            return h
+        return {name: guarded(name) for name in impl}
+
+    # -- requests ---------------------------------------------------------------------
+    def handle_init(self, conn: DaemonConn, msg: Msg) -> None:
+        f = msg.fields
+        try:
+            secret = load_or_create_secret()
+            self.keys = HsmKeys(secret, f["dev_force_privkey"] or None, f["dev_force_bip32_seed"] or None,
+                                f["dev_force_channel_secrets"] or None)
+        except (OSError, ValueError) as e:
+            conn.send("hsmd_init_fail", {"reason": str(e)})
+            return
+        self.status.debug(f"node id {self.keys.node_id.hex()}")
+        conn.send("hsmd_init_reply", {"node_id": self.keys.node_id, "bip32_xpub": ""})
+
+    def handle_client_hsmfd(self, conn: DaemonConn, msg: Msg) -> None:
+        f = msg.fields
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._next += 1
+        num = self._next
+        label = f["label"] or f"client#{num}"
+        ref: list = []
+        client = DaemonConn(MsgConn(ours), self.schema, self.handlers_for(label, f["capabilities"], ref),
+                            on_error=lambda e, lb=label: self.status.unusual(f"client {lb}: {e}"))
+        ref.append(client)
+        client.start()
+        self.clients[num] = (label, client)
+        asyncio.ensure_future(self._reap(num, client))
+        self.status.debug(f"new client {label} (capabilities {describe(f['capabilities'])})")
+        conn.send("hsmd_client_hsmfd_reply", {}, fds=[theirs.fileno()])
+        theirs.close()
+
+    async def _reap(self, num: int, client: DaemonConn) -> None:
+        await client.wait_closed()
+        self.clients.pop(num, None)
+
+    def handle_ecdh(self, conn: DaemonConn, msg: Msg) -> None:
+        assert self.keys is not None
+        try:
+            ss = self.keys.ecdh(msg["point"])
+        except ValueError:
+            conn.send("hsmd_ecdh_fail", {})
+            return
+        conn.send("hsmd_ecdh_resp", {"ss": ss})
+
+    def handle_sign_message(self, conn: DaemonConn, msg: Msg) -> None:
+        assert self.keys is not None
+        sig, recid = self.keys.sign_message(msg["msg"])
+        conn.send("hsmd_sign_message_reply", {"sig": sig, "recid": recid})
+
+
+async def main(d: Daemon) -> None:
+    h = Hsmd(d)
+    ref: list = []
+    master = DaemonConn(d.master, h.schema, h.handlers_for("master", 0xFFFFFFFF | CAP_MASTER, ref),
+                        on_error=lambda e: d.status.broken(f"master: {e}"))
+    ref.append(master)
+    master.start()
+    await master.wait_closed()
+
+
+if __name__ == "__main__":
+    run("hsmd", main)

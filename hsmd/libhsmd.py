@@ -1,0 +1,74 @@
+"""The signing core of hsmd: key derivation from hsm_secret and the
+operations clients ask for.  Pure functions over bytes, no I/O.
+
+Derivations follow Core Lightning's hsmd so that an hsm_secret gives the same
+node id in both: HKDF-SHA256 of hsm_secret with a 4-byte little-endian counter
+as salt (bumped until the result is a valid key) and the info strings
+"nodeid", "bip32 seed" and "peer seed"."""
+from __future__ import annotations
+
+import struct
+
+from coincurve import PrivateKey, PublicKey
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from bitcoin.hashes import hash256
+
+CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def _valid_privkey(k: bytes) -> bool:
+    n = int.from_bytes(k, "big")
+    return 0 < n < CURVE_ORDER
+
+
+def derive_node_privkey(hsm_secret: bytes) -> bytes:
+    salt = 0
+    while True:
+        k = hkdf_sha256(hsm_secret, struct.pack("<I", salt), b"nodeid")
+        if _valid_privkey(k):
+            return k
+        salt += 1
+
+
+def derive_bip32_seed(hsm_secret: bytes) -> bytes:
+    return hkdf_sha256(hsm_secret, struct.pack("<I", 0), b"bip32 seed")
+
+
+def derive_peer_seed(hsm_secret: bytes) -> bytes:
+    return hkdf_sha256(hsm_secret, struct.pack("<I", 0), b"peer seed")
+
+
+class HsmKeys:
+    """Every key hsmd serves, derived once at start."""
+
+    def __init__(self, hsm_secret: bytes, dev_force_privkey: bytes | None = None,
+                 dev_force_bip32_seed: bytes | None = None, dev_force_channel_secrets: bytes | None = None) -> None:
+        if len(hsm_secret) != 32:
+            raise ValueError("hsm_secret must be 32 bytes")
+        self.node_privkey = dev_force_privkey or derive_node_privkey(hsm_secret)
+        if not _valid_privkey(self.node_privkey):
+            raise ValueError("invalid node private key")
+        self.bip32_seed = dev_force_bip32_seed or derive_bip32_seed(hsm_secret)
+        self.peer_seed = derive_peer_seed(hsm_secret)
+        self.dev_channel_secrets = dev_force_channel_secrets
+        self._node_key = PrivateKey(self.node_privkey)
+        self.node_id = self._node_key.public_key.format(compressed=True)
+
+    def ecdh(self, point: bytes) -> bytes:
+        """BOLT 8 / BOLT 4 ECDH: SHA256 of the compressed shared point.
+        Raises ValueError for an invalid point."""
+        PublicKey(point)  # validate before use
+        return self._node_key.ecdh(point)
+
+    def sign_message(self, message: bytes) -> tuple[bytes, int]:
+        """Core Lightning's signmessage: recoverable signature over
+        hash256("Lightning Signed Message:" + message)."""
+        digest = hash256(b"Lightning Signed Message:" + message)
+        rec = self._node_key.sign_recoverable(digest, hasher=None)
+        return rec[:64], rec[64]

@@ -1,0 +1,32 @@
+"""Capabilities of hsmd clients (Core Lightning's hsmd/permissions.h).
+
+A client may only send the requests its capabilities allow; the master asks
+for the capability set when it makes the client's socket."""
+from __future__ import annotations
+
+CAP_ECDH = 1
+CAP_SIGN_GOSSIP = 2
+CAP_SIGN_ONCHAIN_TX = 4
+CAP_COMMITMENT_POINT = 8
+CAP_SIGN_REMOTE_TX = 16
+CAP_SIGN_CLOSING_TX = 32
+CAP_SIGN_WILL_FUND_OFFER = 64
+CAP_MASTER = 1024
+
+# request -> capability needed (requests not listed are master-only)
+REQUIRED_CAP: dict[str, int] = {
+    "hsmd_ecdh_req": CAP_ECDH,
+    "hsmd_init": CAP_MASTER,
+    "hsmd_client_hsmfd": CAP_MASTER,
+    "hsmd_sign_message": CAP_MASTER,
+}
+
+
+def allowed(request: str, capabilities: int) -> bool:
+    need = REQUIRED_CAP.get(request, CAP_MASTER)
+    return bool(capabilities & need)
+
+
+def describe(capabilities: int) -> str:
+    names = [n for n, v in globals().items() if n.startswith("CAP_") and capabilities & v]
+    return "|".join(names) or "none"

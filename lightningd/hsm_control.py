@@ -1,0 +1,96 @@
+"""The master's side of hsmd: start it, init it, and hand out client sockets
+with capabilities.  The master never reads hsm_secret; it learns the node id
+from hsmd_init_reply."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from wire.internal import internal_schema
+
+from .subd import Subd
+
+if TYPE_CHECKING:
+    from .lightningd import LightningD
+
+# Capability bits: must match hsmd/permissions.py (the master may not import hsmd)
+CAP_ECDH = 1
+CAP_SIGN_GOSSIP = 2
+CAP_SIGN_ONCHAIN_TX = 4
+CAP_COMMITMENT_POINT = 8
+CAP_SIGN_REMOTE_TX = 16
+CAP_SIGN_CLOSING_TX = 32
+CAP_MASTER = 1024
+
+
+class HsmError(Exception):
+    pass
+
+
+class HsmControl:
+    # hsmd -> master messages that are not replies: none.
+    HANDLERS: dict[str, str] = {}
+
+    def __init__(self, ld: "LightningD") -> None:
+        self.ld = ld
+        self.subd: Subd | None = None
+        self.node_id = b""
+
+    async def start(self) -> bytes:
+        self.subd = Subd("hsmd", internal_schema("hsmd"), {}, self.ld.log.child("hsmd"), on_exit=self._on_exit)
+        self.subd.start()
+        cfg = self.ld.cfg
+
+        def dev_hex(name: str, size: int | None = None) -> bytes:
+            v = cfg.get(name)
+            if not v:
+                return b""
+            try:
+                b = bytes.fromhex(v)
+            except ValueError:
+                raise HsmError(f"--{name}: not hex") from None
+            if size is not None and len(b) != size:
+                raise HsmError(f"--{name}: must be {size} bytes")
+            return b
+        secrets = cfg.get("dev-force-channel-secrets")
+        try:
+            reply = await self.subd.request("hsmd_init", {
+                "chain_hash": self.ld.network.chain_hash,
+                "dev_force_privkey": dev_hex("dev-force-privkey", 32),
+                "dev_force_bip32_seed": dev_hex("dev-force-bip32-seed", 32),
+                "dev_force_channel_secrets": secrets.encode() if secrets else b"",
+            })
+        except Exception as e:
+            msg = getattr(e, "msg", None)
+            reason = msg.fields.get("reason") if msg is not None else str(e)
+            raise HsmError(f"hsmd failed to start: {reason}") from None
+        self.node_id = reply["node_id"]
+        return self.node_id
+
+    async def client_fd(self, label: str, capabilities: int, peer_id: bytes | None = None, dbid: int = 0) -> int:
+        """A new socket to hsmd for a subdaemon; the caller owns the fd."""
+        assert self.subd is not None
+        reply = await self.subd.request("hsmd_client_hsmfd", {
+            "id": peer_id or self.node_id, "dbid": dbid, "capabilities": capabilities, "label": label})
+        if len(reply.fds) != 1:
+            for fd in reply.fds:
+                os.close(fd)
+            raise HsmError("hsmd_client_hsmfd_reply without exactly one fd")
+        return reply.fds[0]
+
+    async def sign_message(self, message: bytes) -> tuple[bytes, int]:
+        assert self.subd is not None
+        r = await self.subd.request("hsmd_sign_message", {"msg": message})
+        return r["sig"], r["recid"]
+
+    async def stop(self) -> None:
+        if self.subd is not None:
+            await self.subd.stop()
+
+    def _on_exit(self, subd: Subd, rc: int) -> None:
+        if not self.ld.stopping:
+            # Without hsmd no key operation can happen: stop cleanly.
+            self.ld.log.broken("hsmd died: shutting down")
+            self.ld.request_shutdown(exit_code=1)
+
+

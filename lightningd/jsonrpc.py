@@ -1,0 +1,331 @@
+"""The JSON-RPC 2.0 server on the `lightning-rpc` Unix socket.
+
+Requests are read as a JSON *stream* (pyln-client sends no newline), many may
+be in flight on one connection, and every response ends with a blank line
+(`\\n\\n`) as Core Lightning's clients expect.  Commands register themselves
+in a `CommandRegistry` with their parameter declaration."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from .jsonrpc_errors import INVALID_REQUEST, LIGHTNINGD, METHOD_NOT_FOUND, PARSE_ERROR, RpcError
+from .log import Logger
+from .params import Param, resolve_params
+
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class Command:
+    name: str
+    handler: Handler
+    params: list[Param]
+    category: str = "utility"
+    description: str = ""
+    dev_only: bool = False
+    deprecated: bool = False
+    plugin: Any = None                 # the Plugin object for passthrough methods
+    usage: str | None = None
+    raw_params: bool = False           # handler(ctx, params) binds its own parameters
+
+    def usage_text(self) -> str:
+        if self.usage is not None:
+            return self.usage
+        return " ".join(p.name if p.required else f"[{p.name}]" for p in self.params)
+
+
+@dataclass
+class RequestContext:
+    """What a handler knows about the call it serves."""
+
+    id: Any
+    method: str
+    conn: "RpcConnection | None"
+    raw_params: Any = None
+    extra: dict = field(default_factory=dict)
+    after_response: list[Callable[[], None]] = field(default_factory=list)
+
+    async def notify(self, method: str, params: dict) -> None:
+        """Send a notification on this connection if the client enabled them."""
+        if self.conn is not None and self.conn.notifications:
+            await self.conn.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+class CommandRegistry:
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+
+    def add(self, cmd: Command) -> None:
+        if cmd.name in self.commands:
+            raise ValueError(f"command {cmd.name} already registered")
+        self.commands[cmd.name] = cmd
+
+    def remove(self, name: str) -> None:
+        self.commands.pop(name, None)
+
+    def command(self, name: str, params: list[Param] | None = None, category: str = "utility",
+                description: str = "", dev_only: bool = False, raw_params: bool = False,
+                usage: str | None = None) -> Callable[[Handler], Handler]:
+        """Decorator: `@registry.command("getinfo", [...])`."""
+        def deco(fn: Handler) -> Handler:
+            self.add(Command(name, fn, params or [], category, description or (fn.__doc__ or "").strip(), dev_only,
+                             usage=usage, raw_params=raw_params))
+            return fn
+        return deco
+
+
+class _JsonStreamSplitter:
+    """Finds where each top-level JSON value ends in a byte stream, so a
+    request needs no delimiter and a partial one waits for more bytes.  Scan
+    state persists across reads: a large request is scanned once."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.pos = 0
+        self.depth = 0
+        self.in_str = False
+        self.escape = False
+        self.started = False
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+
+    def next_value(self) -> bytes | None:
+        """The next complete value's bytes, or None if incomplete.  Raises
+        ValueError if the stream cannot be JSON (top level not an object/array)."""
+        buf = self.buf
+        n = len(buf)
+        i = self.pos
+        while i < n:
+            c = buf[i]
+            if not self.started:
+                if c in b" \t\r\n":
+                    i += 1
+                    continue
+                if c not in b"{[":
+                    raise ValueError("expected a JSON object")
+                self.started = True
+                self.depth = 1
+                i += 1
+                continue
+            if self.in_str:
+                if self.escape:
+                    self.escape = False
+                elif c == 0x5C:  # backslash
+                    self.escape = True
+                elif c == 0x22:
+                    self.in_str = False
+            elif c == 0x22:
+                self.in_str = True
+            elif c in b"{[":
+                self.depth += 1
+            elif c in b"}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    value = bytes(buf[:i + 1])
+                    del buf[:i + 1]
+                    self.pos = 0
+                    self.started = False
+                    return value
+            i += 1
+        self.pos = i
+        return None
+
+    def pending(self) -> int:
+        return len(self.buf)
+
+
+class RpcConnection:
+    def __init__(self, server: "RpcServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 num: int) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.num = num
+        self.notifications = False
+        self.tasks: set[asyncio.Task] = set()
+        self.write_lock = asyncio.Lock()
+        self.closed = False
+
+    async def send(self, obj: dict) -> None:
+        if self.closed:
+            return
+        data = json.dumps(obj, separators=(",", ":"), default=_json_default).encode() + b"\n\n"
+        async with self.write_lock:
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                self.closed = True
+
+    async def run(self) -> None:
+        splitter = _JsonStreamSplitter()
+        try:
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                splitter.feed(data)
+                while True:
+                    try:
+                        raw = splitter.next_value()
+                    except ValueError as e:
+                        await self.send({"jsonrpc": "2.0", "id": None,
+                                         "error": {"code": PARSE_ERROR, "message": f"Parse error: {e}"}})
+                        return
+                    if raw is None:
+                        break
+                    self._dispatch_raw(raw)
+                if splitter.pending() > MAX_REQUEST_BYTES:
+                    await self.send({"jsonrpc": "2.0", "id": None,
+                                     "error": {"code": INVALID_REQUEST, "message": "Request too large"}})
+                    return
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.closed = True
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+
+    def _dispatch_raw(self, raw: bytes) -> None:
+        try:
+            req = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            t = asyncio.ensure_future(self.send({"jsonrpc": "2.0", "id": None,
+                                                 "error": {"code": PARSE_ERROR, "message": f"Parse error: {e}"}}))
+        else:
+            t = asyncio.ensure_future(self.handle(req))
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def handle(self, req: Any) -> None:
+        if not isinstance(req, dict):
+            await self.send({"jsonrpc": "2.0", "id": None,
+                             "error": {"code": INVALID_REQUEST, "message": "Expected {} for json command"}})
+            return
+        rid = req.get("id")
+        method = req.get("method")
+        if not isinstance(method, str):
+            await self.send({"jsonrpc": "2.0", "id": rid,
+                             "error": {"code": INVALID_REQUEST, "message": "method must be a string"}})
+            return
+        if "id" not in req:
+            # A notification from the client: only `notifications` is one we act on.
+            return
+        if method == "notifications":
+            params = req.get("params") or {}
+            enable = params.get("enable") if isinstance(params, dict) else None
+            self.notifications = bool(enable)
+            await self.send({"jsonrpc": "2.0", "id": rid, "result": {}})
+            return
+        ctx = RequestContext(rid, method, self, req.get("params"))
+        resp = await self.server.execute(ctx, method, req.get("params"))
+        resp["id"] = rid
+        await self.send(resp)
+        for cb in ctx.after_response:  # e.g. `stop` shuts down once its answer is out
+            cb()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (bytes, bytearray)):
+        return o.hex()
+    if hasattr(o, "to_json"):
+        return o.to_json()
+    return str(o)
+
+
+class RpcServer:
+    """Listens on the socket and executes commands through the registry; the
+    `rpc_command` hook (plugins) may intercept each call."""
+
+    def __init__(self, registry: CommandRegistry, log: Logger, developer: bool = False) -> None:
+        self.registry = registry
+        self.log = log
+        self.developer = developer
+        self.server: asyncio.base_events.Server | None = None
+        self.path: str | None = None
+        self.conns: set[RpcConnection] = set()
+        self._next_conn = 0
+        # set by the plugin layer: async (ctx, method, params) -> replacement response or None
+        self.rpc_command_hook: Callable[[RequestContext, str, Any], Awaitable[dict | None]] | None = None
+
+    async def listen(self, path: str, mode: int = 0o600) -> None:
+        if os.path.exists(path):
+            os.unlink(path)
+        old = os.umask(0o777 & ~mode)
+        try:
+            self.server = await asyncio.start_unix_server(self._on_client, path=path, limit=MAX_REQUEST_BYTES)
+        finally:
+            os.umask(old)
+        os.chmod(path, mode)
+        self.path = path
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._next_conn += 1
+        conn = RpcConnection(self, reader, writer, self._next_conn)
+        self.conns.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.conns.discard(conn)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for c in list(self.conns):
+            try:
+                c.writer.close()
+            except Exception:
+                pass
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
+
+    async def execute(self, ctx: RequestContext, method: str, params: Any) -> dict:
+        """Run one command (also used internally, e.g. by plugins' RPC calls
+        which arrive on their own connections anyway)."""
+        cmd = self.registry.commands.get(method)
+        if cmd is None:
+            return {"jsonrpc": "2.0", "error": {"code": METHOD_NOT_FOUND, "message": f"Unknown command '{method}'"}}
+        if cmd.dev_only and not self.developer:
+            return {"jsonrpc": "2.0", "error": {"code": METHOD_NOT_FOUND,
+                                                "message": f"Command '{method}' is developer-only"}}
+        try:
+            if self.rpc_command_hook is not None:
+                replaced = await self.rpc_command_hook(ctx, method, params)
+                if replaced is not None:
+                    if "result" in replaced:
+                        return {"jsonrpc": "2.0", "result": replaced["result"]}
+                    if "error" in replaced:
+                        return {"jsonrpc": "2.0", "error": replaced["error"]}
+                    # a replacement request
+                    method = replaced.get("method", method)
+                    params = replaced.get("params", params)
+                    cmd = self.registry.commands.get(method)
+                    if cmd is None:
+                        return {"jsonrpc": "2.0",
+                                "error": {"code": METHOD_NOT_FOUND, "message": f"Unknown command '{method}'"}}
+            if cmd.plugin is not None or cmd.raw_params:
+                result = await cmd.handler(ctx, params)
+            else:
+                bound = resolve_params(cmd.params, params)
+                result = await cmd.handler(ctx, **bound)
+            return {"jsonrpc": "2.0", "result": result if result is not None else {}}
+        except RpcError as e:
+            return {"jsonrpc": "2.0", "error": e.to_json()}
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug in one command must not take the node down
+            self.log.broken(f"command {method} crashed: {type(e).__name__}: {e}")
+            import traceback
+            for line in traceback.format_exc().splitlines():
+                self.log.broken(line)
+            return {"jsonrpc": "2.0", "error": {"code": LIGHTNINGD, "message": f"Internal error: {e}"}}

@@ -1,0 +1,79 @@
+"""JSON-RPC error codes: the JSON-RPC 2.0 ones and Core Lightning's own."""
+from __future__ import annotations
+
+from typing import Any
+
+# JSON-RPC 2.0
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+# Core Lightning (common/jsonrpc_errors.h)
+LIGHTNINGD = -1
+PLUGIN_ERROR = -3
+PLUGIN_TERMINATED = -4
+RPC_UNSUPPORTED = -5   # command exists but is not available (e.g. not in developer mode)
+PAY_IN_PROGRESS = 200
+PAY_RHASH_ALREADY_USED = 201
+PAY_UNPARSEABLE_ONION = 202
+PAY_DESTINATION_PERM_FAIL = 203
+PAY_TRY_OTHER_ROUTE = 204
+PAY_ROUTE_NOT_FOUND = 205
+PAY_ROUTE_TOO_EXPENSIVE = 206
+PAY_INVOICE_EXPIRED = 207
+PAY_NO_SUCH_PAYMENT = 208
+PAY_UNSPECIFIED_ERROR = 209
+PAY_STOPPED_RETRYING = 210
+PAY_STATUS_UNEXPECTED = 211
+PAY_INVOICE_REQUEST_INVALID = 212
+PAY_INVOICE_PREAP_DISALLOWED = 213
+PAY_INJECTPAYMENTONION_FAILED = 218
+FUND_MAX_EXCEEDED = 300
+FUND_CANNOT_AFFORD = 301
+FUND_OUTPUT_IS_DUST = 302
+FUNDING_BROADCAST_FAIL = 303
+FUNDING_STILL_SYNCING_BITCOIN = 304
+FUNDING_PEER_NOT_CONNECTED = 305
+FUNDING_UNKNOWN_PEER = 306
+FUNDING_NOTHING_TO_CANCEL = 307
+FUNDING_CANCEL_NOT_SAFE = 308
+FUNDING_PSBT_INVALID = 309
+FUNDING_V2_NOT_SUPPORTED = 310
+FUNDING_UNKNOWN_CHANNEL = 311
+FUNDING_STATE_INVALID = 312
+FUND_CANNOT_AFFORD_WITH_EMERGENCY = 313
+CONNECT_NO_KNOWN_ADDRESS = 400
+CONNECT_ALL_ADDRESSES_FAILED = 401
+CONNECT_DISCONNECTED_DURING = 402
+INVOICE_LABEL_ALREADY_EXISTS = 900
+INVOICE_PREIMAGE_ALREADY_EXISTS = 901
+INVOICE_HINTS_GAVE_NO_ROUTES = 902
+INVOICE_EXPIRED_DURING_WAIT = 903
+INVOICE_WAIT_TIMED_OUT = 904
+INVOICE_NOT_FOUND = 905
+INVOICE_STATUS_UNEXPECTED = 906
+INVOICE_OFFER_INACTIVE = 907
+INVOICE_NO_DESCRIPTION = 908
+HSM_ECDH_FAILED = 800
+WAIT_TIMEOUT = 2000
+
+
+class RpcError(Exception):
+    """Raised by a command handler; becomes the JSON-RPC `error` object."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict:
+        e: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            e["data"] = self.data
+        return e
+
+
+class ParamError(RpcError):
+    def __init__(self, message: str) -> None:
+        super().__init__(INVALID_PARAMS, message)

@@ -1,0 +1,301 @@
+"""The master daemon: owns the configuration, the JSON-RPC socket, plugins,
+the chain view, peers' state, and spawns and supervises every subdaemon.
+It never holds a private key (hsmd does)."""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bitcoin.networks import Network, network_by_name
+from common.features import Context
+from common.wireaddr import WireAddr, parse_wireaddr
+
+from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
+from .config import Config
+from .connect_control import ConnectControl
+from .gossip_control import GossipControl
+from .hsm_control import HsmControl
+from .jsonrpc import CommandRegistry, RpcServer
+from .log import LogBook, Logger, level_from_name
+from .plugins import PluginManager
+
+VERSION = "v0.1.0"
+
+
+class StartupError(Exception):
+    """Start-up cannot proceed; the message tells the operator what to fix."""
+
+
+@dataclass
+class PeerState:
+    id: bytes
+    connected: bool = False
+    incoming: bool = False
+    addr: str = ""
+    features: bytes = b""
+    connected_at: float = 0.0
+    channels: list[Any] = field(default_factory=list)
+
+
+class LightningD:
+    def __init__(self, cfg: Config, book: LogBook) -> None:
+        self.cfg = cfg
+        self.network: Network = network_by_name(cfg.network)
+        self.log_book = book
+        self.log: Logger = book.logger("lightningd")
+        self.registry = CommandRegistry()
+        self.rpc = RpcServer(self.registry, book.logger("jsonrpc"), developer=cfg.developer)
+        self.plugins = PluginManager(self)
+        self.hsm = HsmControl(self)
+        self.connectd = ConnectControl(self)
+        self.gossipd = GossipControl(self)
+        self.bitcoind = Bitcoind(make_config({k: cfg.get(k) for k in cfg.values if k.startswith("bitcoin-")},
+                                             self.network))
+        self.peers: dict[bytes, PeerState] = {}
+        self.node_id = b""
+        self.alias = ""
+        self.color = b""
+        self.blockheight = 0
+        self.headercount = 0
+        self.bitcoind_synced = True
+        self.fees_collected_msat = 0
+        self.stopping = False
+        self.exit_code = 0
+        self.started_at = time.time()
+        self._shutdown = asyncio.Event()
+        self._pidfile_fd: int | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._disconnect_waiters: dict[bytes, list[asyncio.Future]] = {}
+        from . import commands, peer_control  # noqa: F401  (register RPC commands)
+        commands.register(self)
+        peer_control.register(self)
+
+    # -- helpers ----------------------------------------------------------------------
+    def restart_delay(self) -> float:
+        return float(self.cfg.get("dev-subdaemon-restart-delay", 1)) if self.cfg.developer else 1.0
+
+    def listen_addrs(self) -> list[WireAddr]:
+        addrs = [parse_wireaddr(a, self.network.default_port) for a in (self.cfg.get("addr") or [])]
+        addrs += [parse_wireaddr(a, self.network.default_port) for a in (self.cfg.get("bind-addr") or [])]
+        if not addrs and self.cfg.get("autolisten") and not self.cfg.get("offline"):
+            addrs = [WireAddr("", self.network.default_port)]
+        return addrs
+
+    def announce_addrs(self) -> list[WireAddr]:
+        out = [parse_wireaddr(a, self.network.default_port) for a in (self.cfg.get("announce-addr") or [])]
+        for a in self.cfg.get("addr") or []:
+            w = parse_wireaddr(a, self.network.default_port)
+            if w.host and (not w.is_localhost() or self.cfg.get("dev-allow-localhost")):
+                out.append(w)
+        return out
+
+    def our_features(self, ctx: "Context") -> bytes:
+        """Our feature bits in `ctx`, with those plugins asked for."""
+        return self.plugins.features(ctx)
+
+    def request_shutdown(self, exit_code: int = 0) -> None:
+        self.exit_code = max(self.exit_code, exit_code)
+        self._shutdown.set()
+
+    # -- start-up ---------------------------------------------------------------------
+    def _lock_dir(self) -> None:
+        path = self.cfg.get("pid-file") or os.path.join(self.cfg.lightning_dir, f"lightningd-{self.network.name}.pid")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StartupError(f"lightningd already running? Error locking PID file {path}: "
+                               "another node is using this lightning directory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._pidfile_fd = fd
+        self._pidfile = path
+
+    async def _check_bitcoind(self) -> None:
+        deadline = time.monotonic() + int(self.cfg.get("bitcoin-retry-timeout", 60))
+        warned = False
+        while True:
+            try:
+                info = await self.bitcoind.getchaininfo()
+                break
+            except BitcoindUnreachable as e:
+                if time.monotonic() >= deadline:
+                    raise StartupError(f"Could not connect to bitcoind: {e}. Make sure bitcoind is running "
+                                       "and --bitcoin-rpcconnect/--bitcoin-rpcport/--bitcoin-rpcuser/"
+                                       "--bitcoin-rpcpassword (or --bitcoin-datadir) are right.") from None
+                if not warned:
+                    self.log.unusual(f"Waiting for bitcoind: {e}")
+                    warned = True
+                await asyncio.sleep(1)
+            except BitcoindError as e:
+                raise StartupError(f"bitcoind error: {e}") from None
+        if info["chain"] != self.network.bip70_name:
+            raise StartupError(f"Wrong network! Our Bitcoin backend is running on '{info['chain']}', but we "
+                               f"expect '{self.network.bip70_name}'. Start lightningd with "
+                               f"--network matching bitcoind, or point --bitcoin-rpcport/--bitcoin-datadir "
+                               f"at the right bitcoind.")
+        self._update_chain(info)
+
+    def _update_chain(self, info: dict) -> None:
+        height = info["blockcount"]
+        self.headercount = info["headercount"]
+        self.bitcoind_synced = not info["ibd"] and info["headercount"] <= height
+        if height != self.blockheight:
+            self.blockheight = height
+            self.gossipd.new_blockheight(height)
+
+    async def _poll_chain(self) -> None:
+        interval = self.cfg.get("dev-bitcoind-poll") if self.cfg.developer else None
+        interval = float(interval or self.cfg.get("bitcoin-poll", 30))
+        outage = False
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            try:
+                self._update_chain(await self.bitcoind.getchaininfo())
+                if outage:
+                    self.log.info("bitcoind is back")
+                    outage = False
+            except BitcoindError as e:
+                if not outage:
+                    self.log.unusual(f"bitcoind unavailable: {e}")
+                    outage = True
+
+    async def start(self) -> None:
+        os.makedirs(self.cfg.network_dir, mode=0o700, exist_ok=True)
+        os.chdir(self.cfg.network_dir)
+        self._lock_dir()
+        self.log.info(f"lightningd {VERSION} starting in {self.cfg.network_dir}")
+        await self.plugins.load_configured()  # getmanifest: plugin options are now known
+        self.plugins.claim_options()
+        try:
+            self.node_id = await self.hsm.start()
+        except Exception as e:
+            raise StartupError(str(e)) from None
+        self.alias = self.cfg.get("alias") or default_alias(self.node_id)
+        rgb = self.cfg.get("rgb")
+        try:
+            self.color = bytes.fromhex(rgb) if rgb else self.node_id[1:4]
+            assert len(self.color) == 3
+        except (ValueError, AssertionError):
+            raise StartupError(f"--rgb: '{rgb}' is not RRGGBB hex") from None
+        await self._check_bitcoind()
+        try:
+            await self.connectd.start()
+        except Exception as e:
+            raise StartupError(f"connectd: {e}") from None
+        await self.gossipd.start()
+        mode = int(self.cfg.get("rpc-file-mode", "0600"), 8)
+        await self.rpc.listen(self.cfg.rpc_path(), mode)
+        await self.plugins.init_all()
+        await self.connectd.activate()
+        self._tasks.append(asyncio.ensure_future(self._poll_chain()))
+        self.log.info(f"Server started with public key {self.node_id.hex()}, alias {self.alias} "
+                      f"(color #{self.color.hex()}) and lightningd {VERSION}")
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_shutdown)
+        loop.add_signal_handler(signal.SIGINT, self.request_shutdown)
+        loop.add_signal_handler(signal.SIGHUP, self.log_book.reopen)
+        try:
+            await self.start()
+        except StartupError:
+            await self.stop()
+            raise
+        await self._shutdown.wait()
+        await self.stop()
+        return self.exit_code
+
+    async def stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.log.info("Shutting down")
+        for t in self._tasks:
+            t.cancel()
+        await self.plugins.shutdown()
+        await self.rpc.close()
+        await asyncio.gather(self.connectd.stop(), self.gossipd.stop(), return_exceptions=True)
+        await self.hsm.stop()
+        if self._pidfile_fd is not None:
+            try:
+                os.unlink(self._pidfile)
+            except OSError:
+                pass
+            os.close(self._pidfile_fd)
+            self._pidfile_fd = None
+
+    # -- peers ------------------------------------------------------------------------
+    async def peer_connected(self, node_id: bytes, incoming: bool, addr: str, features: bytes) -> Exception | None:
+        """connectd finished init with a peer: run the peer_connected hook,
+        then mark the peer connected (or disconnect it).  Returns an error for
+        a waiting `connect` command, or None."""
+        from .jsonrpc_errors import RpcError, LIGHTNINGD
+        p = self.peers.get(node_id)
+        if p is not None and p.connected:
+            return None  # connectd re-reported a live connection
+        payload = {"peer": {"id": node_id.hex(), "direction": "in" if incoming else "out",
+                            "addr": addr, "features": features.hex()}}
+        result = await self.plugins.hooks.call("peer_connected", payload)
+        if result.get("result") == "disconnect":
+            text = result.get("error_message", "")
+            self.log.child("lightningd", node_id.hex()).info(f"peer_connected hook says disconnect: {text}")
+            if text:
+                self.connectd.send_error(node_id, text, warning=True, disconnect=True)
+            else:
+                self.connectd.discard(node_id)
+            return RpcError(LIGHTNINGD, f"Peer rejected by plugin: {text}" if text else "Peer rejected by plugin")
+        if p is None:
+            p = self.peers[node_id] = PeerState(node_id)
+        p.connected, p.incoming, p.addr, p.features = True, incoming, addr, features
+        p.connected_at = time.time()
+        self.log.child("lightningd", node_id.hex()).debug(f"peer connected ({'in' if incoming else 'out'}) {addr}")
+        self.plugins.notify("connect", {"id": node_id.hex(), "direction": "in" if incoming else "out",
+                                        "address": addr_json(addr)})
+        return None
+
+    def wait_peer_disconnected(self, node_id: bytes) -> asyncio.Future:
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._disconnect_waiters.setdefault(node_id, []).append(fut)
+        return fut
+
+    def peer_disconnected(self, node_id: bytes) -> None:
+        for fut in self._disconnect_waiters.pop(node_id, []):
+            if not fut.done():
+                fut.set_result(None)
+        p = self.peers.get(node_id)
+        if p is None or not p.connected:
+            return
+        p.connected = False
+        if not p.channels:
+            del self.peers[node_id]
+        self.log.child("lightningd", node_id.hex()).debug("peer disconnected")
+        self.plugins.notify("disconnect", {"id": node_id.hex()})
+
+
+def addr_json(addr: str) -> dict:
+    try:
+        return parse_wireaddr(addr, 0).to_json()
+    except ValueError:
+        return {"type": "local socket", "socket": addr}
+
+
+_ADJ = ["SILENT", "BRAVE", "LUCKY", "SWIFT", "GENTLE", "VIVID", "RAPID", "CLEVER", "JOLLY", "NOBLE", "SUNNY",
+        "PLUCKY", "MIGHTY", "COSMIC", "FIERY", "FROSTY"]
+_NOUN = ["OTTER", "FALCON", "BADGER", "COMET", "RIVER", "CANYON", "PHOENIX", "WALRUS", "HARBOR", "MAPLE",
+         "GLACIER", "LANTERN", "BEACON", "MEADOW", "PEBBLE", "THUNDER"]
+
+
+def default_alias(node_id: bytes) -> str:
+    """Deterministic from the node id, like Core Lightning's default alias."""
+    return f"{_ADJ[node_id[1] % 16]}{_NOUN[node_id[2] % 16]}"
+
+
+def parse_level(text: str) -> int:
+    return level_from_name(text)

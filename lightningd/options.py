@@ -1,0 +1,177 @@
+"""The option registry: every lightningd option once, with Core Lightning's
+name, type and default.  The click command line, the config files and
+`listconfigs` are all derived from this table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# Option kinds (how a value is written and shown in listconfigs)
+STR = "string"
+INT = "int"
+BOOL = "bool"      # takes a value: true/false
+FLAG = "flag"      # takes no value: presence means set
+MSAT = "msat"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    kind: str
+    default: Any
+    help: str
+    multi: bool = False
+    dev: bool = False           # only valid with --developer
+    dynamic: bool = False       # settable at run time (setconfig, later)
+    cmdline_only: bool = False  # makes no sense in a config file
+    hidden: bool = False        # not shown in listconfigs (e.g. passwords are shown redacted)
+
+
+def _o(name: str, kind: str, default: Any, help: str, **kw: Any) -> OptionSpec:
+    return OptionSpec(name, kind, default, help, **kw)
+
+
+OPTIONS: list[OptionSpec] = [
+    # --- general
+    _o("developer", FLAG, False, "Enable developer options and commands"),
+    _o("allow-deprecated-apis", BOOL, True, "Enable deprecated options, JSONRPC commands, fields, etc."),
+    _o("conf", STR, None, "Specify configuration file", cmdline_only=True),
+    _o("lightning-dir", STR, "~/.lightning", "Set base directory: network-specific subdirectory is under here",
+       cmdline_only=True),
+    _o("network", STR, "bitcoin", "Select the network parameters (bitcoin, testnet, signet, or regtest)"),
+    _o("mainnet", FLAG, False, "Alias for --network=bitcoin"),
+    _o("testnet", FLAG, False, "Alias for --network=testnet"),
+    _o("signet", FLAG, False, "Alias for --network=signet"),
+    _o("regtest", FLAG, False, "Alias for --network=regtest"),
+    _o("pid-file", STR, None, "Specify pid file (default: <lightning-dir>/lightningd-<network>.pid)"),
+    _o("rpc-file", STR, "lightning-rpc", "Set JSON-RPC socket (relative to <lightning-dir>/<network>)"),
+    _o("rpc-file-mode", STR, "0600", "Set the file mode (permissions) for the JSON-RPC socket"),
+    _o("list-features-only", FLAG, False, "List the features configured, and exit immediately", cmdline_only=True),
+    _o("offline", FLAG, False, "Start in offline-mode (do not automatically reconnect and do not accept incoming connections)"),
+    _o("autolisten", BOOL, True, "If true, listen on default port and announce if it seems to be a public interface"),
+    _o("daemon", FLAG, False, "Run in the background, suppress stdout/stderr"),
+    # --- logging
+    _o("log-level", STR, None, "log level (io, debug, info, unusual, broken) [:prefix]", multi=True),
+    _o("log-file", STR, None, "Also log to file (- for stdout)", multi=True),
+    _o("log-prefix", STR, "", "log prefix"),
+    _o("log-timestamps", BOOL, True, "prefix log messages with timestamp"),
+    # --- node identity and network
+    _o("alias", STR, None, "Up to 32-byte alias for node"),
+    _o("rgb", STR, None, "RRGGBB hex color for node"),
+    _o("addr", STR, None, "Set an IP address (v4 or v6) to listen on and announce to the network for incoming connections",
+       multi=True),
+    _o("bind-addr", STR, None, "Set an IP address (v4 or v6) to listen on, but not announce", multi=True),
+    _o("announce-addr", STR, None, "Set an IP address (v4 or v6) or .onion v3 to announce, but not listen on",
+       multi=True),
+    # --- bitcoin backend
+    _o("bitcoin-datadir", STR, None, "-datadir arg for bitcoind (reads bitcoin.conf and .cookie there)"),
+    _o("bitcoin-rpcuser", STR, None, "bitcoind RPC username"),
+    _o("bitcoin-rpcpassword", STR, None, "bitcoind RPC password"),
+    _o("bitcoin-rpcconnect", STR, None, "bitcoind RPC host to connect to"),
+    _o("bitcoin-rpcport", INT, None, "bitcoind RPC port"),
+    _o("bitcoin-rpcclienttimeout", INT, 60, "bitcoind RPC timeout in seconds during HTTP requests"),
+    _o("bitcoin-retry-timeout", INT, 60, "how long to keep retrying to contact bitcoind before fatally exiting"),
+    _o("bitcoin-zmqpubrawblock", STR, None, "bitcoind's -zmqpubrawblock endpoint: wake up on each new block"),
+    _o("bitcoin-poll", INT, 30, "seconds between polls of the bitcoin backend for new blocks"),
+    _o("rescan", INT, 15, "Number of blocks to rescan from the current head, or absolute blockheight if negative"),
+    # --- channels and payments policy
+    _o("fee-base", INT, 1000, "Millisatoshi minimum to charge for HTLC"),
+    _o("fee-per-satoshi", INT, 10, "Microsatoshi fee for every satoshi in HTLC"),
+    _o("cltv-delta", INT, 34, "Number of blocks for cltv_expiry_delta"),
+    _o("cltv-final", INT, 18, "Number of blocks for final cltv_expiry"),
+    _o("funding-confirms", INT, 3, "Confirmations required for funding transaction"),
+    _o("watchtime-blocks", INT, 144, "Blocks before peer can unilaterally spend funds"),
+    _o("max-locktime-blocks", INT, 2016, "Maximum blocks funds may be locked for"),
+    _o("htlc-minimum-msat", MSAT, 0, "the default minimal value an HTLC must carry in order to be forwardable for new channels"),
+    _o("htlc-maximum-msat", MSAT, None, "the default maximal value an HTLC must carry in order to be forwardable for new channel"),
+    _o("max-concurrent-htlcs", INT, 30, "Number of HTLCs one channel can handle concurrently. Should be between 1 and 483"),
+    _o("max-dust-htlc-exposure-msat", MSAT, 50_000_000, "Max HTLC amount that can be trimmed"),
+    _o("commit-time", INT, 10, "Time after changes before sending out COMMIT"),
+    _o("large-channels", FLAG, True, "Allow channels larger than 2^24 (16M) satoshis (always on)"),
+    _o("min-capacity-sat", INT, 10000, "Minimum capacity in satoshis for accepting channels", dynamic=True),
+    _o("ignore-fee-limits", BOOL, False, "Allow peer to set any feerate"),
+    _o("disable-mpp", FLAG, False, "Disable multi-part payments."),
+    _o("autoclean-cycle", INT, 3600, "Perform cleanup every given seconds", dynamic=True),
+    _o("autoclean-expiredinvoices-age", INT, 0, "How old do expired invoices have to be before deletion (0 = never)",
+       dynamic=True),
+    _o("autoclean-paidinvoices-age", INT, 0, "How old do paid invoices have to be before deletion (0 = never)",
+       dynamic=True),
+    # --- plugins
+    _o("plugin", STR, None, "Add a plugin to be run (can be used multiple times)", multi=True),
+    _o("plugin-dir", STR, None, "Add a directory to load plugins from (can be used multiple times)", multi=True),
+    _o("clear-plugins", FLAG, False, "Remove all plugins added before this option"),
+    _o("disable-plugin", STR, None, "Disable a particular plugin by filename/name", multi=True),
+    _o("important-plugin", STR, None, "Add an important plugin to be run (can be used multiple times). "
+                                       "Die if the plugin dies.", multi=True),
+    # --- developer
+    _o("dev-bitcoind-poll", INT, None, "Time between polling for new transactions", dev=True),
+    _o("dev-fast-gossip", FLAG, False, "Make gossip broadcast 1 second, etc", dev=True),
+    _o("dev-allow-localhost", FLAG, False, "Announce and allow announcements for localhost address", dev=True),
+    _o("dev-no-htlc-timeout", FLAG, False, "Don't kill channeld if HTLCs not confirmed within 30 seconds", dev=True),
+    _o("dev-no-reconnect", FLAG, False, "Disable automatic reconnect-attempts by this node", dev=True),
+    _o("dev-disconnect", STR, None, "File containing disconnection points", dev=True),
+    _o("dev-force-privkey", STR, None, "Force HSM to use this as node private key", dev=True),
+    _o("dev-force-bip32-seed", STR, None, "Force HSM to use this as bip32 seed", dev=True),
+    _o("dev-force-channel-secrets", STR, None, "Force HSM to use these for all per-channel secrets "
+       "(funding/revocation/payment/delayed_payment/htlc/shaseed, '/' separated)", dev=True),
+    _o("dev-no-plugin-checksum", FLAG, False, "Don't checksum plugins to detect changes", dev=True),
+    _o("dev-plugin-start-timeout", INT, None, "Seconds a plugin has for getmanifest and for init (default 60)",
+       dev=True),
+    _o("dev-subdaemon-restart-delay", INT, 1, "Seconds to wait before restarting a crashed subdaemon", dev=True),
+]
+
+OPTIONS_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class OptionError(ValueError):
+    """A bad option: unknown, wrong type, or not allowed here.  The message
+    names the option so the operator knows what to fix."""
+
+
+def parse_bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise OptionError(f"--{name}: '{value}' is not a boolean (true/false)")
+
+
+def convert_value(spec: OptionSpec, raw: str | None) -> Any:
+    """Turn the text of an option (as given on the command line or in a
+    config file) into its typed value; raise OptionError naming it."""
+    if spec.kind == FLAG:
+        if raw is None or raw == "":
+            return True
+        return parse_bool(spec.name, raw)
+    if raw is None:
+        raise OptionError(f"--{spec.name}: requires an argument")
+    if spec.kind == BOOL:
+        return parse_bool(spec.name, raw)
+    if spec.kind in (INT, MSAT):
+        text = raw.strip()
+        if spec.kind == MSAT and text.endswith("msat"):
+            text = text[:-4]
+        try:
+            return int(text, 0) if text.lower().startswith("0x") else int(text)
+        except ValueError:
+            raise OptionError(f"--{spec.name}: '{raw}' is not a number") from None
+    # strings: trailing whitespace trimmed except where Core Lightning keeps it
+    return raw if spec.name in ("log-prefix", "alias") else raw.rstrip()
+
+
+@dataclass
+class OptionValue:
+    """One option's current value and where it came from ("default",
+    "cmdline", or "FILE:LINE"), as listconfigs reports it."""
+
+    spec: OptionSpec
+    value: Any
+    source: str = "default"
+    sources: list[str] = field(default_factory=list)  # for multi options
+
+
+Validator = Callable[[Any], None]

@@ -1,0 +1,231 @@
+"""Parameter specs for RPC commands (Core Lightning's `param(...)`): each
+command declares its parameters once with a type checker; positional and
+named calls are both resolved from that declaration."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from common.amount import AmountError, parse_amount_msat
+from common.scid import ShortChannelId
+
+from .jsonrpc_errors import ParamError
+
+Checker = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    check: Checker
+    required: bool = True
+    default: Any = None
+
+
+def req(name: str, check: Checker) -> Param:
+    return Param(name, check, True)
+
+
+def opt(name: str, check: Checker, default: Any = None) -> Param:
+    return Param(name, check, False, default)
+
+
+class BadType(ValueError):
+    """Raised by a checker: message says what the value should be."""
+
+
+def _tok(v: Any) -> str:
+    return json.dumps(v) if not isinstance(v, str) else f"'{v}'"
+
+
+def resolve_params(params: list[Param], given: Any) -> dict[str, Any]:
+    """Bind a JSON-RPC `params` (array, object or null) to declared params."""
+    out: dict[str, Any] = {}
+    if given is None:
+        given = {}
+    if isinstance(given, list):
+        if len(given) > len(params):
+            raise ParamError(f"too many parameters: got {len(given)}, expected {len(params)}")
+        items = list(zip([p.name for p in params], given))
+    elif isinstance(given, dict):
+        known = {p.name for p in params}
+        for k in given:
+            if k not in known:
+                raise ParamError(f"unknown parameter: {k}, this may be caused by a failure to autodetect "
+                                 f"key=value-style parameters. Please try using the -k flag and explicit "
+                                 f"key=value pairs of parameters.")
+        items = list(given.items())
+    else:
+        raise ParamError("Expected array or object for params")
+    values = dict(items)
+    for p in params:
+        v = values.get(p.name)
+        if v is None:
+            if p.required:
+                raise ParamError(f"missing required parameter: {p.name}")
+            out[p.name] = p.default
+            continue
+        try:
+            out[p.name] = p.check(v)
+        except BadType as e:
+            raise ParamError(f"{p.name}: {e}: invalid token {_tok(v)}") from None
+    return out
+
+
+# --- checkers --------------------------------------------------------------------
+
+def string(v: Any) -> str:
+    if not isinstance(v, str):
+        raise BadType("should be a string")
+    return v
+
+
+def label(v: Any) -> str:
+    """Invoice labels: strings, or numbers used as strings (Core Lightning)."""
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise BadType("should be a string or number")
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _integer(v: Any, lo: int, hi: int, what: str) -> int:
+    if isinstance(v, bool):
+        raise BadType(f"should be {what}")
+    if isinstance(v, str):
+        try:
+            v = int(v, 10)
+        except ValueError:
+            raise BadType(f"should be {what}") from None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or not lo <= v <= hi:
+        raise BadType(f"should be {what}")
+    return v
+
+
+def u16(v: Any) -> int:
+    return _integer(v, 0, 0xFFFF, "a 16 bit integer")
+
+
+def u32(v: Any) -> int:
+    return _integer(v, 0, 0xFFFFFFFF, "an unsigned 32 bit integer")
+
+
+def u64(v: Any) -> int:
+    return _integer(v, 0, 0xFFFFFFFFFFFFFFFF, "an unsigned 64 bit integer")
+
+
+def number(v: Any) -> int:
+    return _integer(v, -(2 ** 63), 2 ** 63 - 1, "an integer")
+
+
+def boolean(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if v in ("true", "false"):
+        return v == "true"
+    raise BadType("should be 'true' or 'false'")
+
+
+def node_id(v: Any) -> bytes:
+    if isinstance(v, str) and len(v) == 66:
+        try:
+            b = bytes.fromhex(v)
+        except ValueError:
+            b = b""
+        if len(b) == 33 and b[0] in (2, 3):
+            from bitcoin.keys import is_valid_pubkey
+            if is_valid_pubkey(b):
+                return b
+    raise BadType("should be a node id")
+
+
+def hex_bytes(v: Any) -> bytes:
+    if isinstance(v, str):
+        try:
+            return bytes.fromhex(v)
+        except ValueError:
+            pass
+    raise BadType("should be hex")
+
+
+def sha256_hex(v: Any) -> bytes:
+    b = hex_bytes(v)
+    if len(b) != 32:
+        raise BadType("should be a 32 byte hex value")
+    return b
+
+
+def txid(v: Any) -> str:
+    b = sha256_hex(v)
+    return b.hex()
+
+
+def msat(v: Any) -> int:
+    """An amount in millisatoshi: integer (msat), or '10sat', '10msat', '0.1btc'."""
+    if isinstance(v, bool):
+        raise BadType("should be a millisatoshi amount")
+    try:
+        m = parse_amount_msat(v, default_unit="msat")
+    except (AmountError, ValueError):
+        raise BadType("should be a millisatoshi amount") from None
+    assert m is not None
+    return m
+
+
+def msat_or_any(v: Any) -> int | None:
+    if v == "any":
+        return None
+    return msat(v)
+
+
+def sat(v: Any) -> int:
+    """An amount in satoshi (integer means sat); returns satoshis."""
+    if isinstance(v, bool):
+        raise BadType("should be a satoshi amount")
+    try:
+        m = parse_amount_msat(v, default_unit="sat")
+    except (AmountError, ValueError):
+        raise BadType("should be a satoshi amount") from None
+    if m is None or m % 1000:
+        raise BadType("should be a satoshi amount")
+    return m // 1000
+
+
+def sat_or_all(v: Any) -> int | None:
+    if v == "all":
+        return None
+    return sat(v)
+
+
+def short_channel_id(v: Any) -> ShortChannelId:
+    if isinstance(v, str):
+        try:
+            return ShortChannelId.parse(v)
+        except ValueError:
+            pass
+    raise BadType("should be a short_channel_id of form NxNxN")
+
+
+def array(v: Any) -> list:
+    if not isinstance(v, list):
+        raise BadType("should be an array")
+    return v
+
+
+def obj(v: Any) -> dict:
+    if not isinstance(v, dict):
+        raise BadType("should be an object")
+    return v
+
+
+def one_of(*choices: str) -> Checker:
+    def check(v: Any) -> str:
+        if v not in choices:
+            raise BadType(f"should be one of {', '.join(choices)}")
+        return v
+    return check
+
+
+def anything(v: Any) -> Any:
+    return v

@@ -1,0 +1,213 @@
+"""Spawning, talking to and supervising subdaemons (Core Lightning's subd.c).
+
+Each subdaemon is a separate OS process (`python -m connectd` ...) started
+with posix_spawn so its file descriptors land on fixed numbers: 0 is its
+link to us, 3 its hsmd link (if any), 4.. any extra fds; 1 and 2 go to a pipe
+whose lines we log as `broken` (a subdaemon should never print).  Its exit is
+noticed through a pidfd on our event loop.  Generic status messages (log,
+io, billboard, fail, version) are handled here once for every daemon."""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import socket
+import sys
+from typing import Any, Callable
+
+from common.daemon import VERSION
+from common.daemon_conn import DaemonConn, Handler, Msg, ProtocolError
+from common.msgconn import MsgConn
+from wire import MessageSchema
+
+from .log import BROKEN, LEVELS, Logger
+
+ExitCallback = Callable[["Subd", int], Any]
+
+FAIL_REASONS = {1: "master link broken", 2: "hsmd link broken", 3: "internal error", 4: "bad input"}
+
+
+def _high_fd(fd: int) -> int:
+    """A close-on-exec copy of fd numbered >= 10, so the dup2s into 0..N
+    at spawn can never clobber a source fd."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+
+
+class Subd:
+    def __init__(self, name: str, schema: MessageSchema, handlers: dict[str, Handler], log: Logger,
+                 on_exit: ExitCallback | None = None, args: list[str] | None = None,
+                 node_id: str | None = None) -> None:
+        self.name = name
+        self.schema = schema
+        self.handlers = handlers
+        self.log = log
+        self.on_exit = on_exit
+        self.args = args or []
+        self.node_id = node_id
+        self.pid: int | None = None
+        self.conn: DaemonConn | None = None
+        self.billboard: str | None = None
+        self.perm_billboard: str | None = None
+        self.failure: str | None = None
+        self.returncode: int | None = None
+        self.exited = asyncio.Event()
+        self._stopping = False
+        self._pidfd: int | None = None
+        self._err_task: asyncio.Task | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, hsm_fd: int | None = None, extra_fds: list[int] | tuple[int, ...] = ()) -> None:
+        """Spawn the process; fds given here are only borrowed (caller closes them)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        err_r, err_w = os.pipe()
+        sources: list[int] = []
+        try:
+            child = _high_fd(theirs.fileno())
+            errw = _high_fd(err_w)
+            sources += [child, errw]
+            actions = [(os.POSIX_SPAWN_DUP2, child, 0), (os.POSIX_SPAWN_DUP2, errw, 1),
+                       (os.POSIX_SPAWN_DUP2, errw, 2)]
+            target = 3
+            if hsm_fd is not None:
+                h = _high_fd(hsm_fd)
+                sources.append(h)
+                actions.append((os.POSIX_SPAWN_DUP2, h, 3))
+            target = 4
+            for fd in extra_fds:
+                x = _high_fd(fd)
+                sources.append(x)
+                actions.append((os.POSIX_SPAWN_DUP2, x, target))
+                target += 1
+            argv = [sys.executable, "-m", self.name] + self.args
+            if hsm_fd is not None:
+                argv.append("--hsmfd")
+            if extra_fds:
+                argv.append("--fds=" + ",".join(str(4 + i) for i in range(len(extra_fds))))
+            env = dict(os.environ)
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            self.pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions)
+        finally:
+            for fd in sources:
+                os.close(fd)
+            theirs.close()
+            os.close(err_w)
+        self.log.debug(f"{self.name}: pid {self.pid}, msgfd {ours.fileno()}")
+        loop = asyncio.get_running_loop()
+        self.conn = DaemonConn(MsgConn(ours, loop), self.schema, self.handlers, on_status=self._on_status,
+                               on_error=self._on_protocol_error)
+        self.conn.start()
+        self._pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self._pidfd, self._on_pidfd)
+        self._err_task = asyncio.ensure_future(self._read_stderr(err_r))
+
+    async def _read_stderr(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                    os.fdopen(fd, "rb", 0))
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                self.log.broken(f"{self.name} stderr: {line.decode(errors='replace').rstrip()}")
+        finally:
+            transport.close()
+
+    def _on_pidfd(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._pidfd is not None
+        loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        try:
+            _, status = os.waitpid(self.pid, 0)  # type: ignore[arg-type]
+            self.returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            self.returncode = -1
+        if self.conn is not None:
+            self.conn.close()
+        asyncio.ensure_future(self._finish_exit())
+
+    async def _finish_exit(self) -> None:
+        if self._err_task is not None:
+            try:
+                await asyncio.wait_for(self._err_task, 1.0)
+            except (asyncio.TimeoutError, Exception):
+                self._err_task.cancel()
+        rc = self.returncode if self.returncode is not None else -1
+        if not self._stopping:
+            how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+            why = f": {self.failure}" if self.failure else ""
+            self.log.log(BROKEN, f"{self.name} died ({how}){why}")
+        else:
+            self.log.debug(f"{self.name} exited ({rc})")
+        self.exited.set()
+        if self.on_exit is not None:
+            r = self.on_exit(self, rc)
+            if asyncio.iscoroutine(r):
+                await r
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Close the link (the daemon exits on EOF), then escalate."""
+        if self.pid is None or self.exited.is_set():
+            return
+        self._stopping = True
+        if self.conn is not None:
+            self.conn.close()
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    pass
+            try:
+                await asyncio.wait_for(self.exited.wait(), timeout if sig is None else 2.0)
+                return
+            except asyncio.TimeoutError:
+                continue
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None and not self.exited.is_set()
+
+    # -- messages --------------------------------------------------------------------
+    def send(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = ()) -> None:
+        assert self.conn is not None
+        self.conn.send(name, fields, fds)
+
+    async def request(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = (),
+                      timeout: float | None = None) -> Msg:
+        assert self.conn is not None
+        return await self.conn.request(name, fields, fds, timeout)
+
+    def _on_status(self, msg: Msg) -> None:
+        f = msg.fields
+        if msg.name == "status_log":
+            level = f["level"] if 0 <= f["level"] < len(LEVELS) else BROKEN
+            peer = f["peer"].hex() if f["peer"] else self.node_id
+            self.log.log(level, f["entry"], node_id=peer)
+        elif msg.name == "status_io":
+            peer = f["peer"].hex() if f["peer"] else self.node_id
+            self.log.io(f["who"], f["data"], f["outgoing"], node_id=peer)
+        elif msg.name == "status_peer_billboard":
+            if f["perm"]:
+                self.perm_billboard = f["happenings"]
+            self.billboard = f["happenings"]
+        elif msg.name == "status_fail":
+            reason = FAIL_REASONS.get(f["reason"], str(f["reason"]))
+            self.failure = f"{reason}: {f['desc'].splitlines()[0] if f['desc'] else ''}"
+            for line in f["desc"].splitlines():
+                self.log.broken(f"{self.name} failed ({reason}): {line}")
+        elif msg.name == "status_version":
+            if f["version"] != VERSION:
+                self.log.broken(f"{self.name} version {f['version']} != ours {VERSION}")
+        else:  # the status schema has no other message: a new one needs a case here
+            self._on_protocol_error(ProtocolError(f"unhandled status message {msg.name}"))
+
+    def _on_protocol_error(self, e: Exception) -> None:
+        self.log.broken(f"{self.name}: {type(e).__name__}: {e}")
+
+
+STATUS_HANDLED = {"status_log", "status_io", "status_peer_billboard", "status_fail", "status_version"}
