@@ -1,0 +1,268 @@
+"""Start real nodes for integration tests (in the spirit of pyln-testing).
+
+    def test_x(node_factory):
+        l1, l2 = node_factory.get_nodes(2)
+        l1.connect(l2)
+        l1.rpc.getinfo()
+
+Every node is a real `lightningd` process (with its hsmd, connectd and
+gossipd) on a shared regtestd chain, with its own lightning dir and port.
+Teardown stops each node through `stop` and fails the test if a node logged
+a BROKEN line (unless the test allowed it) or left a process behind."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pyln.client import LightningRpc
+
+from contrib.regtest.testing import RegtestChain, free_port
+
+LIGHTNINGD = [sys.executable, "-m", "lightningd"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy (tests wait on state, not on logs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of pid (from /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(d))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+class LightningNode:
+    def __init__(self, factory: "NodeFactory", num: int, chain: RegtestChain, options: dict[str, Any],
+                 allow_broken_log: bool = False, may_fail: bool = False) -> None:
+        self.factory = factory
+        self.num = num
+        self.chain = chain
+        self.base_dir = factory.directory / f"lightning-{num}"
+        self.lightning_dir = self.base_dir / "regtest"
+        self.port = free_port()
+        self.allow_broken_log = allow_broken_log
+        self.may_fail = may_fail
+        self.options: dict[str, Any] = {
+            "lightning-dir": str(self.base_dir),
+            "network": "regtest",
+            "addr": f"127.0.0.1:{self.port}",
+            "log-level": "debug",
+            "log-file": str(self.base_dir / "log"),
+            "bitcoin-rpcport": chain.rpcport,
+            "bitcoin-rpcuser": chain.rpcuser,
+            "bitcoin-rpcpassword": chain.rpcpassword,
+            "bitcoin-retry-timeout": 10,
+            "developer": None,
+            "dev-bitcoind-poll": 1,
+            "dev-subdaemon-restart-delay": 0,
+            "dev-allow-localhost": None,
+            "alias": f"node{num}",
+        }
+        self.options.update(options)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._rpc: LightningRpc | None = None
+
+    # -- process ---------------------------------------------------------------------
+    def cmd_line(self) -> list[str]:
+        args = []
+        for k, v in self.options.items():
+            if v is False:
+                continue
+            vals = v if isinstance(v, list) else [v]
+            for x in vals:
+                args.append(f"--{k}" if x is None else f"--{k}={x}")
+        return LIGHTNINGD + args
+
+    @property
+    def rpc_path(self) -> Path:
+        return self.lightning_dir / "lightning-rpc"
+
+    @property
+    def rpc(self) -> LightningRpc:
+        if self._rpc is None:
+            self._rpc = LightningRpc(str(self.rpc_path))
+        return self._rpc
+
+    def start(self, wait_for_rpc: bool = True, timeout: float = 60.0) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.stderr = open(self.base_dir / "stderr", "ab")
+        self.proc = subprocess.Popen(self.cmd_line(), stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                     stdin=subprocess.DEVNULL)
+        self._rpc = None
+        if not wait_for_rpc:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.num} exited ({self.proc.returncode}): {self.stderr_text()[-2000:]}")
+            if self.rpc_path.exists():
+                try:
+                    self.info = self.rpc.getinfo()
+                    return
+                except (OSError, ValueError):
+                    pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {self.num} not ready: {self.log_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def stderr_text(self) -> str:
+        p = self.base_dir / "stderr"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def log_text(self) -> str:
+        p = self.base_dir / "log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def subdaemon_pids(self) -> dict[str, int]:
+        """name -> pid of each subdaemon of this node, from the process table."""
+        assert self.proc is not None
+        out = {}
+        for pid in child_pids(self.proc.pid):
+            cl = cmdline(pid)
+            for name in ("hsmd", "connectd", "gossipd", "channeld", "onchaind"):
+                if f"-m {name}" in cl:
+                    out[name] = pid
+        return out
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """`stop` over RPC and wait for exit; SIGKILL if it hangs."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            try:
+                self.rpc.stop()
+            except Exception:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.stderr.close()
+        return rc
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    # -- helpers ---------------------------------------------------------------------
+    @property
+    def node_id(self) -> str:
+        return self.info["id"]
+
+    def connect(self, other: "LightningNode") -> dict:
+        return self.rpc.connect(other.node_id, "127.0.0.1", other.port)
+
+    def is_connected(self, other: "LightningNode") -> bool:
+        peers = self.rpc.listpeers(other.node_id)["peers"]
+        return bool(peers) and peers[0]["connected"]
+
+    def broken_lines(self) -> list[str]:
+        return [ln for ln in self.log_text().splitlines() if " BROKEN " in ln]
+
+
+class NodeFactory:
+    def __init__(self, directory: Path, chain: RegtestChain) -> None:
+        self.directory = directory
+        self.chain = chain
+        self.nodes: list[LightningNode] = []
+
+    def get_node(self, options: dict[str, Any] | None = None, start: bool = True, **kw: Any) -> LightningNode:
+        node = LightningNode(self, len(self.nodes) + 1, self.chain, options or {}, **kw)
+        self.nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    def get_nodes(self, n: int, opts: dict[str, Any] | list[dict[str, Any]] | None = None) -> list[LightningNode]:
+        optlist = opts if isinstance(opts, list) else [opts or {}] * n
+        nodes = [self.get_node(o, start=False) for o in optlist]
+        for node in nodes:
+            node.start(wait_for_rpc=False)
+        for node in nodes:
+            wait_for(lambda: node.rpc_path.exists() or node.proc.poll() is not None, timeout=60)
+            _wait_ready(node)
+        return nodes
+
+    def teardown(self) -> list[str]:
+        """Stop everything; return the problems found (BROKEN logs, leftovers)."""
+        problems = []
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            kids = child_pids(node.proc.pid) if node.proc.poll() is None else []
+            rc = node.stop()
+            if rc not in (0, None) and not node.may_fail:
+                problems.append(f"node {node.num} exited with {rc}")
+            left = [p for p in kids if pid_alive(p)]
+            if left:
+                problems.append(f"node {node.num} left processes {left}: {[cmdline(p) for p in left]}")
+                for p in left:
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except OSError:
+                        pass
+            if not node.allow_broken_log and node.broken_lines():
+                problems.append(f"node {node.num} logged BROKEN: {node.broken_lines()[:5]}")
+        return problems
+
+
+def _wait_ready(node: LightningNode, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert node.proc is not None
+        if node.proc.poll() is not None:
+            raise RuntimeError(f"node {node.num} exited ({node.proc.returncode}): {node.stderr_text()[-2000:]}")
+        try:
+            node.info = node.rpc.getinfo()
+            return
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {node.num} not ready")
+            time.sleep(0.05)
