@@ -176,6 +176,9 @@ class RpcConnection:
                     try:
                         raw = splitter.next_value()
                     except ValueError as e:
+                        # answer what came before the garbage, then say why we hang up
+                        if self.tasks:
+                            await asyncio.wait(list(self.tasks))
                         await self.send({"jsonrpc": "2.0", "id": None,
                                          "error": {"code": PARSE_ERROR, "message": f"Parse error: {e}"}})
                         return
@@ -189,6 +192,9 @@ class RpcConnection:
         except (ConnectionError, OSError):
             pass
         finally:
+            # A client may half-close after its request: still answer it.
+            if self.tasks and not self.closed:
+                await asyncio.wait(list(self.tasks))
             self.closed = True
             try:
                 self.writer.close()
