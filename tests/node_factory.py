@@ -126,8 +126,10 @@ class LightningNode:
     def start(self, wait_for_rpc: bool = True, timeout: float = 60.0) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.stderr = open(self.base_dir / "stderr", "ab")
+        # Plugins run with `#!/usr/bin/env python3`: make that this venv's python.
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         self.proc = subprocess.Popen(self.cmd_line(), stdout=subprocess.DEVNULL, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=env)
         self._rpc = None
         if not wait_for_rpc:
             return

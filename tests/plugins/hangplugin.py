@@ -1,0 +1,4 @@
+#!/usr/bin/env python3
+"""Never answers getmanifest."""
+import time
+time.sleep(3600)
