@@ -194,6 +194,8 @@ def cli(lightning_dir: str | None, conf: str | None, network: str | None, net_fl
         raise click.UsageError("Cannot use both -k and -o")
     if notifications != "none" and notifications not in LEVELS:
         raise click.UsageError(f"-N: unknown level {notifications}")
+    if command is not None and command.startswith("-"):
+        raise click.UsageError(f"Unknown option {command}")
     command = command or "help"
     params = build_params(list(args), keywords, ordered)
     path = resolve_rpc_path(lightning_dir, network or net_flag, rpc_file, conf)

@@ -28,7 +28,10 @@ class Daemon:
     def __init__(self, name: str) -> None:
         self.name = name
         self.master = MsgConn.from_fd(MASTER_FD)
-        self.status = Status(self.master)
+        # The master tells us the most verbose level anyone wants, so io and
+        # trace lines are only sent when they would be kept.
+        level = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--status-level=")), 2)
+        self.status = Status(self.master, level)
         self.hsm: MsgConn | None = None
         # The master says on our command line whether fd 3 is an hsmd link:
         # probing fd 3 would find whatever Python itself opened there.

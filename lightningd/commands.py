@@ -8,7 +8,7 @@ from . import params as P
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
 from .log import level_from_name
-from .options import BOOL, FLAG, INT, MSAT
+from .options import BOOL, FLAG, INT, MSAT, OptionError
 from .params import opt, req, resolve_params
 from .plugin_proc import PluginError
 from common.features import Context
@@ -155,13 +155,17 @@ def register(ld: "LightningD") -> None:
                     raise RpcError(INVALID_PARAMS, f"Could not open {d}")
                 for name in sorted(os.listdir(d)):
                     path = os.path.join(d, name)
-                    if os.access(path, os.X_OK) and os.path.isfile(path):
+                    if not name.startswith(".") and os.access(path, os.X_OK) and os.path.isfile(path):
                         try:
                             await ld.plugins.start_dynamic(path, {})
                         except PluginError as e:
                             ld.plugins.log.unusual(str(e))
             elif sub == "rescan":
-                for path, _ in ld.plugins._configured_paths():
+                try:
+                    paths = ld.plugins._configured_paths()
+                except OptionError as e:
+                    raise RpcError(INVALID_PARAMS, str(e)) from None
+                for path, _ in paths:
                     if not any(p.path == path for p in ld.plugins.plugins):
                         try:
                             await ld.plugins.start_dynamic(path, {})
@@ -213,7 +217,7 @@ def _configs_json(ld: "LightningD") -> dict:
             out[name] = {key: vals, "sources": list(v.sources)}
             continue
         key, val = _value_json(spec.kind, v.value)
-        if name == "bitcoin-rpcpassword":
+        if spec.conceal:
             val = "..."
         out[name] = {key: val, "source": v.source}
     for p in ld.plugins.plugins:

@@ -82,7 +82,11 @@ def read_config_file(path: str, seen: set[str] | None = None) -> list[RawOption]
         raise OptionError(f"{path}: include loop")
     seen.add(real)
     out: list[RawOption] = []
-    with open(path, encoding="utf-8") as f:
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise OptionError(f"cannot read config file {path}: {e.strerror}") from None
+    with f:
         for lineno, line in enumerate(f, 1):
             text = line.rstrip("\r\n")
             stripped = text.strip()

@@ -71,6 +71,8 @@ class ConnectControl:
         assert self.subd is not None
         listen = not self.ld.cfg.get("offline")
         await self.subd.request("connectd_activate", {"listen": listen}, timeout=60)
+        if not listen:
+            self.binding = []
 
     async def stop(self) -> None:
         if self.subd is not None:

@@ -178,6 +178,8 @@ class LightningD:
         except Exception as e:
             raise StartupError(str(e)) from None
         self.alias = self.cfg.get("alias") or default_alias(self.node_id)
+        if len(self.alias.encode()) > 32:
+            raise StartupError(f"--alias: '{self.alias}' is longer than 32 bytes")
         rgb = self.cfg.get("rgb")
         try:
             self.color = bytes.fromhex(rgb) if rgb else self.node_id[1:4]
@@ -190,7 +192,10 @@ class LightningD:
         except Exception as e:
             raise StartupError(f"connectd: {e}") from None
         await self.gossipd.start()
-        mode = int(self.cfg.get("rpc-file-mode", "0600"), 8)
+        try:
+            mode = int(self.cfg.get("rpc-file-mode", "0600"), 8)
+        except ValueError:
+            raise StartupError(f"--rpc-file-mode: '{self.cfg.get('rpc-file-mode')}' is not an octal mode") from None
         await self.rpc.listen(self.cfg.rpc_path(), mode)
         await self.plugins.init_all()
         await self.connectd.activate()

@@ -24,7 +24,7 @@ class OptionSpec:
     dev: bool = False           # only valid with --developer
     dynamic: bool = False       # settable at run time (setconfig, later)
     cmdline_only: bool = False  # makes no sense in a config file
-    hidden: bool = False        # not shown in listconfigs (e.g. passwords are shown redacted)
+    conceal: bool = False       # a secret: listconfigs shows "..."
 
 
 def _o(name: str, kind: str, default: Any, help: str, **kw: Any) -> OptionSpec:
@@ -51,7 +51,7 @@ OPTIONS: list[OptionSpec] = [
     _o("autolisten", BOOL, True, "If true, listen on default port and announce if it seems to be a public interface"),
     _o("daemon", FLAG, False, "Run in the background, suppress stdout/stderr"),
     # --- logging
-    _o("log-level", STR, None, "log level (io, debug, info, unusual, broken) [:prefix]", multi=True),
+    _o("log-level", STR, None, "log level (io, trace, debug, info, unusual, broken) [:SUBSYSTEM[:PATH]]", multi=True),
     _o("log-file", STR, None, "Also log to file (- for stdout)", multi=True),
     _o("log-prefix", STR, "", "log prefix"),
     _o("log-timestamps", BOOL, True, "prefix log messages with timestamp"),
@@ -66,7 +66,7 @@ OPTIONS: list[OptionSpec] = [
     # --- bitcoin backend
     _o("bitcoin-datadir", STR, None, "-datadir arg for bitcoind (reads bitcoin.conf and .cookie there)"),
     _o("bitcoin-rpcuser", STR, None, "bitcoind RPC username"),
-    _o("bitcoin-rpcpassword", STR, None, "bitcoind RPC password"),
+    _o("bitcoin-rpcpassword", STR, None, "bitcoind RPC password", conceal=True),
     _o("bitcoin-rpcconnect", STR, None, "bitcoind RPC host to connect to"),
     _o("bitcoin-rpcport", INT, None, "bitcoind RPC port"),
     _o("bitcoin-rpcclienttimeout", INT, 60, "bitcoind RPC timeout in seconds during HTTP requests"),
@@ -110,10 +110,10 @@ OPTIONS: list[OptionSpec] = [
     _o("dev-no-htlc-timeout", FLAG, False, "Don't kill channeld if HTLCs not confirmed within 30 seconds", dev=True),
     _o("dev-no-reconnect", FLAG, False, "Disable automatic reconnect-attempts by this node", dev=True),
     _o("dev-disconnect", STR, None, "File containing disconnection points", dev=True),
-    _o("dev-force-privkey", STR, None, "Force HSM to use this as node private key", dev=True),
-    _o("dev-force-bip32-seed", STR, None, "Force HSM to use this as bip32 seed", dev=True),
+    _o("dev-force-privkey", STR, None, "Force HSM to use this as node private key", dev=True, conceal=True),
+    _o("dev-force-bip32-seed", STR, None, "Force HSM to use this as bip32 seed", dev=True, conceal=True),
     _o("dev-force-channel-secrets", STR, None, "Force HSM to use these for all per-channel secrets "
-       "(funding/revocation/payment/delayed_payment/htlc/shaseed, '/' separated)", dev=True),
+       "(funding/revocation/payment/delayed_payment/htlc/shaseed, '/' separated)", dev=True, conceal=True),
     _o("dev-no-plugin-checksum", FLAG, False, "Don't checksum plugins to detect changes", dev=True),
     _o("dev-plugin-start-timeout", INT, None, "Seconds a plugin has for getmanifest and for init (default 60)",
        dev=True),

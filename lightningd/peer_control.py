@@ -9,7 +9,8 @@ from common.wireaddr import AddressParseError, parse_wireaddr
 
 from . import params as P
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import CONNECT_NO_KNOWN_ADDRESS, INVALID_PARAMS, LIGHTNINGD, RpcError
+from .jsonrpc_errors import (CONNECT_DISCONNECTED_DURING, CONNECT_NO_KNOWN_ADDRESS, INVALID_PARAMS, LIGHTNINGD,
+                             RpcError)
 from .log import level_from_name
 from .params import opt, req
 
@@ -35,6 +36,8 @@ def register(ld: "LightningD") -> None:
             raise RpcError(INVALID_PARAMS, f"id: should be a node id: invalid token '{node_text}'") from None
         if node_id == ld.node_id:
             raise RpcError(LIGHTNINGD, "Connecting to myself is not wise.")
+        if port is not None and host is None:
+            raise RpcError(INVALID_PARAMS, "Can't specify port without host")
         addrs: list[str] = []
         if host is not None:
             try:
@@ -49,14 +52,14 @@ def register(ld: "LightningD") -> None:
             if not addrs:
                 addrs = ld.known_addresses(node_id) if hasattr(ld, "known_addresses") else []
             if not addrs:
-                raise RpcError(CONNECT_NO_KNOWN_ADDRESS, f"Unable to connect, no address known for peer")
+                raise RpcError(CONNECT_NO_KNOWN_ADDRESS, "Unable to connect, no address known for peer")
             try:
                 await ld.connectd.connect(node_id, addrs)
             except asyncio.TimeoutError:
                 raise RpcError(LIGHTNINGD, "Connection timed out") from None
             p = ld.peers.get(node_id)
             if p is None or not p.connected:
-                raise RpcError(LIGHTNINGD, "Peer disconnected while connecting")
+                raise RpcError(CONNECT_DISCONNECTED_DURING, "Peer disconnected while connecting")
         return {"id": node_id.hex(), "features": p.features.hex(), "direction": "in" if p.incoming else "out",
                 "address": _addr_json(p.addr)}
 
@@ -87,7 +90,7 @@ def register(ld: "LightningD") -> None:
          description="Send peer {id} a ping of length {len} (default 128) asking for {pongbytes} (default 128)")
     async def ping(ctx: RequestContext, id: bytes, len: int, pongbytes: int) -> dict:
         # BOLT 1: the whole ping message (type + 2 lengths + ignored) must fit 65535
-        if len + 4 > 65535:
+        if len + 6 > 65535:
             raise RpcError(INVALID_PARAMS, "Ping would have been too long")
         p = ld.peers.get(id)
         if p is None or not p.connected:

@@ -300,9 +300,11 @@ class PluginManager:
 
     # -- the plugin command ----------------------------------------------------------------
     async def start_dynamic(self, path: str, options: dict[str, Any]) -> PluginProcess:
-        path = os.path.abspath(os.path.expanduser(path))
+        path = os.path.expanduser(path)
         if not os.path.isabs(path):
-            path = os.path.join(self.ld.cfg.lightning_dir, "plugins", path)
+            # relative: the default plugin directory first, as Core Lightning
+            in_dir = os.path.join(self.ld.cfg.lightning_dir, "plugins", path)
+            path = in_dir if os.path.exists(in_dir) else os.path.abspath(path)
         for p in self.plugins:
             if p.path == path:
                 raise PluginError(f"{path}: already registered")
@@ -319,6 +321,8 @@ class PluginManager:
         self.plugins.append(p)
         given = {k: [v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)]
                  for k, v in options.items()}
+        for k, vals in given.items():  # listconfigs shows what `plugin start` set
+            self.option_values[k] = [RawOption(k, v, "pluginstart") for v in vals]
         await self._init_plugin(p, given, startup=False)
         return p
 

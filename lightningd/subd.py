@@ -79,7 +79,7 @@ class Subd:
                 sources.append(x)
                 actions.append((os.POSIX_SPAWN_DUP2, x, target))
                 target += 1
-            argv = [sys.executable, "-m", self.name] + self.args
+            argv = [sys.executable, "-m", self.name, f"--status-level={self.log.book.min_level()}"] + self.args
             if hsm_fd is not None:
                 argv.append("--hsmfd")
             if extra_fds:

@@ -1,0 +1,106 @@
+"""lightning-cli output and exit codes; config files; log levels and filters."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+CLI = [str(Path(sys.executable).parent / "lightning-cli")]
+
+
+def cli(node, *args, check=True):
+    p = subprocess.run(CLI + [f"--lightning-dir={node.base_dir}", "--regtest", *args], capture_output=True,
+                       text=True, timeout=60)
+    if check:
+        assert p.returncode == 0, p.stderr + p.stdout
+    return p
+
+
+def test_cli_output_modes_and_exit_codes(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    out = json.loads(cli(l1, "getinfo").stdout)
+    assert out["id"] == l1.node_id
+    # positional and keyword parameters
+    r = json.loads(cli(l1, "connect", l2.node_id, "127.0.0.1", str(l2.port)).stdout)
+    assert r["id"] == l2.node_id
+    r = json.loads(cli(l1, "-k", "ping", f"id={l2.node_id}", "len=1", "pongbytes=2").stdout)
+    assert r == {"totlen": 6}
+    r = json.loads(cli(l1, "ping", f"id={l2.node_id}", "pongbytes=5").stdout)  # auto-detected keywords
+    assert r == {"totlen": 9}
+    r = json.loads(cli(l1, "-o", "ping", l2.node_id, "0", "0").stdout)
+    assert r == {"totlen": 4}
+    human = cli(l1, "-H", "getinfo").stdout
+    assert f"id={l1.node_id}" in human and "network=regtest" in human
+    flat = cli(l1, "-F", "getinfo").stdout
+    assert f"id={l1.node_id}" in flat and "our_features.init=" in flat
+    # help without a command: human-readable list; with -J: JSON
+    h = cli(l1, "help").stdout
+    assert "getinfo" in h and "connect id [host] [port]" in h
+    assert json.loads(cli(l1, "-J", "help").stdout)["help"]
+    # help CMD prints the manual page
+    page = cli(l1, "help", "getinfo").stdout
+    assert "lightning-getinfo" in page and "RETURN VALUE" in page
+    # errors: 1 for an error reply, 2 for no daemon, 3 for usage
+    p = cli(l1, "nosuchcommand", check=False)
+    assert p.returncode == 1 and json.loads(p.stdout)["code"] == -32601
+    p = subprocess.run(CLI + ["--lightning-dir=/nonexistent", "getinfo"], capture_output=True, text=True)
+    assert p.returncode == 2 and "Connecting to" in p.stderr
+    p = cli(l1, "-k", "ping", "notkeyvalue", check=False)
+    assert p.returncode == 3
+    p = cli(l1, "--bogus-option", "getinfo", check=False)
+    assert p.returncode == 3
+    p = cli(l1, "ping", '{"broken', check=False)
+    assert p.returncode == 3
+
+
+def test_config_files_and_precedence(node_factory):
+    l1 = node_factory.get_node(start=False)
+    l1.base_dir.mkdir(parents=True, exist_ok=True)
+    (l1.base_dir / "config").write_text("# top config\nfee-base=1234\ncltv-delta=40\nalias=fromfile\n")
+    l1.lightning_dir.mkdir(parents=True, exist_ok=True)
+    (l1.lightning_dir / "config").write_text("cltv-delta=50\n")
+    del l1.options["alias"]
+    l1.options["fee-per-satoshi"] = 7
+    l1.start()
+    cfg = l1.rpc.listconfigs()["configs"]
+    assert cfg["fee-base"] == {"value_int": 1234, "source": f"{l1.base_dir / 'config'}:2"}
+    assert cfg["cltv-delta"]["value_int"] == 50  # per-network file beats top file
+    assert cfg["fee-per-satoshi"] == {"value_int": 7, "source": "cmdline"}
+    assert l1.rpc.getinfo()["alias"] == "fromfile"
+    l1.stop()
+    # command line wins over the files
+    l1.options["fee-base"] = 99
+    l1.start()
+    assert l1.rpc.listconfigs("fee-base")["configs"]["fee-base"]["value_int"] == 99
+
+
+def test_bad_config_line_is_an_error(node_factory):
+    l1 = node_factory.get_node(start=False)
+    l1.base_dir.mkdir(parents=True, exist_ok=True)
+    (l1.base_dir / "config").write_text("cltv-delta=notanumber\n")
+    p = subprocess.run(l1.cmd_line(), capture_output=True, timeout=60)
+    assert p.returncode != 0 and b"cltv-delta" in p.stderr
+
+
+def test_log_io_and_subsystem_filters(node_factory):
+    l1 = node_factory.get_node(options={"log-level": ["info", "io:connectd"]})
+    l2 = node_factory.get_node()
+    l1.connect(l2)
+    l1.rpc.ping(l2.node_id)
+    entries = l1.rpc.getlog("io")["log"]
+    io = [e for e in entries if e["type"] in ("IO_IN", "IO_OUT")]
+    assert io and all(e["source"] == "connectd" for e in io)
+    assert any(e.get("node_id") == l2.node_id and e["data"].startswith("0012") for e in io)  # our ping
+    # the file shows io for connectd, and info and up for everything else
+    text = l1.log_text()
+    assert "IO_OUT" in text
+    lines = [ln for ln in text.splitlines() if "lightningd:" in ln]
+    assert lines and all(" DEBUG " not in ln for ln in lines)
+
+
+def test_log_lines_name_daemon_and_peer(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    l1.connect(l2)
+    # connectd's status line reached the master before its peer_connected event
+    assert f"{l2.node_id}-connectd: connected out" in l1.log_text()
+    assert " hsmd: new client connectd" in l1.log_text()
