@@ -1,0 +1,89 @@
+"""hsmd as a process: secret creation, node id derivation, capabilities."""
+import asyncio
+import os
+import stat
+
+import pytest
+from coincurve import PrivateKey
+
+from common.daemon_conn import DaemonConn
+from common.msgconn import ConnectionClosed, MsgConn
+from lightningd.log import LogBook
+from lightningd.subd import Subd
+from wire.internal import internal_schema
+
+REGTEST_CHAIN = bytes.fromhex("06226e46111a0b59caaf126043eb5bbf28c34f3a5e332a1fc7b2b73cf188910f")
+CAP_ECDH = 1
+
+
+async def start_hsmd(workdir, dev_privkey=b""):
+    book = LogBook(default_level=0)
+    book.configure(["debug"], [str(workdir / "log")], "", True)
+    old = os.getcwd()
+    os.chdir(workdir)  # hsmd keeps hsm_secret in its working directory
+    try:
+        subd = Subd("hsmd", internal_schema("hsmd"), {}, book.logger("hsmd"))
+        subd.start()
+    finally:
+        os.chdir(old)
+    reply = await subd.request("hsmd_init", {"chain_hash": REGTEST_CHAIN, "dev_force_privkey": dev_privkey,
+                                             "dev_force_bip32_seed": b"", "dev_force_channel_secrets": b""},
+                               timeout=30)
+    return subd, book, reply["node_id"]
+
+
+def test_secret_created_once_and_dev_privkey(tmp_path):
+    async def main():
+        subd, book, node_id = await start_hsmd(tmp_path)
+        secret = tmp_path / "hsm_secret"
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o400 and secret.stat().st_size == 32
+        content = secret.read_bytes()
+        await subd.stop()
+        subd, book, node_id2 = await start_hsmd(tmp_path)
+        assert node_id2 == node_id and secret.read_bytes() == content
+        await subd.stop()
+        (tmp_path / "dev").mkdir()
+        key = bytes([1] * 32)
+        subd, book, node_id3 = await start_hsmd(tmp_path / "dev", dev_privkey=key)
+        assert node_id3 == PrivateKey(key).public_key.format()
+        await subd.stop()
+    asyncio.run(main())
+
+
+def test_node_id_matches_core_lightning_derivation():
+    """Same hsm_secret, same node id as Core Lightning's hsmd (HKDF 'nodeid')."""
+    from hsmd.libhsmd import HsmKeys
+    keys = HsmKeys(bytes(32))
+    # HKDF-SHA256(ikm=32 zero bytes, salt=4 zero bytes, info="nodeid")
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    k = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes(4), info=b"nodeid").derive(bytes(32))
+    assert keys.node_id == PrivateKey(k).public_key.format()
+
+
+def test_client_capabilities_enforced(tmp_path):
+    async def main():
+        subd, book, node_id = await start_hsmd(tmp_path)
+        reply = await subd.request("hsmd_client_hsmfd", {"id": node_id, "dbid": 0, "capabilities": CAP_ECDH,
+                                                         "label": "testclient"}, timeout=10)
+        assert len(reply.fds) == 1
+        client = DaemonConn(MsgConn.from_fd(reply.fds[0]), internal_schema("hsmd"), {})
+        client.start()
+        # allowed: ECDH equals our own computation with the node key's public half
+        other = PrivateKey(bytes([9] * 32))
+        r = await client.request("hsmd_ecdh_req", {"point": other.public_key.format()}, timeout=10)
+        assert r["ss"] == other.ecdh(node_id)
+        # refused: signing is master-only; the client is cut off
+        with pytest.raises(ConnectionClosed):
+            await client.request("hsmd_sign_message", {"msg": b"hello"}, timeout=10)
+        # the master (full capabilities) may sign
+        r = await subd.request("hsmd_sign_message", {"msg": b"hello"}, timeout=10)
+        assert len(r["sig"]) == 64
+        for _ in range(100):
+            if any("refused hsmd_sign_message from client testclient" in e.message for e in book.ring):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("refusal not logged")
+        await subd.stop()
+    asyncio.run(main())
