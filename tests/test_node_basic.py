@@ -45,3 +45,16 @@ def test_files_and_processes(node_factory):
     assert stat.S_IMODE(os.stat(l1.rpc_path).st_mode) == 0o600
     assert stat.S_ISSOCK(os.stat(l1.rpc_path).st_mode)
     assert set(l1.subdaemon_pids()) == {"hsmd", "connectd", "gossipd"}
+
+
+def test_blockheight_follows_the_chain(node_factory):
+    l1 = node_factory.get_node()
+    h = l1.rpc.getinfo()["blockheight"]
+    l1.chain.mine(3)
+    wait_for(lambda: l1.rpc.getinfo()["blockheight"] == h + 3)
+
+
+def test_log_prefix_and_timestamps(node_factory):
+    l1 = node_factory.get_node(options={"log-prefix": "PFX ", "log-timestamps": "false"})
+    first = l1.log_text().splitlines()[0]
+    assert first.startswith("PFX INFO    lightningd: ") or first.startswith("PFX DEBUG")

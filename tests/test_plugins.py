@@ -22,8 +22,14 @@ def test_pyln_plugin_method_option_subscription_hook(node_factory):
     assert h and h[0]["command"].startswith("hello [name]")
     cfg = l1.rpc.listconfigs("greeting")["configs"]["greeting"]
     assert cfg["value_str"] == "Ahoy" and cfg["plugin"] == HELLO
+    # featurebits: ours now carry bit 201, and the peer sees it in our init
+    from common.features import bits_from_features
+    feats = l1.rpc.getinfo()["our_features"]
+    for ctx in ("init", "node", "invoice"):
+        assert 201 in bits_from_features(bytes.fromhex(feats[ctx]))
     # subscription: connect and disconnect
     l1.connect(l2)
+    assert 201 in bits_from_features(bytes.fromhex(l2.rpc.listpeers(l1.node_id)["peers"][0]["features"]))
     wait_for(lambda: any("connect" in e for e in l1.rpc.events()["events"]))
     ev = [e for e in l1.rpc.events()["events"] if "connect" in e][0]["connect"]
     assert ev["id"] == l2.node_id and ev["direction"] == "out"

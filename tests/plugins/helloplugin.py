@@ -3,7 +3,8 @@
 and a call back into the node's RPC."""
 from pyln.client import Plugin
 
-plugin = Plugin()
+# an experimental odd feature bit (201) for peers (init), node and invoices
+plugin = Plugin(init_features=1 << 201, node_features=1 << 201, invoice_features=1 << 201)
 events = []
 
 
