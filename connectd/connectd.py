@@ -17,10 +17,22 @@ from common.noise_async import ConnectionClosed, handshake_initiator, handshake_
 from common.wireaddr import AddressParseError, WireAddr, parse_wireaddr
 from wire.internal import internal_schema
 
+from common.msgconn import MsgConn
+
+from .channel_link import ChannelLink
+from .dev_disconnect import DevDisconnect
 from .peer import GOSSIP_MSGS, InitError, Peer, random_pong_len
 
 CONNECT_ALL_ADDRESSES_FAILED = 401
 CONNECT_TIMEOUT = 10.0
+
+
+def _close(fd: int) -> None:
+    import os
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 class Connectd:
@@ -32,6 +44,8 @@ class Connectd:
         "connectd_discard_peer": "handle_discard_peer",
         "connectd_ping": "handle_ping",
         "connectd_send_peer_error": "handle_send_peer_error",
+        "connectd_peer_connect_subd": "handle_peer_connect_subd",
+        "connectd_peer_activate": "handle_peer_activate",
     }
 
     def __init__(self, d: Daemon) -> None:
@@ -47,7 +61,10 @@ class Connectd:
         self.peers: dict[bytes, Peer] = {}
         self.peer_tasks: dict[bytes, asyncio.Task] = {}
         self.dialing: dict[bytes, asyncio.Task] = {}
-        self.channel_routes: dict[bytes, Any] = {}   # channel_id -> channel daemon link (channels issue)
+        # (peer id, channel_id) -> the channel daemon's link; messages for a
+        # channel nobody handles go to the master (connectd_peer_spoke)
+        self.channel_routes: dict[tuple[bytes, bytes], ChannelLink] = {}
+        self.dev_disconnect: DevDisconnect | None = None
         self.servers: list[asyncio.base_events.Server] = []
         self.listen_socks: list[socket.socket] = []
         self.bound: list[WireAddr] = []
@@ -74,6 +91,8 @@ class Connectd:
         self.ping_interval = f["ping_interval"]
         self.handshake_timeout = f["handshake_timeout"]
         self.log_io = f["log_io"]
+        if f["dev_disconnect"]:
+            self.dev_disconnect = DevDisconnect(f["dev_disconnect"])
         # Bind now (so the master can report failures at start) but accept
         # only after connectd_activate.
         try:
@@ -145,6 +164,42 @@ class Connectd:
                 return
             self.master.send("connectd_ping_reply", {"reqid": f["reqid"], "totlen": totlen})
         asyncio.ensure_future(do_ping())  # don't hold the master queue while waiting
+
+    def handle_peer_connect_subd(self, msg: Msg) -> None:
+        node_id, cid = msg["id"], msg["channel_id"]
+        if len(msg.fds) != 1:
+            self.status.broken(f"connect_subd with {len(msg.fds)} fds", node_id)
+            for fd in msg.fds:
+                _close(fd)
+            return
+        peer = self.peers.get(node_id)
+        conn = MsgConn.from_fd(msg.fds[0])
+        if peer is None:
+            # gone meanwhile: closing the link tells the channel daemon
+            conn.close()
+            return
+        old = self.channel_routes.get((node_id, cid))
+        if old is not None:
+            old.close()
+        link = ChannelLink(peer, conn, cid, self.status, self.dev_disconnect,
+                           on_route=lambda lk, c: self._add_route(lk, c), on_close=self._link_closed)
+        self.channel_routes[(node_id, cid)] = link
+        peer.links.append(link)
+
+    def _add_route(self, link: ChannelLink, cid: bytes) -> None:
+        self.channel_routes[(link.peer.id, cid)] = link
+
+    def _link_closed(self, link: ChannelLink) -> None:
+        for cid in link.channel_ids:
+            if self.channel_routes.get((link.peer.id, cid)) is link:
+                del self.channel_routes[(link.peer.id, cid)]
+        if link in link.peer.links:
+            link.peer.links.remove(link)
+
+    def handle_peer_activate(self, msg: Msg) -> None:
+        peer = self.peers.get(msg["id"])
+        if peer is not None:
+            peer.activated.set()
 
     async def handle_send_peer_error(self, msg: Msg) -> None:
         f = msg.fields
@@ -232,8 +287,20 @@ class Connectd:
 
     async def _peer_main(self, peer: Peer) -> None:
         try:
-            await peer.run(self._route)
+            # Nothing is read from the peer before the master has accepted it
+            # and routed its channels (so no message races its channel daemon).
+            closed = asyncio.ensure_future(peer.closed.wait())
+            activated = asyncio.ensure_future(peer.activated.wait())
+            await asyncio.wait([closed, activated], return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
+            activated.cancel()
+            if peer.activated.is_set() and not peer.closed.is_set():
+                await peer.run(self._route)
         finally:
+            peer.close()
+            peer.closed.set()
+            for link in list(peer.links):
+                link.close()
             if self.peers.get(peer.id) is peer:
                 del self.peers[peer.id]
                 self.peer_tasks.pop(peer.id, None)
@@ -247,17 +314,26 @@ class Connectd:
             self.status.info(f"peer sent {name}: {text}", peer.id)
             self.master.send("connectd_peer_error", {"id": peer.id, "channel_id": fields["channel_id"],
                                                      "warning": name == "warning", "text": text})
+            target = self.channel_routes.get((peer.id, fields["channel_id"]))
+            if target is not None:
+                target.deliver(raw)
+            elif fields["channel_id"] == b"\x00" * 32 and name == "error":
+                for link in list(peer.links):  # an error for all channels
+                    link.deliver(raw)
             return None
         if name in GOSSIP_MSGS:
             # The gossip issue routes these to gossipd; until then say so.
             self.status.debug(f"gossip message {name} not handled yet", peer.id)
             return None
-        cid = fields.get("channel_id") if isinstance(fields, dict) else None
+        cid = fields.get("channel_id", fields.get("temporary_channel_id")) if isinstance(fields, dict) else None
         if cid is not None:
-            target = self.channel_routes.get(cid)
-            if target is None:
-                self.status.unusual(f"{name} for unknown channel {cid.hex()}", peer.id)
-                return peer.send_warning(f"Unknown channel for {name}", cid)
+            target = self.channel_routes.get((peer.id, cid))
+            if target is not None:
+                target.deliver(raw)
+            else:
+                # the master decides: a new channel, or one whose daemon isn't running
+                self.master.send("connectd_peer_spoke", {"id": peer.id, "msg": raw})
+            return None
         self.status.debug(f"unhandled message {name}", peer.id)
         return None
 

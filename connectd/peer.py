@@ -75,6 +75,8 @@ class Peer:
         self.pings: deque[tuple[int, asyncio.Future]] = deque()  # (expected pong length, future)
         self.last_rx = time.monotonic()
         self.closed = asyncio.Event()
+        self.activated = asyncio.Event()
+        self.links: list = []          # ChannelLinks of this peer's channel daemons
         self._write_lock = asyncio.Lock()
 
     # -- I/O ----------------------------------------------------------------------------
@@ -100,6 +102,7 @@ class Peer:
 
     def close(self) -> None:
         self.conn.close()
+        self.closed.set()
         for _, fut in self.pings:
             if not fut.done():
                 fut.set_exception(ConnectionClosed())

@@ -29,6 +29,7 @@ class ConnectControl:
         "connectd_connect_failed": "handle_connect_failed",
         "connectd_peer_disconnected": "handle_peer_disconnected",
         "connectd_peer_error": "handle_peer_error",
+        "connectd_peer_spoke": "handle_peer_spoke",
     }
 
     def __init__(self, ld: "LightningD") -> None:
@@ -60,12 +61,23 @@ class ConnectControl:
                 "ping_interval": 60,
                 "handshake_timeout": 60,
                 "log_io": self.ld.log.book.min_level() == 0,
+                "dev_disconnect": self._dev_disconnect_script(),
             }, timeout=60)
         except RequestFailed as e:
             raise StartupError(e.msg.fields.get("reason", "connectd failed")) from None
         self.binding = [b["addr"] for b in reply["bound"]]
         if activate:
             await self.activate()
+
+    def _dev_disconnect_script(self) -> str:
+        path = self.ld.cfg.get("dev-disconnect") if self.ld.cfg.developer else None
+        if not path:
+            return ""
+        try:
+            with open(os.path.expanduser(path)) as f:
+                return f.read()
+        except OSError as e:
+            raise StartupError(f"--dev-disconnect: {e}") from None
 
     async def activate(self) -> None:
         assert self.subd is not None
@@ -135,11 +147,31 @@ class ConnectControl:
         f = msg.fields
         node_id = f["id"]
         err = await self.ld.peer_connected(node_id, f["incoming"], f["addr"]["addr"], f["features"])
+        if err is None and self.subd is not None and self.subd.running:
+            # route its channels to their daemons first, then let connectd read
+            for channel_id, fd in await self.ld.peer_channel_fds(node_id):
+                try:
+                    self.subd.send("connectd_peer_connect_subd", {"id": node_id, "channel_id": channel_id},
+                                   fds=[fd])
+                finally:
+                    os.close(fd)
+            self.subd.send("connectd_peer_activate", {"id": node_id})
         self._resolve(node_id, err)
 
     def handle_connect_failed(self, msg: Msg) -> None:
         f = msg.fields
         self._resolve(f["id"], RpcError(f["errcode"], f["reason"]))
+
+    async def handle_peer_spoke(self, msg: Msg) -> None:
+        await self.ld.peer_spoke(msg["id"], msg["msg"])
+
+    def attach_channel(self, node_id: bytes, channel_id: bytes, fd: int) -> None:
+        """Route a (new) channel daemon's socketpair end for a connected peer."""
+        assert self.subd is not None
+        try:
+            self.subd.send("connectd_peer_connect_subd", {"id": node_id, "channel_id": channel_id}, fds=[fd])
+        finally:
+            os.close(fd)
 
     def handle_peer_disconnected(self, msg: Msg) -> None:
         self.ld.peer_disconnected(msg["id"])

@@ -35,6 +35,7 @@ class HsmControl:
         self.ld = ld
         self.subd: Subd | None = None
         self.node_id = b""
+        self.bip32_xpub = ""
 
     async def start(self) -> bytes:
         self.subd = Subd("hsmd", internal_schema("hsmd"), {}, self.ld.log.child("hsmd"), on_exit=self._on_exit)
@@ -65,6 +66,7 @@ class HsmControl:
             reason = msg.fields.get("reason") if msg is not None else str(e)
             raise HsmError(f"hsmd failed to start: {reason}") from None
         self.node_id = reply["node_id"]
+        self.bip32_xpub = reply["bip32_xpub"]
         return self.node_id
 
     async def client_fd(self, label: str, capabilities: int, peer_id: bytes | None = None, dbid: int = 0) -> int:

@@ -16,6 +16,11 @@ from common.features import Context
 from common.wireaddr import WireAddr, parse_wireaddr
 
 from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
+from .chain_backend import BitcoindBackend, ChainBackend, PluginBackend, find_backend_plugin
+from .chaintopology import ChainTopology
+from .db import Db
+from .feerates import Feerates
+from .wallet import Wallet
 from .config import Config
 from .connect_control import ConnectControl
 from .gossip_control import GossipControl
@@ -56,13 +61,15 @@ class LightningD:
         self.gossipd = GossipControl(self)
         self.bitcoind = Bitcoind(make_config({k: cfg.get(k) for k in cfg.values if k.startswith("bitcoin-")},
                                              self.network))
+        self.backend: ChainBackend = BitcoindBackend(self.bitcoind)
+        self.db: Db | None = None
+        self.topology: ChainTopology = None  # type: ignore[assignment]  (set in start)
+        self.wallet: Wallet = None  # type: ignore[assignment]
+        self.feerates: Feerates = None  # type: ignore[assignment]
         self.peers: dict[bytes, PeerState] = {}
         self.node_id = b""
         self.alias = ""
         self.color = b""
-        self.blockheight = 0
-        self.headercount = 0
-        self.bitcoind_synced = True
         self.fees_collected_msat = 0
         self.stopping = False
         self.exit_code = 0
@@ -71,9 +78,11 @@ class LightningD:
         self._pidfile_fd: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._disconnect_waiters: dict[bytes, list[asyncio.Future]] = {}
-        from . import commands, peer_control  # noqa: F401  (register RPC commands)
+        from . import commands, feerates, peer_control, wallet_commands  # (register RPC commands)
         commands.register(self)
         peer_control.register(self)
+        feerates.register(self)
+        wallet_commands.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:
@@ -117,12 +126,14 @@ class LightningD:
         self._pidfile_fd = fd
         self._pidfile = path
 
-    async def _check_bitcoind(self) -> None:
+    async def _check_backend(self) -> None:
+        """The backend must answer (retried for --bitcoin-retry-timeout) and
+        be on our network; otherwise exit saying what to fix."""
         deadline = time.monotonic() + int(self.cfg.get("bitcoin-retry-timeout", 60))
         warned = False
         while True:
             try:
-                info = await self.bitcoind.getchaininfo()
+                info = await self.backend.getchaininfo()
                 break
             except BitcoindUnreachable as e:
                 if time.monotonic() >= deadline:
@@ -134,37 +145,24 @@ class LightningD:
                     warned = True
                 await asyncio.sleep(1)
             except BitcoindError as e:
-                raise StartupError(f"bitcoind error: {e}") from None
+                raise StartupError(f"Bitcoin backend error: {e}") from None
         if info["chain"] != self.network.bip70_name:
             raise StartupError(f"Wrong network! Our Bitcoin backend is running on '{info['chain']}', but we "
                                f"expect '{self.network.bip70_name}'. Start lightningd with "
                                f"--network matching bitcoind, or point --bitcoin-rpcport/--bitcoin-datadir "
                                f"at the right bitcoind.")
-        self._update_chain(info)
 
-    def _update_chain(self, info: dict) -> None:
-        height = info["blockcount"]
-        self.headercount = info["headercount"]
-        self.bitcoind_synced = not info["ibd"] and info["headercount"] <= height
-        if height != self.blockheight:
-            self.blockheight = height
-            self.gossipd.new_blockheight(height)
+    @property
+    def blockheight(self) -> int:
+        return self.topology.tip_height if self.topology is not None else 0
 
-    async def _poll_chain(self) -> None:
-        interval = self.cfg.get("dev-bitcoind-poll") if self.cfg.developer else None
-        interval = float(interval or self.cfg.get("bitcoin-poll", 30))
-        outage = False
-        while not self.stopping:
-            await asyncio.sleep(interval)
-            try:
-                self._update_chain(await self.bitcoind.getchaininfo())
-                if outage:
-                    self.log.info("bitcoind is back")
-                    outage = False
-            except BitcoindError as e:
-                if not outage:
-                    self.log.unusual(f"bitcoind unavailable: {e}")
-                    outage = True
+    @property
+    def bitcoind_synced(self) -> bool:
+        return self.topology is None or self.topology.bitcoind_synced
+
+    @property
+    def lightningd_syncing(self) -> bool:
+        return self.topology is not None and not self.topology.lightningd_synced
 
     async def start(self) -> None:
         os.makedirs(self.cfg.network_dir, mode=0o700, exist_ok=True)
@@ -186,7 +184,10 @@ class LightningD:
             assert len(self.color) == 3
         except (ValueError, AssertionError):
             raise StartupError(f"--rgb: '{rgb}' is not RRGGBB hex") from None
-        await self._check_bitcoind()
+        self.db = Db(os.path.join(self.cfg.network_dir, "lightningd.sqlite3"))
+        self.wallet = Wallet(self.db, self.network, self.log_book.logger("wallet"))
+        if self.hsm.bip32_xpub:
+            self.wallet.set_xpub(self.hsm.bip32_xpub)
         try:
             await self.connectd.start()
         except Exception as e:
@@ -198,10 +199,46 @@ class LightningD:
             raise StartupError(f"--rpc-file-mode: '{self.cfg.get('rpc-file-mode')}' is not an octal mode") from None
         await self.rpc.listen(self.cfg.rpc_path(), mode)
         await self.plugins.init_all()
+        await self._start_chain()
         await self.connectd.activate()
-        self._tasks.append(asyncio.ensure_future(self._poll_chain()))
         self.log.info(f"Server started with public key {self.node_id.hex()}, alias {self.alias} "
                       f"(color #{self.color.hex()}) and lightningd {VERSION}")
+
+    async def _start_chain(self) -> None:
+        try:
+            plugin = find_backend_plugin(self.plugins)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        if plugin is not None:
+            self.backend = PluginBackend(self.plugins, plugin)
+            self.log.info(f"Bitcoin backend: plugin {plugin.name}")
+        await self._check_backend()
+        interval = self.cfg.get("dev-bitcoind-poll") if self.cfg.developer else None
+        interval = float(interval or self.cfg.get("bitcoin-poll", 30))
+        assert self.db is not None
+        self.topology = ChainTopology(self.backend, self.db, self.log_book.logger("chaintopology"),
+                                      self.network.name, interval, int(self.cfg.get("rescan", 15)))
+        self.feerates = Feerates(self.topology, self.network.name)
+        self.topology.listeners.append(self.wallet)
+        self.topology.on_new_tip.append(self.gossipd.new_blockheight)
+        self.topology.on_new_tip.append(self._on_new_tip)
+        try:
+            await self.topology.start(self.cfg.get("bitcoin-zmqpubrawblock"))
+        except BitcoindError as e:
+            raise StartupError(f"Bitcoin backend error: {e}") from None
+        self.wallet.tip_height = self.topology.tip_height
+        asyncio.ensure_future(self.wallet_rebroadcast())
+
+    def _on_new_tip(self, height: int) -> None:
+        self.plugins.notify("block_added", {"hash": self.topology.tip_hash[::-1].hex(), "height": height})
+
+    async def wallet_rebroadcast(self) -> None:
+        """Our own transactions not yet confirmed: broadcast again (after a
+        crash between saving and broadcasting, or a reorg)."""
+        for tx in self.wallet.unconfirmed_own_txs():
+            r = await self.backend.sendrawtransaction(tx.to_hex())
+            if not r.get("success"):
+                self.log.debug(f"rebroadcast of {tx.txid_hex}: {r.get('errmsg')}")
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -224,10 +261,14 @@ class LightningD:
         self.log.info("Shutting down")
         for t in self._tasks:
             t.cancel()
+        if self.topology is not None:
+            self.topology.stop()
         await self.plugins.shutdown()
         await self.rpc.close()
         await asyncio.gather(self.connectd.stop(), self.gossipd.stop(), return_exceptions=True)
         await self.hsm.stop()
+        if self.db is not None:
+            self.db.close()
         if self._pidfile_fd is not None:
             try:
                 os.unlink(self._pidfile)
@@ -264,6 +305,23 @@ class LightningD:
         self.plugins.notify("connect", {"id": node_id.hex(), "direction": "in" if incoming else "out",
                                         "address": addr_json(addr)})
         return None
+
+    async def peer_channel_fds(self, node_id: bytes) -> list[tuple[bytes, int]]:
+        """(channel_id, connectd's socketpair end) for each channel daemon the
+        peer needs now; the channels layer fills this in."""
+        hook = getattr(self, "channels", None)
+        return await hook.peer_channel_fds(node_id) if hook is not None else []
+
+    async def peer_spoke(self, node_id: bytes, raw: bytes) -> None:
+        """A peer message for no running channel daemon."""
+        hook = getattr(self, "channels", None)
+        if hook is not None:
+            await hook.peer_spoke(node_id, raw)
+            return
+        from wire import bolt_schema
+        m = bolt_schema().decode(raw)
+        cid = m.fields.get("channel_id", m.fields.get("temporary_channel_id", b"\x00" * 32))
+        self.connectd.send_error(node_id, f"Unknown channel for {m.name}", warning=True, channel_id=cid)
 
     def wait_peer_disconnected(self, node_id: bytes) -> asyncio.Future:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()

@@ -137,12 +137,8 @@ class LightningNode:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node {self.num} exited ({self.proc.returncode}): {self.stderr_text()[-2000:]}")
-            if self.rpc_path.exists():
-                try:
-                    self.info = self.rpc.getinfo()
-                    return
-                except (OSError, ValueError):
-                    pass
+            if self.rpc_path.exists() and _ready(self):
+                return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"node {self.num} not ready: {self.log_text()[-2000:]}")
             time.sleep(0.05)
@@ -261,10 +257,18 @@ def _wait_ready(node: LightningNode, timeout: float = 60.0) -> None:
         assert node.proc is not None
         if node.proc.poll() is not None:
             raise RuntimeError(f"node {node.num} exited ({node.proc.returncode}): {node.stderr_text()[-2000:]}")
-        try:
-            node.info = node.rpc.getinfo()
+        if _ready(node):
             return
-        except (OSError, ValueError):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"node {node.num} not ready")
-            time.sleep(0.05)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"node {node.num} not ready")
+        time.sleep(0.05)
+
+
+def _ready(node: LightningNode) -> bool:
+    """RPC answers and the node has caught up with the chain (the RPC socket
+    opens before the chain is synced, as in Core Lightning)."""
+    try:
+        node.info = node.rpc.getinfo()
+    except (OSError, ValueError):
+        return False
+    return node.info["blockheight"] >= node.chain.rpc.getblockcount()

@@ -134,6 +134,11 @@ def test_hsmd_dispatch_matches_its_handlers():
         assert f'"{name}"' in src
 
 
+def test_peer_stream_control_fully_handled_by_connectd():
+    from connectd.channel_link import CONTROL_HANDLED
+    assert set(internal_schema("peer_stream").messages) == CONTROL_HANDLED
+
+
 def test_status_schema_fully_handled_by_master():
     from lightningd.subd import STATUS_HANDLED
     assert set(status_schema().messages) == STATUS_HANDLED

@@ -1,0 +1,129 @@
+"""The master's SQLite database: the only writer, WAL journal, fsync on
+commit, numbered migrations.  Every subdaemon message that changes state is
+handled inside one `db.transaction()`; a reply that depends on it is sent
+only after the commit (persist before you reveal)."""
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import Any, Iterator
+
+# Each entry is one migration; never edit a shipped one, append a new one.
+MIGRATIONS: list[str] = [
+    # 1: key/value settings, recent block headers, wallet
+    """
+    CREATE TABLE vars (name TEXT PRIMARY KEY, val TEXT NOT NULL);
+    CREATE TABLE blocks (
+        height INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        prev_hash BLOB NOT NULL
+    );
+    CREATE TABLE addresses (
+        keyidx INTEGER PRIMARY KEY,
+        addrtype TEXT NOT NULL,           -- 'bech32', 'p2tr' or 'all' as issued
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE scripts (
+        script BLOB PRIMARY KEY,
+        keyidx INTEGER NOT NULL,
+        addrtype TEXT NOT NULL             -- 'p2wpkh' or 'p2tr'
+    );
+    CREATE TABLE outputs (
+        txid BLOB NOT NULL,                -- internal byte order
+        outnum INTEGER NOT NULL,
+        value_sat INTEGER NOT NULL,
+        script BLOB NOT NULL,
+        keyidx INTEGER NOT NULL,
+        addrtype TEXT NOT NULL,
+        blockheight INTEGER,               -- NULL: not confirmed
+        is_coinbase INTEGER NOT NULL DEFAULT 0,
+        spend_txid BLOB,                   -- NULL: unspent
+        spend_height INTEGER,              -- NULL: spend not confirmed
+        reserved_til INTEGER,              -- block height a reservation lasts until
+        PRIMARY KEY (txid, outnum)
+    );
+    CREATE TABLE transactions (
+        txid BLOB PRIMARY KEY,
+        raw BLOB NOT NULL,
+        blockheight INTEGER,
+        txindex INTEGER,
+        ours INTEGER NOT NULL DEFAULT 0,   -- we built it (rebroadcast until confirmed)
+        prepared INTEGER NOT NULL DEFAULT 0  -- txprepare'd, not sent yet
+    );
+    """,
+]
+
+
+class Db:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._depth = 0
+        self.migrate()
+
+    def migrate(self) -> None:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS db_version (version INTEGER NOT NULL)")
+        row = self.conn.execute("SELECT version FROM db_version").fetchone()
+        version = row[0] if row else 0
+        if row is None:
+            self.conn.execute("INSERT INTO db_version VALUES (0)")
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database {self.path} is version {version}, newer than this node "
+                               f"({len(MIGRATIONS)}): refusing to downgrade")
+        for i in range(version, len(MIGRATIONS)):
+            with self.transaction():
+                for stmt in _split_sql(MIGRATIONS[i]):
+                    self.conn.execute(stmt)
+                self.conn.execute("UPDATE db_version SET version = ?", (i + 1,))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Nested use joins the outer transaction; the outermost commits."""
+        if self._depth == 0:
+            self.conn.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self._depth -= 1
+            if self._depth == 0:
+                self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: tuple | dict = ()) -> tuple | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def get_var(self, name: str, default: Any = None) -> str | None:
+        row = self.one("SELECT val FROM vars WHERE name = ?", (name,))
+        return row[0] if row else default
+
+    def set_var(self, name: str, val: Any) -> None:
+        self.execute("INSERT INTO vars(name, val) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET val = excluded.val",
+                     (name, str(val)))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration (no semicolons inside our statements' strings)."""
+    out = []
+    for part in script.split(";"):
+        lines = [ln for ln in part.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+        stmt = "\n".join(ln.split("--")[0] for ln in lines).strip()
+        if stmt:
+            out.append(stmt)
+    return out

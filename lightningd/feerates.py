@@ -1,0 +1,137 @@
+"""Feerates from the backend's estimates, in Core Lightning's vocabulary and
+units (sat per 1000 weight, "perkw"; sat per 1000 vbytes, "perkb"), and the
+`feerates` command."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import params as P
+from .jsonrpc import RequestContext
+from .jsonrpc_errors import LIGHTNINGD, RpcError
+from .params import BadType, req
+
+if TYPE_CHECKING:
+    from .chaintopology import ChainTopology
+    from .lightningd import LightningD
+
+FEERATE_FLOOR_PERKW = 253          # 1 sat/vB minus rounding, as everyone uses
+REGTEST_FALLBACK_PERKW = 7500      # regtest often has no estimates at all
+# name -> blocks of the estimate it follows
+TARGETS = {"urgent": 6, "normal": 12, "slow": 100, "opening": 12, "mutual_close": 100,
+           "unilateral_close": 6, "unilateral_anchor_close": 6, "delayed_to_us": 12,
+           "htlc_resolution": 6, "penalty": 12}
+
+
+def perkb_to_perkw(perkb: int) -> int:
+    return max(FEERATE_FLOOR_PERKW, perkb // 4)
+
+
+class Feerates:
+    def __init__(self, topology: "ChainTopology", network: str) -> None:
+        self.topo = topology
+        self.network = network
+
+    def _estimate_perkb(self, blocks: int) -> int | None:
+        est = self.topo.smoothed or self.topo.fee_estimates
+        if not est:
+            return None
+        # the closest estimate at or below the wanted target, else the slowest
+        keys = sorted(est)
+        below = [k for k in keys if k <= blocks]
+        k = below[-1] if below else keys[0]
+        return max(est[k], self.topo.feerate_floor)
+
+    def perkw(self, name: str) -> int | None:
+        if name == "minimum":
+            return self.floor_perkw()
+        perkb = self._estimate_perkb(TARGETS[name])
+        if perkb is None:
+            return REGTEST_FALLBACK_PERKW if self.network == "regtest" else None
+        return perkb_to_perkw(perkb)
+
+    def floor_perkw(self) -> int:
+        return perkb_to_perkw(self.topo.feerate_floor)
+
+    def min_acceptable(self) -> int:
+        slow = self.perkw("slow")
+        return max(self.floor_perkw(), (slow or FEERATE_FLOOR_PERKW * 2) // 2)
+
+    def max_acceptable(self) -> int:
+        urgent = self.perkw("urgent")
+        return (urgent or REGTEST_FALLBACK_PERKW) * 10
+
+    def resolve(self, spec: Any, default: str = "normal") -> int:
+        """A feerate parameter (name, 'NNNperkw', 'NNNperkb', or a number in
+        perkb) as perkw; RpcError if we have no estimate to use."""
+        if spec is None:
+            spec = default
+        if isinstance(spec, str) and spec in TARGETS or spec == "minimum":
+            r = self.perkw(spec)
+            if r is None:
+                raise RpcError(LIGHTNINGD, "Cannot estimate fees (yet): use an explicit feerate")
+            return r
+        return parse_feerate(spec)
+
+
+def parse_feerate(v: Any) -> int:
+    """'1000perkb', '253perkw', 1000 (perkb) -> perkw; BadType if not a feerate."""
+    if isinstance(v, bool):
+        raise BadType("should be a feerate")
+    text = str(v)
+    unit = "perkb"
+    for suffix in ("perkw", "perkb"):
+        if text.endswith(suffix):
+            unit, text = suffix, text[: -len(suffix)]
+    if not text.isdigit():
+        raise BadType("should be a feerate")
+    n = int(text)
+    perkw = n if unit == "perkw" else n // 4
+    if perkw < FEERATE_FLOOR_PERKW:
+        raise BadType(f"feerate below the minimum {FEERATE_FLOOR_PERKW}perkw")
+    return perkw
+
+
+def feerate_param(v: Any) -> Any:
+    """Parameter checker: names stay names (resolved at use), numbers -> perkw."""
+    if isinstance(v, str) and (v in TARGETS or v == "minimum"):
+        return v
+    return parse_feerate(v)
+
+
+def register(ld: "LightningD") -> None:
+    @ld.registry.command("feerates", [req("style", P.one_of("perkb", "perkw"))], category="bitcoin",
+                         description="Return feerate estimates, either satoshi-per-kw ({style} perkw) or "
+                                     "satoshi-per-kb ({style} perkb).")
+    async def feerates(ctx: RequestContext, style: str) -> dict:
+        f = ld.feerates
+        conv = (lambda x: x) if style == "perkw" else (lambda x: x * 4)
+        out: dict[str, Any] = {}
+        body: dict[str, Any] = {}
+        missing = False
+        for name in ("opening", "mutual_close", "unilateral_close", "unilateral_anchor_close", "delayed_to_us",
+                     "htlc_resolution", "penalty"):
+            r = f.perkw(name)
+            if r is None:
+                missing = True
+                continue
+            body[name] = conv(r)
+        body["min_acceptable"] = conv(f.min_acceptable())
+        body["max_acceptable"] = conv(f.max_acceptable())
+        body["floor"] = conv(f.floor_perkw())
+        body["estimates"] = [{"blockcount": b, "feerate": conv(perkb_to_perkw(r)),
+                              "smoothed_feerate": conv(perkb_to_perkw(ld.topology.smoothed.get(b, r)))}
+                             for b, r in sorted(ld.topology.fee_estimates.items())]
+        out[style] = body
+        if missing or not ld.topology.fee_estimates:
+            out["warning_missing_feerates"] = "Some fee estimates unavailable: bitcoind startup?"
+        if "opening" in body:
+            perkw = f.perkw("opening") or 0
+            out["onchain_fee_estimates"] = {
+                "opening_channel_satoshis": perkw * 702 // 1000,
+                "mutual_close_satoshis": (f.perkw("mutual_close") or 0) * 673 // 1000,
+                "unilateral_close_satoshis": (f.perkw("unilateral_close") or 0) * 598 // 1000,
+                "unilateral_close_nonanchor_satoshis": (f.perkw("unilateral_close") or 0) * 598 // 1000,
+                "htlc_timeout_satoshis": (f.perkw("htlc_resolution") or 0) * 663 // 1000,
+                "htlc_success_satoshis": (f.perkw("htlc_resolution") or 0) * 703 // 1000,
+            }
+        return out
