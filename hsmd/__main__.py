@@ -54,6 +54,7 @@ class Hsmd:
             "hsmd_client_hsmfd": self.handle_client_hsmfd,
             "hsmd_ecdh_req": self.handle_ecdh,
             "hsmd_sign_message": self.handle_sign_message,
+            "hsmd_sign_withdrawal": self.handle_sign_withdrawal,
         }
 
         def guarded(name: str):
@@ -76,13 +77,17 @@ class Hsmd:
         f = msg.fields
         try:
             secret = load_or_create_secret()
+            from bitcoin.networks import network_by_chain_hash
+            net = network_by_chain_hash(f["chain_hash"])
+            if net is None:
+                raise ValueError(f"unknown chain {f['chain_hash'].hex()}")
             self.keys = HsmKeys(secret, f["dev_force_privkey"] or None, f["dev_force_bip32_seed"] or None,
-                                f["dev_force_channel_secrets"] or None)
+                                f["dev_force_channel_secrets"] or None, net.name)
         except (OSError, ValueError) as e:
             conn.send("hsmd_init_fail", {"reason": str(e)})
             return
         self.status.debug(f"node id {self.keys.node_id.hex()}")
-        conn.send("hsmd_init_reply", {"node_id": self.keys.node_id, "bip32_xpub": ""})
+        conn.send("hsmd_init_reply", {"node_id": self.keys.node_id, "bip32_xpub": self.keys.wallet_xpub()})
 
     def handle_client_hsmfd(self, conn: DaemonConn, msg: Msg) -> None:
         f = msg.fields
@@ -113,6 +118,17 @@ class Hsmd:
             conn.send("hsmd_ecdh_fail", {})
             return
         conn.send("hsmd_ecdh_resp", {"ss": ss})
+
+    def handle_sign_withdrawal(self, conn: DaemonConn, msg: Msg) -> None:
+        assert self.keys is not None
+        from bitcoin.tx import Tx
+        try:
+            tx = self.keys.sign_withdrawal(Tx.parse(msg["tx"]), msg["inputs"])
+        except ValueError as e:
+            self.status.unusual(f"refusing to sign withdrawal: {e}")
+            conn.send("hsmd_sign_withdrawal_fail", {"reason": str(e)})
+            return
+        conn.send("hsmd_sign_withdrawal_reply", {"tx": tx.serialize()})
 
     def handle_sign_message(self, conn: DaemonConn, msg: Msg) -> None:
         assert self.keys is not None

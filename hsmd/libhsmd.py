@@ -8,12 +8,16 @@ as salt (bumped until the result is a valid key) and the info strings
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from coincurve import PrivateKey, PublicKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bitcoin.hashes import hash256
+
+if TYPE_CHECKING:
+    from bitcoin.tx import Tx
 
 CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -48,7 +52,8 @@ class HsmKeys:
     """Every key hsmd serves, derived once at start."""
 
     def __init__(self, hsm_secret: bytes, dev_force_privkey: bytes | None = None,
-                 dev_force_bip32_seed: bytes | None = None, dev_force_channel_secrets: bytes | None = None) -> None:
+                 dev_force_bip32_seed: bytes | None = None, dev_force_channel_secrets: bytes | None = None,
+                 network: str = "bitcoin") -> None:
         if len(hsm_secret) != 32:
             raise ValueError("hsm_secret must be 32 bytes")
         self.node_privkey = dev_force_privkey or derive_node_privkey(hsm_secret)
@@ -59,6 +64,44 @@ class HsmKeys:
         self.dev_channel_secrets = dev_force_channel_secrets
         self._node_key = PrivateKey(self.node_privkey)
         self.node_id = self._node_key.public_key.format(compressed=True)
+        # The wallet: BIP32 m/0/0/k from the seed (as Core Lightning); the
+        # master gets only the public half of m/0/0.
+        from bitcoin.bip32 import ExtendedPrivateKey
+        self.wallet_base = ExtendedPrivateKey.from_seed(self.bip32_seed, network).derive("m/0/0")
+
+    def wallet_xpub(self) -> str:
+        return self.wallet_base.public().to_string()
+
+    def wallet_secret(self, keyidx: int) -> bytes:
+        return self.wallet_base.derive_child(keyidx).private_key.secret
+
+    def sign_withdrawal(self, tx: "Tx", inputs: list[dict]) -> "Tx":
+        """Sign every input that is ours: P2WPKH (BIP143) or P2TR key path
+        (BIP341/86).  Raises ValueError if an input claims our key but its
+        script is not the one that key makes (the master must not trick us
+        into signing something else)."""
+        from bitcoin.keys import sign_digest_der
+        from bitcoin.script import p2pkh_script_code, p2tr_script, p2wpkh_script
+        from bitcoin.taproot import sign_taproot_keypath, taproot_output_key
+        from bitcoin.tx import SIGHASH_ALL, TxOut
+        if len(inputs) != len(tx.inputs):
+            raise ValueError("one wallet_input per transaction input is needed")
+        spent = [TxOut(i["amount_sat"], i["script"]) for i in inputs]
+        for n, info in enumerate(inputs):
+            if info["keyidx"] == 0xFFFFFFFF:
+                continue
+            secret = self.wallet_secret(info["keyidx"])
+            pub = PrivateKey(secret).public_key.format(compressed=True)
+            if info["is_p2tr"]:
+                if info["script"] != p2tr_script(taproot_output_key(pub[1:], None)[0]):
+                    raise ValueError(f"input {n}: script is not our p2tr key {info['keyidx']}")
+                tx.inputs[n].witness = [sign_taproot_keypath(secret, tx, n, spent)]
+            else:
+                if info["script"] != p2wpkh_script(pub):
+                    raise ValueError(f"input {n}: script is not our p2wpkh key {info['keyidx']}")
+                digest = tx.sighash_segwit_v0(n, p2pkh_script_code(pub), info["amount_sat"], SIGHASH_ALL)
+                tx.inputs[n].witness = [sign_digest_der(secret, digest) + bytes([SIGHASH_ALL]), pub]
+        return tx
 
     def ecdh(self, point: bytes) -> bytes:
         """BOLT 8 / BOLT 4 ECDH: SHA256 of the compressed shared point.

@@ -19,6 +19,7 @@ REQUIRED_CAP: dict[str, int] = {
     "hsmd_init": CAP_MASTER,
     "hsmd_client_hsmfd": CAP_MASTER,
     "hsmd_sign_message": CAP_MASTER,
+    "hsmd_sign_withdrawal": CAP_MASTER,
 }
 
 

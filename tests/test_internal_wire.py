@@ -108,7 +108,7 @@ def test_every_schema_message_has_a_receiver():
     from lightningd.gossip_control import GossipControl
     from lightningd.hsm_control import HsmControl
 
-    hsmd_requests = {"hsmd_init", "hsmd_client_hsmfd", "hsmd_ecdh_req", "hsmd_sign_message"}
+    hsmd_requests = {"hsmd_init", "hsmd_client_hsmfd", "hsmd_ecdh_req", "hsmd_sign_message", "hsmd_sign_withdrawal"}
     pairs = {
         "connectd": (set(Connectd.MASTER_HANDLERS), set(ConnectControl.HANDLERS)),
         "gossipd": (set(Gossipd.MASTER_HANDLERS), set(GossipControl.HANDLERS)),
@@ -130,7 +130,7 @@ def test_hsmd_dispatch_matches_its_handlers():
 
     import hsmd.__main__ as h
     src = inspect.getsource(h.Hsmd.handlers_for)
-    for name in ("hsmd_init", "hsmd_client_hsmfd", "hsmd_ecdh_req", "hsmd_sign_message"):
+    for name in ("hsmd_init", "hsmd_client_hsmfd", "hsmd_ecdh_req", "hsmd_sign_message", "hsmd_sign_withdrawal"):
         assert f'"{name}"' in src
 
 
