@@ -1,0 +1,285 @@
+"""Route finding for ``getroute``, with Core Lightning's semantics.
+
+The search runs Dijkstra *backwards*, from the destination to the source,
+because amounts and CLTVs are fixed at the destination and grow towards the
+source.  The label of a node ``v`` is what an HTLC must carry into ``v``:
+
+- ``amt[v]``: msat arriving at ``v`` (``amount_msat`` at the destination);
+- ``dly[v]``: CLTV delay at ``v`` (``cltv`` at the destination);
+- relaxing the channel ``u -> v`` (``u``'s policy): the channel carries
+  ``amt[v]``, which must lie within its htlc_minimum/htlc_maximum (capped by
+  the capacity), and ``u`` charges
+  ``fee = fee_base_msat + amt[v] * fee_proportional_millionths // 1_000_000``,
+  so ``amt[u] = amt[v] + fee`` and ``dly[u] = dly[v] + cltv_expiry_delta``.
+  The source pays itself nothing: its own channel adds no fee and no delay.
+
+Cost (what Dijkstra minimises; Core Lightning's ``route_score_cheaper``):
+``score(u) = cost(u) + risk(u)``, where ``cost`` is ``amt`` with every fee
+multiplied by ``1 + fuzz * r(channel)`` (``r`` in [-1, 1], a hash of the
+channel and the router's seed; ``fuzz = fuzzpercent / 100``), and
+``risk(u) = amt[u] * dly[u] * riskfactor / (BLOCKS_PER_YEAR * 100)``:
+``riskfactor`` is the yearly percentage the sender would pay to not have
+its funds locked, charged on the amount for the number of blocks it may be
+locked.  Ties go to fewer hops.  Scores never decrease along a path, so
+Dijkstra is exact for it (with riskfactor 0 and no fuzz it finds the route
+whose source amount is lowest).  If the cheapest route is longer than
+``maxhops`` the search is repeated minimising hops first (Core Lightning's
+``route_score_shorter`` fallback); still too long -> RouteNotFound.
+
+Speed: the graph is mirrored into per-node tuples of incoming edges
+``(u, fee_base, fee_prop, cltv, htlc_min, htlc_max, r, half)`` for the usable
+directions only (updated, not disabled, htlc_maximum within capacity), kept
+up to date incrementally through the graph's dirty set.  The inner loop
+unpacks one tuple per edge and allocates only heap entries.  Exclusions and
+the caller's local channels are applied per call as an overlay of a few
+nodes' edge tuples.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from common.scid import ShortChannelIdDir
+
+from .graph import CF_UNROUTABLE, Graph
+from .validate import scid_str
+
+BLOCKS_PER_YEAR = 52_596
+_MASK64 = (1 << 64) - 1
+_INF = float("inf")
+_SHORTEST_WEIGHT = 1e18          # per hop, dominates any cost in the fallback
+
+
+class RouteNotFound(Exception):
+    """No route (Core Lightning's PAY_ROUTE_NOT_FOUND, code 205)."""
+
+
+@dataclass(frozen=True)
+class LocalChannel:
+    """One of the source's channels with its real state: the route may send
+    at most ``spendable_msat`` through it (overriding the public view; a
+    channel absent from the graph, e.g. private, is added)."""
+
+    scid: int
+    peer_id: bytes
+    spendable_msat: int
+    htlc_minimum_msat: int = 0
+    enabled: bool = True
+
+
+def _fuzz_r(seed: int, scid: int, direction: int) -> float:
+    """Deterministic value in [-1, 1] (splitmix64 of seed, scid, direction)."""
+    z = (seed * 0x9E3779B97F4A7C15 + scid * 2 + direction) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z ^= z >> 31
+    return z / 2**63 - 1.0
+
+
+class Router:
+    def __init__(self, graph: Graph, seed: int = 0) -> None:
+        self.graph = graph
+        self.seed = seed
+        self._inc: list[tuple] = []
+        self._dirty = graph.dirty_set()
+        self._local_peers: list[int | None] = []
+
+    # -- the incoming-edge mirror ------------------------------------------------
+    def _refresh(self) -> None:
+        g = self.graph
+        if len(self._inc) < len(g._nid):
+            self._inc.extend([()] * (len(g._nid) - len(self._inc)))
+        if not self._dirty:
+            return
+        upd, n1, n2, cap, cflag, nchans, scids = g._upd, g._n1, g._n2, g._cap, g._cflag, \
+            g._nchans, g._scid
+        seed, inc = self.seed, self._inc
+        for v in self._dirty:
+            chans = nchans[v] if v < len(nchans) else None
+            if not chans:
+                inc[v] = ()
+                continue
+            edges = []
+            for c in chans:
+                if cflag[c] & CF_UNROUTABLE:
+                    continue
+                d = 0 if n2[c] == v else 1           # direction 0: node_1 -> node_2
+                u = upd[2 * c + d]
+                if u is None or u[2] & 2:
+                    continue
+                hmax, hmin = u[7], u[4]
+                if cap[c] and hmax > cap[c] * 1000:
+                    continue                           # BOLT 7: ignore such a channel
+                if hmax < hmin:
+                    continue
+                edges.append((n1[c] if d == 0 else n2[c], u[5], u[6], u[3], hmin, hmax,
+                              _fuzz_r(seed, scids[c], d), 2 * c + d))
+            inc[v] = tuple(edges)
+        self._dirty.clear()
+
+    def reseed(self, seed: int) -> None:
+        if seed != self.seed:
+            self.seed = seed
+            self._dirty.update(range(len(self.graph._nid)))
+
+    # -- getroute ----------------------------------------------------------------
+    def getroute(self, source: bytes, destination: bytes, amount_msat: int,
+                 riskfactor: float = 10.0, cltv: int = 9, exclude=(),
+                 fuzzpercent: float = 5.0, maxhops: int = 20,
+                 local_channels: list[LocalChannel] | None = None,
+                 seed: int | None = None) -> list[dict]:
+        """Core Lightning's getroute: the hops ``{id, channel, direction,
+        amount_msat, delay, style}`` from ``source`` to ``destination``;
+        each hop's amount is what its channel carries, its delay the CLTV at
+        its node.  ``exclude``: ``"BLOCKxTXxOUT/DIR"`` strings or node ids
+        (hex or bytes).  ``fuzzpercent`` 0 makes the search deterministic
+        whatever the seed."""
+        if amount_msat <= 0:
+            raise ValueError("amount_msat must be positive")
+        if not 0 <= fuzzpercent <= 100:
+            raise ValueError("fuzzpercent must be within 0..100")
+        if riskfactor < 0:
+            raise ValueError("riskfactor must be non-negative")
+        if seed is not None:
+            self.reseed(seed)
+        self._refresh()
+        g = self.graph
+        src, dst = g._nidx.get(source), g._nidx.get(destination)
+        if dst is None:
+            raise RouteNotFound(f"Unknown destination {destination.hex()}")
+        if src is None and not local_channels:
+            raise RouteNotFound(f"Unknown source {source.hex()}")
+        if source == destination:
+            raise RouteNotFound("Cannot route to ourselves")
+        locals_ = list(local_channels or ())
+        if src is None:                       # a source with only private channels
+            src = len(self._inc)
+        overlay = self._overlay(src, exclude, locals_)
+        self._local_peers = [g._nidx.get(lc.peer_id) for lc in locals_]
+        rf = riskfactor / (BLOCKS_PER_YEAR * 100)
+        fz = fuzzpercent / 100
+        route = self._search(src, dst, amount_msat, cltv, rf, fz, 0.0, overlay)
+        if route is None:
+            raise RouteNotFound("Could not find a route")
+        if len(route[0]) > maxhops:
+            route = self._search(src, dst, amount_msat, cltv, rf, fz, _SHORTEST_WEIGHT, overlay)
+            if route is None or len(route[0]) > maxhops:
+                raise RouteNotFound(f"Shortest route was {len(route[0]) if route else 0} hops, "
+                                    f"more than maxhops {maxhops}")
+        return self._hops(source, route, locals_)
+
+    def _overlay(self, src: int, exclude, locals_: list[LocalChannel]) -> dict[int, tuple]:
+        """Per-call replacement edge tuples for the few nodes concerned."""
+        g, inc = self.graph, self._inc
+        bad_halves: set[int] = set()
+        bad_nodes: set[int] = set()
+        for item in exclude:
+            if isinstance(item, bytes) or (isinstance(item, str) and len(item) == 66):
+                n = g._nidx.get(bytes.fromhex(item) if isinstance(item, str) else item)
+                if n is not None:
+                    bad_nodes.add(n)
+                continue
+            sd = ShortChannelIdDir.parse(item) if isinstance(item, str) else item
+            c = g._cidx.get(sd.scid.to_int())
+            if c is not None:
+                bad_halves.add(2 * c + sd.direction)
+        local_scids = {lc.scid for lc in locals_}
+        touched: set[int] = set()
+        for h in bad_halves:
+            c = h >> 1
+            touched.add(g._n2[c] if h & 1 == 0 else g._n1[c])
+        for n in bad_nodes:
+            touched.update(g._n1[c] if g._n2[c] == n else g._n2[c] for c in g._nchans[n])
+        for lc in locals_:
+            c = g._cidx.get(lc.scid)
+            if c is not None:
+                touched.add(g._n2[c] if g._n1[c] == src else g._n1[c])
+        overlay: dict[int, tuple] = {}
+        for v in touched:
+            overlay[v] = tuple(e for e in (inc[v] if v < len(inc) else ())
+                               if e[7] not in bad_halves and e[0] not in bad_nodes
+                               and not (e[0] == src and g._scid[e[7] >> 1] in local_scids))
+        for n in bad_nodes:
+            overlay[n] = ()
+        for i, lc in enumerate(locals_):
+            peer = g._nidx.get(lc.peer_id)
+            if peer is None or not lc.enabled or peer in bad_nodes:
+                continue
+            c = g._cidx.get(lc.scid)
+            half = 2 * c + (0 if g._n1[c] == src else 1) if c is not None else -1 - i
+            if half in bad_halves:
+                continue
+            edge = (src, 0, 0, 0, lc.htlc_minimum_msat, lc.spendable_msat, 0.0, half)
+            overlay[peer] = overlay.get(peer, inc[peer] if peer < len(inc) else ()) + (edge,)
+        return overlay
+
+    def _search(self, src, dst, amount, cltv, rf, fz, hop_weight, overlay):
+        """Backward Dijkstra; (path of halves from src, amt, dly) or None."""
+        inc = self._inc
+        n = max(len(inc), src + 1)
+        best = [_INF] * n
+        amt = [0] * n
+        dly = [0] * n
+        cost = [0.0] * n
+        nxt = [0] * n
+        done = bytearray(n)
+        unroutable = self.graph.unroutable_nodes
+        best[dst] = s0 = amount + amount * cltv * rf
+        amt[dst], dly[dst], cost[dst] = amount, cltv, float(amount)
+        heap = [(s0, 0, dst)]
+        pop, push, get = heapq.heappop, heapq.heappush, overlay.get
+        while heap:
+            s, hp, v = pop(heap)
+            if done[v]:
+                continue
+            done[v] = 1
+            if v == src:
+                break
+            if v != dst and v in unroutable:
+                continue
+            av, dv, cv = amt[v], dly[v], cost[v]
+            hp1 = hp + 1
+            for u, base, prop, cl, hmin, hmax, r, h in get(v, inc[v] if v < len(inc) else ()):
+                if av < hmin or av > hmax:
+                    continue
+                if u == src:                  # our own channel: no fee, no delay
+                    su = s + hop_weight
+                    if su < best[u]:
+                        best[u], amt[u], dly[u], cost[u], nxt[u] = su, av, dv, cv, h
+                        push(heap, (su, hp1, u))
+                    continue
+                fee = base + av * prop // 1000000
+                au = av + fee
+                du = dv + cl
+                cu = cv + fee * (1.0 + fz * r)
+                su = cu + au * du * rf + hp1 * hop_weight
+                if su < best[u]:
+                    best[u], amt[u], dly[u], cost[u], nxt[u] = su, au, du, cu, h
+                    push(heap, (su, hp1, u))
+        if not done[src]:
+            return None
+        path, v, g = [], src, self.graph
+        while v != dst:
+            h = nxt[v]
+            path.append(h)
+            if h < 0:
+                v = self._local_peers[-1 - h]
+            else:
+                c = h >> 1
+                v = g._n2[c] if h & 1 == 0 else g._n1[c]
+        return path, amt, dly
+
+    def _hops(self, source: bytes, route, locals_: list[LocalChannel]) -> list[dict]:
+        path, amt, dly = route
+        g = self.graph
+        hops = []
+        for h in path:
+            if h < 0:                                  # a local channel not in the graph
+                lc = locals_[-1 - h]
+                v, scid, d = g._nidx[lc.peer_id], lc.scid, 0 if source < lc.peer_id else 1
+            else:
+                c, d = h >> 1, h & 1
+                v, scid = (g._n2[c] if d == 0 else g._n1[c]), g._scid[c]
+            hops.append({"id": g._nid[v].hex(), "channel": scid_str(scid), "direction": d,
+                         "amount_msat": amt[v], "delay": dly[v], "style": "tlv"})
+        return hops
