@@ -258,6 +258,27 @@ class ExtendedPrivateKey:
 ExtendedKey = Union[ExtendedPrivateKey, ExtendedPublicKey]
 
 
+@dataclass(frozen=True)
+class KeyOrigin:
+    """Master key fingerprint and derivation path, serialized as PSBT's BIP32
+    derivation values: fingerprint || little-endian u32 indices."""
+    fingerprint: bytes
+    path: tuple[int, ...] = ()
+
+    def serialize(self) -> bytes:
+        return self.fingerprint + b"".join(struct.pack("<I", i) for i in self.path)
+
+    @classmethod
+    def parse(cls, data: bytes) -> "KeyOrigin":
+        if len(data) < 4 or len(data) % 4:
+            raise Bip32Error(f"value of {len(data)} bytes is not a fingerprint and path")
+        return cls(data[:4], tuple(struct.unpack(f"<{len(data) // 4 - 1}I", data[4:])))
+
+    def __str__(self) -> str:
+        """Descriptor notation: [d34db33f/84h/0h/0h]."""
+        return f"[{self.fingerprint.hex()}{format_path(self.path)[1:]}]"
+
+
 def _serialize(version: int, depth: int, parent_fp: bytes, child: int, chain_code: bytes,
                key: bytes) -> bytes:
     if not 0 <= depth <= 255:

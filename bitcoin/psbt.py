@@ -24,7 +24,7 @@ from typing import Optional
 
 from coincurve import PublicKey
 
-from .bip32 import Bip32Error, deserialize_extended_key, format_path
+from .bip32 import Bip32Error, KeyOrigin, deserialize_extended_key
 from .hashes import hash160
 from .keys import pubkey_of, sign_digest_der
 from .script import is_p2tr, is_p2wpkh, p2pkh_script_code, p2sh_script, push_data
@@ -83,23 +83,11 @@ class PsbtExtractError(PsbtError):
     """Extraction asked of a PSBT with inputs not finalized."""
 
 
-@dataclass(frozen=True)
-class KeyOrigin:
-    """Master key fingerprint and derivation path (BIP32 derivation values)."""
-    fingerprint: bytes
-    path: tuple[int, ...] = ()
-
-    def serialize(self) -> bytes:
-        return self.fingerprint + b"".join(struct.pack("<I", i) for i in self.path)
-
-    @classmethod
-    def parse(cls, data: bytes, what: str = "key origin") -> "KeyOrigin":
-        if len(data) < 4 or len(data) % 4:
-            raise PsbtValueError(f"{what}: value of {len(data)} bytes is not a fingerprint and path")
-        return cls(data[:4], tuple(struct.unpack(f"<{len(data) // 4 - 1}I", data[4:])))
-
-    def __str__(self) -> str:
-        return f"[{self.fingerprint.hex()}{format_path(self.path)[1:]}]"
+def _origin(data: bytes, what: str) -> KeyOrigin:
+    try:
+        return KeyOrigin.parse(data)
+    except Bip32Error as e:
+        raise PsbtValueError(f"{what}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -121,7 +109,7 @@ class TapKeyOrigin:
             hashes = None
         if hashes is None:
             raise PsbtValueError(f"{what}: truncated leaf hash list")
-        return cls(hashes, KeyOrigin.parse(data[r.pos:], what))
+        return cls(hashes, _origin(data[r.pos:], what))
 
 
 @dataclass
@@ -159,7 +147,7 @@ class PsbtOutput:
     unknown: dict[bytes, bytes] = field(default_factory=dict)
 
 
-# --- low-level helpers -----------------------------------------------------------
+# --- field codecs --------------------------------------------------------------------
 
 def _read_map(r: ByteReader, where: str) -> list[tuple[int, bytes, bytes, bytes]]:
     """[(type, key data, full key, value)] up to the 0x00 separator."""
@@ -181,42 +169,43 @@ def _read_map(r: ByteReader, where: str) -> list[tuple[int, bytes, bytes, bytes]
         raise PsbtFormatError(f"{where}: {e}") from None
 
 
-def _no_keydata(kd: bytes, where: str, name: str) -> None:
-    if kd:
-        raise PsbtKeyLengthError(f"{where}: {name} key must have no key data, has {len(kd)} bytes")
-
-
-def _pubkey_keydata(kd: bytes, where: str, name: str) -> bytes:
-    if len(kd) not in (33, 65):
-        raise PsbtKeyLengthError(f"{where}: {name} key must be a 33 or 65-byte public key, got {len(kd)} bytes")
-    try:
-        PublicKey(kd)
-    except ValueError:
-        raise PsbtValueError(f"{where}: {name} key is not a valid public key") from None
+def _check_key(kd: bytes, spec, where: str, name: str) -> bytes:
+    """spec None: no key data; "pubkey": a valid 33/65-byte key; an int: that many bytes."""
+    if spec is None:
+        if kd:
+            raise PsbtKeyLengthError(f"{where}: {name} key must have no key data, has {len(kd)} bytes")
+    elif spec == "pubkey":
+        if len(kd) not in (33, 65):
+            raise PsbtKeyLengthError(f"{where}: {name} key must be a 33 or 65-byte public key, got {len(kd)} bytes")
+        try:
+            PublicKey(kd)
+        except ValueError:
+            raise PsbtValueError(f"{where}: {name} key is not a valid public key") from None
+    elif len(kd) != spec:
+        raise PsbtKeyLengthError(f"{where}: {name} key data must be {spec} bytes, got {len(kd)}")
     return kd
 
 
-def _keylen(kd: bytes, n: int, where: str, name: str) -> bytes:
-    if len(kd) != n:
-        raise PsbtKeyLengthError(f"{where}: {name} key data must be {n} bytes, got {len(kd)}")
-    return kd
+def _fixed(*sizes: int):
+    def dec(value: bytes, what: str) -> bytes:
+        if len(value) not in sizes:
+            raise PsbtValueError(f"{what} value must be {' or '.join(map(str, sizes))} bytes, got {len(value)}")
+        return value
+    return dec
 
 
-def _fixed(value: bytes, n: tuple[int, ...], where: str, name: str) -> bytes:
-    if len(value) not in n:
-        raise PsbtValueError(f"{where}: {name} value must be {' or '.join(map(str, n))} bytes, got {len(value)}")
-    return value
-
-
-def _parse_whole(parse, value: bytes, where: str, name: str):
-    r = ByteReader(value)
-    try:
-        obj = parse(r)
-        if not r.at_end():
-            raise DeserializationError("trailing bytes")
-    except (DeserializationError, ValueError) as e:
-        raise PsbtValueError(f"{where}: bad {name}: {e}") from None
-    return obj
+def _whole(read):
+    """Decoder from a ByteReader function that must consume the whole value."""
+    def dec(value: bytes, what: str):
+        r = ByteReader(value)
+        try:
+            obj = read(r)
+            if not r.at_end():
+                raise DeserializationError("trailing bytes")
+        except (DeserializationError, ValueError) as e:
+            raise PsbtValueError(f"bad {what}: {e}") from None
+        return obj
+    return dec
 
 
 def _read_unsigned_tx(r: ByteReader) -> Tx:
@@ -267,13 +256,101 @@ def _read_tap_tree(r: ByteReader) -> list[tuple[int, int, bytes]]:
     return leaves
 
 
+_U32 = (lambda v, what: struct.unpack("<I", _fixed(4)(v, what))[0], lambda x: struct.pack("<I", x))
+_SCRIPT = (lambda v, what: v, bytes)
+_X32 = (_fixed(32), bytes)
+_ORIGIN = (_origin, KeyOrigin.serialize)
+_TAP_ORIGIN = (lambda v, what: TapKeyOrigin.parse(v, what), TapKeyOrigin.serialize)
+
+
+class _F:
+    """One typed field: key spec (see _check_key), attribute, decoder/encoder; keyed fields are dicts."""
+    def __init__(self, t: int, attr: str, name: str, key, codec, keyed: bool = False, order=None):
+        self.t, self.attr, self.name, self.key, self.keyed, self.order = t, attr, name, key, keyed, order
+        self.dec, self.enc = codec
+
+
+# in Bitcoin Core's serialization order; ints are known types kept as raw records
+_INPUT_FIELDS = [
+    _F(IN_NON_WITNESS_UTXO, "non_witness_utxo", "non-witness utxo", None, (_whole(Tx.read), Tx.serialize)),
+    _F(IN_WITNESS_UTXO, "witness_utxo", "witness utxo", None, (_whole(_read_txout), TxOut.serialize)),
+    _F(IN_PARTIAL_SIG, "partial_sigs", "partial signature", "pubkey", _SCRIPT, True, lambda kv: hash160(kv[0])),
+    _F(IN_SIGHASH_TYPE, "sighash_type", "sighash type", None, _U32),
+    _F(IN_REDEEM_SCRIPT, "redeem_script", "redeemScript", None, _SCRIPT),
+    _F(IN_WITNESS_SCRIPT, "witness_script", "witnessScript", None, _SCRIPT),
+    _F(IN_BIP32_DERIVATION, "bip32_derivation", "BIP32 derivation", "pubkey", _ORIGIN, True),
+    IN_RIPEMD160, IN_SHA256, IN_HASH160, IN_HASH256,
+    _F(IN_TAP_KEY_SIG, "tap_key_sig", "tap key signature", None, (_fixed(64, 65), bytes)),
+    IN_TAP_SCRIPT_SIG, IN_TAP_LEAF_SCRIPT,
+    _F(IN_TAP_BIP32_DERIVATION, "tap_bip32_derivation", "tap BIP32 derivation", 32, _TAP_ORIGIN, True),
+    _F(IN_TAP_INTERNAL_KEY, "tap_internal_key", "tap internal key", None, _X32),
+    _F(IN_TAP_MERKLE_ROOT, "tap_merkle_root", "tap merkle root", None, _X32),
+    _F(IN_FINAL_SCRIPTSIG, "final_scriptsig", "final scriptSig", None, _SCRIPT),
+    _F(IN_FINAL_SCRIPTWITNESS, "final_scriptwitness", "final scriptWitness", None,
+       (_whole(_read_witness), lambda w: ser_compact_size(len(w)) + b"".join(map(ser_bytes, w)))),
+]
+_OUTPUT_FIELDS = [
+    _F(OUT_REDEEM_SCRIPT, "redeem_script", "redeemScript", None, _SCRIPT),
+    _F(OUT_WITNESS_SCRIPT, "witness_script", "witnessScript", None, _SCRIPT),
+    _F(OUT_BIP32_DERIVATION, "bip32_derivation", "BIP32 derivation", "pubkey", _ORIGIN, True),
+    _F(OUT_TAP_INTERNAL_KEY, "tap_internal_key", "tap internal key", None, _X32),
+    _F(OUT_TAP_TREE, "tap_tree", "tap tree", None,
+       (_whole(_read_tap_tree), lambda tree: b"".join(bytes([d, v]) + ser_bytes(s) for d, v, s in tree))),
+    _F(OUT_TAP_BIP32_DERIVATION, "tap_bip32_derivation", "tap BIP32 derivation", 32, _TAP_ORIGIN, True),
+]
+
+
+def _parse_map(r: ByteReader, where: str, obj, fields, v2_only) -> None:
+    table = {f.t: f for f in fields if isinstance(f, _F)}
+    for t, kd, key, value in _read_map(r, where):
+        f = table.get(t)
+        if f is not None:
+            k = _check_key(kd, f.key, where, f.name)
+            v = f.dec(value, f"{where}: {f.name}")
+            if f.keyed:
+                getattr(obj, f.attr)[k] = v
+            else:
+                setattr(obj, f.attr, v)
+        elif fields is _INPUT_FIELDS and t in _IN_RAW_TYPES:
+            if t != IN_TAP_LEAF_SCRIPT:
+                _check_key(kd, _IN_RAW_KEYLEN[t], where, f"type {t:#04x}")
+                if t == IN_TAP_SCRIPT_SIG:
+                    _fixed(64, 65)(value, f"{where}: tap script signature")
+            elif len(kd) < 33 or (len(kd) - 33) % 32 or len(kd) > 33 + 32 * 128 or not value:
+                raise PsbtKeyLengthError(f"{where}: control block of {len(kd)} bytes (or empty leaf script)")
+            obj.raw_fields[key] = value
+        elif t in v2_only:
+            raise PsbtValueError(f"{where}: field type {t:#04x} is only allowed in PSBT version 2")
+        elif t == PROPRIETARY:
+            obj.proprietary[key] = value
+        else:
+            obj.unknown[key] = value
+
+
 def _rec(ktype: int, kd: bytes, value: bytes) -> bytes:
     return ser_bytes(ser_compact_size(ktype) + kd) + ser_bytes(value)
 
 
-def _tail(proprietary: dict[bytes, bytes], unknown: dict[bytes, bytes]) -> list[bytes]:
-    return ([ser_bytes(k) + ser_bytes(v) for k, v in sorted(proprietary.items())]
-            + [ser_bytes(k) + ser_bytes(v) for k, v in sorted(unknown.items())])
+def _write_map(obj, fields) -> bytes:
+    out = []
+    raw_by_type: dict[int, list[tuple[bytes, bytes]]] = {}
+    for key, value in getattr(obj, "raw_fields", {}).items():
+        raw_by_type.setdefault(ByteReader(key).compact_size(), []).append((key, value))
+    for f in fields:
+        if not isinstance(f, _F):
+            recs = raw_by_type.get(f, [])
+            if f == IN_TAP_LEAF_SCRIPT:  # Core: by (script, leaf version), shorter control blocks first
+                recs.sort(key=lambda kv: (kv[1][:-1], kv[1][-1:], len(kv[0]), kv[0]))
+            out += [ser_bytes(k) + ser_bytes(v) for k, v in (recs if f == IN_TAP_LEAF_SCRIPT else sorted(recs))]
+            continue
+        v = getattr(obj, f.attr)
+        if f.keyed:
+            out += [_rec(f.t, k, f.enc(x)) for k, x in sorted(v.items(), key=f.order)]
+        elif v is not None:
+            out.append(_rec(f.t, b"", f.enc(v)))
+    out += [ser_bytes(k) + ser_bytes(v) for k, v in sorted(obj.proprietary.items())]
+    out += [ser_bytes(k) + ser_bytes(v) for k, v in sorted(obj.unknown.items())]
+    return b"".join(out) + b"\x00"
 
 
 # --- the PSBT ----------------------------------------------------------------------
@@ -302,143 +379,54 @@ class PSBT:
         if not data.startswith(MAGIC):
             raise PsbtFormatError("not a PSBT: bad magic bytes")
         r = ByteReader(data, len(MAGIC))
-        tx, xpubs, version, prop, unk = None, {}, None, {}, {}
+        p = cls(Tx(), [], [])
+        tx = None
         for t, kd, key, value in _read_map(r, "global"):
             if t == GLOBAL_UNSIGNED_TX:
-                _no_keydata(kd, "global", "unsigned tx")
+                _check_key(kd, None, "global", "unsigned tx")
                 try:
-                    tx = _parse_whole(_read_unsigned_tx, value, "global", "unsigned transaction")
+                    tx = _whole(_read_unsigned_tx)(value, "global: unsigned transaction")
                 except PsbtValueError as e:
                     raise PsbtFormatError(str(e)) from None
             elif t == GLOBAL_XPUB:
-                _keylen(kd, 78, "global", "xpub")
+                _check_key(kd, 78, "global", "xpub")
                 try:
                     depth = deserialize_extended_key(kd).depth
                 except Bip32Error as e:
                     raise PsbtValueError(f"global: bad xpub: {e}") from None
-                origin = KeyOrigin.parse(value, "global xpub")
+                origin = _origin(value, "global xpub")
                 if len(origin.path) != depth:
                     raise PsbtValueError(f"global: xpub of depth {depth} with a path of {len(origin.path)}")
-                xpubs[kd] = origin
+                p.xpubs[kd] = origin
             elif t == GLOBAL_VERSION:
-                _no_keydata(kd, "global", "version")
-                version = struct.unpack("<I", _fixed(value, (4,), "global", "version"))[0]
+                _check_key(kd, None, "global", "version")
+                p.version = _U32[0](value, "global: version")
             elif t in _GLOBAL_V2_ONLY:
                 raise PsbtValueError(f"global: field type {t:#04x} is only allowed in PSBT version 2")
             elif t == PROPRIETARY:
-                prop[key] = value
+                p.proprietary[key] = value
             else:
-                unk[key] = value
-        if version not in (None, 0):
-            raise PsbtVersionError(f"unsupported PSBT version {version}")
+                p.unknown[key] = value
+        if p.version not in (None, 0):
+            raise PsbtVersionError(f"unsupported PSBT version {p.version}")
         if tx is None:
             raise PsbtFormatError("global: no unsigned transaction")
-        inputs = [cls._parse_input(r, i, tx) for i in range(len(tx.inputs))]
-        outputs = [cls._parse_output(r, i) for i in range(len(tx.outputs))]
+        p.tx = tx
+        for kind, items, cls_, fields, v2 in (("input", tx.inputs, PsbtInput, _INPUT_FIELDS, _IN_V2_ONLY),
+                                              ("output", tx.outputs, PsbtOutput, _OUTPUT_FIELDS, _OUT_V2_ONLY)):
+            for n in range(len(items)):
+                if r.at_end():
+                    raise PsbtFormatError(f"{kind} {n}: missing {kind} map")
+                obj = cls_()
+                _parse_map(r, f"{kind} {n}", obj, fields, v2)
+                (p.inputs if kind == "input" else p.outputs).append(obj)
         if not r.at_end():
             raise PsbtFormatError(f"{r.remaining()} bytes of extra data after the PSBT")
-        return cls(tx, inputs, outputs, xpubs, version, prop, unk)
-
-    @staticmethod
-    def _parse_input(r: ByteReader, n: int, tx: Tx) -> PsbtInput:
-        where = f"input {n}"
-        if r.at_end():
-            raise PsbtFormatError(f"{where}: missing input map")
-        inp = PsbtInput()
-        for t, kd, key, value in _read_map(r, where):
-            if t == IN_NON_WITNESS_UTXO:
-                _no_keydata(kd, where, "non-witness utxo")
-                inp.non_witness_utxo = _parse_whole(Tx.read, value, where, "non-witness utxo")
-            elif t == IN_WITNESS_UTXO:
-                _no_keydata(kd, where, "witness utxo")
-                inp.witness_utxo = _parse_whole(_read_txout, value, where, "witness utxo")
-            elif t == IN_PARTIAL_SIG:
-                inp.partial_sigs[_pubkey_keydata(kd, where, "partial signature")] = value
-            elif t == IN_SIGHASH_TYPE:
-                _no_keydata(kd, where, "sighash type")
-                inp.sighash_type = struct.unpack("<I", _fixed(value, (4,), where, "sighash type"))[0]
-            elif t == IN_REDEEM_SCRIPT:
-                _no_keydata(kd, where, "redeemScript")
-                inp.redeem_script = value
-            elif t == IN_WITNESS_SCRIPT:
-                _no_keydata(kd, where, "witnessScript")
-                inp.witness_script = value
-            elif t == IN_BIP32_DERIVATION:
-                pk = _pubkey_keydata(kd, where, "BIP32 derivation")
-                inp.bip32_derivation[pk] = KeyOrigin.parse(value, f"{where} BIP32 derivation")
-            elif t == IN_FINAL_SCRIPTSIG:
-                _no_keydata(kd, where, "final scriptSig")
-                inp.final_scriptsig = value
-            elif t == IN_FINAL_SCRIPTWITNESS:
-                _no_keydata(kd, where, "final scriptWitness")
-                inp.final_scriptwitness = _parse_whole(_read_witness, value, where, "final scriptWitness")
-            elif t in _IN_RAW_TYPES:
-                if t == IN_TAP_LEAF_SCRIPT:
-                    if len(kd) < 33 or (len(kd) - 33) % 32 or len(kd) > 33 + 32 * 128:
-                        raise PsbtKeyLengthError(f"{where}: control block of {len(kd)} bytes")
-                    if not value:
-                        raise PsbtValueError(f"{where}: empty tap leaf script")
-                else:
-                    _keylen(kd, _IN_RAW_KEYLEN[t], where, f"type {t:#04x}")
-                    if t == IN_TAP_SCRIPT_SIG:
-                        _fixed(value, (64, 65), where, "tap script signature")
-                inp.raw_fields[key] = value
-            elif t == IN_TAP_KEY_SIG:
-                _no_keydata(kd, where, "tap key sig")
-                inp.tap_key_sig = _fixed(value, (64, 65), where, "tap key signature")
-            elif t == IN_TAP_BIP32_DERIVATION:
-                xo = _keylen(kd, 32, where, "tap BIP32 derivation")
-                inp.tap_bip32_derivation[xo] = TapKeyOrigin.parse(value, f"{where} tap BIP32 derivation")
-            elif t == IN_TAP_INTERNAL_KEY:
-                _no_keydata(kd, where, "tap internal key")
-                inp.tap_internal_key = _fixed(value, (32,), where, "tap internal key")
-            elif t == IN_TAP_MERKLE_ROOT:
-                _no_keydata(kd, where, "tap merkle root")
-                inp.tap_merkle_root = _fixed(value, (32,), where, "tap merkle root")
-            elif t in _IN_V2_ONLY:
-                raise PsbtValueError(f"{where}: field type {t:#04x} is only allowed in PSBT version 2")
-            elif t == PROPRIETARY:
-                inp.proprietary[key] = value
-            else:
-                inp.unknown[key] = value
-        prev = tx.inputs[n].prevout
-        utxo_tx = inp.non_witness_utxo
-        if utxo_tx is not None and (utxo_tx.txid() != prev.txid or prev.index >= len(utxo_tx.outputs)):
-            raise PsbtValueError(f"{where}: non-witness utxo does not match the outpoint {prev}")
-        return inp
-
-    @staticmethod
-    def _parse_output(r: ByteReader, n: int) -> PsbtOutput:
-        where = f"output {n}"
-        if r.at_end():
-            raise PsbtFormatError(f"{where}: missing output map")
-        out = PsbtOutput()
-        for t, kd, key, value in _read_map(r, where):
-            if t == OUT_REDEEM_SCRIPT:
-                _no_keydata(kd, where, "redeemScript")
-                out.redeem_script = value
-            elif t == OUT_WITNESS_SCRIPT:
-                _no_keydata(kd, where, "witnessScript")
-                out.witness_script = value
-            elif t == OUT_BIP32_DERIVATION:
-                pk = _pubkey_keydata(kd, where, "BIP32 derivation")
-                out.bip32_derivation[pk] = KeyOrigin.parse(value, f"{where} BIP32 derivation")
-            elif t == OUT_TAP_INTERNAL_KEY:
-                _no_keydata(kd, where, "tap internal key")
-                out.tap_internal_key = _fixed(value, (32,), where, "tap internal key")
-            elif t == OUT_TAP_TREE:
-                _no_keydata(kd, where, "tap tree")
-                out.tap_tree = _parse_whole(_read_tap_tree, value, where, "tap tree")
-            elif t == OUT_TAP_BIP32_DERIVATION:
-                xo = _keylen(kd, 32, where, "tap BIP32 derivation")
-                out.tap_bip32_derivation[xo] = TapKeyOrigin.parse(value, f"{where} tap BIP32 derivation")
-            elif t in _OUT_V2_ONLY:
-                raise PsbtValueError(f"{where}: field type {t:#04x} is only allowed in PSBT version 2")
-            elif t == PROPRIETARY:
-                out.proprietary[key] = value
-            else:
-                out.unknown[key] = value
-        return out
+        for n, inp in enumerate(p.inputs):
+            prev, utxo_tx = tx.inputs[n].prevout, inp.non_witness_utxo
+            if utxo_tx is not None and (utxo_tx.txid() != prev.txid or prev.index >= len(utxo_tx.outputs)):
+                raise PsbtValueError(f"input {n}: non-witness utxo does not match the outpoint {prev}")
+        return p
 
     @classmethod
     def from_base64(cls, s: str) -> "PSBT":
@@ -453,79 +441,20 @@ class PSBT:
         if len(self.inputs) != len(self.tx.inputs) or len(self.outputs) != len(self.tx.outputs):
             raise PsbtFormatError("input/output maps do not match the unsigned transaction")
         out = [MAGIC, _rec(GLOBAL_UNSIGNED_TX, b"", self.tx.serialize(include_witness=False))]
+        # Core orders xpubs by key origin
         for xpub, origin in sorted(self.xpubs.items(), key=lambda kv: (kv[1].fingerprint, kv[1].path, kv[0])):
             out.append(_rec(GLOBAL_XPUB, xpub, origin.serialize()))
         if self.version is not None:
-            out.append(_rec(GLOBAL_VERSION, b"", struct.pack("<I", self.version)))
-        out += _tail(self.proprietary, self.unknown)
+            out.append(_rec(GLOBAL_VERSION, b"", _U32[1](self.version)))
+        out += [ser_bytes(k) + ser_bytes(v) for k, v in sorted(self.proprietary.items())]
+        out += [ser_bytes(k) + ser_bytes(v) for k, v in sorted(self.unknown.items())]
         out.append(b"\x00")
-        for inp in self.inputs:
-            out += self._input_records(inp)
-            out.append(b"\x00")
-        for o in self.outputs:
-            if o.redeem_script is not None:
-                out.append(_rec(OUT_REDEEM_SCRIPT, b"", o.redeem_script))
-            if o.witness_script is not None:
-                out.append(_rec(OUT_WITNESS_SCRIPT, b"", o.witness_script))
-            out += [_rec(OUT_BIP32_DERIVATION, pk, ko.serialize()) for pk, ko in sorted(o.bip32_derivation.items())]
-            if o.tap_internal_key is not None:
-                out.append(_rec(OUT_TAP_INTERNAL_KEY, b"", o.tap_internal_key))
-            if o.tap_tree is not None:
-                tree = b"".join(bytes([d, v]) + ser_bytes(s) for d, v, s in o.tap_tree)
-                out.append(_rec(OUT_TAP_TREE, b"", tree))
-            out += [_rec(OUT_TAP_BIP32_DERIVATION, xo, tko.serialize())
-                    for xo, tko in sorted(o.tap_bip32_derivation.items())]
-            out += _tail(o.proprietary, o.unknown)
-            out.append(b"\x00")
+        out += [_write_map(i, _INPUT_FIELDS) for i in self.inputs]
+        out += [_write_map(o, _OUTPUT_FIELDS) for o in self.outputs]
         return b"".join(out)
-
-    @staticmethod
-    def _input_records(inp: PsbtInput) -> list[bytes]:
-        out = []
-        if inp.non_witness_utxo is not None:
-            out.append(_rec(IN_NON_WITNESS_UTXO, b"", inp.non_witness_utxo.serialize()))
-        if inp.witness_utxo is not None:
-            out.append(_rec(IN_WITNESS_UTXO, b"", inp.witness_utxo.serialize()))
-        # Core keys partial signatures by HASH160(pubkey)
-        for pk, sig in sorted(inp.partial_sigs.items(), key=lambda kv: hash160(kv[0])):
-            out.append(_rec(IN_PARTIAL_SIG, pk, sig))
-        if inp.sighash_type is not None:
-            out.append(_rec(IN_SIGHASH_TYPE, b"", struct.pack("<I", inp.sighash_type)))
-        if inp.redeem_script is not None:
-            out.append(_rec(IN_REDEEM_SCRIPT, b"", inp.redeem_script))
-        if inp.witness_script is not None:
-            out.append(_rec(IN_WITNESS_SCRIPT, b"", inp.witness_script))
-        out += [_rec(IN_BIP32_DERIVATION, pk, ko.serialize()) for pk, ko in sorted(inp.bip32_derivation.items())]
-        raw = {t: [] for t in _IN_RAW_TYPES}
-        for key, value in inp.raw_fields.items():
-            kr = ByteReader(key)
-            raw[kr.compact_size()].append((key, value))
-        for t in (IN_RIPEMD160, IN_SHA256, IN_HASH160, IN_HASH256):
-            out += [ser_bytes(k) + ser_bytes(v) for k, v in sorted(raw[t])]
-        if inp.tap_key_sig is not None:
-            out.append(_rec(IN_TAP_KEY_SIG, b"", inp.tap_key_sig))
-        out += [ser_bytes(k) + ser_bytes(v) for k, v in sorted(raw[IN_TAP_SCRIPT_SIG])]
-        # leaf scripts: by (script, leaf version), then shorter control blocks first
-        for k, v in sorted(raw[IN_TAP_LEAF_SCRIPT], key=lambda kv: (kv[1][:-1], kv[1][-1], len(kv[0]), kv[0])):
-            out.append(ser_bytes(k) + ser_bytes(v))
-        out += [_rec(IN_TAP_BIP32_DERIVATION, xo, tko.serialize())
-                for xo, tko in sorted(inp.tap_bip32_derivation.items())]
-        if inp.tap_internal_key is not None:
-            out.append(_rec(IN_TAP_INTERNAL_KEY, b"", inp.tap_internal_key))
-        if inp.tap_merkle_root is not None:
-            out.append(_rec(IN_TAP_MERKLE_ROOT, b"", inp.tap_merkle_root))
-        if inp.final_scriptsig is not None:
-            out.append(_rec(IN_FINAL_SCRIPTSIG, b"", inp.final_scriptsig))
-        if inp.final_scriptwitness is not None:
-            wit = ser_compact_size(len(inp.final_scriptwitness)) + b"".join(map(ser_bytes, inp.final_scriptwitness))
-            out.append(_rec(IN_FINAL_SCRIPTWITNESS, b"", wit))
-        return out + _tail(inp.proprietary, inp.unknown)
 
     def to_base64(self) -> str:
         return base64.b64encode(self.serialize()).decode()
-
-    def __str__(self) -> str:
-        return self.to_base64()
 
     # -- what is being spent ------------------------------------------------------------
     def spent_output(self, n: int) -> TxOut:
