@@ -131,6 +131,11 @@ def test_our_unilateral(anchors):
     assert failed_ids(d) == [H_OURS_DUST.htlc_id, H_NEXT.htlc_id, H_OURS_A.htlc_id]
 
     d.run_to(640)
+    lines = st.status_lines()
+    assert any(x.startswith("OUR_UNILATERAL/OUR_HTLC: resolved by OUR_HTLC_TIMEOUT_TX ") and
+               x.endswith(" (40 confirmations)") for x in lines)
+    assert ("OUR_HTLC_TIMEOUT_TX/DELAYED_OUTPUT_TO_US: waiting 104 more blocks to broadcast "
+            "OUR_DELAYED_RETURN_TO_WALLET") in lines
     r = st.resolution(tb)
     assert (r.resolved_by, r.note) == (TxType.IGNORED, "expired without preimage")
     # the peer times it out after all: recorded
@@ -418,3 +423,16 @@ def test_unknown_commitment_recovers_to_remote(anchors):
         assert d.state.resolution(to_remote).resolved_by is TxType.OUR_TO_REMOTE_SWEEP
     else:
         assert d.state.resolution(to_remote).resolved_by is TxType.SELF
+
+
+def test_bad_peer_htlc_signature_is_not_broadcast():
+    tc = PartyPair(False)
+    commit, _, outs, _ = tc.commitment(Side.LOCAL, tc.local_n, HTLCS)
+    good = tc.onchain_channel()
+    bad = replace(good, local=replace(good.local, htlc_signatures=good.local.htlc_signatures[::-1]))
+    d = Driver(tc, commit, bad)
+    a = htlc_op(commit, outs, H_OURS_A)
+    assert a not in latest(d)
+    assert d.state.resolution(a).proposal.error
+    assert any("cannot build OUR_HTLC_TIMEOUT_TX: the peer's HTLC signature does not verify" in x
+               for x in d.state.status_lines())

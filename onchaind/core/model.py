@@ -222,7 +222,7 @@ class Resolution:
             extra = f" ({self.note})" if self.note else ""
             return f"{head}: resolved by {by}{where} ({self.depth(tip)} confirmations){extra}"
         p = self.proposal
-        if p is None:
+        if p is None or self.pending_spend_txid is not None:
             return f"{head}: {self.note or 'unresolved'}"
         act = p.action.value
         if p.error:

@@ -173,10 +173,7 @@ def sign_htlc_tx(tx: Tx, input_index: int, htlc: HtlcTx, their_sig: bytes,
     added) with the peer's signature and ours (SIGHASH_ALL over all of ``tx``)."""
     if htlc.is_success and (preimage is None or len(preimage) != 32):
         raise ValueError("HTLC-success needs the payment preimage")
-    unsigned = tx.copy()
-    for i in unsigned.inputs:
-        i.witness = []
-    ours = signer.sign_local_htlc_tx(unsigned.serialize(include_witness=False), input_index,
+    ours = signer.sign_local_htlc_tx(tx.serialize(include_witness=False), input_index,
                                      htlc.witness_script, htlc.output.amount_sat,
                                      per_commitment_point)
     tx.inputs[input_index].witness = htlc_tx_witness(htlc, their_sig, ours, preimage)
