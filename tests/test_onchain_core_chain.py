@@ -385,6 +385,15 @@ def test_classify_every_kind(anchors):
         classify(ch, Tx(inputs=[TxIn(OutPoint(b"\x22" * 32, 0))], outputs=[]))
 
 
+def test_classify_revoked_wins_over_stale_current():
+    """The secret of 'current' 6 was revealed after the snapshot: it is revoked."""
+    tc = PartyPair(False)
+    tc.secrets.insert_commitment_secret(6, tc.them.per_commitment_secret(6))
+    theirs, *_ = tc.commitment(Side.REMOTE, 6, HTLCS)
+    c = classify(tc.onchain_channel(), theirs)
+    assert (c.kind, c.commitment_number) == (TxType.THEIR_REVOKED_UNILATERAL, 6)
+
+
 def test_classify_same_number_both_sides():
     """Our latest and their current share number 7: the scripts decide."""
     tc = PartyPair(False)
@@ -435,3 +444,17 @@ def test_params_are_holder_relative():
     assert p.to_self_delay == OUR_DELAY
     p = tc.setup.commitment_params(Side.REMOTE, 1, tc.them.per_commitment_point(1), 0)
     assert p.to_self_delay == THEIR_DELAY
+
+
+def test_inexact_state_still_matched_by_script():
+    """A balance off by a satoshi in the master's snapshot: the tx on chain is
+    still recognised output by output (and flagged as not exactly rebuilt)."""
+    tc = PartyPair(False)
+    ch = tc.onchain_channel()
+    ch = replace(ch, local=replace(ch.local, local_msat=ch.local.local_msat - 1000))
+    ours, *_ = tc.commitment(Side.LOCAL, tc.local_n, HTLCS)
+    c = classify(ch, ours)
+    assert c.kind is TxType.OUR_UNILATERAL and not c.exact
+    assert all(m.kind is not None for m in c.outputs)
+    st, _ = OnchainState.start(ch, ours, CLOSE_HEIGHT, tc.us)
+    assert "outputs matched by script" in st.status_lines()[0]

@@ -11,7 +11,7 @@ A spend is, in order of checks:
   Each candidate with the decoded number gets its outputs matched by script
   (keys derived from the candidate's per-commitment point); the candidate
   matching most outputs wins, so a number shared by our and their commitment
-  is no ambiguity;
+  is no ambiguity, and a revoked one wins ties (the secret is proof);
 * ``UNKNOWN_UNILATERAL``: commitment-shaped but no candidate matches (e.g.
   their commitment from the future, after we lost state): only our
   ``to_remote`` is recognised (static_remotekey needs no per-commitment data);
@@ -153,6 +153,12 @@ def classify(ch: OnchainChannel, tx: Tx) -> Classification:
     everything = _all_htlcs(ch)
     # (kind, which, holder, point, secret, htlcs, info for the exact rebuild)
     candidates: list[tuple] = []
+    # Revoked first: on a tie (a snapshot calling a revoked commitment
+    # "current") the revealed secret proves it is revoked, and punishable.
+    secret = ch.revealed_secrets.get_commitment_secret(n)
+    if secret is not None:
+        candidates.append((TxType.THEIR_REVOKED_UNILATERAL, "revoked", Side.REMOTE,
+                           pubkey_from_secret(secret), secret, everything, None))
     if n == ch.local.commitment_number:
         candidates.append((TxType.OUR_UNILATERAL, "latest", Side.LOCAL,
                            ch.local.per_commitment_point, None, ch.local.htlcs, ch.local))
@@ -162,11 +168,6 @@ def classify(ch: OnchainChannel, tx: Tx) -> Classification:
         if info is not None and n == info.commitment_number:
             candidates.append((TxType.THEIR_UNILATERAL, which, Side.REMOTE,
                                info.per_commitment_point, None, info.htlcs, info))
-    if n < ch.remote.commitment_number:
-        secret = ch.revealed_secrets.get_commitment_secret(n)
-        if secret is not None:
-            candidates.append((TxType.THEIR_REVOKED_UNILATERAL, "revoked", Side.REMOTE,
-                               pubkey_from_secret(secret), secret, everything, None))
 
     best: Classification | None = None
     best_score = 0

@@ -100,7 +100,8 @@ class _Deriver:
     def run(self) -> Derived:
         st, cls, setup = self.st, self.cls, self.ch.setup
         conf = st.confirmations.get(cls.txid)
-        note = "" if cls.exact or not cls.is_commitment else \
+        rebuilt = cls.which in ("latest", "current", "next")    # revoked: nothing to rebuild
+        note = "" if cls.exact or not rebuilt else \
             "differs from the commitment rebuilt from our state: outputs matched by script"
         self._add(Resolution(setup.funding_outpoint, setup.funding_sat, T.FUNDING_TRANSACTION,
                              O.FUNDING_OUTPUT, None, resolved_by=cls.kind, resolved_txid=cls.txid,
