@@ -5,7 +5,7 @@ import importlib
 import json
 import sys
 
-BENCHES = ["node_startup", "codec"]
+BENCHES = ["node_startup", "codec", "gossip_graph"]
 
 
 def main() -> None:

@@ -205,7 +205,9 @@ class GossipManager:
     def compact_if_needed(self, force: bool = False) -> bool:
         if self.store is None or not (force or self.store.should_compact()):
             return False
-        self.graph.remap_offsets(self.store.compact())
+        mapping = self.store.compact()
+        self.graph.remap_offsets(mapping)
+        self._dying_off = {s: mapping[o] for s, o in self._dying_off.items() if o in mapping}
         return True
 
     # -- loading -----------------------------------------------------------------

@@ -37,9 +37,9 @@ nodes' edge tuples.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from common.scid import ShortChannelIdDir
+from common.scid import ShortChannelId, ShortChannelIdDir
 
 from .graph import CF_UNROUTABLE, Graph
 from .validate import scid_str
@@ -60,7 +60,7 @@ class LocalChannel:
     at most ``spendable_msat`` through it (overriding the public view; a
     channel absent from the graph, e.g. private, is added)."""
 
-    scid: int
+    scid: int                 # u64 (a "BLOCKxTXxOUT" string is accepted too)
     peer_id: bytes
     spendable_msat: int
     htlc_minimum_msat: int = 0
@@ -151,11 +151,14 @@ class Router:
             raise RouteNotFound(f"Unknown source {source.hex()}")
         if source == destination:
             raise RouteNotFound("Cannot route to ourselves")
-        locals_ = list(local_channels or ())
+        locals_ = [lc if isinstance(lc.scid, int) else
+                   replace(lc, scid=ShortChannelId.parse(str(lc.scid)).to_int())
+                   for lc in local_channels or ()]
         if src is None:                       # a source with only private channels
             src = len(self._inc)
         overlay = self._overlay(src, exclude, locals_)
         self._local_peers = [g._nidx.get(lc.peer_id) for lc in locals_]
+        self._quick_checks(src, dst, amount_msat, overlay)
         rf = riskfactor / (BLOCKS_PER_YEAR * 100)
         fz = fuzzpercent / 100
         route = self._search(src, dst, amount_msat, cltv, rf, fz, 0.0, overlay)
@@ -183,6 +186,11 @@ class Router:
             c = g._cidx.get(sd.scid.to_int())
             if c is not None:
                 bad_halves.add(2 * c + sd.direction)
+        def own(lc: LocalChannel) -> int | None:
+            """The graph's channel index of a local channel, if it is there."""
+            c = g._cidx.get(lc.scid)
+            return c if c is not None and src in (g._n1[c], g._n2[c]) else None
+
         local_scids = {lc.scid for lc in locals_}
         touched: set[int] = set()
         for h in bad_halves:
@@ -191,7 +199,7 @@ class Router:
         for n in bad_nodes:
             touched.update(g._n1[c] if g._n2[c] == n else g._n2[c] for c in g._nchans[n])
         for lc in locals_:
-            c = g._cidx.get(lc.scid)
+            c = own(lc)
             if c is not None:
                 touched.add(g._n2[c] if g._n1[c] == src else g._n1[c])
         overlay: dict[int, tuple] = {}
@@ -205,13 +213,32 @@ class Router:
             peer = g._nidx.get(lc.peer_id)
             if peer is None or not lc.enabled or peer in bad_nodes:
                 continue
-            c = g._cidx.get(lc.scid)
+            c = own(lc)
             half = 2 * c + (0 if g._n1[c] == src else 1) if c is not None else -1 - i
             if half in bad_halves:
                 continue
             edge = (src, 0, 0, 0, lc.htlc_minimum_msat, lc.spendable_msat, 0.0, half)
             overlay[peer] = overlay.get(peer, inc[peer] if peer < len(inc) else ()) + (edge,)
         return overlay
+
+    def _quick_checks(self, src: int, dst: int, amount: int, overlay: dict[int, tuple]) -> None:
+        """Fail fast, without exploring the graph, when no channel into the
+        destination can carry the amount or none out of the source can
+        carry at least it (every hop carries the amount plus fees)."""
+        inc, g = self._inc, self.graph
+
+        def edges(v):
+            return overlay.get(v, inc[v] if v < len(inc) else ())
+
+        if not any(e[4] <= amount <= e[5] for e in edges(dst)):
+            raise RouteNotFound("Could not find a route: no channel to the destination "
+                                f"can carry {amount}msat")
+        peers = {g._n1[c] if g._n2[c] == src else g._n2[c]
+                 for c in (g._nchans[src] or ())} if src < len(g._nchans) else set()
+        peers.update(v for v, es in overlay.items() if any(e[0] == src for e in es))
+        if not any(e[0] == src and e[5] >= amount for v in peers for e in edges(v)):
+            raise RouteNotFound("Could not find a route: no channel of the source "
+                                f"can carry {amount}msat")
 
     def _search(self, src, dst, amount, cltv, rf, fz, hop_weight, overlay):
         """Backward Dijkstra; (path of halves from src, amt, dly) or None."""

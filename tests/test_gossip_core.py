@@ -415,11 +415,15 @@ def test_manager_compaction_keeps_offsets_valid(tmp_path):
     add_channel(m, 0, 1, s)
     for t in range(20):
         m.handle_channel_update(upd(0, 1, s, 0, NOW + t))
+    m.funding_spent(s, 800)
     before = m.store.end
     assert m.compact_if_needed(force=True)
     assert m.store.end < before
     assert m.message(m.graph.half(s, 0)[G.U_OFF]) == upd(0, 1, s, 0, NOW + 19)
     assert m.message(m.graph.ann_offset(s)) == ann(0, 1, s)
+    # forgetting the channel after compaction deletes exactly its records
+    assert m.new_blockheight(872) == [s]
+    assert list(GossipStore.open(m.store.path).records()) == []
 
 
 def test_synthetic_store_loads_fully(tmp_path):

@@ -175,6 +175,8 @@ def test_local_channels_override_the_public_view():
     assert path(route(g, 0, 3, 50_000))[0] == nid(2).hex()
     low = [LocalChannel(s[1], nid(2), spendable_msat=40_000)]
     assert path(route(g, 0, 3, 50_000, local_channels=low))[0] == nid(1).hex()
+    low_str = [LocalChannel(scid_str(s[1]), nid(2), spendable_msat=40_000)]
+    assert path(route(g, 0, 3, 50_000, local_channels=low_str))[0] == nid(1).hex()
     off = [LocalChannel(s[1], nid(2), spendable_msat=10**9, enabled=False)]
     assert path(route(g, 0, 3, 50_000, local_channels=off))[0] == nid(1).hex()
     # a private channel straight to the destination, unknown to the graph
