@@ -71,6 +71,8 @@ def taproot_output_script(internal_xonly: bytes, merkle_root: Optional[bytes] = 
 
 def taproot_tweak_seckey(secret: bytes, merkle_root: Optional[bytes] = None) -> bytes:
     """The private key of the output key: d' = (d or n-d, making P's y even) + t."""
+    if len(secret) != 32:
+        raise TaprootError("private key must be 32 bytes")
     ctx = GLOBAL_CONTEXT.ctx
     keypair = ffi.new("secp256k1_keypair *")
     if not lib.secp256k1_keypair_create(ctx, keypair, bytes(secret)):

@@ -418,6 +418,9 @@ def test_schnorr_and_errors():
         sighash_taproot(tx, 0, spent, annex=b"\x51")
     with pytest.raises(TaprootError):
         tap_tweak(b"\x02" + bytes(32))
+    for bad in (b"\x01" * 31, bytes(32), b"\xff" * 32):   # short, zero, >= n
+        with pytest.raises(TaprootError):
+            taproot_tweak_seckey(bad)
     with pytest.raises(TaprootError):
         taproot_output_key(b"\xff" * 32)  # not an x coordinate on the curve
     # a 65-byte signature with hash type 0 is invalid by BIP341
