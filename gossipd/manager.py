@@ -30,6 +30,10 @@ from .validate import (
 )
 
 
+FUTURE = "future"                # a timestamp too far ahead: discarded
+FUTURE_SLACK = 86_400
+
+
 class LoadStats(NamedTuple):
     channels: int
     updates: int
@@ -75,7 +79,9 @@ class GossipManager:
 
     # -- peer gossip -----------------------------------------------------------
     def handle_channel_announcement(self, raw: bytes, timestamp: int) -> int | None:
-        """Validate; the scid to look up (None: already known or pending)."""
+        """Validate; the scid to look up (None: already known or pending).
+        ``timestamp``: when it was received (the store record's time, and
+        the age of a direction that never gets an update)."""
         ann = parse_channel_announcement(raw)
         if self.graph.has_channel(ann.scid) or ann.scid in self.pending_anns:
             return None
@@ -86,7 +92,10 @@ class GossipManager:
     def handle_txout(self, scid: int, satoshis: int | None, script_pubkey: bytes | None,
                      spent: bool = False) -> bool:
         """The master's answer about the funding output of a pending channel."""
-        ann, ts = self.pending_anns.pop(scid)
+        entry = self.pending_anns.pop(scid, None)
+        if entry is None:
+            return False
+        ann, ts = entry
         try:
             check_funding(ann, script_pubkey, spent)
         except GossipError:
@@ -118,16 +127,20 @@ class GossipManager:
         for node_id in [n for n in self.pending_nodes if n not in waiting]:
             del self.pending_nodes[node_id]
 
-    def handle_channel_update(self, raw: bytes, timestamp: int | None = None) -> str:
+    def handle_channel_update(self, raw: bytes, now: int | None = None) -> str:
+        """``now`` (unix time), if given, discards updates stamped more than
+        a day ahead of it (BOLT 7: "unreasonably far in the future")."""
         upd = parse_channel_update(raw)
         check_chain(upd.chain_hash, self.chain_hash, "channel_update")
+        if now is not None and upd.timestamp > now + FUTURE_SLACK:
+            return FUTURE
         g, d = self.graph, upd.channel_flags & 1
         if not g.has_channel(upd.scid):
             key = (upd.scid, d)
             old = self.orphan_updates.get(key)
             if (old is None and len(self.orphan_updates) < self.ORPHAN_LIMIT) or (
                     old is not None and parse_channel_update(old[0]).timestamp < upd.timestamp):
-                self.orphan_updates[key] = (raw, timestamp)
+                self.orphan_updates[key] = (raw, now)
             return UNKNOWN
         held = g.half(upd.scid, d)
         if held is not None and upd.timestamp <= held[U_TS]:
@@ -140,8 +153,10 @@ class GossipManager:
             self._flush_dead()
         return status
 
-    def handle_node_announcement(self, raw: bytes, timestamp: int | None = None) -> str:
+    def handle_node_announcement(self, raw: bytes, now: int | None = None) -> str:
         na = parse_node_announcement(raw)
+        if now is not None and na.timestamp > now + FUTURE_SLACK:
+            return FUTURE
         g = self.graph
         pending = not g.has_node(na.node_id) and any(
             na.node_id in (a.node_id_1, a.node_id_2) for a, _ in self.pending_anns.values())
@@ -154,7 +169,7 @@ class GossipManager:
         if pending:
             old = self.pending_nodes.get(na.node_id)
             if old is None or parse_node_announcement(old[0]).timestamp < na.timestamp:
-                self.pending_nodes[na.node_id] = (raw, timestamp)
+                self.pending_nodes[na.node_id] = (raw, now)
             return UNKNOWN
         status = g.apply_node_announcement(na)
         if status == ACCEPTED:

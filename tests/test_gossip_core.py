@@ -223,6 +223,9 @@ def test_channel_lifecycle_and_timestamps(tmp_path):
     assert m.handle_channel_update(upd(0, 1, s, 0, NOW + 5, fee_base=7)) == G.ACCEPTED
     assert m.graph.half(s, 0)[G.U_BASE] == 7
     assert m.graph.half(s, 1) is None
+    assert m.handle_channel_update(upd(0, 1, s, 1, NOW + 90_000), now=NOW) == "future"
+    assert m.handle_channel_update(upd(0, 1, s, 1, NOW + 80_000), now=NOW) == G.ACCEPTED
+    assert not m.handle_txout(scid(999), 1000, b"")                     # nothing pending
     # the superseded update is deleted in the store
     live = [r.msg for r in GossipStore.open(m.store.path).records()]
     assert upd(0, 1, s, 0, NOW) not in live and upd(0, 1, s, 0, NOW + 5, fee_base=7) in live
