@@ -65,6 +65,8 @@ class Feerates:
         perkb) as perkw; RpcError if we have no estimate to use."""
         if spec is None:
             spec = default
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            return spec  # already resolved to perkw by feerate_param
         if isinstance(spec, str) and spec in TARGETS or spec == "minimum":
             r = self.perkw(spec)
             if r is None:

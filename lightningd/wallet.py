@@ -174,6 +174,16 @@ class Wallet:
         with self.db.transaction():
             self._add_tx(tx, None, None, ours=True)
 
+    def forget_own_tx(self, tx: Tx) -> None:
+        """Undo add_own_tx for a transaction that could not be broadcast."""
+        txid = tx.txid()
+        with self.db.transaction():
+            for n in range(len(tx.outputs)):
+                self._ours.discard((txid, n))
+            self.db.execute("DELETE FROM outputs WHERE txid = ? AND blockheight IS NULL", (txid,))
+            self.db.execute("UPDATE outputs SET spend_txid = NULL, spend_height = NULL WHERE spend_txid = ?", (txid,))
+            self.db.execute("DELETE FROM transactions WHERE txid = ? AND blockheight IS NULL", (txid,))
+
     def unconfirmed_own_txs(self) -> list[Tx]:
         return [Tx.parse(r[0]) for r in self.db.query(
             "SELECT raw FROM transactions WHERE ours = 1 AND blockheight IS NULL AND prepared = 0")]

@@ -101,3 +101,156 @@ def test_feerates(node_factory):
     kb = l1.rpc.feerates("perkb")["perkb"]
     assert kb["opening"] == pk["opening"] * 4
     assert "onchain_fee_estimates" in r
+
+
+def fund_node(node, amounts, kind="bech32"):
+    before = len(funds(node, "confirmed"))
+    txids = []
+    for a in amounts:
+        addr = node.rpc.newaddr(kind)[kind]
+        txids.append(node.chain.fund(addr, a)[0])
+    node.chain.mine(1)
+    wait_for(lambda: len(funds(node, "confirmed")) >= before + len(amounts))
+    return txids
+
+
+def chain_tx(chain, txid):
+    return chain.rpc.getrawtransaction(txid, True)
+
+
+def test_withdraw_with_change_exact_amounts(node_factory):
+    l1 = node_factory.get_node()
+    chain = l1.chain
+    fund_node(l1, [1_000_000], "bech32")
+    fund_node(l1, [2_000_000], "p2tr")
+    dest = chain.faucet_address
+    r = l1.rpc.withdraw(dest, 1_500_000, "2000perkw")
+    assert set(r) == {"tx", "txid", "psbt"}
+    # accepted by the chain (Bitcoin Core's rules) and mined
+    assert r["txid"] in chain.rpc.getrawmempool()
+    chain.mine(1)
+    tx = chain_tx(chain, r["txid"])
+    outs = {o["scriptPubKey"]["address"]: int(Decimal(str(o["value"])) * 100_000_000) for o in tx["vout"]}
+    assert outs[dest] == 1_500_000
+    ins = sum(int(Decimal(str(chain_tx(chain, i["txid"])["vout"][i["vout"]]["value"])) * 100_000_000)
+              for i in tx["vin"])
+    fee = ins - sum(outs.values())
+    weight = tx["weight"]
+    # the fee is what the feerate asks for the transaction's real weight (the estimate uses
+    # the maximum signature size, so it can only be a little above)
+    assert 2000 * weight // 1000 <= fee <= 2000 * (weight + 10) // 1000
+    wait_for(lambda: l1.rpc.getinfo()["blockheight"] == chain.rpc.getblockcount())
+    mine = [o for o in funds(l1) if o["status"] == "confirmed"]
+    change = [o for o in mine if o["txid"] == r["txid"]]
+    assert len(change) == 1 and change[0]["amount_msat"] == (ins - 1_500_000 - fee) * 1000
+    assert sum(o["amount_msat"] for o in funds(l1)) == (3_000_000 - 1_500_000 - fee) * 1000
+    txs = l1.rpc.listtransactions()["transactions"]
+    assert any(t["hash"] == r["txid"] for t in txs)
+
+
+def test_withdraw_all_and_refusals(node_factory):
+    l1 = node_factory.get_node()
+    chain = l1.chain
+    fund_node(l1, [300_000, 200_000])
+    with pytest.raises(RpcError) as e:
+        l1.rpc.withdraw(chain.faucet_address, 10_000_000)
+    assert e.value.error["code"] == 301
+    with pytest.raises(RpcError) as e:
+        l1.rpc.withdraw("bcrt1qnotanaddress", 10_000)
+    assert e.value.error["code"] == -32602
+    with pytest.raises(RpcError) as e:
+        l1.rpc.withdraw(chain.faucet_address, 100)
+    assert e.value.error["code"] == 302
+    with pytest.raises(RpcError) as e:
+        l1.rpc.withdraw(chain.faucet_address, 10_000, utxos=["00" * 32 + ":0"])
+    assert e.value.error["code"] == -32602
+    # nothing reserved or spent by the failures
+    assert all(not o["reserved"] and o["status"] == "confirmed" for o in funds(l1))
+    r = l1.rpc.withdraw(chain.faucet_address, "all")
+    tx = chain.rpc.decoderawtransaction(r["tx"])
+    assert len(tx["vin"]) == 2 and len(tx["vout"]) == 1
+    chain.mine(1)
+    wait_for(lambda: not [o for o in funds(l1) if o["status"] != "spent"])
+
+
+def test_concurrent_withdraws_never_share_coins(node_factory):
+    import concurrent.futures
+    l1 = node_factory.get_node()
+    chain = l1.chain
+    fund_node(l1, [100_000] * 6)
+
+    def w(_):
+        try:
+            return l1.rpc.withdraw(chain.faucet_address, 60_000)["txid"]
+        except RpcError as e:
+            return e.error["code"]
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(w, range(8)))
+    txids = [r for r in results if isinstance(r, str)]
+    assert len(txids) == 6 and results.count(301) == 2
+    spent = [i["txid"] + str(i["vout"]) for t in txids for i in chain.rpc.decoderawtransaction(
+        chain.rpc.getrawtransaction(t))["vin"]]
+    assert len(spent) == len(set(spent)) == 6
+    chain.mine(1)
+    assert all(t not in chain.rpc.getrawmempool() for t in txids)
+
+
+def test_txprepare_send_discard_and_unconfirmed_change(node_factory):
+    l1 = node_factory.get_node()
+    chain = l1.chain
+    fund_node(l1, [500_000])
+    p = l1.rpc.txprepare([{chain.faucet_address: 100_000}])
+    assert all(o["reserved"] for o in funds(l1))
+    d = l1.rpc.txdiscard(p["txid"])
+    assert d["txid"] == p["txid"]
+    assert not any(o["reserved"] for o in funds(l1))
+    p = l1.rpc.txprepare([{chain.faucet_address: 100_000}])
+    s = l1.rpc.txsend(p["txid"])
+    assert s["txid"] == p["txid"] and s["txid"] in chain.rpc.getrawmempool()
+    # the unconfirmed change can be spent right away with minconf=0
+    r = l1.rpc.withdraw(chain.faucet_address, 50_000, minconf=0)
+    assert r["txid"] in chain.rpc.getrawmempool()
+    chain.mine(1)
+    wait_for(lambda: len(funds(l1, "confirmed")) == 1)
+
+
+def test_backend_outage_and_recovery(node_factory):
+    l1 = node_factory.get_node()
+    chain = l1.chain
+    h = l1.rpc.getinfo()["blockheight"]
+    chain.stop()
+    # the node keeps answering while the backend is gone
+    assert l1.rpc.getinfo()["blockheight"] == h
+    chain.start()
+    chain.mine(2)
+    wait_for(lambda: l1.rpc.getinfo()["blockheight"] == h + 2, timeout=60)
+    log = l1.rpc.getlog("unusual")["log"]
+    assert sum("unavailable" in e.get("log", "") for e in log) == 1
+
+
+def test_kill9_during_withdraw_loses_nothing(node_factory):
+    import signal
+    import threading
+    l1 = node_factory.get_node(may_fail=True)
+    chain = l1.chain
+    fund_node(l1, [400_000, 400_000])
+    total = sum(o["amount_msat"] for o in funds(l1))
+
+    def go():
+        try:
+            l1.rpc.withdraw(chain.faucet_address, 100_000)
+        except Exception:
+            pass
+    t = threading.Thread(target=go)
+    t.start()
+    l1.proc.send_signal(signal.SIGKILL)
+    t.join(10)
+    l1.proc.wait()
+    l1.start()
+    chain.mine(1)
+    wait_for(lambda: l1.rpc.getinfo()["blockheight"] == chain.rpc.getblockcount())
+    # either the withdraw happened (and its change is ours) or it did not: never both, never lost
+    outs = [o for o in funds(l1) if o["status"] != "spent"]
+    mine_total = sum(o["amount_msat"] for o in outs)
+    assert mine_total == total or total - mine_total >= 100_000_000
+    assert total - mine_total <= 100_000_000 + 10_000_000
