@@ -13,6 +13,7 @@ the store.
 """
 from __future__ import annotations
 
+import hashlib
 from itertools import islice
 from typing import NamedTuple
 
@@ -23,7 +24,7 @@ from .store import (
     parse_private_channel, private_channel_msg,
 )
 from .validate import (
-    CHANNEL_ANNOUNCEMENT, CHANNEL_UPDATE, DEFAULT_VERIFIER, NODE_ANNOUNCEMENT,
+    CHANNEL_ANNOUNCEMENT, CHANNEL_UPDATE, CHANNEL_UPDATE_FIELDS, DEFAULT_VERIFIER, NODE_ANNOUNCEMENT,
     ChannelAnnouncement, GossipError, SigVerifier, check_chain, check_channel_announcement,
     check_channel_update, check_funding, check_node_announcement, hash256,
     parse_channel_announcement, parse_channel_update, parse_node_announcement,
@@ -229,7 +230,8 @@ class GossipManager:
     def load(self, verify: bool = True, threads: int = 1, chunk: int = 8192) -> LoadStats:
         """Rebuild the graph from the store (see the module docstring)."""
         g, store, chain = self.graph, self.store, self.chain_hash
-        records = store.records()
+        records = store.raw_records()
+        unpack_update, sha256 = CHANNEL_UPDATE_FIELDS.unpack_from, hashlib.sha256
         bad: list[int] = []
         n_chan = n_upd = n_node = 0
         waiting = None                   # (ann, offset, ts) until its amount record
@@ -245,17 +247,21 @@ class GossipManager:
             for off, flags, ts, msg in batch:
                 t = (msg[0] << 8) | msg[1]
                 try:
-                    if t == CHANNEL_UPDATE:
-                        upd = parse_channel_update(msg)
-                        check_chain(upd.chain_hash, chain, "channel_update")
-                        c = cidx.get(upd.scid)
-                        d = upd.channel_flags & 1
+                    if t == CHANNEL_UPDATE:       # the bulk: no object, fields only
+                        if len(msg) < 138:
+                            raise GossipError("truncated channel_update")
+                        fields = unpack_update(msg, 66)
+                        if chain is not None and fields[0] != chain:
+                            raise GossipError("channel_update for another chain")
+                        c = cidx.get(fields[1])
+                        d = fields[4] & 1
                         if c is not None:
                             signer = nid[n2s[c] if d else n1s[c]]
                         else:
-                            signer = chunk_nodes[upd.scid][d]
-                        add_job((signer, msg[2:66], hash256(msg[66:]), True))
-                        items.append((t, upd, off, 1))
+                            signer = chunk_nodes[fields[1]][d]
+                        add_job((signer, msg[2:66], sha256(sha256(msg[66:]).digest()).digest(),
+                                 True))
+                        items.append((t, fields, off, 1))
                     elif t == CHANNEL_ANNOUNCEMENT:
                         ann = parse_channel_announcement(msg)
                         check_chain(ann.chain_hash, chain, "channel_announcement")
@@ -291,7 +297,8 @@ class GossipManager:
                     bad.append(waiting[1])         # announcement without its amount
                     waiting = None
                 if t == CHANNEL_UPDATE:
-                    status = g.apply_update(obj, off)
+                    c = cidx.get(obj[1])
+                    status = UNKNOWN if c is None else g.apply_update_fields(c, *obj[2:], off)
                     if status == ACCEPTED:
                         n_upd += 1
                     else:

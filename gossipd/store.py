@@ -182,6 +182,10 @@ class GossipStore:
     # -- reading -------------------------------------------------------------
     def records(self) -> Iterator[Record]:
         """Live (not deleted) records in file order, as found at open."""
+        return (Record(*r) for r in self.raw_records())
+
+    def raw_records(self) -> Iterator[tuple[int, int, int, bytes]]:
+        """``records()`` as plain (offset, flags, timestamp, msg) tuples."""
         data = self._buf
         if data is None:
             data = _read_all(self._fd, self.end)
@@ -190,7 +194,8 @@ class GossipStore:
             flags, length, _crc_, ts = unpack(data, off)
             if flags & FLAG_DELETED:            # deleted since open
                 continue
-            yield Record(off, flags, ts, data[off + HEADER_LEN:off + HEADER_LEN + length])
+            start = off + HEADER_LEN
+            yield off, flags, ts, data[start:start + length]
 
     def release(self) -> None:
         """Free the open-time buffer and offset list (after loading)."""

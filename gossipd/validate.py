@@ -42,7 +42,9 @@ NODE_ANNOUNCEMENT = 257
 CHANNEL_UPDATE = 258
 
 _sha256 = hashlib.sha256
-_CU = struct.Struct(">32sQIBBHQIIQ")        # channel_update from offset 66
+# channel_update from offset 66: chain_hash, scid, timestamp, message_flags,
+# channel_flags, cltv_expiry_delta, htlc_minimum, fee_base, fee_proportional, htlc_maximum
+CHANNEL_UPDATE_FIELDS = _CU = struct.Struct(">32sQIBBHQIIQ")
 _U16 = struct.Struct(">H")
 _NA = struct.Struct(">I33s3s32sH")          # node_announcement after features
 
