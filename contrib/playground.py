@@ -104,6 +104,17 @@ def main(argv: list[str] | None = None) -> int:
         for a, b in zip(nodes, nodes[1:]):
             r = a.rpc.connect(b.info["id"], "127.0.0.1", b.port)
             print(f"{a.name} connected to {b.name} over BOLT 8: {r['id'][:16]}... direction {r['direction']}")
+        # fund each node's wallet from the chain: one p2tr and one bech32 deposit
+        for i, n in enumerate(nodes):
+            chain.fund(n.rpc.newaddr("p2tr")["p2tr"], 5_000_000 + i)
+            chain.fund(n.rpc.newaddr("bech32")["bech32"], 2_000_000 + i)
+        chain.mine(1)
+        height = chain.rpc.getblockcount()
+        for n in nodes:
+            while n.rpc.getinfo()["blockheight"] < height or \
+                    len([o for o in n.rpc.listfunds()["outputs"] if o["status"] == "confirmed"]) < 2:
+                time.sleep(0.05)
+        show("node1 listfunds", nodes[0].rpc.listfunds())
         for n in nodes:
             show(f"{n.name} getinfo", n.rpc.getinfo())
         show("node1 listpeers", nodes[0].rpc.listpeers())

@@ -254,3 +254,22 @@ def test_kill9_during_withdraw_loses_nothing(node_factory):
     mine_total = sum(o["amount_msat"] for o in outs)
     assert mine_total == total or total - mine_total >= 100_000_000
     assert total - mine_total <= 100_000_000 + 10_000_000
+
+
+def test_backend_replaced_by_plugin(node_factory):
+    """A plugin registering the five backend methods is the only chain source."""
+    import os
+    from pathlib import Path
+    plugin = str(Path(__file__).parent / "plugins" / "bcli_proxy.py")
+    chain = node_factory.chain
+    l1 = node_factory.get_node(options={"plugin": plugin, "proxy-url": chain.url,
+                                        # a bitcoind the node could not use: only the plugin works
+                                        "bitcoin-rpcport": 1, "bitcoin-retry-timeout": 1})
+    assert l1.rpc.proxycalls()["n"] > 0
+    addr = l1.rpc.newaddr("bech32")["bech32"]
+    chain.fund(addr, 300_000)
+    chain.mine(1)
+    wait_for(lambda: funds(l1, "confirmed"))
+    r = l1.rpc.withdraw(chain.faucet_address, 100_000)
+    assert r["txid"] in chain.rpc.getrawmempool()
+    assert os.path.exists(plugin)
