@@ -171,10 +171,6 @@ class HtlcLog:
         nxt = self.latest[holder] + 1
         return any(at[holder] == nxt for _, at in self._updates())
 
-    def has_unacked(self, sender: Side) -> bool:
-        """Updates sent by ``sender`` not yet in ``sender``'s own commitments."""
-        return any(s is sender and at[sender] is None for s, at in self._updates())
-
     def feerate(self, holder: Side, n: int) -> int:
         rate = self.base_feerate
         for fu in self.fee_updates:

@@ -15,9 +15,10 @@ from typing import Any, Callable, Mapping
 import wire
 from bitcoin.hashes import sha256
 from bitcoin.tx import OutPoint
-from common.commitment import Side
+from common.commitment import HtlcInfo, Side
 
 from .closing import ClosingResult
+from .htlcs import CommitmentView
 from .params import ChannelParams, ChannelType, PartyConfig
 from .signer import LocalSigner
 from .state import Channel, FeerateBounds
@@ -215,12 +216,24 @@ class Pipe:
 
 
 # --- invariants ------------------------------------------------------------------------
+def _mirror(v: CommitmentView) -> CommitmentView:
+    """The same commitment described from the other node (sides swapped)."""
+    return CommitmentView(v.holder.other, v.number, v.feerate_per_kw, v.remote_msat, v.local_msat,
+                          tuple(sorted((HtlcInfo(h.offerer.other, h.amount_msat, h.payment_hash,
+                                                 h.cltv_expiry, h.htlc_id) for h in v.htlcs),
+                                       key=_htlc_key)))
+
+
+def _htlc_key(h: HtlcInfo) -> tuple:
+    return (h.offerer, h.htlc_id)
+
+
 def _views_in_range(ch: Channel, holder: Side) -> list[int]:
     lo, hi = ch.log.oldest[holder], ch.log.latest[holder] + 1
     return list(range(lo, hi + 1))
 
 
-def check_pair(a: Node, b: Node, *, signatures: bool = False) -> None:
+def check_pair(a: Node, b: Node, *, signatures: bool = False, seen: set | None = None) -> None:
     """Assert what must hold between two channels at any moment:
 
     * both build byte-identical transactions for every commitment both hold;
@@ -237,9 +250,20 @@ def check_pair(a: Node, b: Node, *, signatures: bool = False) -> None:
         lo = max(cx.log.oldest[Side.LOCAL], cy.log.oldest[Side.REMOTE])
         hi = min(cx.log.latest[Side.LOCAL], cy.log.latest[Side.REMOTE])
         for n in range(lo, hi + 1):
+            vx = cx.log.view(Side.LOCAL, n)
+            vx = CommitmentView(vx.holder, n, vx.feerate_per_kw, vx.local_msat, vx.remote_msat,
+                                tuple(sorted(vx.htlcs, key=_htlc_key)))
+            vy = _mirror(cy.log.view(Side.REMOTE, n))
+            assert vx == vy, f"{x.name}'s commitment {n} differs from {y.name}'s view:\n{vx}\n{vy}"
+            assert cy.remote_points[n] == x.signer.per_commitment_point(n)
+            key = (x.name, vx)
+            if seen is not None and key in seen:
+                continue
             mine = cx.local_commitment(n).tx.serialize()
             theirs = cy.remote_commitment(n).tx.serialize()
-            assert mine == theirs, f"{x.name}'s commitment {n} differs from {y.name}'s view"
+            assert mine == theirs, f"{x.name}'s commitment {n} tx differs from {y.name}'s"
+            if seen is not None:
+                seen.add(key)
         # conservation and sanity of every view
         for holder in Side:
             for n in _views_in_range(cx, holder):
