@@ -12,8 +12,9 @@ from common.daemon_conn import DaemonConn, Msg
 from common.msgconn import MsgConn
 from wire.internal import internal_schema
 
+from .channel_keys import ChannelKeys, ChannelSignError
 from .libhsmd import HsmKeys
-from .permissions import CAP_MASTER, allowed, describe
+from .permissions import CAP_MASTER, CHANNEL_REQUESTS, allowed, describe
 
 HSM_SECRET = "hsm_secret"
 
@@ -45,8 +46,18 @@ class Hsmd:
         self.keys: HsmKeys | None = None
         self.clients: dict[int, tuple[str, DaemonConn]] = {}
         self._next = 0
+        # (peer id, dbid) -> keys and revocation state, shared by successive
+        # clients of the same channel (a restarted channeld, then onchaind)
+        self.channels: dict[tuple[bytes, int], ChannelKeys] = {}
 
-    def handlers_for(self, label: str, caps: int, conn_ref: list) -> dict:
+    def channel(self, peer_id: bytes, dbid: int) -> ChannelKeys:
+        assert self.keys is not None
+        key = (peer_id, dbid)
+        if key not in self.channels:
+            self.channels[key] = ChannelKeys(self.keys.peer_seed, peer_id, dbid, self.keys.dev_channel_secrets)
+        return self.channels[key]
+
+    def handlers_for(self, label: str, caps: int, conn_ref: list, peer_id: bytes = b"", dbid: int = 0) -> dict:
         """One handler per request message of the schema; each checks the
         client's capabilities first."""
         impl = {
@@ -56,6 +67,8 @@ class Hsmd:
             "hsmd_sign_message": self.handle_sign_message,
             "hsmd_sign_withdrawal": self.handle_sign_withdrawal,
         }
+        for name in CHANNEL_REQUESTS:
+            impl[name] = self._channel_handler(name, peer_id, dbid)
 
         def guarded(name: str):
             def h(msg: Msg):
@@ -66,6 +79,10 @@ class Hsmd:
                     return None
                 if self.keys is None and name != "hsmd_init":
                     self.status.broken(f"{name} from {label} before hsmd_init")
+                    conn.close()
+                    return None
+                if name in CHANNEL_REQUESTS and not dbid:
+                    self.status.unusual(f"refused {name} from client {label}: not a channel client")
                     conn.close()
                     return None
                 return impl[name](conn, msg)
@@ -96,7 +113,8 @@ class Hsmd:
         num = self._next
         label = f["label"] or f"client#{num}"
         ref: list = []
-        client = DaemonConn(MsgConn(ours), self.schema, self.handlers_for(label, f["capabilities"], ref),
+        client = DaemonConn(MsgConn(ours), self.schema,
+                            self.handlers_for(label, f["capabilities"], ref, f["id"], f["dbid"]),
                             on_error=lambda e, lb=label: self.status.unusual(f"client {lb}: {e}"))
         ref.append(client)
         client.start()
@@ -118,6 +136,53 @@ class Hsmd:
             conn.send("hsmd_ecdh_fail", {})
             return
         conn.send("hsmd_ecdh_resp", {"ss": ss})
+
+    def _channel_handler(self, name: str, peer_id: bytes, dbid: int):
+        """Requests on the client's channel: each answers with its reply, or
+        its failure message when the channel rules refuse."""
+        def h(conn: DaemonConn, msg: Msg) -> None:
+            ck = self.channel(peer_id, dbid)
+            f = msg.fields
+            try:
+                if name == "hsmd_get_channel_basepoints":
+                    conn.send("hsmd_get_channel_basepoints_reply", ck.basepoints())
+                elif name == "hsmd_get_per_commitment_point":
+                    conn.send("hsmd_get_per_commitment_point_reply", {"point": ck.point(f["n"])})
+                elif name == "hsmd_validate_commitment_tx":
+                    ck.validate(f["n"], f["tx"], f["funding_script"], f["funding_sat"], f["sig"])
+                    conn.send("hsmd_validate_commitment_tx_reply", {})
+                elif name == "hsmd_revoke_commitment_tx":
+                    conn.send("hsmd_revoke_commitment_tx_reply", {"secret": ck.revoke(f["n"])})
+                elif name == "hsmd_sign_remote_commitment_tx":
+                    conn.send("hsmd_sign_remote_commitment_tx_reply",
+                              {"sig": ck.sign_remote_commitment(f["tx"], f["funding_script"], f["funding_sat"])})
+                elif name == "hsmd_sign_remote_htlc_tx":
+                    conn.send("hsmd_sign_remote_htlc_tx_reply", {"sig": ck.sign_remote_htlc(
+                        f["tx"], f["witness_script"], f["amount_sat"], f["remote_per_commitment_point"],
+                        f["option_anchors"])})
+                elif name == "hsmd_sign_local_commitment_tx":
+                    conn.send("hsmd_sign_local_commitment_tx_reply", {"sig": ck.sign_local_commitment(
+                        f["n"], f["tx"], f["funding_script"], f["funding_sat"])})
+                elif name == "hsmd_sign_local_htlc_tx":
+                    conn.send("hsmd_sign_local_htlc_tx_reply", {"sig": ck.sign_local_htlc(
+                        f["n"], f["tx"], f["witness_script"], f["amount_sat"])})
+                elif name == "hsmd_sign_mutual_close_tx":
+                    conn.send("hsmd_sign_mutual_close_tx_reply", {"sig": ck.sign_mutual_close(
+                        f["tx"], f["funding_script"], f["funding_sat"])})
+                elif name == "hsmd_sign_onchain_tx":
+                    conn.send("hsmd_sign_onchain_tx_reply", {"der_sig": ck.sign_onchain(
+                        f["kind"], f["tx"], f["input_index"], f["witness_script"], f["amount_sat"], f["point"],
+                        f["secret"])})
+                else:  # CHANNEL_REQUESTS and this chain are the same list
+                    raise ChannelSignError(f"unhandled channel request {name}")
+            except (ChannelSignError, ValueError) as e:
+                self.status.unusual(f"channel {peer_id.hex()}/{dbid}: refused {name}: {e}")
+                fail = name + "_fail"
+                if fail in self.schema.messages:
+                    conn.send(fail, {"reason": str(e)})
+                else:
+                    conn.close()
+        return h
 
     def handle_sign_withdrawal(self, conn: DaemonConn, msg: Msg) -> None:
         assert self.keys is not None

@@ -20,7 +20,21 @@ REQUIRED_CAP: dict[str, int] = {
     "hsmd_client_hsmfd": CAP_MASTER,
     "hsmd_sign_message": CAP_MASTER,
     "hsmd_sign_withdrawal": CAP_MASTER,
+    "hsmd_get_channel_basepoints": CAP_COMMITMENT_POINT,
+    "hsmd_get_per_commitment_point": CAP_COMMITMENT_POINT,
+    "hsmd_validate_commitment_tx": CAP_COMMITMENT_POINT,
+    "hsmd_revoke_commitment_tx": CAP_COMMITMENT_POINT,
+    "hsmd_sign_remote_commitment_tx": CAP_SIGN_REMOTE_TX,
+    "hsmd_sign_remote_htlc_tx": CAP_SIGN_REMOTE_TX,
+    "hsmd_sign_local_commitment_tx": CAP_SIGN_CLOSING_TX,
+    "hsmd_sign_local_htlc_tx": CAP_SIGN_CLOSING_TX,
+    "hsmd_sign_mutual_close_tx": CAP_SIGN_CLOSING_TX,
+    "hsmd_sign_onchain_tx": CAP_SIGN_ONCHAIN_TX,
 }
+# requests that act on the client's own channel (peer id + dbid of its socket)
+CHANNEL_REQUESTS = frozenset(n for n, c in REQUIRED_CAP.items()
+                             if c in (CAP_COMMITMENT_POINT, CAP_SIGN_REMOTE_TX, CAP_SIGN_CLOSING_TX,
+                                      CAP_SIGN_ONCHAIN_TX))
 
 
 def allowed(request: str, capabilities: int) -> bool:
