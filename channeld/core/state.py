@@ -138,7 +138,10 @@ class Channel:
         self.outbox = Outbox()
         self.channel_ready_sent = False
         self.channel_ready_received = False
-        self.local_shutdown_script = local_shutdown_script or params.local.upfront_shutdown_script or None
+        upfront = params.local.upfront_shutdown_script
+        if upfront and local_shutdown_script and local_shutdown_script != upfront:
+            raise UsageError("local shutdown script differs from our upfront_shutdown_script")
+        self.local_shutdown_script = upfront or local_shutdown_script or None
         self.shutdown_sent = False
         self.remote_shutdown_script: bytes | None = None
         self.closing: ClosingNegotiation | None = None

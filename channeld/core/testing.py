@@ -74,10 +74,12 @@ def make_pair(*, funding_sat: int = 10_000_000, push_msat: int = 0, feerate_per_
     pb = ChannelParams(outpoint, funding_sat, Side.REMOTE, cb, ca, ctype)
     a = Channel.new(pa, sa, push_msat=push_msat, feerate_per_kw=feerate_per_kw,
                     remote_first_per_commitment_point=sb.per_commitment_point(0),
-                    local_shutdown_script=p2wpkh(b"A"), fee_bounds=fee_bounds)
+                    local_shutdown_script=None if ca.upfront_shutdown_script else p2wpkh(b"A"),
+                    fee_bounds=fee_bounds)
     b = Channel.new(pb, sb, push_msat=push_msat, feerate_per_kw=feerate_per_kw,
                     remote_first_per_commitment_point=sa.per_commitment_point(0),
-                    local_shutdown_script=p2wpkh(b"B"), fee_bounds=fee_bounds)
+                    local_shutdown_script=None if cb.upfront_shutdown_script else p2wpkh(b"B"),
+                    fee_bounds=fee_bounds)
     # funding_created / funding_signed
     b.recv_initial_commitment_sig(a.initial_remote_commitment_sig())
     a.recv_initial_commitment_sig(b.initial_remote_commitment_sig())
