@@ -224,18 +224,20 @@ class ClosingNegotiation:
         return ClosingResult(self._offer(min(max(fee, lo), hi), (lo, hi)), None)
 
     def _recv_legacy(self, fee: int, sig: bytes, tx: Tx, prev_received: int | None) -> ClosingResult:
+        """A peer without ``fee_range``: accept a fee inside our range, else move
+        to our bound nearest to it (strictly between its fee and our last one);
+        if we are already there, the negotiation cannot converge."""
         if self.last_sent is not None and prev_received is not None:
             lo, hi = sorted((self.last_sent, prev_received))
             if not lo < fee < hi:
                 raise PeerError(f"closing_signed fee {fee} not strictly between {lo} and {hi}")
-        if self.fees.min_sat <= fee <= self.fees.max_sat:
-            return ClosingResult(self._offer(fee, (self.fees.min_sat, self.fees.max_sat)),
-                                 self._finish(tx, sig))
-        mine = self.last_sent if self.last_sent is not None else self.fees.ideal_sat
-        proposal = min(max(fee, self.fees.min_sat), self.fees.max_sat)
-        lo, hi = sorted((mine, fee))
-        if self.last_sent is not None and not lo < proposal < hi:
-            proposal = (lo + hi) // 2
-            if not lo < proposal < hi:
-                raise PeerError(f"closing fee negotiation stuck between {lo} and {hi}")
-        return ClosingResult(self._offer(proposal, (self.fees.min_sat, self.fees.max_sat)), None)
+        our_min, our_max = self.fees.min_sat, self.fees.max_sat
+        if not self.we_open:
+            our_max = self.balances[self.params.opener] // 1000   # we do not pay it
+        if our_min <= fee <= our_max:
+            return ClosingResult(self._offer(fee, (our_min, our_max)), self._finish(tx, sig))
+        proposal = min(max(fee, our_min), our_max)
+        if proposal == self.last_sent:
+            raise PeerError(f"closing fee negotiation failed: peer wants {fee} sat, "
+                            f"we cannot go beyond {proposal}")
+        return ClosingResult(self._offer(proposal, (our_min, our_max)), None)
