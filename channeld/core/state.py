@@ -36,63 +36,27 @@ A typical round trip (A adds, B fulfills)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Mapping
 
-from bitcoin.hashes import sha256
 from bitcoin.keys import is_valid_pubkey
 from bitcoin.tx import Tx
-from common.commitment import HtlcInfo, Side
+from common.commitment import Side
 from common.htlc_tx import HtlcTx
 from common.keyderive import KeyDerivationError, pubkey_from_secret
-from common.shachain import ShachainError, ShachainStore
+from common.shachain import ShachainError
 
 from . import checks, commitments
-from .closing import ClosingFeeRange, ClosingNegotiation, ClosingResult, closing_weight, \
-    is_valid_shutdown_script
-from .errors import IllegalTransition, PeerError, UsageError
-from .htlcs import Htlc, HtlcLog, Removal, RemovalKind
-from .outbox import Outbox
+from .base import _S, TRANSITIONS, ChannelState, FeerateBounds, WireMsg
+from .errors import PeerError, UsageError
+from .htlcs import HtlcLog
 from .params import ChannelParams
+from .shutdown import ShutdownMixin
 from .signer import Signer
 from .status import HtlcChanges, HtlcStatus, htlc_status
+from .updates import UpdatesMixin
 
-WireMsg = tuple[str, dict[str, Any]]
-
-ONION_SIZE = 1366
-#: BOLT 4: failure_code flag of update_fail_malformed_htlc
-BADONION = 0x8000
-
-
-class ChannelState(Enum):
-    """Stored by value: keep the strings stable."""
-
-    AWAITING_LOCKIN = "awaiting_lockin"          # funded, channel_ready not exchanged
-    NORMAL = "normal"
-    SHUTTING_DOWN = "shutting_down"              # shutdown sent or received; HTLCs drain
-    CLOSING_NEGOTIATION = "closing_negotiation"  # no HTLCs left: closing_signed exchange
-    CLOSED = "closed"                            # mutually closed, or failed by the shell
-
-
-_S = ChannelState
-TRANSITIONS: dict[ChannelState, frozenset[ChannelState]] = {
-    _S.AWAITING_LOCKIN: frozenset({_S.NORMAL, _S.SHUTTING_DOWN, _S.CLOSED}),
-    _S.NORMAL: frozenset({_S.SHUTTING_DOWN, _S.CLOSED}),
-    _S.SHUTTING_DOWN: frozenset({_S.CLOSING_NEGOTIATION, _S.CLOSED}),
-    _S.CLOSING_NEGOTIATION: frozenset({_S.CLOSED}),
-    _S.CLOSED: frozenset(),
-}
-#: states in which commitments keep being exchanged
-_UPDATING = (_S.NORMAL, _S.SHUTTING_DOWN)
-
-
-@dataclass(frozen=True)
-class FeerateBounds:
-    """Policy for the peer's ``update_fee`` (BOLT 2: too low for timely
-    processing, or unreasonably large); the shell updates it from estimates."""
-
-    min_per_kw: int = 253
-    max_per_kw: int = 100_000
+__all__ = ["Channel", "ChannelState", "TRANSITIONS", "FeerateBounds", "PendingRevocation",
+           "Revocation", "Reestablished"]
 
 
 @dataclass
@@ -118,36 +82,14 @@ class Reestablished:
     changes: HtlcChanges = field(default_factory=HtlcChanges)
 
 
-class Channel:
-    """One channel's BOLT 2 state.  Build with :meth:`new` or :meth:`from_dict`."""
+class Channel(UpdatesMixin, ShutdownMixin):
+    """One channel's BOLT 2 state.  Build with :meth:`new` or :meth:`from_dict`.
 
-    def __init__(self, params: ChannelParams, signer: Signer, log: HtlcLog, *,
-                 fee_bounds: FeerateBounds = FeerateBounds(),
-                 local_shutdown_script: bytes | None = None) -> None:
-        self.params = params
-        self.signer = signer
-        self.log = log
-        self.fee_bounds = fee_bounds
-        self.state = ChannelState.AWAITING_LOCKIN
-        #: peer's per-commitment points by commitment number (oldest unrevoked, next)
-        self.remote_points: dict[int, bytes] = {}
-        self.remote_secrets = ShachainStore()
-        #: the peer's signatures on our latest commitment (``log.latest[LOCAL]``)
-        self.local_sig: bytes | None = None
-        self.local_htlc_sigs: list[bytes] = []
-        self.outbox = Outbox()
-        self.channel_ready_sent = False
-        self.channel_ready_received = False
-        upfront = params.local.upfront_shutdown_script
-        if upfront and local_shutdown_script and local_shutdown_script != upfront:
-            raise UsageError("local shutdown script differs from our upfront_shutdown_script")
-        self.local_shutdown_script = upfront or local_shutdown_script or None
-        self.shutdown_sent = False
-        self.remote_shutdown_script: bytes | None = None
-        self.closing: ClosingNegotiation | None = None
-        self.connected = True
-        self._revoke_persisted = True
-        self._reconnected_since_shutdown = False
+    The parts: :class:`~.base.ChannelBase` (attributes, state table, guards),
+    :class:`~.updates.UpdatesMixin` (HTLC/fee updates both ways),
+    :class:`~.shutdown.ShutdownMixin` (shutdown, closing negotiation); here:
+    creation, queries, the commitment_signed/revoke_and_ack exchange,
+    reconnection and persistence."""
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -229,31 +171,6 @@ class Channel:
         if self.state is _S.AWAITING_LOCKIN and self.channel_ready_sent and self.channel_ready_received:
             self.set_state(_S.NORMAL)
 
-    # ------------------------------------------------------------------ state
-    def set_state(self, new: ChannelState) -> None:
-        """Move to ``new``; anything not in :data:`TRANSITIONS` raises."""
-        if new not in TRANSITIONS[self.state]:
-            raise IllegalTransition(f"illegal channel state transition {self.state.value} -> {new.value}")
-        self.state = new
-
-    def fail(self) -> None:
-        """The shell failed the channel (error sent/received, going on chain)."""
-        if self.state is not _S.CLOSED:
-            self.set_state(_S.CLOSED)
-
-    @property
-    def channel_id(self) -> bytes:
-        return self.params.channel_id
-
-    def _require_connected(self) -> None:
-        if not self.connected:
-            raise UsageError("peer disconnected: exchange channel_reestablish first")
-
-    def _require_updating(self, what: str, err: type[Exception]) -> None:
-        self._require_connected()
-        if self.state not in _UPDATING:
-            raise err(f"{what} not allowed in state {self.state.value}")
-
     # ------------------------------------------------------------------ queries
     def local_commitment(self, n: int) -> commitments.BuiltCommitment:
         """Our commitment number ``n`` (unsigned), ``oldest..latest+1``."""
@@ -275,9 +192,6 @@ class Channel:
         c = self.local_commitment(self.log.latest[Side.LOCAL])
         return commitments.complete_local(self.params, self.signer, c, self.local_sig,
                                           self.local_htlc_sigs)
-
-    def _current_view(self):
-        return self.log.view(Side.LOCAL, self.log.oldest[Side.LOCAL])
 
     @property
     def to_us_msat(self) -> int:
@@ -308,160 +222,6 @@ class Channel:
     def htlcs(self) -> list[HtlcStatus]:
         """Every HTLC still in the channel, with Core Lightning's state names."""
         return [htlc_status(self.log, h) for h in self.log.live()]
-
-    @property
-    def revocation_pending(self) -> bool:
-        """We received a commitment_signed and still owe the revoke_and_ack."""
-        return self.log.latest[Side.LOCAL] != self.log.oldest[Side.LOCAL]
-
-    @property
-    def awaiting_revocation(self) -> bool:
-        """We sent a commitment_signed and wait for the peer's revoke_and_ack."""
-        return self.log.latest[Side.REMOTE] != self.log.oldest[Side.REMOTE]
-
-    # ------------------------------------------------------------------ local updates
-    def add_htlc(self, amount_msat: int, payment_hash: bytes, cltv_expiry: int, onion: bytes,
-                 blockheight: int, *, blinding_point: bytes | None = None) -> WireMsg:
-        """Offer an HTLC; returns ``update_add_htlc`` (its ``id`` is the HTLC id)."""
-        self._require_connected()
-        if self.state is not _S.NORMAL:
-            raise UsageError(f"cannot add an HTLC in state {self.state.value}")
-        if len(onion) != ONION_SIZE:
-            raise UsageError(f"onion must be {ONION_SIZE} bytes")
-        if cltv_expiry <= blockheight:
-            raise UsageError(f"cltv_expiry {cltv_expiry} is not after the current block {blockheight}")
-        info = HtlcInfo(Side.LOCAL, amount_msat, payment_hash, cltv_expiry, self.log.next_id[Side.LOCAL])
-        checks.check_add(self.params, self.log, info, sending=True, err=UsageError)
-        h = self.log.add(Side.LOCAL, amount_msat, payment_hash, cltv_expiry, onion, blinding_point)
-        fields: dict[str, Any] = {
-            "channel_id": self.channel_id, "id": h.htlc_id, "amount_msat": amount_msat,
-            "payment_hash": payment_hash, "cltv_expiry": cltv_expiry, "onion_routing_packet": onion,
-            "tlvs": {"blinded_path": {"path_key": blinding_point}} if blinding_point else {},
-        }
-        return self._sent_update(("update_add_htlc", fields), h.add_at[Side.REMOTE])
-
-    def _removable(self, htlc_id: int) -> Htlc:
-        self._require_updating("removing an HTLC", UsageError)
-        h = self.log.get(Side.REMOTE, htlc_id)
-        if h is None:
-            raise UsageError(f"no incoming HTLC {htlc_id}")
-        if h.removal is not None:
-            raise UsageError(f"incoming HTLC {htlc_id} is already being removed")
-        if not self.log.add_locked_in(h):
-            raise UsageError(f"incoming HTLC {htlc_id} is not irrevocably committed yet")
-        return h
-
-    def _remove(self, h: Htlc, removal: Removal, msg: WireMsg) -> WireMsg:
-        self.log.remove(h, removal)
-        return self._sent_update(msg, removal.at[Side.REMOTE])
-
-    def fulfill_htlc(self, htlc_id: int, preimage: bytes) -> WireMsg:
-        h = self._removable(htlc_id)
-        if sha256(preimage) != h.payment_hash:
-            raise UsageError(f"preimage does not match the payment_hash of HTLC {htlc_id}")
-        return self._remove(h, Removal(RemovalKind.FULFILL, preimage=preimage), (
-            "update_fulfill_htlc", {"channel_id": self.channel_id, "id": htlc_id,
-                                    "payment_preimage": preimage}))
-
-    def fail_htlc(self, htlc_id: int, reason: bytes) -> WireMsg:
-        h = self._removable(htlc_id)
-        return self._remove(h, Removal(RemovalKind.FAIL, reason=reason), (
-            "update_fail_htlc", {"channel_id": self.channel_id, "id": htlc_id, "reason": reason}))
-
-    def fail_malformed_htlc(self, htlc_id: int, sha256_of_onion: bytes, failure_code: int) -> WireMsg:
-        if not failure_code & BADONION:
-            raise UsageError(f"failure_code {failure_code:#x} lacks the BADONION bit")
-        h = self._removable(htlc_id)
-        return self._remove(h, Removal(RemovalKind.FAIL_MALFORMED, sha256_of_onion=sha256_of_onion,
-                                       failure_code=failure_code), (
-            "update_fail_malformed_htlc", {"channel_id": self.channel_id, "id": htlc_id,
-                                           "sha256_of_onion": sha256_of_onion,
-                                           "failure_code": failure_code}))
-
-    def update_fee(self, feerate_per_kw: int) -> WireMsg:
-        """Opener only: propose a new commitment feerate."""
-        self._require_updating("update_fee", UsageError)
-        if self.state is _S.SHUTTING_DOWN and not self.log.htlcs:
-            raise UsageError("no updates once shutdown left no HTLCs")
-        checks.check_fee_update(self.params, self.log, Side.LOCAL, feerate_per_kw, sending=True,
-                                err=UsageError)
-        fu = self.log.update_fee(Side.LOCAL, feerate_per_kw)
-        return self._sent_update(("update_fee", {"channel_id": self.channel_id,
-                                                 "feerate_per_kw": feerate_per_kw}),
-                                 fu.at[Side.REMOTE])
-
-    def _sent_update(self, msg: WireMsg, remote_number: int | None) -> WireMsg:
-        assert remote_number is not None
-        self.outbox.record_update(msg, remote_number)
-        return msg
-
-    # ------------------------------------------------------------------ received updates
-    def _check_recv_update(self, what: str) -> None:
-        self._require_updating(what, PeerError)
-
-    def recv_update_add_htlc(self, fields: Mapping[str, Any]) -> HtlcStatus:
-        self._check_recv_update("update_add_htlc")
-        if self.remote_shutdown_script is not None:
-            raise PeerError("update_add_htlc after shutdown")
-        htlc_id = fields["id"]
-        if htlc_id != self.log.next_id[Side.REMOTE]:
-            raise PeerError(f"update_add_htlc id {htlc_id}, expected {self.log.next_id[Side.REMOTE]}")
-        onion = fields["onion_routing_packet"]
-        if len(onion) != ONION_SIZE:
-            raise PeerError("update_add_htlc onion_routing_packet of the wrong size")
-        info = HtlcInfo(Side.REMOTE, fields["amount_msat"], fields["payment_hash"],
-                        fields["cltv_expiry"], htlc_id)
-        checks.check_add(self.params, self.log, info, sending=False, err=PeerError)
-        blinding = ((fields.get("tlvs") or {}).get("blinded_path") or {}).get("path_key")
-        h = self.log.add(Side.REMOTE, info.amount_msat, info.payment_hash, info.cltv_expiry,
-                         onion, blinding)
-        return htlc_status(self.log, h)
-
-    def _their_removal(self, what: str, fields: Mapping[str, Any]) -> Htlc:
-        self._check_recv_update(what)
-        htlc_id = fields["id"]
-        h = self.log.get(Side.LOCAL, htlc_id)
-        if h is None:
-            raise PeerError(f"{what} for unknown HTLC id {htlc_id}")
-        if not self.log.add_locked_in(h):
-            raise PeerError(f"{what} for HTLC {htlc_id} not irrevocably committed")
-        if h.removal is not None:
-            raise PeerError(f"{what} for HTLC {htlc_id} already removed")
-        return h
-
-    def recv_update_fulfill_htlc(self, fields: Mapping[str, Any]) -> bytes:
-        """Returns the preimage: the master may settle upstream at once."""
-        h = self._their_removal("update_fulfill_htlc", fields)
-        preimage = fields["payment_preimage"]
-        if sha256(preimage) != h.payment_hash:
-            raise PeerError(f"update_fulfill_htlc preimage does not match HTLC {h.htlc_id}")
-        self.log.remove(h, Removal(RemovalKind.FULFILL, preimage=preimage))
-        return preimage
-
-    def recv_update_fail_htlc(self, fields: Mapping[str, Any]) -> None:
-        h = self._their_removal("update_fail_htlc", fields)
-        self.log.remove(h, Removal(RemovalKind.FAIL, reason=fields["reason"]))
-
-    def recv_update_fail_malformed_htlc(self, fields: Mapping[str, Any]) -> None:
-        h = self._their_removal("update_fail_malformed_htlc", fields)
-        code = fields["failure_code"]
-        if not code & BADONION:
-            raise PeerError(f"update_fail_malformed_htlc failure_code {code:#x} lacks BADONION")
-        self.log.remove(h, Removal(RemovalKind.FAIL_MALFORMED, sha256_of_onion=fields["sha256_of_onion"],
-                                   failure_code=code))
-
-    def recv_update_fee(self, fields: Mapping[str, Any]) -> None:
-        self._check_recv_update("update_fee")
-        if self.params.opener is not Side.REMOTE:
-            raise PeerError("update_fee from the non-opener")
-        if self.state is _S.SHUTTING_DOWN and not self.log.htlcs:
-            raise PeerError("update_fee after shutdown with no HTLCs left")
-        rate = fields["feerate_per_kw"]
-        b = self.fee_bounds
-        if not b.min_per_kw <= rate <= b.max_per_kw:
-            raise PeerError(f"update_fee {rate} outside acceptable [{b.min_per_kw}, {b.max_per_kw}]")
-        checks.check_fee_update(self.params, self.log, Side.REMOTE, rate, sending=False, err=PeerError)
-        self.log.update_fee(Side.REMOTE, rate)
 
     # ------------------------------------------------------------------ commitments
     def send_commitment(self) -> WireMsg | None:
@@ -553,109 +313,6 @@ class Channel:
         self.outbox.peer_revoked(self.log.oldest[Side.REMOTE])
         self._maybe_closing()
         return changes
-
-    # ------------------------------------------------------------------ shutdown and close
-    @property
-    def needs_shutdown_reply(self) -> bool:
-        """The peer sent shutdown and we have not answered yet (BOLT 2 MUST reply
-        once no updates of ours are pending: sign them first, then :meth:`shutdown`)."""
-        return self.remote_shutdown_script is not None and not self.shutdown_sent
-
-    def shutdown(self, script: bytes | None = None) -> WireMsg:
-        """Send ``shutdown``: no new HTLCs after it; the channel closes once empty."""
-        self._require_connected()
-        if self.shutdown_sent:
-            raise UsageError("shutdown already sent")
-        if self.state not in (_S.AWAITING_LOCKIN, _S.NORMAL, _S.SHUTTING_DOWN):
-            raise UsageError(f"cannot shut down in state {self.state.value}")
-        if self.log.has_pending(Side.REMOTE):
-            raise UsageError("updates are pending on the peer's commitment: send commitment_signed first")
-        script = script if script is not None else self.local_shutdown_script
-        if not script:
-            raise UsageError("no shutdown script")
-        upfront = self.params.local.upfront_shutdown_script
-        if upfront and script != upfront:
-            raise UsageError("shutdown script differs from our upfront_shutdown_script")
-        if not is_valid_shutdown_script(script, self.params.anysegwit):
-            raise UsageError("shutdown script is not a standard segwit output")
-        self.local_shutdown_script, self.shutdown_sent = script, True
-        if self.state is not _S.SHUTTING_DOWN:
-            self.set_state(_S.SHUTTING_DOWN)
-        msg: WireMsg = ("shutdown", {"channel_id": self.channel_id, "scriptpubkey": script})
-        self.outbox.record_shutdown(msg)
-        self._maybe_closing()
-        return msg
-
-    def recv_shutdown(self, fields: Mapping[str, Any]) -> None:
-        """Record the peer's shutdown; then see :attr:`needs_shutdown_reply`."""
-        self._require_connected()
-        script = fields["scriptpubkey"]
-        if self.remote_shutdown_script is not None:
-            if script == self.remote_shutdown_script and self._reconnected_since_shutdown:
-                self._reconnected_since_shutdown = False   # the mandatory retransmission
-                return
-            raise PeerError("multiple shutdown messages")
-        if self.state not in (_S.AWAITING_LOCKIN, _S.NORMAL, _S.SHUTTING_DOWN):
-            raise PeerError(f"shutdown in state {self.state.value}")
-        if not is_valid_shutdown_script(script, self.params.anysegwit):
-            raise PeerError(f"shutdown scriptpubkey {script.hex()} is not an allowed form")
-        upfront = self.params.remote.upfront_shutdown_script
-        if upfront and script != upfront:
-            raise PeerError("shutdown scriptpubkey differs from its upfront_shutdown_script")
-        if self.log.has_pending(Side.LOCAL):
-            raise PeerError("shutdown while updates are pending on our commitment")
-        self.remote_shutdown_script = script
-        self._reconnected_since_shutdown = False
-        if self.state is not _S.SHUTTING_DOWN:
-            self.set_state(_S.SHUTTING_DOWN)
-        self._maybe_closing()
-
-    def _maybe_closing(self) -> None:
-        """BOLT 2: negotiation starts once both shutdowns were exchanged, no HTLC
-        remains and both commitments hold every update (nothing owed)."""
-        if self.state is _S.SHUTTING_DOWN and self.shutdown_sent and \
-                self.remote_shutdown_script is not None and not self.log.htlcs and \
-                not self.log.fee_updates and not self.awaiting_revocation and \
-                not self.revocation_pending:
-            self.set_state(_S.CLOSING_NEGOTIATION)
-
-    def default_closing_fees(self) -> ClosingFeeRange:
-        """Fee range from the current commitment feerate: ideal at that rate,
-        from the 253 sat/kw floor up to twice it."""
-        assert self.local_shutdown_script and self.remote_shutdown_script
-        weight = closing_weight(self.params, {Side.LOCAL: self.local_shutdown_script,
-                                              Side.REMOTE: self.remote_shutdown_script})
-        rate = self.log.feerate(Side.LOCAL, self.log.oldest[Side.LOCAL])
-        return ClosingFeeRange.from_feerates(weight, min(253, rate), rate, 2 * rate)
-
-    def start_closing(self, fees: ClosingFeeRange | None = None) -> WireMsg | None:
-        """Begin fee negotiation (after a reconnection too).  The opener gets its
-        first ``closing_signed`` to send; the other side gets None and waits."""
-        self._require_connected()
-        if self.state is not _S.CLOSING_NEGOTIATION:
-            raise UsageError(f"closing negotiation not possible in state {self.state.value}")
-        assert self.local_shutdown_script and self.remote_shutdown_script
-        v = self._current_view()
-        self.closing = ClosingNegotiation(
-            self.params, self.signer,
-            {Side.LOCAL: self.local_shutdown_script, Side.REMOTE: self.remote_shutdown_script},
-            {Side.LOCAL: v.local_msat, Side.REMOTE: v.remote_msat},
-            fees or self.default_closing_fees())
-        return self.closing.first_offer() if self.params.opener is Side.LOCAL else None
-
-    def recv_closing_signed(self, fields: Mapping[str, Any]) -> ClosingResult:
-        """Negotiate; once agreed, ``result.tx`` is the signed closing tx and the
-        channel is CLOSED (send ``result.reply`` first if there is one)."""
-        self._require_connected()
-        if self.state is not _S.CLOSING_NEGOTIATION:
-            raise PeerError(f"closing_signed in state {self.state.value}")
-        if self.closing is None:
-            self.start_closing()
-        assert self.closing is not None
-        result = self.closing.recv(fields)
-        if result.tx is not None:
-            self.set_state(_S.CLOSED)
-        return result
 
     # ------------------------------------------------------------------ reconnection
     def disconnect(self) -> list[HtlcStatus]:
