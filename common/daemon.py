@@ -25,7 +25,7 @@ VERSION = "v0.1.0"
 class Daemon:
     """Process-wide context: the master link, the optional hsmd link and status."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, hsm_sync: bool = False) -> None:
         self.name = name
         self.master = MsgConn.from_fd(MASTER_FD)
         # The master tells us the most verbose level anyone wants, so io and
@@ -35,8 +35,14 @@ class Daemon:
         self.hsm: MsgConn | None = None
         # The master says on our command line whether fd 3 is an hsmd link:
         # probing fd 3 would find whatever Python itself opened there.
+        self.hsm_fd: int | None = None
         if "--hsmfd" in sys.argv:
-            self.hsm = MsgConn.from_fd(HSM_FD)
+            if hsm_sync:
+                # channeld/onchaind ask hsmd synchronously (as Core Lightning's
+                # do): a blocking socket, not on the event loop
+                self.hsm_fd = HSM_FD
+            else:
+                self.hsm = MsgConn.from_fd(HSM_FD)
         self.extra_fds: list[int] = []
         for a in sys.argv:
             if a.startswith("--fds="):
@@ -44,7 +50,7 @@ class Daemon:
         self.status.version(VERSION)
 
 
-def run(name: str, main: Callable[[Daemon], Awaitable[None]]) -> None:
+def run(name: str, main: Callable[[Daemon], Awaitable[None]], hsm_sync: bool = False) -> None:
     """Entry point of a subdaemon: `python -m connectd` ends up here."""
     # The master handles signals for the node; a ^C in the terminal must not
     # kill subdaemons before the master has stopped them in order.
@@ -53,7 +59,7 @@ def run(name: str, main: Callable[[Daemon], Awaitable[None]]) -> None:
     os.dup2(2, 1)
 
     async def _amain() -> int:
-        d = Daemon(name)
+        d = Daemon(name, hsm_sync)
         loop = asyncio.get_running_loop()
 
         def on_exc(_loop: asyncio.AbstractEventLoop, ctx: dict) -> None:

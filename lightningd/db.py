@@ -51,6 +51,50 @@ MIGRATIONS: list[str] = [
         prepared INTEGER NOT NULL DEFAULT 0  -- txprepare'd, not sent yet
     );
     """,
+    # 2: peers we have channels with, and channels
+    """
+    CREATE TABLE peers (
+        node_id BLOB PRIMARY KEY,
+        address TEXT                       -- where we last reached it (host:port), for reconnects
+    );
+    CREATE TABLE channels (
+        dbid INTEGER PRIMARY KEY,
+        peer_id BLOB NOT NULL,
+        channel_id BLOB NOT NULL UNIQUE,
+        state TEXT NOT NULL,               -- Core Lightning's state name
+        opener TEXT NOT NULL,              -- 'local' | 'remote'
+        funding_txid BLOB NOT NULL,        -- internal byte order
+        funding_outnum INTEGER NOT NULL,
+        funding_sat INTEGER NOT NULL,
+        funding_height INTEGER,            -- block the funding tx is in (NULL: unconfirmed)
+        funding_txindex INTEGER,
+        minimum_depth INTEGER NOT NULL,
+        announce INTEGER NOT NULL DEFAULT 1,
+        summary TEXT NOT NULL,             -- channeld's summary (JSON)
+        core TEXT NOT NULL,                -- channeld's full state (JSON, opaque here)
+        config TEXT NOT NULL,              -- our policy given to channeld (JSON)
+        fee_base_msat INTEGER NOT NULL,
+        fee_ppm INTEGER NOT NULL,
+        htlc_minimum_msat INTEGER NOT NULL,
+        htlc_maximum_msat INTEGER NOT NULL,
+        cltv_delta INTEGER NOT NULL,
+        closer TEXT,
+        close_cause TEXT,
+        closing_tx BLOB,                   -- mutual close, once agreed
+        last_tx BLOB,                      -- our latest signed commitment (to go on chain)
+        spend_txid BLOB,                   -- what spent the funding output
+        spend_height INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE channel_state_changes (
+        dbid INTEGER NOT NULL,
+        timestamp TEXT NOT NULL,
+        old_state TEXT NOT NULL,
+        new_state TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -17,6 +17,7 @@ from common.wireaddr import WireAddr, parse_wireaddr
 
 from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
 from .chain_backend import BitcoindBackend, ChainBackend, PluginBackend, find_backend_plugin
+from .channel_control import ChannelControl
 from .chaintopology import ChainTopology
 from .db import Db
 from .feerates import Feerates
@@ -67,6 +68,9 @@ class LightningD:
         self.wallet: Wallet = None  # type: ignore[assignment]
         self.feerates: Feerates = None  # type: ignore[assignment]
         self.peers: dict[bytes, PeerState] = {}
+        self.channels = ChannelControl(self)
+        self._channel_peers: set[bytes] = set()
+        self._reconnecting: set[bytes] = set()
         self.node_id = b""
         self.alias = ""
         self.color = b""
@@ -78,11 +82,15 @@ class LightningD:
         self._pidfile_fd: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._disconnect_waiters: dict[bytes, list[asyncio.Future]] = {}
-        from . import commands, feerates, peer_control, wallet_commands  # (register RPC commands)
+        from . import (closing_control, commands, feerates, opening_control, peer_channels, peer_control,
+                       wallet_commands)  # (register RPC commands)
         commands.register(self)
         peer_control.register(self)
         feerates.register(self)
         wallet_commands.register(self)
+        opening_control.register(self)
+        closing_control.register(self)
+        peer_channels.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:
@@ -186,6 +194,7 @@ class LightningD:
             raise StartupError(f"--rgb: '{rgb}' is not RRGGBB hex") from None
         self.db = Db(os.path.join(self.cfg.network_dir, "lightningd.sqlite3"))
         self.wallet = Wallet(self.db, self.network, self.log_book.logger("wallet"))
+        self.channels.load()
         if self.hsm.bip32_xpub:
             self.wallet.set_xpub(self.hsm.bip32_xpub)
         try:
@@ -201,6 +210,7 @@ class LightningD:
         await self.plugins.init_all()
         await self._start_chain()
         await self.connectd.activate()
+        self._tasks.append(asyncio.ensure_future(self._reconnect_all()))
         self.log.info(f"Server started with public key {self.node_id.hex()}, alias {self.alias} "
                       f"(color #{self.color.hex()}) and lightningd {VERSION}")
 
@@ -220,6 +230,7 @@ class LightningD:
                                       self.network.name, interval, int(self.cfg.get("rescan", 15)))
         self.feerates = Feerates(self.topology, self.network.name)
         self.topology.listeners.append(self.wallet)
+        self.topology.listeners.append(self.channels)
         self.topology.on_new_tip.append(self.gossipd.new_blockheight)
         self.topology.on_new_tip.append(self._on_new_tip)
         try:
@@ -300,6 +311,9 @@ class LightningD:
         if p is None:
             p = self.peers[node_id] = PeerState(node_id)
         p.connected, p.incoming, p.addr, p.features = True, incoming, addr, features
+        if not incoming and node_id in self._channel_peers and self.db is not None:
+            with self.db.transaction():
+                self.db.execute("UPDATE peers SET address = ? WHERE node_id = ?", (addr, node_id))
         p.connected_at = time.time()
         self.log.child("lightningd", node_id.hex()).debug(f"peer connected ({'in' if incoming else 'out'}) {addr}")
         self.plugins.notify("connect", {"id": node_id.hex(), "direction": "in" if incoming else "out",
@@ -308,20 +322,68 @@ class LightningD:
 
     async def peer_channel_fds(self, node_id: bytes) -> list[tuple[bytes, int]]:
         """(channel_id, connectd's socketpair end) for each channel daemon the
-        peer needs now; the channels layer fills this in."""
-        hook = getattr(self, "channels", None)
-        return await hook.peer_channel_fds(node_id) if hook is not None else []
+        peer needs now (its active channels, resumed from the database)."""
+        out = await self.channels.peer_channel_fds(node_id)
+        for rec in self.channels.by_peer(node_id):
+            self.send_shutdown(rec)  # type: ignore[attr-defined]  (a close asked while it was away)
+        return out
 
     async def peer_spoke(self, node_id: bytes, raw: bytes) -> None:
         """A peer message for no running channel daemon."""
-        hook = getattr(self, "channels", None)
-        if hook is not None:
-            await hook.peer_spoke(node_id, raw)
+        from .opening_control import peer_spoke
+        await peer_spoke(self, node_id, raw)
+
+    def peer_has_channel(self, node_id: bytes) -> None:
+        self._channel_peers.add(node_id)
+        if node_id not in self.peers:
+            self.peers[node_id] = PeerState(node_id)
+
+    def is_connected(self, node_id: bytes) -> bool:
+        p = self.peers.get(node_id)
+        return p is not None and p.connected
+
+    def channel_count(self, kind: str) -> int:
+        return self.channels.count(kind)
+
+    def listfunds_channels(self) -> list[dict]:
+        from .peer_channels import listfunds_channels
+        return listfunds_channels(self)
+
+    def known_addresses(self, node_id: bytes) -> list[str]:
+        if self.db is None:
+            return []
+        row = self.db.one("SELECT address FROM peers WHERE node_id = ?", (node_id,))
+        return [row[0]] if row and row[0] else []
+
+    async def _reconnect_all(self) -> None:
+        for node_id in list(self._channel_peers):
+            if any(c.active for c in self.channels.by_peer(node_id)):
+                self._schedule_reconnect(node_id)
+
+    def _schedule_reconnect(self, node_id: bytes) -> None:
+        if self.stopping or node_id in self._reconnecting or (self.cfg.developer and self.cfg.get("dev-no-reconnect")):
             return
-        from wire import bolt_schema
-        m = bolt_schema().decode(raw)
-        cid = m.fields.get("channel_id", m.fields.get("temporary_channel_id", b"\x00" * 32))
-        self.connectd.send_error(node_id, f"Unknown channel for {m.name}", warning=True, channel_id=cid)
+        if not self.known_addresses(node_id):
+            return   # it connected to us: it will come back the same way
+        self._reconnecting.add(node_id)
+        asyncio.ensure_future(self._reconnect(node_id))
+
+    async def _reconnect(self, node_id: bytes) -> None:
+        """Peers with channels are reconnected automatically, with backoff."""
+        delay = 1.0
+        try:
+            while not self.stopping and not self.is_connected(node_id):
+                if not any(c.active for c in self.channels.by_peer(node_id)):
+                    return
+                try:
+                    await self.connectd.connect(node_id, self.known_addresses(node_id), timeout=60)
+                    return
+                except Exception as e:
+                    self.log.child("lightningd", node_id.hex()).debug(f"reconnect failed: {e}; retry in {delay:.0f}s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 300.0)
+        finally:
+            self._reconnecting.discard(node_id)
 
     def wait_peer_disconnected(self, node_id: bytes) -> asyncio.Future:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -336,8 +398,10 @@ class LightningD:
         if p is None or not p.connected:
             return
         p.connected = False
-        if not p.channels:
+        if node_id not in self._channel_peers:
             del self.peers[node_id]
+        else:
+            self._schedule_reconnect(node_id)
         self.log.child("lightningd", node_id.hex()).debug("peer disconnected")
         self.plugins.notify("disconnect", {"id": node_id.hex()})
 

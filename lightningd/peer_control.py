@@ -70,7 +70,7 @@ def register(ld: "LightningD") -> None:
         p = ld.peers.get(id)
         if p is None or not p.connected:
             raise RpcError(LIGHTNINGD, "Peer not connected")
-        if p.channels and not force and any(getattr(c, "active", False) for c in p.channels):
+        if not force and any(c.active for c in ld.channels.by_peer(id)):
             raise RpcError(LIGHTNINGD, "Peer has active channel, use force=true to disconnect")
         waiter = ld.wait_peer_disconnected(id)
         ld.connectd.discard(id)
@@ -110,7 +110,8 @@ def _addr_json(addr: str) -> dict:
 
 
 def _peer_json(ld: "LightningD", p: "PeerState", level: str | None) -> dict[str, Any]:
-    d: dict[str, Any] = {"id": p.id.hex(), "connected": p.connected, "num_channels": len(p.channels)}
+    num = len([c for c in ld.channels.by_peer(p.id) if c.state != "CLOSED"])
+    d: dict[str, Any] = {"id": p.id.hex(), "connected": p.connected, "num_channels": num}
     if p.connected:
         d["netaddr"] = [p.addr]
         d["features"] = p.features.hex()

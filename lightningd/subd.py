@@ -137,10 +137,12 @@ class Subd:
             except (asyncio.TimeoutError, Exception):
                 self._err_task.cancel()
         rc = self.returncode if self.returncode is not None else -1
-        if not self._stopping:
+        if not self._stopping and (rc != 0 or self.failure):
             how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
             why = f": {self.failure}" if self.failure else ""
             self.log.log(BROKEN, f"{self.name} died ({how}){why}")
+        elif not self._stopping:
+            self.log.debug(f"{self.name} exited")
         else:
             self.log.debug(f"{self.name} exited ({rc})")
         self.exited.set()

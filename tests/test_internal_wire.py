@@ -110,7 +110,10 @@ def test_every_schema_message_has_a_receiver():
 
     from hsmd.permissions import REQUIRED_CAP
     hsmd_requests = set(REQUIRED_CAP)
+    from channeld.channeld import ChannelDaemon
+    from lightningd.channel_control import ChannelControl
     pairs = {
+        "channeld": (set(ChannelDaemon.MASTER_HANDLERS), set(ChannelControl.HANDLERS)),
         "connectd": (set(Connectd.MASTER_HANDLERS), set(ConnectControl.HANDLERS)),
         "gossipd": (set(Gossipd.MASTER_HANDLERS), set(GossipControl.HANDLERS)),
         "hsmd": (hsmd_requests, set(HsmControl.HANDLERS)),

@@ -84,24 +84,28 @@ class ShutdownMixin(ChannelBase):
         self._require_connected()
         if self.state is not _S.CLOSING_NEGOTIATION:
             raise UsageError(f"closing negotiation not possible in state {self.state.value}")
+        self.closing = self._new_negotiation(fees)
+        return self.closing.first_offer() if self.params.opener is Side.LOCAL else None
+
+    def _new_negotiation(self, fees: ClosingFeeRange | None) -> ClosingNegotiation:
         assert self.local_shutdown_script and self.remote_shutdown_script
         v = self._current_view()
-        self.closing = ClosingNegotiation(
+        return ClosingNegotiation(
             self.params, self.signer,
             {Side.LOCAL: self.local_shutdown_script, Side.REMOTE: self.remote_shutdown_script},
             {Side.LOCAL: v.local_msat, Side.REMOTE: v.remote_msat},
             fees or self.default_closing_fees())
-        return self.closing.first_offer() if self.params.opener is Side.LOCAL else None
 
     def recv_closing_signed(self, fields: Mapping[str, Any]) -> ClosingResult:
         """Negotiate; once agreed, ``result.tx`` is the signed closing tx and the
-        channel is CLOSED (send ``result.reply`` first if there is one)."""
+        channel is CLOSED (send ``result.reply`` first if there is one).  Without
+        :meth:`start_closing` first, our range is :meth:`default_closing_fees`."""
         self._require_connected()
         if self.state is not _S.CLOSING_NEGOTIATION:
             raise PeerError(f"closing_signed in state {self.state.value}")
         if self.closing is None:
-            self.start_closing()
-        assert self.closing is not None
+            # The peer spoke first: answer it, without an offer of our own.
+            self.closing = self._new_negotiation(None)
         result = self.closing.recv(fields)
         if result.tx is not None:
             self.set_state(_S.CLOSED)

@@ -1,0 +1,510 @@
+"""channeld: one channel's daemon.  It owns the channel's BOLT 2 state (the
+pure core in channeld/core), talks to its peer through the socketpair whose
+other end connectd holds (fd 4), signs through hsmd (fd 3, synchronous) and
+asks the master to persist before it sends anything that commits us.
+
+Every operation on the channel takes `self.lock`, so the peer's messages and
+the master's requests never interleave inside the state machine."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from common.daemon import Daemon
+from common.daemon_conn import DaemonConn, Msg, RequestFailed
+from common.msgconn import ConnectionClosed, MsgConn
+from common.sync_hsm import SyncHsm
+from wire import DecodeError, bolt_schema
+from wire.internal import internal_schema
+
+from . import opening
+from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, FeerateBounds, PeerError, SignerError,
+                   UsageError)
+from .hsm_signer import HsmSigner
+from .summary import changes_json, summary
+
+MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
+COMMIT_DELAY = 0.01          # batch updates into one commitment (Core Lightning's commit-time)
+TEMPORARY_CHANNEL_FAILURE = 0x1007
+FAILED_STATES = (ChannelState.CLOSED,)
+
+
+class ChannelFailed(Exception):
+    pass
+
+
+class ChannelDaemon:
+    MASTER_HANDLERS = {
+        "channeld_init": "handle_init",
+        "channeld_funding_depth": "handle_funding_depth",
+        "channeld_offer_htlc": "handle_offer_htlc",
+        "channeld_fulfill_htlc": "handle_fulfill_htlc",
+        "channeld_fail_htlc": "handle_fail_htlc",
+        "channeld_shutdown": "handle_shutdown",
+        "channeld_feerates": "handle_feerates",
+        "channeld_sign_last_tx": "handle_sign_last_tx",
+    }
+
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+        self.status = d.status
+        handlers = {name: getattr(self, meth) for name, meth in self.MASTER_HANDLERS.items()}
+        self.master = DaemonConn(d.master, internal_schema("channeld"), handlers,
+                                 on_error=lambda e: self.status.broken(f"master link: {e}"))
+        assert d.hsm_fd is not None and d.extra_fds, "channeld needs hsmd (fd 3) and its peer (fd 4)"
+        self.hsm = SyncHsm(d.hsm_fd)
+        self.peer = MsgConn.from_fd(d.extra_fds[0])
+        self.schema = bolt_schema()
+        self.lock = asyncio.Lock()
+        self.ch: Channel | None = None
+        self.temp_id: bytes | None = None
+        self.signer: HsmSigner = None  # type: ignore[assignment]
+        self.init: dict[str, Any] = {}
+        self.init_event = asyncio.Event()
+        self.peer_id = b""
+        self.chain_hash = b""
+        self.fee_bounds = FeerateBounds()
+        self.minimum_depth = 3
+        self.scid: int | None = None
+        self.funding_depth = 0
+        self._commit_scheduled = False
+        self._shutdown_request: dict | None = None
+        self._inbox: asyncio.Queue[tuple[str, dict] | None] = asyncio.Queue()
+        self.done = asyncio.Event()
+
+    # ------------------------------------------------------------------ plumbing
+    def billboard(self, text: str) -> None:
+        self.status.billboard(text)
+
+    async def send_peer(self, name: str, fields: dict) -> None:
+        try:
+            self.peer.send(self.schema.encode(name, fields))
+        except ConnectionClosed:
+            raise ChannelFailed("peer disconnected") from None
+
+    def route_channel_id(self, cid: bytes) -> None:
+        """Tell connectd (in-band, before the message that uses it) to route cid to us."""
+        self.peer.send(internal_schema("peer_stream").encode("stream_route_channel_id", {"channel_id": cid}))
+
+    async def _peer_reader(self) -> None:
+        try:
+            while True:
+                frame = await self.peer.recv()
+                try:
+                    m = self.schema.decode(frame.msg)
+                except DecodeError as e:
+                    self.status.unusual(f"malformed peer message: {e}", self.peer_id)
+                    await self._inbox.put(("_malformed", {"error": str(e)}))
+                    continue
+                if m.name is None:
+                    if m.type % 2 == 0:
+                        await self._inbox.put(("_malformed", {"error": f"unknown even message {m.type}"}))
+                    continue
+                await self._inbox.put((m.name, m.fields))
+        except ConnectionClosed:
+            await self._inbox.put(None)
+
+    async def expect_peer(self, name: str, cid: bytes, timeout: float = 120.0) -> dict:
+        """During opening: the next message must be `name` (errors end it)."""
+        while True:
+            item = await asyncio.wait_for(self._inbox.get(), timeout)
+            if item is None:
+                raise ChannelFailed("peer disconnected during opening")
+            mname, fields = item
+            if mname == "error":
+                raise ChannelFailed(f"peer sent error: {fields['data'].decode(errors='replace')}")
+            if mname == "warning":
+                self.status.unusual(f"peer warning: {fields['data'].decode(errors='replace')}", self.peer_id)
+                continue
+            if mname != name:
+                raise PeerError(f"expected {name}, got {mname}")
+            got = fields.get("channel_id", fields.get("temporary_channel_id"))
+            if got != cid:
+                raise PeerError(f"{name} for channel {got.hex() if got else '?'}, expected {cid.hex()}")
+            return fields
+
+    async def persist(self, ch: Channel, events: list[dict] | None = None) -> None:
+        """Have the master store the state (and act on events) in one
+        transaction; return once it is on disk."""
+        try:
+            await self.master.request("channeld_persist", {
+                "summary_json": json.dumps(summary(ch, self.scid)),
+                "core_json": json.dumps(ch.to_dict()),
+                "events_json": json.dumps(events or [])})
+        except RequestFailed as e:
+            raise ChannelFailed(f"master refused to persist: {e.msg.fields.get('reason')}") from None
+
+    async def funding_needed(self, funding_sat: int, script: bytes) -> tuple[bytes, int]:
+        try:
+            r = await self.master.request("channeld_funding_needed", {"funding_sat": funding_sat, "script": script})
+        except RequestFailed as e:
+            raise ChannelFailed(f"funding: {e.msg.fields.get('reason')}") from None
+        return r["funding_txid"], r["funding_outnum"]
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        self.master.start()
+        await self.init_event.wait()
+        reader = asyncio.ensure_future(self._peer_reader())
+        try:
+            await self._run_channel()
+        except ChannelFailed as e:
+            self.status.info(f"channel stopped: {e}", self.peer_id)
+            if self.ch is None and self.temp_id is not None and "disconnected" not in str(e):
+                # an opening that cannot go on: tell the peer so it forgets it too
+                try:
+                    await self.send_peer("error", {"channel_id": self.temp_id, "data": str(e).encode()[:1000]})
+                except ChannelFailed:
+                    pass
+        except (PeerError, ChannelError, SignerError) as e:
+            await self._fail_channel(str(e))
+        finally:
+            reader.cancel()
+            await self.master.conn.drain()
+
+    async def _run_channel(self) -> None:
+        i = self.init
+        cfg = json.loads(i["config_json"]) if i["config_json"] else {}
+        self.signer = HsmSigner(self.hsm)
+        if i["mode"] == MODE_FUNDER:
+            self.ch = await opening.open_as_funder(self, cfg)
+            self.billboard("Funding signed: waiting for the funding transaction to confirm")
+        elif i["mode"] == MODE_FUNDEE:
+            oc = self.schema.decode(i["open_msg"]).fields
+            self.ch = await opening.open_as_fundee(self, cfg, oc)
+            self.billboard("Funding signed: waiting for the funding transaction to confirm")
+        elif i["mode"] == MODE_SIGN_LAST:
+            # only to sign our latest commitment for the master (peer gone)
+            self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self._revalidate()
+            await self.master.wait_closed()
+            raise ChannelFailed("signing done")
+        else:
+            self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self.minimum_depth = cfg.get("minimum_depth", self.minimum_depth)
+            self.scid = cfg.get("scid")
+            self.funding_depth = cfg.get("funding_depth", 0)
+            await self._resume()
+        await self._main_loop()
+
+    def _revalidate(self) -> None:
+        """hsmd forgets across restarts which of our commitments it saw signed:
+        show it the latest again, or it refuses to revoke the previous one."""
+        ch = self.ch
+        assert ch is not None
+        if ch.local_sig is not None:
+            n = ch.log.latest[0]
+            c = ch.local_commitment(n)
+            self.signer.validate_local_commitment(n, c.tx, ch.params.funding_witness_script,
+                                                  ch.params.funding_sat, ch.local_sig)
+
+    async def _resume(self) -> None:
+        ch = self.ch
+        assert ch is not None
+        self._revalidate()
+        await self.send_peer(*ch.reestablish_msg())
+        self.billboard("Reconnected: waiting for channel_reestablish")
+        while True:
+            item = await asyncio.wait_for(self._inbox.get(), 120)
+            if item is None:
+                raise ChannelFailed("peer disconnected during reestablish")
+            name, fields = item
+            if name == "channel_reestablish":
+                break
+            if name == "error":
+                await self._handle_peer_error(fields)
+                return
+            if name in ("warning",):
+                continue
+            raise PeerError(f"expected channel_reestablish, got {name}")
+        async with self.lock:
+            r = ch.recv_reestablish(fields)
+            for m in r.messages:
+                await self.send_peer(*m)
+            if r.changes:
+                await self.persist(ch, [{"type": "htlcs", **changes_json(r.changes)}])
+        self._after_progress()
+
+    async def _main_loop(self) -> None:
+        assert self.ch is not None
+        self.billboard(self._state_text())
+        if self.funding_depth >= self.minimum_depth:
+            await self._maybe_channel_ready()
+        while True:
+            item = await self._inbox.get()
+            if item is None:
+                async with self.lock:
+                    if self.ch.state is not ChannelState.CLOSED:
+                        self.ch.disconnect()
+                raise ChannelFailed("peer disconnected")
+            name, fields = item
+            async with self.lock:
+                await self._handle_peer(name, fields)
+            if self.ch.state is ChannelState.CLOSED:
+                return
+
+    def _state_text(self) -> str:
+        assert self.ch is not None
+        return {ChannelState.AWAITING_LOCKIN: "Funding: waiting for lock-in",
+                ChannelState.NORMAL: "Channel ready for use.",
+                ChannelState.SHUTTING_DOWN: "Shutting down: waiting for HTLCs to clear",
+                ChannelState.CLOSING_NEGOTIATION: "Negotiating closing fee",
+                ChannelState.CLOSED: "Closed"}.get(self.ch.state, self.ch.state.value)
+
+    # ------------------------------------------------------------------ peer messages
+    async def _handle_peer(self, name: str, f: dict) -> None:
+        ch = self.ch
+        assert ch is not None
+        if name == "update_add_htlc":
+            ch.recv_update_add_htlc(f)
+        elif name == "update_fulfill_htlc":
+            preimage = ch.recv_update_fulfill_htlc(f)
+            # the preimage is ours to use upstream at once: store and tell the master
+            await self.persist(ch, [{"type": "preimage", "id": f["id"], "preimage": preimage.hex()}])
+        elif name == "update_fail_htlc":
+            ch.recv_update_fail_htlc(f)
+        elif name == "update_fail_malformed_htlc":
+            ch.recv_update_fail_malformed_htlc(f)
+        elif name == "update_fee":
+            ch.recv_update_fee(f)
+        elif name == "commitment_signed":
+            ch.recv_commitment_signed(f)
+            ch.mark_persisted()
+            rev = ch.revoke()
+            # persist before reveal: the new commitment and what it locks in are on
+            # disk before the peer sees our old secret
+            await self.persist(ch, [{"type": "htlcs", **changes_json(rev.changes)}] if rev.changes else [])
+            await self.send_peer(*rev.message)
+        elif name == "revoke_and_ack":
+            changes = ch.recv_revoke_and_ack(f)
+            await self.persist(ch, [{"type": "htlcs", **changes_json(changes)}] if changes else [])
+        elif name == "channel_ready":
+            ch.recv_channel_ready(f)
+            await self.persist(ch, [{"type": "state"}])
+        elif name == "shutdown":
+            ch.recv_shutdown(f)
+            await self.persist(ch, [{"type": "state"}])
+        elif name == "closing_signed":
+            result = ch.recv_closing_signed(f)
+            if result.tx is not None:
+                await self.persist(ch, [{"type": "closing_tx", "tx": result.tx.serialize().hex()}])
+            if result.reply is not None:
+                await self.send_peer(*result.reply)
+        elif name == "channel_reestablish":
+            raise PeerError("unexpected channel_reestablish")
+        elif name == "error":
+            await self._handle_peer_error(f)
+            return
+        elif name == "warning":
+            self.status.unusual(f"peer warning: {f['data'].decode(errors='replace')}", self.peer_id)
+        elif name == "_malformed":
+            raise PeerError(f["error"])
+        else:
+            self.status.debug(f"ignoring {name}", self.peer_id)
+        self._after_progress()
+
+    async def _handle_peer_error(self, f: dict) -> None:
+        text = f["data"].decode(errors="replace")
+        self.status.unusual(f"peer sent error: {text}", self.peer_id)
+        await self._go_onchain(f"peer sent error: {text}")
+
+    # ------------------------------------------------------------------ progress
+    def _after_progress(self) -> None:
+        """Something changed: send our commitment soon (batching updates), and
+        move shutdown/closing along."""
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            asyncio.get_running_loop().call_later(COMMIT_DELAY, lambda: asyncio.ensure_future(self._progress()))
+        self.billboard(self._state_text())
+
+    async def _progress(self) -> None:
+        self._commit_scheduled = False
+        ch = self.ch
+        if ch is None or ch.state is ChannelState.CLOSED or not ch.connected:
+            return
+        async with self.lock:
+            try:
+                if ch.state in (ChannelState.NORMAL, ChannelState.SHUTTING_DOWN):
+                    msg = ch.send_commitment()
+                    if msg is not None:
+                        await self.persist(ch)   # we remember what we signed before the peer has it
+                        await self.send_peer(*msg)
+                await self._progress_shutdown()
+            except (PeerError, ChannelError, SignerError) as e:
+                await self._fail_channel(str(e))
+            except ChannelFailed:
+                pass
+
+    async def _progress_shutdown(self) -> None:
+        ch = self.ch
+        assert ch is not None
+        want = self._shutdown_request
+        if (want is not None or ch.needs_shutdown_reply) and not ch.shutdown_sent:
+            script = bytes.fromhex(want["script"]) if want and want.get("script") else None
+            if script is None and ch.local_shutdown_script is None:
+                script = bytes.fromhex(json.loads(self.init["config_json"] or "{}").get("shutdown_script", ""))
+            try:
+                msg = ch.shutdown(script)
+            except UsageError:
+                return   # updates pending: after the next commitment round
+            await self.persist(ch, [{"type": "state"}])
+            await self.send_peer(*msg)
+        if ch.state is ChannelState.CLOSING_NEGOTIATION and ch.closing is None:
+            fees = None
+            if want and want.get("feerate"):
+                base = ch.default_closing_fees()
+                fees = ClosingFeeRange(min(base.min_sat, base.ideal_sat), base.ideal_sat, base.max_sat)
+            first = ch.start_closing(fees)
+            await self.persist(ch, [{"type": "state"}])
+            if first is not None:
+                await self.send_peer(*first)
+
+    async def _maybe_channel_ready(self) -> None:
+        ch = self.ch
+        assert ch is not None
+        async with self.lock:
+            if ch.state is ChannelState.AWAITING_LOCKIN and not ch.channel_ready_sent and ch.connected:
+                msg = ch.channel_ready_msg()
+                await self.persist(ch, [{"type": "state"}])
+                if self.scid is not None:
+                    msg[1]["tlvs"] = {"short_channel_id": {"alias": self.scid.to_bytes(8, "big")}}
+                await self.send_peer(*msg)
+        self.billboard(self._state_text())
+
+    async def _fail_channel(self, reason: str) -> None:
+        """BOLT 2: a misbehaving peer gets an error and we go on chain."""
+        self.status.unusual(f"failing channel: {reason}", self.peer_id)
+        cid = self.ch.channel_id if self.ch is not None else (self.temp_id or b"\x00" * 32)
+        try:
+            await self.send_peer("error", {"channel_id": cid, "data": reason.encode()[:60000]})
+        except ChannelFailed:
+            pass
+        await self._go_onchain(reason)
+
+    async def _go_onchain(self, reason: str) -> None:
+        tx = b""
+        ch = self.ch
+        if ch is not None and ch.local_sig is not None and ch.state is not ChannelState.CLOSED:
+            try:
+                tx = ch.latest_local_commitment_tx()[0].serialize()
+            except (SignerError, UsageError) as e:
+                self.status.broken(f"cannot sign our commitment: {e}", self.peer_id)
+            ch.fail()
+        self.master.send("channeld_failed", {"tx": tx, "reason": reason})
+        try:
+            self.peer.send(internal_schema("peer_stream").encode("stream_disconnect", {}))
+        except ConnectionClosed:
+            pass
+
+    # ------------------------------------------------------------------ master requests
+    def handle_init(self, msg: Msg) -> None:
+        self.init = dict(msg.fields)
+        self.peer_id = msg["peer_id"]
+        self.chain_hash = msg["chain_hash"]
+        cfg = json.loads(msg["config_json"]) if msg["config_json"] else {}
+        if "feerate_min" in cfg:
+            self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"])
+        self.init_event.set()
+
+    async def handle_funding_depth(self, msg: Msg) -> None:
+        self.funding_depth = msg["depth"]
+        if msg["scid"]:
+            self.scid = msg["scid"]
+        if self.ch is not None and self.funding_depth >= self.minimum_depth:
+            try:
+                await self._maybe_channel_ready()
+            except ChannelFailed:
+                pass
+
+    async def handle_offer_htlc(self, msg: Msg) -> None:
+        f = msg.fields
+        ch = self.ch
+        async with self.lock:
+            try:
+                if ch is None:
+                    raise UsageError("channel not open")
+                upd = ch.add_htlc(f["amount_msat"], f["payment_hash"], f["cltv_expiry"], f["onion"],
+                                  f["blockheight"])
+            except (UsageError, ChannelError) as e:
+                self.master.send("channeld_offer_htlc_fail", {"failure_code": TEMPORARY_CHANNEL_FAILURE,
+                                                              "reason": str(e)})
+                return
+            self.master.send("channeld_offer_htlc_reply", {"htlc_id": upd[1]["id"]})
+            try:
+                await self.send_peer(*upd)
+            except ChannelFailed:
+                return
+        self._after_progress()
+
+    async def handle_fulfill_htlc(self, msg: Msg) -> None:
+        await self._remove(lambda ch: ch.fulfill_htlc(msg["htlc_id"], msg["preimage"]))
+
+    async def handle_fail_htlc(self, msg: Msg) -> None:
+        f = msg.fields
+        if f["failure_code"] & 0x8000:
+            await self._remove(lambda ch: ch.fail_malformed_htlc(f["htlc_id"], f["sha256_of_onion"],
+                                                                 f["failure_code"]))
+        else:
+            await self._remove(lambda ch: ch.fail_htlc(f["htlc_id"], f["reason"]))
+
+    async def _remove(self, op) -> None:
+        ch = self.ch
+        async with self.lock:
+            if ch is None:
+                return
+            try:
+                upd = op(ch)
+            except (UsageError, ChannelError) as e:
+                # the master retries resolutions on reconnection from its own records
+                self.status.unusual(f"cannot resolve HTLC now: {e}", self.peer_id)
+                return
+            try:
+                await self.persist(ch)
+                await self.send_peer(*upd)
+            except ChannelFailed:
+                return
+        self._after_progress()
+
+    def handle_shutdown(self, msg: Msg) -> None:
+        f = msg.fields
+        self._shutdown_request = {"script": f["script"].hex(), "feerate": f["feerate"]}
+        self._after_progress()
+
+    async def handle_feerates(self, msg: Msg) -> None:
+        f = msg.fields
+        self.fee_bounds = FeerateBounds(f["min_feerate"], f["max_feerate"])
+        ch = self.ch
+        if ch is None:
+            return
+        ch.fee_bounds = self.fee_bounds
+        from common.commitment import Side
+        if ch.params.opener is Side.LOCAL and ch.state is ChannelState.NORMAL and ch.connected:
+            current = ch.log.feerate(Side.REMOTE, ch.log.latest[Side.REMOTE])
+            if f["feerate"] and abs(f["feerate"] - current) * 10 > current:   # >10% change
+                async with self.lock:
+                    try:
+                        await self.send_peer(*ch.update_fee(f["feerate"]))
+                    except (UsageError, ChannelError, ChannelFailed) as e:
+                        self.status.debug(f"no update_fee: {e}", self.peer_id)
+                        return
+                self._after_progress()
+
+    async def handle_sign_last_tx(self, msg: Msg) -> None:
+        ch = self.ch
+        async with self.lock:
+            try:
+                if ch is None:
+                    raise UsageError("channel not open")
+                tx = ch.latest_local_commitment_tx()[0]
+            except (UsageError, SignerError) as e:
+                self.master.send("channeld_sign_last_tx_fail", {"reason": str(e)})
+                return
+        self.master.send("channeld_sign_last_tx_reply", {"tx": tx.serialize()})
+
+
+async def main(d: Daemon) -> None:
+    cd = ChannelDaemon(d)
+    await cd.run()
+
+

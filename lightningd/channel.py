@@ -1,0 +1,172 @@
+"""The master's record of a channel: what it stores, its Core Lightning
+state name, and the JSON `listpeerchannels` shows.  The channel's protocol
+state itself (channeld/core) is opaque here: the master stores it and hands
+it back to the next channeld."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from common.features import feature_names, features_from_bits
+from common.scid import ShortChannelId
+
+if TYPE_CHECKING:
+    from .subd import Subd
+
+# Core Lightning's state names (stored by value)
+AWAITING_LOCKIN = "CHANNELD_AWAITING_LOCKIN"
+NORMAL = "CHANNELD_NORMAL"
+SHUTTING_DOWN = "CHANNELD_SHUTTING_DOWN"
+SIGEXCHANGE = "CLOSINGD_SIGEXCHANGE"
+CLOSING_COMPLETE = "CLOSINGD_COMPLETE"
+AWAITING_UNILATERAL = "AWAITING_UNILATERAL"
+FUNDING_SPEND_SEEN = "FUNDING_SPEND_SEEN"
+ONCHAIN = "ONCHAIN"
+CLOSED = "CLOSED"
+
+# channeld/core state -> ours, while channeld runs the channel
+FROM_CORE = {"awaiting_lockin": AWAITING_LOCKIN, "normal": NORMAL, "shutting_down": SHUTTING_DOWN,
+             "closing_negotiation": SIGEXCHANGE, "closed": CLOSING_COMPLETE}
+ACTIVE = (AWAITING_LOCKIN, NORMAL, SHUTTING_DOWN, SIGEXCHANGE)       # channeld's business
+ON_CHAIN = (CLOSING_COMPLETE, AWAITING_UNILATERAL, FUNDING_SPEND_SEEN, ONCHAIN)
+
+
+@dataclass
+class ChannelRecord:
+    dbid: int
+    peer_id: bytes
+    channel_id: bytes
+    state: str
+    opener: str
+    funding_txid: bytes
+    funding_outnum: int
+    funding_sat: int
+    minimum_depth: int
+    summary: dict
+    core: str
+    config: dict
+    fee_base_msat: int
+    fee_ppm: int
+    htlc_minimum_msat: int
+    htlc_maximum_msat: int
+    cltv_delta: int
+    announce: bool = True
+    funding_height: int | None = None
+    funding_txindex: int | None = None
+    closer: str | None = None
+    close_cause: str | None = None
+    closing_tx: bytes | None = None
+    last_tx: bytes | None = None
+    spend_txid: bytes | None = None
+    spend_height: int | None = None
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    state_changes: list[dict] = field(default_factory=list)
+    # not stored
+    subd: "Subd | None" = None
+    billboard: str | None = None
+
+    @property
+    def scid(self) -> ShortChannelId | None:
+        if self.funding_height is None or self.funding_txindex is None:
+            return None
+        return ShortChannelId(self.funding_height, self.funding_txindex, self.funding_outnum)
+
+    @property
+    def funding_txid_hex(self) -> str:
+        return self.funding_txid[::-1].hex()
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    def channel_type_json(self) -> dict:
+        bits = self.summary.get("channel_type", [12])
+        names = [n.replace("option_", "").replace("_zero_fee_htlc_tx", "") for n in
+                 feature_names(features_from_bits(set(bits)))]
+        names = ["anchors/even" if n.startswith("anchors") else n for n in names]
+        return {"bits": sorted(bits), "names": names}
+
+    def set_state(self, new: str, cause: str, message: str) -> dict | None:
+        if new == self.state:
+            return None
+        change = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "old_state": self.state,
+                  "new_state": new, "cause": cause, "message": message}
+        self.state_changes.append(change)
+        self.state = new
+        return change
+
+    # -- database ------------------------------------------------------------------
+    COLUMNS = ("dbid", "peer_id", "channel_id", "state", "opener", "funding_txid", "funding_outnum",
+               "funding_sat", "funding_height", "funding_txindex", "minimum_depth", "announce", "summary",
+               "core", "config", "fee_base_msat", "fee_ppm", "htlc_minimum_msat", "htlc_maximum_msat",
+               "cltv_delta", "closer", "close_cause", "closing_tx", "last_tx", "spend_txid", "spend_height",
+               "created_at")
+
+    def row(self) -> tuple:
+        return (self.dbid, self.peer_id, self.channel_id, self.state, self.opener, self.funding_txid,
+                self.funding_outnum, self.funding_sat, self.funding_height, self.funding_txindex,
+                self.minimum_depth, int(self.announce), json.dumps(self.summary), self.core,
+                json.dumps(self.config), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
+                self.htlc_maximum_msat, self.cltv_delta, self.closer, self.close_cause, self.closing_tx,
+                self.last_tx, self.spend_txid, self.spend_height, self.created_at)
+
+    @classmethod
+    def from_row(cls, r: tuple) -> "ChannelRecord":
+        d = dict(zip(cls.COLUMNS, r))
+        d["summary"] = json.loads(d["summary"])
+        d["config"] = json.loads(d["config"])
+        d["announce"] = bool(d["announce"])
+        return cls(**d)
+
+    # -- listpeerchannels ------------------------------------------------------------
+    def to_json(self, connected: bool, our_id: bytes) -> dict[str, Any]:
+        s = self.summary
+        total = self.funding_sat * 1000
+        d: dict[str, Any] = {
+            "peer_id": self.peer_id.hex(), "peer_connected": connected, "state": self.state,
+            "channel_type": self.channel_type_json(), "opener": self.opener,
+            "features": ["option_static_remotekey"] + (["option_anchors"] if 22 in s.get("channel_type", []) else []),
+            "channel_id": self.channel_id.hex(), "funding_txid": self.funding_txid_hex,
+            "funding_outnum": self.funding_outnum, "private": not self.announce,
+            "funding": {"local_funds_msat": total if self.opener == "local" else 0,
+                        "remote_funds_msat": total if self.opener == "remote" else 0,
+                        "pushed_msat": 0},
+            "to_us_msat": s.get("to_us_msat", 0), "min_to_us_msat": s.get("to_us_msat", 0),
+            "max_to_us_msat": s.get("to_us_msat", 0), "total_msat": total,
+            "fee_base_msat": self.fee_base_msat, "fee_proportional_millionths": self.fee_ppm,
+            "dust_limit_msat": s.get("our_dust_limit_sat", 0) * 1000,
+            "their_max_htlc_value_in_flight_msat": s.get("their_max_htlc_value_in_flight_msat", 0),
+            "our_max_htlc_value_in_flight_msat": s.get("our_max_htlc_value_in_flight_msat", 0),
+            "their_reserve_msat": s.get("their_reserve_sat", 0) * 1000,
+            "our_reserve_msat": s.get("our_reserve_sat", 0) * 1000,
+            "spendable_msat": s.get("spendable_msat", 0) if self.state == NORMAL and connected else 0,
+            "receivable_msat": s.get("receivable_msat", 0) if self.state == NORMAL and connected else 0,
+            "minimum_htlc_in_msat": s.get("our_htlc_minimum_msat", 0),
+            "minimum_htlc_out_msat": self.htlc_minimum_msat, "maximum_htlc_out_msat": self.htlc_maximum_msat,
+            "their_to_self_delay": s.get("their_to_self_delay", 0), "our_to_self_delay": s.get("our_to_self_delay", 0),
+            "max_accepted_htlcs": s.get("our_max_accepted_htlcs", 0),
+            "state_changes": list(self.state_changes),
+            "status": [self.billboard] if self.billboard else [],
+            "htlcs": [{"direction": h["direction"], "id": h["id"], "amount_msat": h["amount_msat"],
+                       "expiry": h["expiry"], "payment_hash": h["payment_hash"], "state": h["state"]}
+                      for h in s.get("htlcs", [])],
+            "feerate": {"perkw": s.get("feerate_per_kw", 0), "perkb": s.get("feerate_per_kw", 0) * 4},
+        }
+        if self.opener == "local":
+            d["funding"]["pushed_msat"] = total - s.get("to_us_msat", total) if not s.get("htlcs") and \
+                self.state == AWAITING_LOCKIN else 0
+        if self.scid is not None:
+            d["short_channel_id"] = str(self.scid)
+            d["direction"] = 0 if our_id < self.peer_id else 1   # BOLT 7: 0 if we are node_1
+        if self.closer:
+            d["closer"] = self.closer
+        if self.last_tx is not None and self.state in ON_CHAIN + (AWAITING_UNILATERAL,):
+            d["scratch_txid"] = _txid(self.last_tx)
+        return d
+
+
+def _txid(raw: bytes) -> str:
+    from bitcoin.tx import Tx
+    return Tx.parse(raw).txid_hex

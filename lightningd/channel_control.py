@@ -1,0 +1,458 @@
+"""The master's side of channeld: one daemon per channel, spawned when a
+channel opens or its peer (re)connects, fed the stored state, and persisted
+for on every request (one database transaction each, reply after commit).
+
+Also watches the chain for each channel: funding confirmations (depth and
+short channel id) and the spend of the funding output."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from bitcoin.block import Block
+from common.daemon_conn import Msg
+from wire.internal import internal_schema
+
+from . import channel as C
+from .channel import ChannelRecord
+from .hsm_control import CAP_COMMITMENT_POINT, CAP_SIGN_CLOSING_TX, CAP_SIGN_REMOTE_TX
+from .subd import Subd
+
+if TYPE_CHECKING:
+    from .lightningd import LightningD
+    from .withdraw import Prepared
+
+MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
+CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX
+IRREVOCABLE_DEPTH = 100
+
+
+@dataclass
+class PendingOpen:
+    """A channel being opened (not in the database until funding is signed)."""
+    dbid: int
+    peer_id: bytes
+    temp_id: bytes
+    config: dict
+    policy: dict
+    subd: Subd | None = None
+    done: asyncio.Future | None = None
+    funding: "Prepared | None" = None
+    funding_sat: int = 0
+    announce: bool = True
+    result: dict = field(default_factory=dict)
+
+
+class ChannelControl:
+    # channeld -> master messages that are not replies, and their handlers
+    HANDLERS = {
+        "channeld_funding_needed": "handle_funding_needed",
+        "channeld_persist": "handle_persist",
+        "channeld_failed": "handle_failed",
+    }
+
+    def __init__(self, ld: "LightningD") -> None:
+        self.ld = ld
+        self.channels: dict[int, ChannelRecord] = {}
+        self.pending: dict[int, PendingOpen] = {}
+        self._next_dbid = 1
+        # hooks for the payments layer: called inside the persist transaction
+        self.htlc_event_handlers: list[Callable[[ChannelRecord, dict], None]] = []
+        self.close_waiters: dict[int, list[asyncio.Future]] = {}
+        # the on-chain layer: called when a channel's funding output is spent
+        self.on_funding_spent: list[Callable[[ChannelRecord], None]] = []
+
+    # ------------------------------------------------------------------ start-up
+    def load(self) -> None:
+        db = self.ld.db
+        assert db is not None
+        for r in db.query(f"SELECT {', '.join(ChannelRecord.COLUMNS)} FROM channels"):
+            rec = ChannelRecord.from_row(r)
+            rec.state_changes = [dict(zip(("timestamp", "old_state", "new_state", "cause", "message"), x))
+                                 for x in db.query("SELECT timestamp, old_state, new_state, cause, message FROM "
+                                                   "channel_state_changes WHERE dbid = ? ORDER BY rowid",
+                                                   (rec.dbid,))]
+            self.channels[rec.dbid] = rec
+            self._next_dbid = max(self._next_dbid, rec.dbid + 1)
+            if rec.state != C.CLOSED:
+                self.ld.peer_has_channel(rec.peer_id)
+
+    def new_dbid(self) -> int:
+        d = self._next_dbid
+        self._next_dbid += 1
+        return d
+
+    def by_peer(self, peer_id: bytes) -> list[ChannelRecord]:
+        return [c for c in self.channels.values() if c.peer_id == peer_id]
+
+    def find(self, text: str) -> ChannelRecord | None:
+        """By peer id (its active channel), channel id or short channel id."""
+        for c in self.channels.values():
+            if c.channel_id.hex() == text or (c.scid is not None and str(c.scid) == text):
+                return c
+        if len(text) == 66:
+            live = [c for c in self.channels.values() if c.peer_id.hex() == text and c.state != C.CLOSED]
+            return live[0] if live else None
+        return None
+
+    def count(self, kind: str) -> int:
+        n = 0
+        for c in self.channels.values():
+            if kind == "pending" and c.state == C.AWAITING_LOCKIN:
+                n += 1
+            elif kind == "active" and c.state == C.NORMAL and self.ld.is_connected(c.peer_id):
+                n += 1
+            elif kind == "inactive" and c.state not in (C.AWAITING_LOCKIN, C.CLOSED) and \
+                    not (c.state == C.NORMAL and self.ld.is_connected(c.peer_id)):
+                n += 1
+        return n + (len(self.pending) if kind == "pending" else 0)
+
+    # ------------------------------------------------------------------ spawning
+    async def spawn(self, peer_id: bytes, dbid: int, mode: int, config: dict, core: str = "",
+                    open_msg: bytes = b"", on_exit: Callable[[Subd, int], Any] | None = None,
+                    channel_id: bytes | None = None) -> tuple[Subd, int]:
+        """Start a channeld; returns it and connectd's end of its peer socketpair."""
+        hsm_fd = await self.ld.hsm.client_fd(f"channeld-{dbid}", CHANNELD_CAPS, peer_id, dbid)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        handlers = {name: self._bind(dbid, meth) for name, meth in self.HANDLERS.items()}
+        subd = Subd("channeld", internal_schema("channeld"), handlers,
+                    self.ld.log.child(f"channeld-chan#{dbid}", peer_id.hex()), on_exit=on_exit,
+                    node_id=peer_id.hex())
+        try:
+            subd.start(hsm_fd=hsm_fd, extra_fds=[theirs.fileno()])
+        finally:
+            os.close(hsm_fd)
+            theirs.close()
+        peer = self.ld.peers.get(peer_id)
+        subd.send("channeld_init", {
+            "mode": mode, "peer_id": peer_id, "dbid": dbid, "chain_hash": self.ld.network.chain_hash,
+            "their_features": peer.features if peer else b"", "config_json": json.dumps(config),
+            "core_json": core, "open_msg": open_msg})
+        fd = os.dup(ours.fileno())
+        ours.close()
+        return subd, fd
+
+    def _bind(self, dbid: int, meth: str) -> Callable[[Msg], Any]:
+        fn = getattr(self, meth)
+        return lambda msg: fn(dbid, msg)
+
+    def channel_config(self, rec_or_policy: Any, extra: dict | None = None) -> dict:
+        cfg = self.ld.cfg
+        f = self.ld.feerates
+        d = {
+            "our": {"dust_limit_sat": 546, "max_htlc_value_in_flight_msat": 2**63 // 1000 * 1000,
+                    "htlc_minimum_msat": max(1, int(cfg.get("htlc-minimum-msat") or 0)),
+                    "to_self_delay": int(cfg.get("watchtime-blocks")),
+                    "max_accepted_htlcs": int(cfg.get("max-concurrent-htlcs")), "reserve_percent": 1.0},
+            "max_to_self_delay": int(cfg.get("max-locktime-blocks")),
+            "min_funding_sat": int(cfg.get("min-capacity-sat")),
+            "feerate_min": f.min_acceptable() if f else 253,
+            "feerate_max": f.max_acceptable() if f else 100_000,
+            "minimum_depth": int(cfg.get("funding-confirms")),
+            "channel_type": [12, 22],
+            "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"].hex()
+            if self.ld.wallet.xpub is not None else "",
+        }
+        d.update(extra or {})
+        return d
+
+    async def start_channeld(self, rec: ChannelRecord) -> int | None:
+        """Resume a stored channel's daemon; returns connectd's fd or None."""
+        if rec.subd is not None and rec.subd.running:
+            return None
+        depth = self.depth(rec)
+        config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
+                      minimum_depth=rec.minimum_depth)
+        subd, fd = await self.spawn(rec.peer_id, rec.dbid, MODE_RESUME, config, rec.core,
+                                    on_exit=lambda s, rc, r=rec: self._on_channeld_exit(r, s, rc))
+        rec.subd = subd
+        return fd
+
+    def depth(self, rec: ChannelRecord) -> int:
+        if rec.funding_height is None:
+            return 0
+        return self.ld.topology.tip_height - rec.funding_height + 1
+
+    async def peer_channel_fds(self, peer_id: bytes) -> list[tuple[bytes, int]]:
+        out = []
+        for rec in self.by_peer(peer_id):
+            if rec.active:
+                fd = await self.start_channeld(rec)
+                if fd is not None:
+                    out.append((rec.channel_id, fd))
+        return out
+
+    async def _on_channeld_exit(self, rec: ChannelRecord, subd: Subd, rc: int) -> None:
+        if rec.subd is subd:
+            rec.subd = None
+        rec.billboard = None
+        if self.ld.stopping or not rec.active:
+            return
+        if rc != 0 and self.ld.is_connected(rec.peer_id):
+            # a crash: the peer is still there; restart from the database
+            await asyncio.sleep(self.ld.restart_delay())
+            if rec.subd is None and rec.active and self.ld.is_connected(rec.peer_id):
+                self.ld.log.info(f"restarting channeld for channel {rec.dbid}")
+                fd = await self.start_channeld(rec)
+                if fd is not None:
+                    self.ld.connectd.attach_channel(rec.peer_id, rec.channel_id, fd)
+
+    # ------------------------------------------------------------------ channeld requests
+    async def handle_funding_needed(self, dbid: int, msg: Msg) -> None:
+        from bitcoin.coinselect import Target
+        from .jsonrpc_errors import RpcError
+        po = self.pending.get(dbid)
+        subd = po.subd if po else None
+        if po is None or subd is None:
+            return
+        try:
+            prep = self.ld.spender.prepare([Target(msg["script"], msg["funding_sat"])], po.policy["feerate"],
+                                           po.policy["minconf"], po.policy["utxos"])
+        except RpcError as e:
+            subd.send("channeld_funding_needed_fail", {"code": e.code, "reason": e.message})
+            if po.done is not None and not po.done.done():
+                po.done.set_exception(e)   # fundchannel answers with the wallet's error code
+            return
+        outnum = next(i for i, o in enumerate(prep.tx.outputs) if o.script_pubkey == msg["script"])
+        po.funding = prep
+        subd.send("channeld_funding_needed_reply", {"funding_txid": prep.tx.txid(), "funding_outnum": outnum})
+
+    async def handle_persist(self, dbid: int, msg: Msg) -> None:
+        summary = json.loads(msg["summary_json"])
+        events = json.loads(msg["events_json"])
+        rec = self.channels.get(dbid)
+        po = self.pending.get(dbid)
+        subd = rec.subd if rec is not None else (po.subd if po else None)
+        if subd is None:
+            return
+        try:
+            if rec is None:
+                assert po is not None
+                rec = self._create(po, summary, msg["core_json"], events)
+                rec.subd = po.subd
+                subd.on_exit = lambda s, rc, r=rec: self._on_channeld_exit(r, s, rc)
+            else:
+                self._update(rec, summary, msg["core_json"], events)
+        except Exception as e:  # nothing was committed: channeld must not go on
+            self.ld.log.broken(f"persist for channel {dbid} failed: {e}")
+            subd.send("channeld_persist_fail", {"reason": str(e)})
+            return
+        # after the commit: things that talk to the outside
+        for ev in events:
+            if ev["type"] == "funding_signed" and po is not None:
+                await self._broadcast_funding(po, rec)
+            elif ev["type"] == "closing_tx":
+                await self._broadcast(bytes.fromhex(ev["tx"]), f"closing tx of channel {dbid}")
+        if po is not None and rec is not None and dbid in self.pending and any(
+                ev["type"] in ("funding_signed", "funding_created") for ev in events):
+            del self.pending[dbid]
+            if po.done is not None and not po.done.done():
+                po.done.set_result(rec)
+        subd.send("channeld_persist_reply", {})
+
+    def _create(self, po: PendingOpen, summary: dict, core: str, events: list[dict]) -> ChannelRecord:
+        cfg = self.ld.cfg
+        ev = next(e for e in events if e["type"] in ("funding_signed", "funding_created"))
+        rec = ChannelRecord(
+            dbid=po.dbid, peer_id=po.peer_id, channel_id=bytes.fromhex(summary["channel_id"]),
+            state=C.AWAITING_LOCKIN, opener=summary["opener"], funding_txid=bytes.fromhex(summary["funding_txid"])[::-1],
+            funding_outnum=summary["funding_outnum"], funding_sat=summary["funding_sat"],
+            minimum_depth=ev.get("minimum_depth", 3), summary=summary, core=core, config=po.config,
+            fee_base_msat=int(cfg.get("fee-base")), fee_ppm=int(cfg.get("fee-per-satoshi")),
+            htlc_minimum_msat=max(1, int(cfg.get("htlc-minimum-msat") or 0)),
+            htlc_maximum_msat=int(cfg.get("htlc-maximum-msat") or summary["funding_sat"] * 1000),
+            cltv_delta=int(cfg.get("cltv-delta")),
+            announce=po.announce if summary["opener"] == "local" else bool(ev.get("channel_flags", 1) & 1))
+        rec.state_changes.append({"timestamp": _now(), "old_state": "CHANNELD_AWAITING_LOCKIN",
+                                  "new_state": C.AWAITING_LOCKIN, "cause": "user" if rec.opener == "local"
+                                  else "remote", "message": "new channel opened"})
+        db = self.ld.db
+        assert db is not None
+        with db.transaction():
+            db.execute(f"INSERT INTO channels({', '.join(ChannelRecord.COLUMNS)}) VALUES "
+                       f"({', '.join('?' * len(ChannelRecord.COLUMNS))})", rec.row())
+            self._save_state_change(rec.dbid, rec.state_changes[-1])
+            addr = self.ld.peers.get(rec.peer_id)
+            db.execute("INSERT INTO peers(node_id, address) VALUES (?, ?) ON CONFLICT(node_id) DO NOTHING",
+                       (rec.peer_id, addr.addr if addr is not None and not addr.incoming else None))
+        self.channels[rec.dbid] = rec
+        self.ld.peer_has_channel(rec.peer_id)
+        self.ld.log.info(f"channel {rec.dbid} with {rec.peer_id.hex()}: funding {rec.funding_txid_hex}:"
+                         f"{rec.funding_outnum} ({rec.funding_sat} sat)")
+        self.ld.plugins.notify("channel_opened", {"id": rec.peer_id.hex(), "funding_msat": rec.funding_sat * 1000,
+                                                  "funding_txid": rec.funding_txid_hex,
+                                                  "channel_ready": False})
+        return rec
+
+    def _update(self, rec: ChannelRecord, summary: dict, core: str, events: list[dict]) -> None:
+        db = self.ld.db
+        assert db is not None
+        with db.transaction():
+            rec.summary, rec.core = summary, core
+            new_state = C.FROM_CORE.get(summary["state"], rec.state)
+            if rec.state in C.ACTIVE:
+                change = rec.set_state(new_state, "user" if rec.opener == "local" else "remote",
+                                       f"channeld: {summary['state']}")
+                if change:
+                    self._save_state_change(rec.dbid, change)
+                    self._notify_state(rec, change)
+            for ev in events:
+                if ev["type"] == "closing_tx":
+                    rec.closing_tx = bytes.fromhex(ev["tx"])
+                    rec.closer = rec.closer or "local"
+                elif ev["type"] in ("htlcs", "preimage"):
+                    for h in self.htlc_event_handlers:
+                        h(rec, ev)
+            db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ? "
+                       "WHERE dbid = ?", (rec.state, json.dumps(summary), core, rec.closing_tx, rec.closer,
+                                          rec.dbid))
+        if rec.closing_tx is not None:
+            for fut in self.close_waiters.pop(rec.dbid, []):
+                if not fut.done():
+                    fut.set_result("mutual")
+
+    def _save_state_change(self, dbid: int, ch: dict) -> None:
+        assert self.ld.db is not None
+        self.ld.db.execute("INSERT INTO channel_state_changes(dbid, timestamp, old_state, new_state, cause, "
+                           "message) VALUES (?, ?, ?, ?, ?, ?)", (dbid, ch["timestamp"], ch["old_state"],
+                                                                  ch["new_state"], ch["cause"], ch["message"]))
+
+    def _notify_state(self, rec: ChannelRecord, change: dict) -> None:
+        self.ld.plugins.notify("channel_state_changed", {
+            "peer_id": rec.peer_id.hex(), "channel_id": rec.channel_id.hex(),
+            "short_channel_id": str(rec.scid) if rec.scid else None, "timestamp": change["timestamp"],
+            "old_state": change["old_state"], "new_state": change["new_state"], "cause": change["cause"],
+            "message": change["message"]})
+
+    def set_state(self, rec: ChannelRecord, new: str, cause: str, message: str) -> None:
+        change = rec.set_state(new, cause, message)
+        if change is None:
+            return
+        assert self.ld.db is not None
+        with self.ld.db.transaction():
+            self.ld.db.execute("UPDATE channels SET state = ? WHERE dbid = ?", (rec.state, rec.dbid))
+            self._save_state_change(rec.dbid, change)
+        self._notify_state(rec, change)
+
+    async def _broadcast_funding(self, po: PendingOpen, rec: ChannelRecord) -> None:
+        from .jsonrpc_errors import RpcError
+        assert po.funding is not None
+        try:
+            signed = await self.ld.spender.send(po.funding)
+            po.result.update({"tx": signed.to_hex(), "txid": signed.txid_hex})
+        except RpcError as e:
+            self.ld.log.broken(f"funding broadcast for channel {rec.dbid} failed: {e.message}")
+            po.result["error"] = e
+
+    async def _broadcast(self, raw: bytes, what: str) -> None:
+        r = await self.ld.backend.sendrawtransaction(raw.hex())
+        if not r.get("success"):
+            self.ld.log.unusual(f"broadcast of {what} failed: {r.get('errmsg')}")
+
+    async def handle_failed(self, dbid: int, msg: Msg) -> None:
+        rec = self.channels.get(dbid)
+        reason = msg["reason"]
+        if rec is None:
+            po = self.pending.pop(dbid, None)
+            if po is not None and po.done is not None and not po.done.done():
+                po.done.set_exception(ChannelOpenFailed(reason))
+            return
+        if msg["tx"]:
+            rec.last_tx = msg["tx"]
+            assert self.ld.db is not None
+            with self.ld.db.transaction():
+                self.ld.db.execute("UPDATE channels SET last_tx = ?, close_cause = ? WHERE dbid = ?",
+                                   (rec.last_tx, reason, rec.dbid))
+            self.set_state(rec, C.AWAITING_UNILATERAL, "protocol", reason)
+            await self._broadcast(rec.last_tx, f"our commitment of channel {dbid}")
+        for fut in self.close_waiters.pop(rec.dbid, []):
+            if not fut.done():
+                fut.set_result("unilateral")
+
+    async def sign_last_tx(self, rec: ChannelRecord) -> bytes:
+        """Our latest commitment signed by both (running channeld, or a one-off
+        channeld started just to sign it: the master never holds keys)."""
+        from common.daemon_conn import RequestFailed
+        from .jsonrpc_errors import LIGHTNINGD, RpcError
+        subd = rec.subd
+        temp = None
+        if subd is None or not subd.running:
+            temp, fd = await self.spawn(rec.peer_id, rec.dbid, MODE_SIGN_LAST, rec.config, rec.core)
+            os.close(fd)
+            subd = temp
+        try:
+            r = await subd.request("channeld_sign_last_tx", {}, timeout=30)
+        except RequestFailed as e:
+            raise RpcError(LIGHTNINGD, f"cannot sign: {e.msg.fields.get('reason')}") from None
+        finally:
+            if temp is not None:
+                await temp.stop()
+        return r["tx"]
+
+    # ------------------------------------------------------------------ the chain
+    def block_connected(self, height: int, block: Block) -> None:
+        watched = {c.funding_txid: c for c in self.channels.values()
+                   if c.funding_height is None and c.state != C.CLOSED}
+        outpoints = {(c.funding_txid, c.funding_outnum): c for c in self.channels.values()
+                     if c.spend_txid is None and c.state != C.CLOSED}
+        db = self.ld.db
+        assert db is not None
+        for idx, tx in enumerate(block.txs):
+            txid = tx.txid() if watched or outpoints else b""
+            rec = watched.get(txid)
+            if rec is not None:
+                rec.funding_height, rec.funding_txindex = height, idx
+                db.execute("UPDATE channels SET funding_height = ?, funding_txindex = ? WHERE dbid = ?",
+                           (height, idx, rec.dbid))
+            for i in tx.inputs:
+                rec = outpoints.get((i.prevout.txid, i.prevout.index))
+                if rec is not None:
+                    rec.spend_txid, rec.spend_height = txid, height
+                    db.execute("UPDATE channels SET spend_txid = ?, spend_height = ? WHERE dbid = ?",
+                               (txid, height, rec.dbid))
+                    asyncio.get_running_loop().call_soon(self._funding_spent, rec)
+        asyncio.get_running_loop().call_soon(self._after_block, height)
+
+    def block_disconnected(self, height: int) -> None:
+        db = self.ld.db
+        assert db is not None
+        for c in self.channels.values():
+            if c.funding_height is not None and c.funding_height >= height:
+                c.funding_height = c.funding_txindex = None
+                db.execute("UPDATE channels SET funding_height = NULL, funding_txindex = NULL WHERE dbid = ?",
+                           (c.dbid,))
+            if c.spend_height is not None and c.spend_height >= height:
+                c.spend_txid = c.spend_height = None
+                db.execute("UPDATE channels SET spend_txid = NULL, spend_height = NULL WHERE dbid = ?", (c.dbid,))
+
+    def _after_block(self, height: int) -> None:
+        for c in list(self.channels.values()):
+            if c.funding_height is not None and c.subd is not None and c.subd.running and c.active:
+                depth = height - c.funding_height + 1
+                if depth <= max(c.minimum_depth, 6) + 1:
+                    c.subd.send("channeld_funding_depth", {"depth": depth, "scid": c.scid.to_int() if c.scid else 0})
+            if c.spend_height is not None and c.state in (C.FUNDING_SPEND_SEEN, C.ONCHAIN) and \
+                    height - c.spend_height + 1 >= IRREVOCABLE_DEPTH:
+                self.set_state(c, C.CLOSED, "onchain", "funding spend irrevocably resolved")
+
+    def _funding_spent(self, rec: ChannelRecord) -> None:
+        cause = "onchain"
+        self.set_state(rec, C.FUNDING_SPEND_SEEN, cause, f"funding spent by {rec.spend_txid[::-1].hex()}")
+        self.set_state(rec, C.ONCHAIN, cause, "resolving on chain")
+        if rec.subd is not None:
+            asyncio.ensure_future(rec.subd.stop())
+        for hook in self.on_funding_spent:
+            hook(rec)
+
+
+class ChannelOpenFailed(Exception):
+    pass
+
+
+def _now() -> str:
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())

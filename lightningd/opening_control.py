@@ -1,0 +1,198 @@
+"""Opening channels: `fundchannel` (we fund) and a peer's open_channel (it
+funds), with the `openchannel` hook letting plugins accept or reject."""
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+from bitcoin.address import AddressError, address_to_script
+from bitcoin.coinselect import InsufficientFunds, Target, Utxo as CoinUtxo, select_coins
+from bitcoin.script import p2wsh_script
+from wire import DecodeError, bolt_schema
+
+from . import params as P
+from .channel_control import MODE_FUNDEE, MODE_FUNDER, ChannelOpenFailed, PendingOpen
+from .feerates import feerate_param
+from .jsonrpc import RequestContext
+from .jsonrpc_errors import (FUND_CANNOT_AFFORD, FUNDING_BROADCAST_FAIL, FUNDING_PEER_NOT_CONNECTED,
+                             FUNDING_STILL_SYNCING_BITCOIN, FUNDING_UNKNOWN_PEER, INVALID_PARAMS, LIGHTNINGD,
+                             RpcError)
+from .params import opt, req
+from .withdraw import _outpoints
+
+if TYPE_CHECKING:
+    from .lightningd import LightningD
+
+MIN_FUNDING_SAT = 1000
+DUMMY_FUNDING_SCRIPT = p2wsh_script(b"\x00")   # same size as the real 2-of-2 P2WSH
+
+
+def register(ld: "LightningD") -> None:
+    cc = ld.channels
+    cmd = ld.registry.command
+
+    @cmd("fundchannel", [req("id", P.node_id), req("amount", P.sat_or_all), opt("feerate", feerate_param),
+                         opt("announce", P.boolean, True), opt("minconf", P.u32, 1), opt("utxos", P.array),
+                         opt("push_msat", P.msat, 0), opt("close_to", P.string), opt("request_amt", P.sat),
+                         opt("compact_lease", P.string), opt("reserve", P.sat), opt("channel_type", P.array),
+                         opt("mindepth", P.u32)], category="channels",
+         description="Fund channel with {id} using {amount} satoshis with feerate of {feerate} (uses default "
+                     "feerate if unset).")
+    async def fundchannel(ctx: RequestContext, id: bytes, amount: int | None, feerate: Any, announce: bool,
+                          minconf: int, utxos: list | None, push_msat: int, close_to: str | None,
+                          request_amt: int | None, compact_lease: str | None, reserve: int | None,
+                          channel_type: list | None, mindepth: int | None) -> dict:
+        if request_amt is not None or compact_lease is not None:
+            raise RpcError(FUNDING_V2_NOT_SUPPORTED, "Liquidity ads (request_amt, compact_lease) need dual "
+                                                     "funding, which this node does not support")
+        peer = ld.peers.get(id)
+        if peer is None:
+            raise RpcError(FUNDING_UNKNOWN_PEER, "Unknown peer")
+        if not peer.connected:
+            raise RpcError(FUNDING_PEER_NOT_CONNECTED, "Peer not connected")
+        if not ld.topology.lightningd_synced:
+            raise RpcError(FUNDING_STILL_SYNCING_BITCOIN, "Still syncing with bitcoin network")
+        rate = ld.feerates.resolve(feerate, "opening")
+        ops = _outpoints(utxos)
+        if channel_type is not None and sorted(channel_type) not in ([12], [12, 22]):
+            raise RpcError(INVALID_PARAMS, f"channel_type {channel_type} not supported (12, or 12 and 22)")
+        if amount is None:
+            amount = _all_amount(ld, rate, minconf, ops)
+        if amount < MIN_FUNDING_SAT:
+            raise RpcError(INVALID_PARAMS, f"amount: {amount}sat is below the minimum {MIN_FUNDING_SAT}sat")
+        if push_msat > amount * 1000:
+            raise RpcError(INVALID_PARAMS, "push_msat must not exceed the channel amount")
+        upfront = ""
+        if close_to is not None:
+            try:
+                upfront = address_to_script(close_to, ld.network).hex()
+            except AddressError:
+                raise RpcError(INVALID_PARAMS, f"close_to: invalid address {close_to}") from None
+        dbid = cc.new_dbid()
+        temp_id = os.urandom(32)
+        config = cc.channel_config(None, {
+            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": ld.feerates.perkw("unilateral_close")
+            or rate, "announce": announce, "temporary_channel_id": temp_id.hex(),
+            "upfront_shutdown_script": upfront, "channel_type": sorted(channel_type or [12])})
+        if reserve is not None:
+            config["our"]["reserve_percent"] = 100.0 * reserve / amount
+        po = PendingOpen(dbid, id, temp_id, config, {"feerate": rate, "minconf": minconf,
+                                                      "utxos": ops if ops is not None else None},
+                         done=asyncio.get_running_loop().create_future(), funding_sat=amount, announce=announce)
+        cc.pending[dbid] = po
+        subd, fd = await cc.spawn(id, dbid, MODE_FUNDER, config, on_exit=lambda s, rc: _opening_exit(cc, po, rc))
+        po.subd = subd
+        ld.connectd.attach_channel(id, temp_id, fd)
+        try:
+            rec = await asyncio.wait_for(po.done, 300)
+        except ChannelOpenFailed as e:
+            _release(ld, po)
+            raise RpcError(LIGHTNINGD, str(e)) from None
+        except RpcError:
+            _release(ld, po)
+            raise
+        except asyncio.TimeoutError:
+            _release(ld, po)
+            await subd.stop()
+            raise RpcError(LIGHTNINGD, "Timed out opening the channel") from None
+        if "error" in po.result:
+            e = po.result["error"]
+            raise RpcError(FUNDING_BROADCAST_FAIL, f"Error broadcasting funding transaction: {e.message}")
+        out = {"tx": po.result["tx"], "txid": po.result["txid"], "outnum": rec.funding_outnum,
+               "channel_id": rec.channel_id.hex(), "channel_type": rec.channel_type_json(),
+               "mindepth": rec.minimum_depth}
+        if upfront:
+            out["close_to"] = upfront
+        return out
+
+
+FUNDING_V2_NOT_SUPPORTED = 310
+
+
+def _all_amount(ld: "LightningD", rate: int, minconf: int, ops: list | None) -> int:
+    w = ld.wallet
+    cands = w.spendable(minconf) if ops is None else [w.get(o.txid, o.index) for o in ops]
+    coins = [CoinUtxo.of_type(u.value_sat, "p2tr" if u.addrtype == "p2tr" else "p2wpkh", u) for u in cands if u]
+    try:
+        sel = select_coins(coins, [Target(DUMMY_FUNDING_SCRIPT, None)], rate)
+    except (InsufficientFunds, ValueError):
+        raise RpcError(FUND_CANNOT_AFFORD, "Could not afford a channel with all available funds") from None
+    return min(sel.outputs[0].value, 2**63)
+
+
+def _release(ld: "LightningD", po: PendingOpen) -> None:
+    if po.funding is not None:
+        ld.wallet.unreserve([u.outpoint for u in po.funding.inputs])
+    ld.channels.pending.pop(po.dbid, None)
+
+
+def _opening_exit(cc, po: PendingOpen, rc: int) -> None:
+    if po.done is not None and not po.done.done():
+        po.done.set_exception(ChannelOpenFailed(po.subd.failure if po.subd and po.subd.failure
+                                                else "channel daemon exited during opening"))
+    cc.pending.pop(po.dbid, None)
+
+
+async def peer_spoke(ld: "LightningD", node_id: bytes, raw: bytes) -> None:
+    """A message for no running channel daemon: a new channel, or a stored
+    channel whose daemon is not up (then start it and hand it the message)."""
+    try:
+        m = bolt_schema().decode(raw)
+    except DecodeError:
+        return
+    if m.name == "open_channel":
+        await _incoming_open(ld, node_id, raw, m.fields)
+        return
+    cid = m.fields.get("channel_id", m.fields.get("temporary_channel_id", b"\x00" * 32))
+    for rec in ld.channels.by_peer(node_id):
+        if rec.channel_id == cid and rec.active:
+            fd = await ld.channels.start_channeld(rec)
+            if fd is not None:
+                ld.connectd.attach_channel(node_id, cid, fd)
+            return
+    known = any(rec.channel_id == cid for rec in ld.channels.by_peer(node_id))
+    if m.name == "channel_reestablish" and known:
+        # a closed channel: BOLT 2 wants an error so the peer goes on chain too
+        ld.connectd.send_error(node_id, "Channel is closed", warning=False, channel_id=cid)
+        return
+    ld.connectd.send_error(node_id, f"Unknown channel for {m.name}", warning=True, channel_id=cid)
+
+
+async def _incoming_open(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) -> None:
+    cc = ld.channels
+    temp_id = oc["temporary_channel_id"]
+    payload = {"openchannel": {
+        "id": node_id.hex(), "funding_msat": oc["funding_satoshis"] * 1000, "push_msat": oc["push_msat"],
+        "dust_limit_msat": oc["dust_limit_satoshis"] * 1000,
+        "max_htlc_value_in_flight_msat": oc["max_htlc_value_in_flight_msat"],
+        "channel_reserve_msat": oc["channel_reserve_satoshis"] * 1000, "htlc_minimum_msat": oc["htlc_minimum_msat"],
+        "feerate_per_kw": oc["feerate_per_kw"], "to_self_delay": oc["to_self_delay"],
+        "max_accepted_htlcs": oc["max_accepted_htlcs"], "channel_flags": oc["channel_flags"]}}
+    result = await ld.plugins.hooks.call("openchannel", payload)
+    if result.get("result") == "reject":
+        msg = result.get("error_message", "Channel rejected by plugin")
+        ld.log.child("lightningd", node_id.hex()).info(f"openchannel hook rejected: {msg}")
+        ld.connectd.send_error(node_id, msg, warning=False, channel_id=temp_id)
+        return
+    extra: dict[str, Any] = {}
+    if result.get("close_to"):
+        try:
+            extra["upfront_shutdown_script"] = address_to_script(result["close_to"], ld.network).hex()
+        except AddressError:
+            ld.log.unusual(f"openchannel hook close_to {result['close_to']} is not an address: ignored")
+    if result.get("mindepth") is not None:
+        extra["minimum_depth"] = int(result["mindepth"])
+    dbid = cc.new_dbid()
+    config = cc.channel_config(None, extra)
+    if result.get("reserve") is not None:
+        config["our"]["reserve_percent"] = 100.0 * int(str(result["reserve"]).rstrip("sat")) / \
+            max(1, oc["funding_satoshis"])
+    po = PendingOpen(dbid, node_id, temp_id, config, {}, done=asyncio.get_running_loop().create_future())
+    cc.pending[dbid] = po
+    subd, fd = await cc.spawn(node_id, dbid, MODE_FUNDEE, config, open_msg=raw,
+                              on_exit=lambda s, rc: _opening_exit(cc, po, rc))
+    po.subd = subd
+    ld.connectd.attach_channel(node_id, temp_id, fd)
+    # the exception, if opening fails, is the opener's business: don't leave it unretrieved
+    po.done.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)

@@ -1,0 +1,127 @@
+"""RPC commands about channels: listpeerchannels, listclosedchannels,
+setchannel, dev-sign-last-tx; and the channels part of listfunds."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import channel as C
+from . import params as P
+from .jsonrpc import RequestContext
+from .jsonrpc_errors import INVALID_PARAMS, LIGHTNINGD, RpcError
+from .params import opt, req
+
+if TYPE_CHECKING:
+    from .lightningd import LightningD
+
+
+def register(ld: "LightningD") -> None:
+    cc = ld.channels
+    cmd = ld.registry.command
+
+    @cmd("listpeerchannels", [opt("id", P.node_id), opt("short_channel_id", P.short_channel_id)],
+         category="channels", description="Show channels with direct peers (or just peer {id})")
+    async def listpeerchannels(ctx: RequestContext, id: bytes | None, short_channel_id: Any) -> dict:
+        out = []
+        for rec in sorted(cc.channels.values(), key=lambda c: c.dbid):
+            if rec.state == C.CLOSED:
+                continue
+            if id is not None and rec.peer_id != id:
+                continue
+            if short_channel_id is not None and rec.scid != short_channel_id:
+                continue
+            d = rec.to_json(ld.is_connected(rec.peer_id), ld.node_id)
+            d["reestablished"] = rec.subd is not None and rec.subd.running and rec.state in C.ACTIVE
+            out.append(d)
+        for po in cc.pending.values():
+            if id is None or po.peer_id == id:
+                out.append({"peer_id": po.peer_id.hex(), "peer_connected": ld.is_connected(po.peer_id),
+                            "state": "OPENINGD", "opener": "local" if po.funding_sat else "remote",
+                            "features": [], "status": [po.subd.billboard] if po.subd and po.subd.billboard else []})
+        return {"channels": out}
+
+    @cmd("listclosedchannels", [opt("id", P.node_id)], category="channels",
+         description="Show historical (dead) channels")
+    async def listclosedchannels(ctx: RequestContext, id: bytes | None) -> dict:
+        out = []
+        for rec in sorted(cc.channels.values(), key=lambda c: c.dbid):
+            if rec.state != C.CLOSED or (id is not None and rec.peer_id != id):
+                continue
+            d = {"peer_id": rec.peer_id.hex(), "channel_id": rec.channel_id.hex(), "opener": rec.opener,
+                 "private": not rec.announce, "total_local_commitments": rec.summary.get("local_commitment_number", 0),
+                 "total_remote_commitments": rec.summary.get("remote_commitment_number", 0),
+                 "total_htlcs_sent": 0, "funding_txid": rec.funding_txid_hex, "funding_outnum": rec.funding_outnum,
+                 "leased": False, "total_msat": rec.funding_sat * 1000,
+                 "final_to_us_msat": rec.summary.get("to_us_msat", 0), "min_to_us_msat": 0,
+                 "max_to_us_msat": rec.funding_sat * 1000, "channel_type": rec.channel_type_json(),
+                 "close_cause": rec.close_cause or ("user" if rec.closer == "local" else "remote")}
+            if rec.scid is not None:
+                d["short_channel_id"] = str(rec.scid)
+            if rec.closer:
+                d["closer"] = rec.closer
+            if rec.spend_txid:
+                d["last_commitment_txid"] = rec.spend_txid[::-1].hex()
+            out.append(d)
+        return {"closedchannels": out}
+
+    @cmd("setchannel", [req("id", P.string), opt("feebase", P.msat), opt("feeppm", P.u32),
+                        opt("htlcmin", P.msat), opt("htlcmax", P.msat), opt("enforcedelay", P.u32, 600),
+                        opt("ignorefeelimits", P.boolean)], category="channels",
+         description="Sets fees and/or htlc_minimum_msat / htlc_maximum_msat for channel {id} (or 'all')")
+    async def setchannel(ctx: RequestContext, id: str, feebase: int | None, feeppm: int | None,
+                         htlcmin: int | None, htlcmax: int | None, enforcedelay: int,
+                         ignorefeelimits: bool | None) -> dict:
+        targets = [c for c in cc.channels.values() if c.state in C.ACTIVE] if id == "all" else \
+            [c for c in [cc.find(id)] if c is not None]
+        if not targets:
+            raise RpcError(INVALID_PARAMS, f"Could not find any active channels of peer with that id: {id}")
+        out = []
+        assert ld.db is not None
+        with ld.db.transaction():
+            for rec in targets:
+                if feebase is not None:
+                    rec.fee_base_msat = feebase
+                if feeppm is not None:
+                    rec.fee_ppm = feeppm
+                if htlcmin is not None:
+                    rec.htlc_minimum_msat = htlcmin
+                if htlcmax is not None:
+                    rec.htlc_maximum_msat = min(htlcmax, rec.funding_sat * 1000)
+                ld.db.execute("UPDATE channels SET fee_base_msat = ?, fee_ppm = ?, htlc_minimum_msat = ?, "
+                              "htlc_maximum_msat = ? WHERE dbid = ?", (rec.fee_base_msat, rec.fee_ppm,
+                                                                       rec.htlc_minimum_msat,
+                                                                       rec.htlc_maximum_msat, rec.dbid))
+                d = {"peer_id": rec.peer_id.hex(), "channel_id": rec.channel_id.hex(),
+                     "fee_base_msat": rec.fee_base_msat, "fee_proportional_millionths": rec.fee_ppm,
+                     "minimum_htlc_out_msat": rec.htlc_minimum_msat, "maximum_htlc_out_msat": rec.htlc_maximum_msat,
+                     "ignore_fee_limits": bool(ignorefeelimits)}
+                if rec.scid is not None:
+                    d["short_channel_id"] = str(rec.scid)
+                out.append(d)
+        for hook in getattr(ld, "on_channel_policy", []):
+            for rec in targets:
+                hook(rec)
+        return {"channels": out}
+
+    @cmd("dev-sign-last-tx", [req("id", P.node_id)], category="developer", dev_only=True,
+         description="Sign and show the last commitment transaction with peer {id}")
+    async def dev_sign_last_tx(ctx: RequestContext, id: bytes) -> dict:
+        live = [c for c in cc.by_peer(id) if c.state in C.ACTIVE]
+        if not live:
+            raise RpcError(LIGHTNINGD, "Could not find active channel")
+        tx = await cc.sign_last_tx(live[0])
+        return {"tx": tx.hex()}
+
+
+def listfunds_channels(ld: "LightningD") -> list[dict]:
+    out = []
+    for rec in ld.channels.channels.values():
+        if rec.state == C.CLOSED:
+            continue
+        d = {"peer_id": rec.peer_id.hex(), "connected": ld.is_connected(rec.peer_id), "state": rec.state,
+             "channel_id": rec.channel_id.hex(), "our_amount_msat": rec.summary.get("to_us_msat", 0),
+             "amount_msat": rec.funding_sat * 1000, "funding_txid": rec.funding_txid_hex,
+             "funding_output": rec.funding_outnum}
+        if rec.scid is not None:
+            d["short_channel_id"] = str(rec.scid)
+        out.append(d)
+    return out
