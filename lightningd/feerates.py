@@ -88,9 +88,8 @@ def parse_feerate(v: Any) -> int:
         raise BadType("should be a feerate")
     n = int(text)
     perkw = n if unit == "perkw" else n // 4
-    if perkw < FEERATE_FLOOR_PERKW:
-        raise BadType(f"feerate below the minimum {FEERATE_FLOOR_PERKW}perkw")
-    return perkw
+    # 1000perkb (1 sat/vB) is 250perkw: raised to the relay floor, as Core Lightning does
+    return max(perkw, FEERATE_FLOOR_PERKW)
 
 
 def feerate_param(v: Any) -> Any:

@@ -53,7 +53,8 @@ def _import(name: str) -> types.ModuleType:
 def build_registry() -> CommandRegistry:
     """What LightningD.__init__ registers, on a stand-in object: register(ld)
     only uses `ld.registry.command` while registering."""
-    stand_in = types.SimpleNamespace(registry=CommandRegistry())
+    stand_in = types.SimpleNamespace(registry=CommandRegistry(), channels=types.SimpleNamespace(),
+                                     invoices=None)
     for name in _registering_modules():
         module = _import(name)
         try:
