@@ -71,6 +71,10 @@ class ChannelDaemon:
         self._commit_scheduled = False
         self._shutdown_request: dict | None = None
         self._inbox: asyncio.Queue[tuple[str, dict] | None] = asyncio.Queue()
+        # HTLC resolutions from the master that arrived before the channel was
+        # ready (resuming, reestablishing): applied once it is
+        self._deferred: list = []
+        self.ready = False
         self.done = asyncio.Event()
 
     # ------------------------------------------------------------------ plumbing
@@ -134,6 +138,15 @@ class ChannelDaemon:
                 "events_json": json.dumps(events or [])})
         except RequestFailed as e:
             raise ChannelFailed(f"master refused to persist: {e.msg.fields.get('reason')}") from None
+
+    def shared_secret(self, onion: bytes) -> bytes | None:
+        """BOLT 4 shared secret of an incoming onion (hsmd does the ECDH);
+        None if its public key is invalid (the master fails it as malformed)."""
+        from common.sync_hsm import HsmError
+        try:
+            return self.hsm.call("hsmd_ecdh_req", {"point": onion[1:34]})["ss"]
+        except (HsmError, ValueError, Exception):
+            return None
 
     async def funding_needed(self, funding_sat: int, script: bytes) -> tuple[bytes, int]:
         try:
@@ -223,11 +236,15 @@ class ChannelDaemon:
             for m in r.messages:
                 await self.send_peer(*m)
             if r.changes:
-                await self.persist(ch, [{"type": "htlcs", **changes_json(r.changes)}])
+                await self.persist(ch, [{"type": "htlcs", **changes_json(r.changes, self.shared_secret)}])
         self._after_progress()
 
     async def _main_loop(self) -> None:
         assert self.ch is not None
+        self.ready = True
+        for op in self._deferred:
+            await self._remove(op)
+        self._deferred.clear()
         self.billboard(self._state_text())
         if self.funding_depth >= self.minimum_depth:
             await self._maybe_channel_ready()
@@ -274,11 +291,13 @@ class ChannelDaemon:
             rev = ch.revoke()
             # persist before reveal: the new commitment and what it locks in are on
             # disk before the peer sees our old secret
-            await self.persist(ch, [{"type": "htlcs", **changes_json(rev.changes)}] if rev.changes else [])
+            await self.persist(ch, [{"type": "htlcs", **changes_json(rev.changes, self.shared_secret)}]
+                               if rev.changes else [])
             await self.send_peer(*rev.message)
         elif name == "revoke_and_ack":
             changes = ch.recv_revoke_and_ack(f)
-            await self.persist(ch, [{"type": "htlcs", **changes_json(changes)}] if changes else [])
+            await self.persist(ch, [{"type": "htlcs", **changes_json(changes, self.shared_secret)}]
+                               if changes else [])
         elif name == "channel_ready":
             ch.recv_channel_ready(f)
             await self.persist(ch, [{"type": "state"}])
@@ -450,9 +469,10 @@ class ChannelDaemon:
 
     async def _remove(self, op) -> None:
         ch = self.ch
+        if ch is None or not self.ready:
+            self._deferred.append(op)
+            return
         async with self.lock:
-            if ch is None:
-                return
             try:
                 upd = op(ch)
             except (UsageError, ChannelError) as e:

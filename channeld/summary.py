@@ -25,12 +25,16 @@ def htlc_json(h: HtlcStatus) -> dict[str, Any]:
     return d
 
 
-def changes_json(ch: HtlcChanges) -> dict[str, Any]:
+def changes_json(ch: HtlcChanges, shared_secret: Any = None) -> dict[str, Any]:
+    """`shared_secret(onion) -> bytes | None` gives an incoming HTLC's onion
+    shared secret (ECDH with our node key, asked of hsmd)."""
     locked = []
     for h in ch.locked_in:
         d = htlc_json(h)
         if h.direction == "in":
             d["onion"] = h.onion.hex()
+            ss = shared_secret(h.onion) if shared_secret is not None else None
+            d["shared_secret"] = ss.hex() if ss else None
         locked.append(d)
     return {"locked_in": locked, "resolved": [htlc_json(h) for h in ch.resolved]}
 

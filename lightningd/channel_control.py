@@ -19,7 +19,7 @@ from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
-from .hsm_control import CAP_COMMITMENT_POINT, CAP_SIGN_CLOSING_TX, CAP_SIGN_REMOTE_TX
+from .hsm_control import CAP_COMMITMENT_POINT, CAP_ECDH, CAP_SIGN_CLOSING_TX, CAP_SIGN_REMOTE_TX
 from .subd import Subd
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .withdraw import Prepared
 
 MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
-CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX
+# ECDH: channeld computes each incoming HTLC's onion shared secret (as Core Lightning's)
+CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX | CAP_ECDH
 IRREVOCABLE_DEPTH = 100
 
 
@@ -170,6 +171,7 @@ class ChannelControl:
         subd, fd = await self.spawn(rec.peer_id, rec.dbid, MODE_RESUME, config, rec.core,
                                     on_exit=lambda s, rc, r=rec: self._on_channeld_exit(r, s, rc))
         rec.subd = subd
+        self.ld.htlcs.channel_started(rec)   # resolutions it must (re)send once ready
         return fd
 
     def depth(self, rec: ChannelRecord) -> int:

@@ -95,6 +95,67 @@ MIGRATIONS: list[str] = [
         message TEXT NOT NULL
     );
     """,
+    # HTLCs through our channels, our payments (sendpay) and forwards
+    """
+    CREATE TABLE htlcs (
+        id INTEGER PRIMARY KEY,
+        channel_dbid INTEGER NOT NULL,
+        htlc_id INTEGER NOT NULL,
+        direction TEXT NOT NULL,           -- 'in' | 'out'
+        amount_msat INTEGER NOT NULL,
+        payment_hash BLOB NOT NULL,
+        cltv_expiry INTEGER NOT NULL,
+        state TEXT NOT NULL,               -- in: locked, held, forwarded, fulfilling, failing, fulfilled, failed
+                                           -- out: offered, fulfilled, failed
+        onion BLOB,
+        shared_secret BLOB,
+        preimage BLOB,
+        failure BLOB,                      -- in: what to fail it with, out: the error received
+        failure_code INTEGER,
+        sha256_of_onion BLOB,
+        origin INTEGER,                    -- out: the incoming htlcs.id it forwards (NULL: our payment)
+        payment_id INTEGER,                -- out: payments.id when it is our payment
+        received_time REAL NOT NULL,
+        resolved_time REAL,
+        UNIQUE (channel_dbid, direction, htlc_id)
+    );
+    CREATE TABLE payments (
+        id INTEGER PRIMARY KEY,
+        payment_hash BLOB NOT NULL,
+        partid INTEGER NOT NULL,
+        groupid INTEGER NOT NULL,
+        destination BLOB,
+        amount_msat INTEGER NOT NULL,
+        amount_sent_msat INTEGER NOT NULL,
+        total_msat INTEGER NOT NULL,
+        status TEXT NOT NULL,              -- pending | complete | failed
+        created_at INTEGER NOT NULL,
+        completed_at INTEGER,
+        preimage BLOB,
+        bolt11 TEXT,
+        label TEXT,
+        description TEXT,
+        shared_secrets BLOB,               -- 32 bytes per hop, to decode errors
+        route TEXT,                        -- JSON
+        erroronion BLOB,
+        failure TEXT,                      -- JSON of the decoded failure
+        UNIQUE (payment_hash, partid, groupid)
+    );
+    CREATE TABLE forwards (
+        in_htlc INTEGER PRIMARY KEY,
+        out_htlc INTEGER,
+        in_channel TEXT NOT NULL,
+        out_channel TEXT,
+        in_msat INTEGER NOT NULL,
+        out_msat INTEGER,
+        fee_msat INTEGER,
+        status TEXT NOT NULL,              -- offered | settled | failed | local_failed
+        failcode INTEGER,
+        failreason TEXT,
+        received_time REAL NOT NULL,
+        resolved_time REAL
+    );
+    """,
 ]
 
 

@@ -69,6 +69,10 @@ class LightningD:
         self.feerates: Feerates = None  # type: ignore[assignment]
         self.peers: dict[bytes, PeerState] = {}
         self.channels = ChannelControl(self)
+        from .htlc_engine import HtlcEngine
+        from .payments import Payments
+        self.htlcs = HtlcEngine(self)
+        self.payments = Payments(self)
         self._channel_peers: set[bytes] = set()
         self._reconnecting: set[bytes] = set()
         self.node_id = b""
@@ -89,6 +93,8 @@ class LightningD:
         feerates.register(self)
         wallet_commands.register(self)
         opening_control.register(self)
+        from . import payments
+        payments.register(self)
         closing_control.register(self)
         peer_channels.register(self)
 
@@ -195,6 +201,7 @@ class LightningD:
         self.db = Db(os.path.join(self.cfg.network_dir, "lightningd.sqlite3"))
         self.wallet = Wallet(self.db, self.network, self.log_book.logger("wallet"))
         self.channels.load()
+        self.fees_collected_msat = int(self.db.get_var("fees_collected_msat", 0))
         if self.hsm.bip32_xpub:
             self.wallet.set_xpub(self.hsm.bip32_xpub)
         try:
@@ -209,6 +216,7 @@ class LightningD:
         await self.rpc.listen(self.cfg.rpc_path(), mode)
         await self.plugins.init_all()
         await self._start_chain()
+        self.htlcs.restart()
         await self.connectd.activate()
         self._tasks.append(asyncio.ensure_future(self._reconnect_all()))
         self.log.info(f"Server started with public key {self.node_id.hex()}, alias {self.alias} "

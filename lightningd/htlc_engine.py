@@ -1,0 +1,439 @@
+"""HTLCs through our channels, in the master (Core Lightning's peer_htlcs.c).
+
+An HTLC becomes the master's business once channeld reports it irrevocably
+committed (inside the persist transaction that stores it: exactly once).
+Incoming HTLCs are peeled (channeld gave the onion's shared secret) and then
+paid to an invoice, forwarded on the outgoing channel, or failed with the
+right BOLT 4 error; results of outgoing HTLCs travel back (fulfill with the
+preimage, or the error wrapped with the incoming shared secret), or complete
+our own payments (payments.py).
+
+Every step's outcome is in the `htlcs` table before it is sent anywhere; on
+start-up and whenever a channel daemon comes back, pending resolutions are
+re-sent, so an incoming HTLC is resolved exactly once and a preimage learned
+downstream always reaches the incoming side."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from common.onion import peel_onion
+from common.onion_errors import (FailureCode, InvalidOnionHmac, InvalidOnionKey, InvalidOnionPayload,
+                                 InvalidOnionVersion, create_failure_message, encode_failure_data, wrap_failure)
+from common.onion_payload import check_payload, decode_payload
+from common.scid import ShortChannelId
+
+from . import channel as C
+
+if TYPE_CHECKING:
+    from .channel import ChannelRecord
+    from .lightningd import LightningD
+
+MPP_TIMEOUT = 60.0
+F = FailureCode
+
+
+@dataclass
+class HeldSet:
+    """Parts of one multi-part payment waiting for the total to arrive."""
+    total_msat: int
+    parts: list[int] = field(default_factory=list)     # htlcs.id
+    received_msat: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class HtlcEngine:
+    def __init__(self, ld: "LightningD") -> None:
+        self.ld = ld
+        self.held: dict[bytes, HeldSet] = {}
+        self.processing: set[int] = set()
+        ld.channels.htlc_event_handlers.append(self.on_event)
+
+    @property
+    def db(self):
+        return self.ld.db
+
+    # ------------------------------------------------------------------ events (inside the persist tx)
+    def on_event(self, rec: "ChannelRecord", ev: dict) -> None:
+        now = time.time()
+        if ev["type"] == "preimage":
+            self._outgoing_fulfilled(rec, ev["id"], bytes.fromhex(ev["preimage"]))
+            return
+        for h in ev.get("locked_in", []):
+            if h["direction"] == "in":
+                cur = self.db.execute(
+                    "INSERT OR IGNORE INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
+                    "cltv_expiry, state, onion, shared_secret, received_time) VALUES (?, ?, 'in', ?, ?, ?, "
+                    "'locked', ?, ?, ?)", (rec.dbid, h["id"], h["amount_msat"], bytes.fromhex(h["payment_hash"]),
+                                           h["expiry"], bytes.fromhex(h["onion"]),
+                                           bytes.fromhex(h["shared_secret"]) if h.get("shared_secret") else None,
+                                           now))
+                if cur.rowcount:
+                    asyncio.get_running_loop().call_soon(self._spawn_process, cur.lastrowid)
+        for h in ev.get("resolved", []):
+            if h["direction"] == "out":
+                if h.get("preimage"):
+                    self._outgoing_fulfilled(rec, h["id"], bytes.fromhex(h["preimage"]))
+                else:
+                    self._outgoing_failed(rec, h)
+            else:
+                # our fulfill/fail of an incoming HTLC is now irrevocable
+                self.db.execute("UPDATE htlcs SET state = CASE state WHEN 'fulfilling' THEN 'fulfilled' "
+                                "WHEN 'failing' THEN 'failed' ELSE state END, resolved_time = ? "
+                                "WHERE channel_dbid = ? AND direction = 'in' AND htlc_id = ?",
+                                (now, rec.dbid, h["id"]))
+
+    def _spawn_process(self, row_id: int) -> None:
+        if row_id in self.processing:
+            return
+        self.processing.add(row_id)
+        t = asyncio.ensure_future(self._process_incoming(row_id))
+        t.add_done_callback(lambda _t, r=row_id: self.processing.discard(r))
+
+    # ------------------------------------------------------------------ incoming
+    async def _process_incoming(self, row_id: int) -> None:
+        row = self.db.one("SELECT channel_dbid, htlc_id, amount_msat, payment_hash, cltv_expiry, onion, "
+                          "shared_secret, state FROM htlcs WHERE id = ?", (row_id,))
+        if row is None or row[7] != "locked":
+            return
+        chan_dbid, htlc_id, amount, phash, cltv, onion, ss, _ = row
+        in_rec = self.ld.channels.channels.get(chan_dbid)
+        if ss is None:
+            self._fail_malformed(row_id, F.INVALID_ONION_KEY, onion)
+            return
+        try:
+            peeled = peel_onion(onion, phash, lambda _point: ss)
+        except (InvalidOnionVersion, InvalidOnionHmac, InvalidOnionKey) as e:
+            self._fail_malformed(row_id, e.failure_code, onion)
+            return
+        except InvalidOnionPayload as e:
+            self._fail(row_id, ss, F.INVALID_ONION_PAYLOAD, encode_failure_data(
+                F.INVALID_ONION_PAYLOAD, type=e.tlv_type or 0, offset=e.offset or 0))
+            return
+        except ValueError:
+            self._fail_malformed(row_id, F.INVALID_ONION_VERSION, onion)
+            return
+        try:
+            payload = decode_payload(peeled.payload)
+            check_payload(payload, is_final=peeled.is_final)
+        except InvalidOnionPayload as e:
+            self._fail(row_id, ss, F.INVALID_ONION_PAYLOAD, encode_failure_data(
+                F.INVALID_ONION_PAYLOAD, type=e.tlv_type or 0, offset=e.offset or 0))
+            return
+        # plugins may decide (and may take as long as they like: the HTLC is held)
+        hook = await self._htlc_accepted_hook(in_rec, htlc_id, amount, phash, cltv, peeled, payload, ss)
+        if hook is not None:
+            self._apply_hook_result(row_id, ss, hook)
+            return
+        if peeled.is_final:
+            await self._final_hop(row_id, amount, phash, cltv, payload, ss)
+        else:
+            await self._forward(row_id, in_rec, amount, cltv, payload, peeled.next_packet, phash, ss)
+
+    async def _htlc_accepted_hook(self, in_rec, htlc_id, amount, phash, cltv, peeled, payload, ss) -> dict | None:
+        hooks = self.ld.plugins.hooks
+        if not hooks.has("htlc_accepted"):
+            return None
+        onion: dict[str, Any] = {"payload": peeled.payload.hex(), "type": "tlv", "shared_secret": ss.hex()}
+        if payload.short_channel_id is not None:
+            onion["short_channel_id"] = str(ShortChannelId.from_int(payload.short_channel_id))
+        if payload.amt_to_forward is not None:
+            onion["forward_msat"] = payload.amt_to_forward
+        if payload.outgoing_cltv_value is not None:
+            onion["outgoing_cltv_value"] = payload.outgoing_cltv_value
+        if payload.payment_data is not None:
+            onion["payment_secret"] = payload.payment_data.payment_secret.hex()
+            onion["total_msat"] = payload.payment_data.total_msat
+        if peeled.next_packet is not None:
+            onion["next_onion"] = peeled.next_packet.hex()
+        htlc = {"id": htlc_id, "amount_msat": amount, "cltv_expiry": cltv,
+                "cltv_expiry_relative": cltv - self.ld.blockheight, "payment_hash": phash.hex()}
+        if in_rec is not None and in_rec.scid is not None:
+            htlc["short_channel_id"] = str(in_rec.scid)
+        res = await hooks.call("htlc_accepted", {"onion": onion, "htlc": htlc})
+        return None if res.get("result") == "continue" else res
+
+    def _apply_hook_result(self, row_id: int, ss: bytes, res: dict) -> None:
+        kind = res.get("result")
+        if kind == "resolve" and res.get("payment_key"):
+            self._fulfill_incoming(row_id, bytes.fromhex(res["payment_key"]))
+        elif kind == "fail":
+            if res.get("failure_onion"):
+                self._set_failing(row_id, failure=bytes.fromhex(res["failure_onion"]))
+            else:
+                msg = bytes.fromhex(res.get("failure_message", "2002"))
+                code = int.from_bytes(msg[:2], "big")
+                self._fail(row_id, ss, code, msg[2:])
+        else:
+            self.ld.log.unusual(f"htlc_accepted hook: bad result {res}: failing the HTLC")
+            self._fail(row_id, ss, F.TEMPORARY_NODE_FAILURE, b"")
+
+    async def _final_hop(self, row_id: int, amount: int, phash: bytes, cltv: int, payload, ss: bytes) -> None:
+        height = self.ld.blockheight
+        if payload.amt_to_forward is not None and payload.amt_to_forward > amount:
+            self._fail(row_id, ss, F.FINAL_INCORRECT_HTLC_AMOUNT, encode_failure_data(
+                F.FINAL_INCORRECT_HTLC_AMOUNT, incoming_htlc_amt=amount))
+            return
+        if payload.outgoing_cltv_value is not None and payload.outgoing_cltv_value > cltv:
+            self._fail(row_id, ss, F.FINAL_INCORRECT_CLTV_EXPIRY, encode_failure_data(
+                F.FINAL_INCORRECT_CLTV_EXPIRY, cltv_expiry=cltv))
+            return
+        pd = payload.payment_data
+        total = pd.total_msat if pd is not None else amount
+        secret = pd.payment_secret if pd is not None else None
+        inv = getattr(self.ld, "invoices", None)
+        if inv is None:
+            self._fail(row_id, ss, F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS, _unknown_details(amount, height))
+            return
+        preimage, code = inv.check_payment(phash, amount, total, secret, cltv, height)
+        if code is not None:
+            self._fail(row_id, ss, code, _unknown_details(amount, height) if code == F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS
+                       else b"")
+            return
+        if total > amount:   # basic_mpp: hold until the parts add up
+            held = self.held.get(phash)
+            if held is None:
+                held = self.held[phash] = HeldSet(total)
+                held.timer = asyncio.get_running_loop().call_later(MPP_TIMEOUT, self._mpp_timeout, phash)
+            held.parts.append(row_id)
+            held.received_msat += amount
+            self.db.execute("UPDATE htlcs SET state = 'held' WHERE id = ?", (row_id,))
+            if held.received_msat < held.total_msat:
+                return
+            if held.timer is not None:
+                held.timer.cancel()
+            del self.held[phash]
+            parts, received = held.parts, held.received_msat
+        else:
+            parts, received = [row_id], amount
+        code = await inv.run_invoice_payment_hook(phash, received)
+        if code is not None:
+            for r in parts:
+                self._fail(r, self._ss(r), code, _unknown_details(received, height))
+            return
+        with self.db.transaction():
+            inv.mark_paid(phash, received)
+            for r in parts:
+                self._fulfill_incoming(r, preimage, commit=False)
+        inv.notify_paid(phash)
+        for r in parts:
+            self._send_resolution(r)
+
+    def _mpp_timeout(self, phash: bytes) -> None:
+        held = self.held.pop(phash, None)
+        if held is None:
+            return
+        for r in held.parts:
+            self._fail(r, self._ss(r), F.MPP_TIMEOUT, b"")
+
+    def _ss(self, row_id: int) -> bytes:
+        row = self.db.one("SELECT shared_secret FROM htlcs WHERE id = ?", (row_id,))
+        return row[0] if row and row[0] else b"\x00" * 32
+
+    async def _forward(self, row_id: int, in_rec, amount: int, cltv: int, payload, next_onion: bytes,
+                       phash: bytes, ss: bytes) -> None:
+        cc = self.ld.channels
+        out_amt, out_cltv, scid = payload.amt_to_forward, payload.outgoing_cltv_value, payload.short_channel_id
+        out = next((c for c in cc.channels.values() if c.scid is not None and c.scid.to_int() == scid), None)
+        in_scid = str(in_rec.scid) if in_rec is not None and in_rec.scid else ""
+        out_scid = str(ShortChannelId.from_int(scid)) if scid is not None else ""
+        now = time.time()
+
+        def local_fail(code: int, data: bytes = b"", reason: str = "") -> None:
+            with self.db.transaction():
+                self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, in_channel, out_channel, in_msat, out_msat, "
+                                "status, failcode, failreason, received_time, resolved_time) VALUES (?, ?, ?, ?, ?, "
+                                "'local_failed', ?, ?, ?, ?)", (row_id, in_scid, out_scid, amount, out_amt, code,
+                                                                reason, now, now))
+                self._fail(row_id, ss, code, data, commit=False)
+            self._send_resolution(row_id)
+            self._notify_forward(row_id)
+
+        if out is None or out.state not in (C.NORMAL,):
+            local_fail(F.UNKNOWN_NEXT_PEER, b"", "WIRE_UNKNOWN_NEXT_PEER")
+            return
+        if not self.ld.is_connected(out.peer_id) or out.subd is None or not out.subd.running:
+            local_fail(F.TEMPORARY_CHANNEL_FAILURE, encode_failure_data(F.TEMPORARY_CHANNEL_FAILURE),
+                       "WIRE_TEMPORARY_CHANNEL_FAILURE")
+            return
+        fee_needed = out.fee_base_msat + out_amt * out.fee_ppm // 1_000_000
+        if amount < out_amt + fee_needed:
+            local_fail(F.FEE_INSUFFICIENT, encode_failure_data(F.FEE_INSUFFICIENT, htlc_msat=amount),
+                       "WIRE_FEE_INSUFFICIENT")
+            return
+        if cltv < out_cltv + out.cltv_delta:
+            local_fail(F.INCORRECT_CLTV_EXPIRY, encode_failure_data(F.INCORRECT_CLTV_EXPIRY, cltv_expiry=cltv),
+                       "WIRE_INCORRECT_CLTV_EXPIRY")
+            return
+        if out_cltv <= self.ld.blockheight + 2:
+            local_fail(F.EXPIRY_TOO_SOON, encode_failure_data(F.EXPIRY_TOO_SOON), "WIRE_EXPIRY_TOO_SOON")
+            return
+        if out_amt < out.htlc_minimum_msat:
+            local_fail(F.AMOUNT_BELOW_MINIMUM, encode_failure_data(F.AMOUNT_BELOW_MINIMUM, htlc_msat=out_amt),
+                       "WIRE_AMOUNT_BELOW_MINIMUM")
+            return
+        from common.daemon_conn import RequestFailed
+        try:
+            r = await out.subd.request("channeld_offer_htlc", {
+                "amount_msat": out_amt, "payment_hash": phash, "cltv_expiry": out_cltv, "onion": next_onion,
+                "blockheight": self.ld.blockheight}, timeout=30)
+        except (RequestFailed, asyncio.TimeoutError, Exception) as e:
+            reason = e.msg.fields.get("reason") if isinstance(e, RequestFailed) else str(e)
+            self.ld.log.debug(f"forward of htlc {row_id} failed at offer: {reason}")
+            local_fail(F.TEMPORARY_CHANNEL_FAILURE, encode_failure_data(F.TEMPORARY_CHANNEL_FAILURE),
+                       "WIRE_TEMPORARY_CHANNEL_FAILURE")
+            return
+        with self.db.transaction():
+            cur = self.db.execute(
+                "INSERT INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, cltv_expiry, state, "
+                "origin, received_time) VALUES (?, ?, 'out', ?, ?, ?, 'offered', ?, ?)",
+                (out.dbid, r["htlc_id"], out_amt, phash, out_cltv, row_id, time.time()))
+            self.db.execute("UPDATE htlcs SET state = 'forwarded' WHERE id = ?", (row_id,))
+            self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, out_htlc, in_channel, out_channel, in_msat, "
+                            "out_msat, fee_msat, status, received_time) VALUES (?, ?, ?, ?, ?, ?, ?, 'offered', ?)",
+                            (row_id, cur.lastrowid, in_scid, out_scid, amount, out_amt, amount - out_amt, now))
+        self._notify_forward(row_id)
+
+    # ------------------------------------------------------------------ outgoing results (inside persist tx)
+    def _outgoing_fulfilled(self, rec: "ChannelRecord", htlc_id: int, preimage: bytes) -> None:
+        row = self.db.one("SELECT id, origin, payment_id, state, amount_msat FROM htlcs WHERE channel_dbid = ? AND "
+                          "direction = 'out' AND htlc_id = ?", (rec.dbid, htlc_id))
+        if row is None or row[3] == "fulfilled":
+            return
+        out_id, origin, payment_id, _, amount = row
+        now = time.time()
+        self.db.execute("UPDATE htlcs SET state = 'fulfilled', preimage = ?, resolved_time = ? WHERE id = ?",
+                        (preimage, now, out_id))
+        if origin is not None:
+            self._fulfill_incoming(origin, preimage, commit=False)
+            fee = self.db.one("SELECT fee_msat FROM forwards WHERE in_htlc = ?", (origin,))
+            self.db.execute("UPDATE forwards SET status = 'settled', resolved_time = ? WHERE in_htlc = ?",
+                            (now, origin))
+            self.ld.fees_collected_msat += fee[0] if fee and fee[0] else 0
+            self.db.set_var("fees_collected_msat", self.ld.fees_collected_msat)
+            asyncio.get_running_loop().call_soon(self._send_resolution, origin)
+            asyncio.get_running_loop().call_soon(self._notify_forward, origin)
+        if payment_id is not None:
+            self.ld.payments.payment_succeeded(payment_id, preimage)
+
+    def _outgoing_failed(self, rec: "ChannelRecord", h: dict) -> None:
+        row = self.db.one("SELECT id, origin, payment_id, state FROM htlcs WHERE channel_dbid = ? AND "
+                          "direction = 'out' AND htlc_id = ?", (rec.dbid, h["id"]))
+        if row is None or row[3] in ("failed", "fulfilled"):
+            return
+        out_id, origin, payment_id, _ = row
+        reason = bytes.fromhex(h["fail_reason"]) if h.get("fail_reason") else None
+        code = h.get("failure_code")
+        now = time.time()
+        self.db.execute("UPDATE htlcs SET state = 'failed', failure = ?, failure_code = ?, resolved_time = ? "
+                        "WHERE id = ?", (reason, code, now, out_id))
+        if origin is not None:
+            ss = self._ss(origin)
+            if reason is not None:
+                self._set_failing(origin, failure=wrap_failure(ss, reason), commit=False)
+            else:
+                # downstream said our onion was malformed: BOLT 4 has us report it
+                sha = bytes.fromhex(h["sha256_of_onion"]) if h.get("sha256_of_onion") else b"\x00" * 32
+                self._fail(origin, ss, code or F.INVALID_ONION_HMAC,
+                           encode_failure_data(code or F.INVALID_ONION_HMAC, sha256_of_onion=sha), commit=False)
+            self.db.execute("UPDATE forwards SET status = 'failed', failcode = ?, resolved_time = ? WHERE in_htlc = ?",
+                            (code, now, origin))
+            asyncio.get_running_loop().call_soon(self._send_resolution, origin)
+            asyncio.get_running_loop().call_soon(self._notify_forward, origin)
+        if payment_id is not None:
+            self.ld.payments.payment_failed(payment_id, reason, code)
+
+    # ------------------------------------------------------------------ resolving incoming HTLCs
+    def _fulfill_incoming(self, row_id: int, preimage: bytes, commit: bool = True) -> None:
+        def do() -> None:
+            self.db.execute("UPDATE htlcs SET state = 'fulfilling', preimage = ? WHERE id = ? AND state NOT IN "
+                            "('fulfilled', 'fulfilling')", (preimage, row_id))
+        if commit:
+            with self.db.transaction():
+                do()
+            self._send_resolution(row_id)
+        else:
+            do()
+
+    def _fail(self, row_id: int, ss: bytes, code: int, data: bytes, commit: bool = True) -> None:
+        self._set_failing(row_id, failure=create_failure_message(ss, int(code), data), code=int(code), commit=commit)
+
+    def _set_failing(self, row_id: int, failure: bytes, code: int | None = None, commit: bool = True) -> None:
+        def do() -> None:
+            self.db.execute("UPDATE htlcs SET state = 'failing', failure = ?, failure_code = ? WHERE id = ? AND "
+                            "state NOT IN ('fulfilled', 'fulfilling', 'failed')", (failure, code, row_id))
+        if commit:
+            with self.db.transaction():
+                do()
+            self._send_resolution(row_id)
+        else:
+            do()
+
+    def _fail_malformed(self, row_id: int, code: int, onion: bytes) -> None:
+        from bitcoin.hashes import sha256
+        with self.db.transaction():
+            self.db.execute("UPDATE htlcs SET state = 'failing', failure = NULL, failure_code = ?, sha256_of_onion = ? "
+                            "WHERE id = ?", (int(code), sha256(onion), row_id))
+        self._send_resolution(row_id)
+
+    def _send_resolution(self, row_id: int) -> None:
+        """Tell the incoming channel's daemon (if it runs; else when it comes back)."""
+        row = self.db.one("SELECT channel_dbid, htlc_id, state, preimage, failure, failure_code, sha256_of_onion "
+                          "FROM htlcs WHERE id = ?", (row_id,))
+        if row is None:
+            return
+        chan_dbid, htlc_id, state, preimage, failure, code, sha = row
+        rec = self.ld.channels.channels.get(chan_dbid)
+        if rec is None or rec.subd is None or not rec.subd.running:
+            return
+        if state == "fulfilling":
+            rec.subd.send("channeld_fulfill_htlc", {"htlc_id": htlc_id, "preimage": preimage})
+        elif state == "failing":
+            rec.subd.send("channeld_fail_htlc", {"htlc_id": htlc_id, "failure_code": code or 0,
+                                                 "sha256_of_onion": sha or b"\x00" * 32, "reason": failure or b""})
+
+    def channel_started(self, rec: "ChannelRecord") -> None:
+        """A channel daemon (re)started: re-send what is pending on it."""
+        for (row_id,) in self.db.query("SELECT id FROM htlcs WHERE channel_dbid = ? AND direction = 'in' AND "
+                                       "state IN ('fulfilling', 'failing')", (rec.dbid,)):
+            self._send_resolution(row_id)
+
+    def restart(self) -> None:
+        """At start-up: incoming HTLCs not yet decided are processed again."""
+        for (row_id,) in self.db.query("SELECT id FROM htlcs WHERE direction = 'in' AND state IN ('locked', 'held')"):
+            self.db.execute("UPDATE htlcs SET state = 'locked' WHERE id = ?", (row_id,))
+            self._spawn_process(row_id)
+
+    def _notify_forward(self, in_id: int) -> None:
+        row = self.db.one("SELECT in_channel, out_channel, in_msat, out_msat, fee_msat, status, failcode, failreason, "
+                          "received_time, resolved_time FROM forwards WHERE in_htlc = ?", (in_id,))
+        if row is None:
+            return
+        ph = self.db.one("SELECT payment_hash FROM htlcs WHERE id = ?", (in_id,))
+        self.ld.plugins.notify("forward_event", {"forward_event": forward_json(row, ph[0] if ph else None)})
+
+
+def forward_json(row: tuple, payment_hash: bytes | None) -> dict:
+    in_ch, out_ch, in_msat, out_msat, fee, status, failcode, failreason, received, resolved = row
+    d: dict[str, Any] = {"in_channel": in_ch, "in_msat": in_msat, "status": status, "received_time": received,
+                         "style": "tlv"}
+    if payment_hash is not None:
+        d["payment_hash"] = payment_hash.hex()
+    if out_ch:
+        d["out_channel"] = out_ch
+    if out_msat is not None:
+        d["out_msat"] = out_msat
+        d["fee_msat"] = in_msat - out_msat
+    if resolved is not None:
+        d["resolved_time"] = resolved
+    if failcode is not None:
+        d["failcode"] = failcode
+    if failreason:
+        d["failreason"] = failreason
+    return d
+
+
+def _unknown_details(amount: int, height: int) -> bytes:
+    return encode_failure_data(F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS, htlc_msat=amount, height=height)

@@ -1,0 +1,191 @@
+"""`pay bolt11`: decode, find a route, send, learn from failures, retry
+(Core Lightning's pay plugin, built in), and `listpays`."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from common.bolt11 import Bolt11Error, decode as decode_bolt11
+
+from . import params as P
+from .jsonrpc import RequestContext
+from .jsonrpc_errors import (INVALID_PARAMS, PAY_DESTINATION_PERM_FAIL, PAY_INVOICE_EXPIRED, PAY_ROUTE_NOT_FOUND,
+                             PAY_STOPPED_RETRYING, RpcError)
+from .params import opt, req
+
+if TYPE_CHECKING:
+    from .lightningd import LightningD
+
+DEFAULT_RETRY_FOR = 60
+
+
+def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
+             hints: list) -> list[dict] | None:
+    """A route as sendpay takes it.  Direct channel first, then route hints
+    through a peer, then the gossip graph (ld.getroute when gossipd has one)."""
+    from . import channel as C
+    height = ld.blockheight
+    delay = height + final_cltv
+
+    def usable(c) -> bool:
+        return (c.state == C.NORMAL and c.scid is not None and ld.is_connected(c.peer_id)
+                and f"{c.scid}/{0 if ld.node_id < c.peer_id else 1}" not in exclude and str(c.scid) not in exclude
+                and c.summary.get("spendable_msat", 0) >= amount_msat)
+    direct = [c for c in ld.channels.by_peer(destination) if usable(c)]
+    if direct:
+        c = max(direct, key=lambda c: c.summary.get("spendable_msat", 0))
+        return [{"id": destination.hex(), "channel": str(c.scid), "amount_msat": amount_msat, "delay": delay,
+                 "direction": 0 if ld.node_id < c.peer_id else 1}]
+    for hint in hints:
+        if not hint:
+            continue
+        # hint: [first hop from a node we may reach ... last hop to destination]
+        first = hint[0]
+        peer = bytes.fromhex(first["pubkey"]) if isinstance(first["pubkey"], str) else first["pubkey"]
+        hops_after = []
+        amt, dl = amount_msat, delay
+        # walk the hint backwards computing what each hop must carry
+        chain = []
+        for i in range(len(hint) - 1, -1, -1):
+            h = hint[i]
+            nxt_id = destination if i == len(hint) - 1 else _pk(hint[i + 1]["pubkey"])
+            chain.append({"id": nxt_id.hex(), "channel": _scid_str(h["short_channel_id"]), "amount_msat": amt,
+                          "delay": dl})
+            amt = amt + h["fee_base_msat"] + amt * h["fee_proportional_millionths"] // 1_000_000
+            dl = dl + h["cltv_expiry_delta"]
+        chain.reverse()
+        if any(hp["channel"] in exclude for hp in chain):
+            continue
+        to_peer = [c for c in ld.channels.by_peer(peer) if usable(c) and c.summary.get("spendable_msat", 0) >= amt]
+        if to_peer:
+            c = to_peer[0]
+            hops_after = [{"id": peer.hex(), "channel": str(c.scid), "amount_msat": amt, "delay": dl}] + chain
+            return hops_after
+    finder = getattr(ld, "getroute", None)
+    if finder is not None:
+        return finder(destination, amount_msat, final_cltv, exclude)
+    return None
+
+
+def _pk(v: Any) -> bytes:
+    return bytes.fromhex(v) if isinstance(v, str) else v
+
+
+def _scid_str(v: Any) -> str:
+    from common.scid import ShortChannelId
+    if isinstance(v, int):
+        return str(ShortChannelId.from_int(v))
+    if isinstance(v, (bytes, bytearray)):
+        return str(ShortChannelId.from_bytes(bytes(v)))
+    return str(v)
+
+
+def register(ld: "LightningD") -> None:
+    pay = ld.payments
+    cmd = ld.registry.command
+
+    @cmd("pay", [req("bolt11", P.string), opt("amount_msat", P.msat), opt("label", P.string),
+                 opt("riskfactor", P.number, 10), opt("maxfeepercent", P.anything, 0.5),
+                 opt("retry_for", P.u32, DEFAULT_RETRY_FOR), opt("maxdelay", P.u32), opt("exemptfee", P.msat, 5000),
+                 opt("localinvreqid", P.string), opt("exclude", P.array), opt("maxfee", P.msat),
+                 opt("description", P.string), opt("partial_msat", P.msat)], category="payment",
+         description="Send payment specified by {bolt11}")
+    async def pay_cmd(ctx: RequestContext, bolt11: str, amount_msat: int | None, label: str | None, riskfactor: int,
+                      maxfeepercent: Any, retry_for: int, maxdelay: int | None, exemptfee: int,
+                      localinvreqid: str | None, exclude: list | None, maxfee: int | None, description: str | None,
+                      partial_msat: int | None) -> dict:
+        try:
+            inv = decode_bolt11(bolt11)
+        except Bolt11Error as e:
+            raise RpcError(INVALID_PARAMS, f"Invalid bolt11: {e}") from None
+        if inv.network is not None and getattr(inv.network, "name", ld.network.name) != ld.network.name:
+            raise RpcError(INVALID_PARAMS, f"Invoice is for another network {inv.network.name}")
+        if inv.amount_msat is not None and amount_msat is not None:
+            raise RpcError(INVALID_PARAMS, "amount_msat parameter unnecessary")
+        if inv.amount_msat is None and amount_msat is None:
+            raise RpcError(INVALID_PARAMS, "amount_msat parameter required")
+        amount = inv.amount_msat if inv.amount_msat is not None else amount_msat
+        assert amount is not None
+        if inv.timestamp + inv.expiry < time.time():
+            raise RpcError(PAY_INVOICE_EXPIRED, "Invoice expired")
+        max_fee = maxfee if maxfee is not None else max(exemptfee, int(amount * float(maxfeepercent) / 100))
+        excluded = set(str(x) for x in (exclude or []))
+        deadline = time.monotonic() + retry_for
+        attempts = 0
+        last_error: RpcError | None = None
+        hints = [[{"pubkey": h.pubkey.hex() if isinstance(h.pubkey, bytes) else h.pubkey,
+                   "short_channel_id": h.short_channel_id, "fee_base_msat": h.fee_base_msat,
+                   "fee_proportional_millionths": h.fee_proportional_millionths,
+                   "cltv_expiry_delta": h.cltv_expiry_delta} for h in hint] for hint in (inv.route_hints or [])]
+        started = int(time.time())
+        while time.monotonic() < deadline:
+            route = route_to(ld, inv.payee, amount, inv.min_final_cltv_expiry, excluded, hints)
+            if route is None:
+                if last_error is not None:
+                    raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of routes to try after {attempts} attempts: "
+                                   f"{last_error.message}", last_error.data)
+                raise RpcError(PAY_ROUTE_NOT_FOUND, "Could not find a route")
+            fee = route[0]["amount_msat"] - amount
+            if fee > max_fee:
+                raise RpcError(206, f"Fee exceeds our fee budget: {fee}msat > {max_fee}msat")
+            attempts += 1
+            try:
+                await pay.sendpay(route, inv.payment_hash, label, amount, bolt11, inv.payment_secret, 0, attempts,
+                                  description, inv.metadata)
+                res = await pay.waitsendpay(inv.payment_hash, max(1, int(deadline - time.monotonic())), 0, attempts)
+            except RpcError as e:
+                last_error = e
+                if e.code == PAY_DESTINATION_PERM_FAIL:
+                    raise
+                data = e.data if isinstance(e.data, dict) else {}
+                ch = data.get("erring_channel")
+                if ch:
+                    excluded.add(ch)
+                else:
+                    excluded.update(h["channel"] for h in route)
+                continue
+            return {"destination": inv.payee.hex(), "payment_hash": inv.payment_hash.hex(), "created_at": started,
+                    "parts": 1, "amount_msat": amount, "amount_sent_msat": res["amount_sent_msat"],
+                    "payment_preimage": res["payment_preimage"], "status": "complete"}
+        raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of time after {attempts} attempts"
+                       + (f": {last_error.message}" if last_error else ""))
+
+    @cmd("listpays", [opt("bolt11", P.string), opt("payment_hash", P.sha256_hex),
+                      opt("status", P.one_of("pending", "complete", "failed")), opt("index", P.string),
+                      opt("start", P.u64), opt("limit", P.u32)], category="payment",
+         description="List result of payment {bolt11} or {payment_hash}, or all")
+    async def listpays(ctx: RequestContext, bolt11: str | None, payment_hash: bytes | None, status: str | None,
+                       index: str | None, start: int | None, limit: int | None) -> dict:
+        groups: dict[bytes, list[dict]] = {}
+        for p in pay.rows():
+            if bolt11 and p["bolt11"] != bolt11:
+                continue
+            if payment_hash and p["payment_hash"] != payment_hash:
+                continue
+            groups.setdefault(p["payment_hash"], []).append(p)
+        out = []
+        for ph, parts in groups.items():
+            st = "complete" if any(p["status"] == "complete" for p in parts) else \
+                "pending" if any(p["status"] == "pending" for p in parts) else "failed"
+            if status and st != status:
+                continue
+            last = max(parts, key=lambda p: p["groupid"])
+            d: dict[str, Any] = {"payment_hash": ph.hex(), "status": st, "created_at": min(p["created_at"] for p in parts)}
+            if last["destination"]:
+                d["destination"] = last["destination"].hex()
+            for k in ("label", "bolt11", "description"):
+                if last[k]:
+                    d[k] = last[k]
+            if st == "complete":
+                ok = [p for p in parts if p["status"] == "complete"]
+                d["amount_msat"] = sum(p["amount_msat"] for p in ok)
+                d["amount_sent_msat"] = sum(p["amount_sent_msat"] for p in ok)
+                d["preimage"] = ok[0]["preimage"].hex()
+                d["completed_at"] = max(p["completed_at"] or 0 for p in ok)
+                d["number_of_parts"] = len(ok)
+            out.append(d)
+        if limit is not None:
+            out = out[:limit]
+        return {"pays": out}
+
+

@@ -1,0 +1,327 @@
+"""Our payments: `sendpay` on a route the caller gives (Core Lightning's
+sendpay/waitsendpay/listsendpays), `pay` that finds a route and retries,
+`listpays`, `listforwards` and `keysend`-free basics.
+
+A payment part is a row in `payments`; its HTLC on the first hop is a row in
+`htlcs` (direction 'out', payment_id set).  Results arrive inside channeld's
+persist transaction (payment_succeeded / payment_failed), waiters are woken
+after the commit."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from common.onion import create_onion
+from common.onion_errors import (FailureCode, MalformedFailureMessage, UnknownFailureSource, decode_failure,
+                                 decode_failure_data, failure_code_name)
+from common.onion_payload import HopPayload, PaymentData, encode_payload
+from common.scid import ShortChannelId
+
+from . import channel as C
+from . import params as P
+from .jsonrpc import RequestContext
+from .jsonrpc_errors import (INVALID_PARAMS, LIGHTNINGD, PAY_DESTINATION_PERM_FAIL, PAY_IN_PROGRESS,
+                             PAY_NO_SUCH_PAYMENT, PAY_RHASH_ALREADY_USED, PAY_TRY_OTHER_ROUTE, PAY_UNPARSEABLE_ONION,
+                             RpcError)
+from .params import opt, req
+
+if TYPE_CHECKING:
+    from .lightningd import LightningD
+
+_COLS = ("id", "payment_hash", "partid", "groupid", "destination", "amount_msat", "amount_sent_msat", "total_msat",
+         "status", "created_at", "completed_at", "preimage", "bolt11", "label", "description", "shared_secrets",
+         "route", "erroronion", "failure")
+
+
+class Payments:
+    def __init__(self, ld: "LightningD") -> None:
+        self.ld = ld
+        self.waiters: dict[int, list[asyncio.Future]] = {}
+
+    @property
+    def db(self):
+        return self.ld.db
+
+    def row(self, pid: int) -> dict | None:
+        r = self.db.one(f"SELECT {', '.join(_COLS)} FROM payments WHERE id = ?", (pid,))
+        return dict(zip(_COLS, r)) if r else None
+
+    def rows(self, where: str = "", args: tuple = ()) -> list[dict]:
+        return [dict(zip(_COLS, r)) for r in self.db.query(f"SELECT {', '.join(_COLS)} FROM payments {where} "
+                                                           "ORDER BY id", args)]
+
+    # ------------------------------------------------------------------ results (inside persist tx)
+    def payment_succeeded(self, pid: int, preimage: bytes) -> None:
+        self.db.execute("UPDATE payments SET status = 'complete', preimage = ?, completed_at = ? WHERE id = ? "
+                        "AND status = 'pending'", (preimage, int(time.time()), pid))
+        asyncio.get_running_loop().call_soon(self._finished, pid)
+
+    def payment_failed(self, pid: int, onion: bytes | None, code: int | None) -> None:
+        p = self.row(pid)
+        if p is None or p["status"] != "pending":
+            return
+        failure = self._decode(p, onion, code)
+        self.db.execute("UPDATE payments SET status = 'failed', erroronion = ?, failure = ?, completed_at = ? "
+                        "WHERE id = ?", (onion, json.dumps(failure), int(time.time()), pid))
+        asyncio.get_running_loop().call_soon(self._finished, pid)
+
+    def _decode(self, p: dict, onion: bytes | None, code: int | None) -> dict:
+        route = json.loads(p["route"] or "[]")
+        if onion is None:
+            # the first hop said our onion was malformed
+            return {"erring_index": 0, "failcode": code or 0, "erring_node": self.ld.node_id.hex(),
+                    "erring_channel": route[0]["channel"] if route else None, "erring_direction": 0}
+        ss = p["shared_secrets"] or b""
+        secrets = [ss[i:i + 32] for i in range(0, len(ss), 32)]
+        try:
+            d = decode_failure(secrets, onion)
+        except (UnknownFailureSource, MalformedFailureMessage, ValueError):
+            return {"erring_index": None, "failcode": None, "unparseable": True}
+        # the erring node's index in route terms: hop index (node route[index].id)
+        out: dict[str, Any] = {"erring_index": d.index + 1, "failcode": d.failure_code,
+                               "failcodename": "WIRE_" + failure_code_name(d.failure_code).upper(),
+                               "erring_node": route[d.index]["id"] if d.index < len(route) else None}
+        if d.index + 1 < len(route):
+            out["erring_channel"] = route[d.index + 1]["channel"]
+            out["erring_direction"] = route[d.index + 1].get("direction", 0)
+        if d.failure_code == FailureCode.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS and d.index == len(route) - 1:
+            out["erring_index"] = len(route)
+        try:
+            fields, _ = decode_failure_data(d.failure_code, d.failure_data)
+            if fields.get("channel_update"):
+                out["raw_message"] = fields["channel_update"].hex()
+        except ValueError:
+            pass
+        return out
+
+    def _finished(self, pid: int) -> None:
+        p = self.row(pid)
+        if p is None:
+            return
+        for fut in self.waiters.pop(pid, []):
+            if not fut.done():
+                fut.set_result(p)
+        j = self.json(p)
+        if p["status"] == "complete":
+            self.ld.plugins.notify("sendpay_success", {"sendpay_success": j})
+        else:
+            self.ld.plugins.notify("sendpay_failure", {"sendpay_failure": {
+                "code": self._error_code(p), "message": "failed", "data": dict(j, **json.loads(p["failure"] or "{}"))}})
+
+    def _error_code(self, p: dict) -> int:
+        f = json.loads(p["failure"] or "{}")
+        if f.get("unparseable"):
+            return PAY_UNPARSEABLE_ONION
+        route = json.loads(p["route"] or "[]")
+        code = f.get("failcode") or 0
+        if f.get("erring_index") == len(route) and code & 0x4000:
+            return PAY_DESTINATION_PERM_FAIL
+        return PAY_TRY_OTHER_ROUTE
+
+    def json(self, p: dict) -> dict:
+        d: dict[str, Any] = {"created_index": p["id"], "id": p["id"], "payment_hash": p["payment_hash"].hex(),
+                             "groupid": p["groupid"], "status": p["status"], "amount_msat": p["amount_msat"],
+                             "amount_sent_msat": p["amount_sent_msat"], "created_at": p["created_at"]}
+        if p["partid"]:
+            d["partid"] = p["partid"]
+        if p["destination"]:
+            d["destination"] = p["destination"].hex()
+        if p["completed_at"]:
+            d["completed_at"] = p["completed_at"]
+        if p["preimage"]:
+            d["payment_preimage"] = p["preimage"].hex()
+        for k in ("bolt11", "label", "description"):
+            if p[k]:
+                d[k] = p[k]
+        if p["erroronion"] and p["status"] == "failed":
+            d["erroronion"] = p["erroronion"].hex()
+        return d
+
+    # ------------------------------------------------------------------ sending
+    async def sendpay(self, route: list[dict], payment_hash: bytes, label: str | None, amount_msat: int | None,
+                      bolt11: str | None, payment_secret: bytes | None, partid: int, groupid: int,
+                      description: str | None, payment_metadata: bytes | None = None) -> dict:
+        if not route:
+            raise RpcError(INVALID_PARAMS, "Empty route")
+        final = route[-1]
+        total = amount_msat if amount_msat is not None else final["amount_msat"]
+        existing = self.rows("WHERE payment_hash = ? AND partid = ? AND groupid = ?", (payment_hash, partid, groupid))
+        if existing:
+            p = existing[0]
+            if p["status"] == "complete":
+                raise RpcError(PAY_RHASH_ALREADY_USED, "Already succeeded", self.json(p))
+            if p["status"] == "pending":
+                raise RpcError(PAY_IN_PROGRESS, "Already in progress", self.json(p))
+        done = self.rows("WHERE payment_hash = ? AND status = 'complete'", (payment_hash,))
+        if done:
+            raise RpcError(PAY_RHASH_ALREADY_USED, "Already succeeded", self.json(done[0]))
+        first = route[0]
+        chan = self._channel_for(first)
+        if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
+            raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
+        hops = []
+        for i, hop in enumerate(route):
+            if i == len(route) - 1:
+                pl = HopPayload(amt_to_forward=hop["amount_msat"], outgoing_cltv_value=hop["delay"],
+                                payment_data=PaymentData(payment_secret, total) if payment_secret else None,
+                                payment_metadata=payment_metadata)
+            else:
+                nxt = route[i + 1]
+                pl = HopPayload(amt_to_forward=nxt["amount_msat"], outgoing_cltv_value=nxt["delay"],
+                                short_channel_id=ShortChannelId.parse(nxt["channel"]).to_int())
+            hops.append((bytes.fromhex(hop["id"]), encode_payload(pl)))
+        onion, secrets = create_onion(os.urandom(32), hops, payment_hash)
+        now = int(time.time())
+        with self.db.transaction():
+            self.db.execute("DELETE FROM payments WHERE payment_hash = ? AND partid = ? AND groupid = ? AND "
+                            "status = 'failed'", (payment_hash, partid, groupid))
+            cur = self.db.execute(
+                "INSERT INTO payments(payment_hash, partid, groupid, destination, amount_msat, amount_sent_msat, "
+                "total_msat, status, created_at, bolt11, label, description, shared_secrets, route) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                (payment_hash, partid, groupid, bytes.fromhex(final["id"]), final["amount_msat"],
+                 first["amount_msat"], total, now, bolt11, label, description, b"".join(secrets), json.dumps(route)))
+            pid = cur.lastrowid
+        from common.daemon_conn import RequestFailed
+        try:
+            r = await chan.subd.request("channeld_offer_htlc", {
+                "amount_msat": first["amount_msat"], "payment_hash": payment_hash, "cltv_expiry": first["delay"],
+                "onion": onion, "blockheight": self.ld.blockheight}, timeout=30)
+        except (RequestFailed, asyncio.TimeoutError, Exception) as e:
+            reason = e.msg.fields.get("reason") if isinstance(e, RequestFailed) else str(e)
+            with self.db.transaction():
+                self.db.execute("UPDATE payments SET status = 'failed', completed_at = ?, failure = ? WHERE id = ?",
+                                (int(time.time()), json.dumps({"erring_index": 0, "failcode": 0x1007,
+                                                               "erring_node": self.ld.node_id.hex(),
+                                                               "erring_channel": first["channel"],
+                                                               "message": reason}), pid))
+            self._finished(pid)
+            raise RpcError(PAY_TRY_OTHER_ROUTE, f"First peer could not take the HTLC: {reason}") from None
+        with self.db.transaction():
+            self.db.execute("INSERT INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
+                            "cltv_expiry, state, payment_id, received_time) VALUES (?, ?, 'out', ?, ?, ?, 'offered', "
+                            "?, ?)", (chan.dbid, r["htlc_id"], first["amount_msat"], payment_hash, first["delay"],
+                                      pid, time.time()))
+        p = self.row(pid)
+        assert p is not None
+        out = self.json(p)
+        out["message"] = "Monitor status with listpays or waitsendpay"
+        return out
+
+    def _channel_for(self, hop: dict) -> "C.ChannelRecord | None":
+        cands = [c for c in self.ld.channels.channels.values() if c.peer_id.hex() == hop["id"]]
+        if hop.get("channel"):
+            exact = [c for c in cands if c.scid is not None and str(c.scid) == hop["channel"]]
+            if exact:
+                return exact[0]
+        normal = [c for c in cands if c.state == C.NORMAL]
+        return normal[0] if normal else (cands[0] if cands else None)
+
+    async def waitsendpay(self, payment_hash: bytes, timeout: int | None, partid: int, groupid: int | None) -> dict:
+        where = "WHERE payment_hash = ? AND partid = ?" + (" AND groupid = ?" if groupid is not None else "")
+        args: tuple = (payment_hash, partid) + ((groupid,) if groupid is not None else ())
+        rows = self.rows(where, args)
+        if not rows:
+            raise RpcError(PAY_NO_SUCH_PAYMENT, "Never attempted payment part")
+        p = rows[-1]
+        if p["status"] == "pending":
+            fut: asyncio.Future = asyncio.get_running_loop().create_future()
+            self.waiters.setdefault(p["id"], []).append(fut)
+            try:
+                p = await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise RpcError(PAY_IN_PROGRESS, "Timed out while waiting") from None
+        if p["status"] == "complete":
+            return self.json(p)
+        failure = json.loads(p["failure"] or "{}")
+        code = self._error_code(p)
+        data = dict(self.json(p), **{k: v for k, v in failure.items() if v is not None and k != "message"})
+        msg = failure.get("message") or ("failed: " + failure.get("failcodename", "WIRE_UNKNOWN"))
+        raise RpcError(code, msg, data)
+
+
+def register(ld: "LightningD") -> None:
+    pay = ld.payments
+    cmd = ld.registry.command
+
+    @cmd("sendpay", [req("route", P.array), req("payment_hash", P.sha256_hex), opt("label", P.string),
+                     opt("amount_msat", P.msat), opt("bolt11", P.string), opt("payment_secret", P.sha256_hex),
+                     opt("partid", P.u64, 0), opt("localinvreqid", P.string), opt("groupid", P.u64, 0),
+                     opt("payment_metadata", P.hex_bytes), opt("description", P.string)], category="payment",
+         description="Send along {route} in return for preimage of {payment_hash}")
+    async def sendpay(ctx: RequestContext, route: list, payment_hash: bytes, label: str | None,
+                      amount_msat: int | None, bolt11: str | None, payment_secret: bytes | None, partid: int,
+                      localinvreqid: str | None, groupid: int, payment_metadata: bytes | None,
+                      description: str | None) -> dict:
+        hops = []
+        for i, h in enumerate(route):
+            try:
+                hops.append({"id": P.node_id(h["id"]).hex(), "channel": str(P.short_channel_id(h["channel"])),
+                             "amount_msat": P.msat(h.get("amount_msat", h.get("msatoshi"))),
+                             "delay": P.u32(h["delay"]), "direction": h.get("direction", 0)})
+            except (KeyError, TypeError, P.BadType) as e:
+                raise RpcError(INVALID_PARAMS, f"route[{i}]: {e}") from None
+        return await pay.sendpay(hops, payment_hash, label, amount_msat, bolt11, payment_secret, partid, groupid,
+                                 description, payment_metadata)
+
+    @cmd("waitsendpay", [req("payment_hash", P.sha256_hex), opt("timeout", P.u32), opt("partid", P.u64, 0),
+                         opt("groupid", P.u64)], category="payment",
+         description="Wait for payment attempt on {payment_hash} to succeed or fail, but only up to {timeout} seconds.")
+    async def waitsendpay(ctx: RequestContext, payment_hash: bytes, timeout: int | None, partid: int,
+                          groupid: int | None) -> dict:
+        return await pay.waitsendpay(payment_hash, timeout, partid, groupid)
+
+    @cmd("listsendpays", [opt("bolt11", P.string), opt("payment_hash", P.sha256_hex),
+                          opt("status", P.one_of("pending", "complete", "failed")), opt("index", P.string),
+                          opt("start", P.u64), opt("limit", P.u32)], category="payment",
+         description="Show sendpay, old and current, optionally limiting to {bolt11} or {payment_hash}.")
+    async def listsendpays(ctx: RequestContext, bolt11: str | None, payment_hash: bytes | None, status: str | None,
+                           index: str | None, start: int | None, limit: int | None) -> dict:
+        conds, args = [], []
+        if bolt11:
+            conds.append("bolt11 = ?")
+            args.append(bolt11)
+        if payment_hash:
+            conds.append("payment_hash = ?")
+            args.append(payment_hash)
+        if status:
+            conds.append("status = ?")
+            args.append(status)
+        if start is not None:
+            conds.append("id >= ?")
+            args.append(start)
+        rows = pay.rows(("WHERE " + " AND ".join(conds)) if conds else "", tuple(args))
+        if limit is not None:
+            rows = rows[:limit]
+        return {"payments": [pay.json(p) for p in rows]}
+
+    @cmd("listforwards", [opt("status", P.one_of("offered", "settled", "failed", "local_failed")),
+                          opt("in_channel", P.short_channel_id), opt("out_channel", P.short_channel_id),
+                          opt("index", P.string), opt("start", P.u64), opt("limit", P.u32)], category="channels",
+         description="List all forwarded payments and their information optionally filtering by [status], "
+                     "[in_channel] and [out_channel]")
+    async def listforwards(ctx: RequestContext, status: str | None, in_channel: Any, out_channel: Any,
+                           index: str | None, start: int | None, limit: int | None) -> dict:
+        from .htlc_engine import forward_json
+        out = []
+        for row in ld.db.query("SELECT f.in_channel, f.out_channel, f.in_msat, f.out_msat, f.fee_msat, f.status, "
+                               "f.failcode, f.failreason, f.received_time, f.resolved_time, h.payment_hash, "
+                               "f.in_htlc FROM forwards f JOIN htlcs h ON h.id = f.in_htlc ORDER BY f.in_htlc"):
+            j = forward_json(row[:10], row[10])
+            j["created_index"] = row[11]
+            if status and j["status"] != status:
+                continue
+            if in_channel is not None and j["in_channel"] != str(in_channel):
+                continue
+            if out_channel is not None and j.get("out_channel") != str(out_channel):
+                continue
+            out.append(j)
+        if limit is not None:
+            out = out[:limit]
+        return {"forwards": out}
+
+    from . import pay_command
+    pay_command.register(ld)
