@@ -162,6 +162,17 @@ class LightningNode:
                     out[name] = pid
         return out
 
+    def subdaemon_pids_all(self) -> dict[int, str]:
+        """pid -> daemon name for every subdaemon (several channelds)."""
+        assert self.proc is not None
+        out = {}
+        for pid in child_pids(self.proc.pid):
+            cl = cmdline(pid)
+            for name in ("hsmd", "connectd", "gossipd", "channeld", "onchaind"):
+                if f"-m {name}" in cl:
+                    out[pid] = name
+        return out
+
     def stop(self, timeout: float = 30.0) -> int:
         """`stop` over RPC and wait for exit; SIGKILL if it hangs."""
         if self.proc is None:

@@ -67,3 +67,86 @@ def test_fundchannel_errors(node_factory):
         l1.rpc.fundchannel(l2.node_id, 100_000)
     assert e.value.error["code"] == 301  # no funds
     assert channel(l1, l2) is None
+
+
+def test_sendpay_direct_and_waitsendpay(node_factory):
+    """A payment over one channel with a hand-built route, settled both sides."""
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    inv = l2.rpc.invoice(50_000_000, "lbl1", "desc")
+    route = [{"id": l2.node_id, "channel": channel(l1, l2)["short_channel_id"], "amount_msat": 50_000_000,
+              "delay": l1.rpc.getinfo()["blockheight"] + 18}]
+    r = l1.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+    assert r["status"] == "pending"
+    res = l1.rpc.waitsendpay(inv["payment_hash"], 30)
+    assert res["status"] == "complete"
+    wait_for(lambda: l2.rpc.listinvoices("lbl1")["invoices"][0]["status"] == "paid")
+    wait_for(lambda: channel(l1, l2)["to_us_msat"] == 950_000_000 and not channel(l1, l2)["htlcs"])
+    assert channel(l2, l1)["to_us_msat"] == 50_000_000
+    # pay via bolt11 too
+    inv2 = l2.rpc.invoice(1_000_000, "lbl2", "desc2")
+    p = l1.rpc.pay(inv2["bolt11"])
+    assert p["status"] == "complete" and p["amount_msat"] == 1_000_000
+    assert l1.rpc.listpays(inv2["bolt11"])["pays"][0]["status"] == "complete"
+
+
+def test_two_channels_one_peer_and_channels_to_different_peers(node_factory):
+    l1, l2, l3 = node_factory.get_nodes(3)
+    for _ in range(3):   # one confirmed coin per funding transaction
+        fund(l1, 2_000_000)
+    wait_for(lambda: len(l1.rpc.listfunds()["outputs"]) == 3)
+    l1.connect(l2)
+    l1.connect(l3)
+    r1 = l1.rpc.fundchannel(l2.node_id, 1_000_000)
+    r2 = l1.rpc.fundchannel(l2.node_id, 700_000)
+    r3 = l1.rpc.fundchannel(l3.node_id, 600_000)
+    assert len({r1["channel_id"], r2["channel_id"], r3["channel_id"]}) == 3
+    l1.chain.mine(3)
+
+    def states(a, b):
+        return sorted(c["state"] for c in a.rpc.listpeerchannels(b.node_id)["channels"])
+    wait_for(lambda: states(l1, l2) == ["CHANNELD_NORMAL"] * 2 and states(l2, l1) == ["CHANNELD_NORMAL"] * 2)
+    wait_for(lambda: states(l1, l3) == ["CHANNELD_NORMAL"] and states(l3, l1) == ["CHANNELD_NORMAL"])
+    assert l1.rpc.getinfo()["num_active_channels"] == 3
+    assert l1.rpc.listpeers(l2.node_id)["peers"][0]["num_channels"] == 2
+    # each channel is its own process
+    assert list(l1.subdaemon_pids_all().values()).count("channeld") == 3
+
+
+def test_restart_both_nodes_channel_comes_back(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, 1_000_000, push_msat=10_000_000)
+    scid = channel(l1, l2)["short_channel_id"]
+    l1.restart()
+    l2.restart()
+    # l1 dialled l2 before: it reconnects by itself
+    wait_for(lambda: l1.is_connected(l2), timeout=60)
+    wait_for(lambda: channel(l1, l2)["state"] == "CHANNELD_NORMAL" and channel(l1, l2)["peer_connected"])
+    c = channel(l1, l2)
+    assert c["short_channel_id"] == scid and c["to_us_msat"] == 990_000_000
+    wait_for(lambda: channel(l1, l2)["spendable_msat"] > 0)
+
+
+def test_kill9_channeld_is_restarted(node_factory):
+    import os
+    import signal
+    l1, l2 = node_factory.get_nodes(2)
+    for n in (l1, l2):
+        n.allow_broken_log = True
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    pid = [p for p, name in l1.subdaemon_pids_all().items() if name == "channeld"][0]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: [p for p, name in l1.subdaemon_pids_all().items() if name == "channeld" and p != pid])
+    wait_for(lambda: channel(l1, l2)["state"] == "CHANNELD_NORMAL" and channel(l1, l2)["spendable_msat"] > 0)
+
+
+def test_dev_sign_last_tx_is_valid_on_chain(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    tx = l1.rpc.call("dev-sign-last-tx", [l2.node_id])["tx"]
+    res = l1.chain.rpc.testmempoolaccept([tx])[0]
+    assert res["allowed"], res
