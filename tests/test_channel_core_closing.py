@@ -232,3 +232,22 @@ def test_default_fee_range_follows_the_commitment_feerate() -> None:
     # roughly 2000 sat/kw over the real weight of the signed transaction
     assert abs(fee * 1000 // tx.weight() - 2000) < 50
     assert b.channel.params.opener is Side.REMOTE
+
+
+def test_non_opener_speaking_first_is_answered() -> None:
+    """Legacy non-openers may send closing_signed first; the opener, which has
+    not offered anything yet, answers within its default range."""
+    a, b = make_pair(push_msat=3_000_000_000)
+    p = Pipe(a, b)
+    shut_down(a, b, p)
+    b.channel.start_closing(ClosingFeeRange(100, 300, 600))
+    neg = b.channel.closing
+    assert neg is not None
+    fees = a.channel.default_closing_fees()
+    fee = fees.ideal_sat
+    first = {"channel_id": b.channel.channel_id, "fee_satoshis": fee,
+             "signature": neg._sign(neg._our_tx(fee)),
+             "tlvs": {"fee_range": {"min_fee_satoshis": fees.min_sat, "max_fee_satoshis": fees.max_sat}}}
+    res = a.channel.recv_closing_signed(rt(("closing_signed", first)))
+    assert res.tx is not None and res.reply is not None and res.reply[1]["fee_satoshis"] == fee
+    check_closing_tx(res.tx, a)

@@ -1,20 +1,20 @@
 """BOLT 2 amount, fee and limit checks on HTLC adds and fee updates.
 
 Which commitment is checked matters, because both peers must reach the same
-verdict: a new update by ``sender`` is checked against the **receiver's next
-commitment** (``log.next_view(receiver)`` plus the update).  That view holds
-every update of ``sender`` and exactly the receiver's updates ``sender``
-already acknowledged, and both peers see the same messages in the same
-order, so the receiving peer recomputes precisely what the sender checked.
-(The sender's own balance can only be higher in its own later commitments:
-removals by the receiver reach them first, and the sender's own fulfills
-are acked no later than the adds that follow them.)
+verdict, even when an update is re-sent after a reconnection: BOLT 2's
+receiver rules are applied to :meth:`HtlcLog.check_view` (the receiver's
+latest commitment plus the sender's later updates, plus the new one), which
+both peers compute identically at sending, receiving and re-sending time.
+(The sender's balance can only be higher in any later commitment: the
+receiver's removals of its HTLCs refund it, and its own fulfills are acked
+no later than the adds that follow them.  So no balance ever goes negative.)
 
 When *we* send, :func:`check_add` and :func:`check_fee_update` additionally
-apply sending-only policy (``sending=True``): the opener's fee spike buffer
-(BOLT 2 recommends affording twice the feerate plus one more HTLC), the fee
-on our own next commitment, and the opener's ability to pay the fee for an
-HTLC we (non-opener) add.  So we never send what the peer would reject.
+apply sending-only policy (``sending=True``) on the full next commitments of
+both sides: the opener's fee spike buffer (BOLT 2 recommends affording twice
+the feerate plus one more HTLC), the fee counting every pending HTLC, and
+the opener's ability to pay the fee for an HTLC we (non-opener) add.  So we
+never send what the peer would reject.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def check_add(params: ChannelParams, log: HtlcLog, h: HtlcInfo, *, sending: bool
     if len(h.payment_hash) != 32:
         raise err("update_add_htlc payment_hash must be 32 bytes")
 
-    view = with_htlc(log.next_view(receiver), h)
+    view = with_htlc(log.check_view(receiver), h)
     offered = view.offered_by(sender)
     if len(offered) > limits.max_accepted_htlcs:
         raise err(f"update_add_htlc would offer {len(offered)} HTLCs, over max_accepted_htlcs "
@@ -113,8 +113,9 @@ def check_add(params: ChannelParams, log: HtlcLog, h: HtlcInfo, *, sending: bool
         return
 
     # --- sending-only policy --------------------------------------------------
+    theirs = with_htlc(log.next_view(receiver), h)
     own = with_htlc(log.view(sender, log.latest[sender] + 1, assume_acked=sender), h)
-    for v in (view, own):
+    for v in (view, theirs, own):
         room = _opener_room_msat(params, v)
         fee = commit_fee_sat(params, v)
         if sender is params.opener:
@@ -138,8 +139,9 @@ def check_fee_update(params: ChannelParams, log: HtlcLog, sender: Side, feerate_
         raise err("update_fee from the non-opener")
     if feerate_per_kw <= 0:
         raise err("update_fee feerate_per_kw must be positive")
-    views = [log.next_view(sender.other)]
+    views = [log.check_view(sender.other)]
     if sending:
+        views.append(log.next_view(sender.other))
         views.append(log.view(sender, log.latest[sender] + 1, assume_acked=sender))
     for v in views:
         v = replace(v, feerate_per_kw=feerate_per_kw)
@@ -152,14 +154,13 @@ def check_fee_update(params: ChannelParams, log: HtlcLog, sender: Side, feerate_
 def htlc_trim_thresholds_msat(params: ChannelParams, log: HtlcLog, sender: Side) -> list[int]:
     """Amounts at which a new HTLC from ``sender`` stops being trimmed on either
     commitment (the fee it adds jumps there, so affordability is not monotone)."""
-    out = []
-    for holder in Side:
-        v = log.next_view(holder)
-        dust = params.party(holder).dust_limit_sat
-        offered = holder is sender
+    out = set()
+    for v in (log.next_view(Side.LOCAL), log.next_view(Side.REMOTE), log.check_view(sender.other)):
+        dust = params.party(v.holder).dust_limit_sat
+        offered = v.holder is sender
         fee = (htlc_timeout_fee if offered else htlc_success_fee)(v.feerate_per_kw,
                                                                    params.option_anchors)
-        out.append((dust + fee) * 1000)
+        out.add((dust + fee) * 1000)
     return sorted(out)
 
 
@@ -171,7 +172,7 @@ def max_addable_msat(params: ChannelParams, log: HtlcLog, sender: Side, *, sendi
     search per interval is exact; this is what ``spendable_msat`` /
     ``receivable_msat`` report, so they never promise what would be refused."""
     probe_hash = b"\x00" * 32
-    upper = log.next_view(sender.other).balance(sender)
+    upper = log.check_view(sender.other).balance(sender)
     if upper <= 0:
         return 0
 

@@ -181,18 +181,22 @@ class HtlcLog:
     def get(self, offerer: Side, htlc_id: int) -> Htlc | None:
         return self.htlcs.get((offerer, htlc_id))
 
-    def view(self, holder: Side, n: int, *, assume_acked: Side | None = None) -> CommitmentView:
+    def view(self, holder: Side, n: int, *, assume_acked: Side | None = None,
+             skip_new_from_holder: bool = False) -> CommitmentView:
         """Commitment ``n`` of ``holder``.
 
         ``assume_acked=X`` also counts X's updates not yet scheduled on
         ``holder``'s side as if they were (a pessimistic look ahead used by
-        our sending policy)."""
+        our sending policy).  ``skip_new_from_holder`` leaves out the
+        holder's own updates first scheduled at ``n`` (see :meth:`check_view`)."""
         bal = list(self.base_msat)
         htlcs: list[HtlcInfo] = []
 
         def included(sender: Side, at: list[int | None]) -> bool:
             if at[holder] is None:
                 return sender is assume_acked and at[sender.other] is not None
+            if skip_new_from_holder and sender is holder and at[holder] == n:
+                return False
             return at[holder] <= n
 
         for h in self.htlcs.values():
@@ -211,6 +215,23 @@ class HtlcLog:
             if included(fu.sender, fu.at):
                 rate = fu.feerate_per_kw
         return CommitmentView(holder, n, rate, bal[Side.LOCAL], bal[Side.REMOTE], tuple(htlcs))
+
+    def check_view(self, receiver: Side) -> CommitmentView:
+        """The commitment BOLT 2's receiver checks of a new update are made on:
+        the receiver's latest commitment plus every later update of the
+        *sender*, but not the receiver's own updates acked since.
+
+        Unlike the full next commitment, this cannot change between an update
+        being sent and being re-sent after a reconnection: the receiver may
+        by then have processed a revoke_and_ack the sender sent *after* the
+        update (acking more of the receiver's updates), but the receiver's
+        latest commitment and the sender's earlier updates are the same.  So
+        sender and receiver reach the same verdict, even on a replay.  It is
+        at least as strict on the sender's balance (the receiver's pending
+        updates only ever refund the sender); it may count fewer HTLCs for the
+        fee, which BOLT 2 tolerates (the fee then shrinks).
+        """
+        return self.view(receiver, self.latest[receiver] + 1, skip_new_from_holder=True)
 
     def next_view(self, holder: Side) -> CommitmentView:
         """The commitment ``holder`` would get next, with every scheduled update."""

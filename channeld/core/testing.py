@@ -261,9 +261,12 @@ def check_pair(a: Node, b: Node, *, signatures: bool = False, seen: set | None =
             key = (x.name, vx)
             if seen is not None and key in seen:
                 continue
-            mine = cx.local_commitment(n).tx.serialize()
+            built = cx.local_commitment(n)
+            mine = built.tx.serialize()
             theirs = cy.remote_commitment(n).tx.serialize()
             assert mine == theirs, f"{x.name}'s commitment {n} tx differs from {y.name}'s"
+            values = [o.value for o in built.tx.outputs]
+            assert values and min(values) > 0 and sum(values) <= cx.params.funding_sat
             if seen is not None:
                 seen.add(key)
         # conservation and sanity of every view
