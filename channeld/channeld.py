@@ -21,6 +21,7 @@ from wire.internal import internal_schema
 from . import opening
 from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, FeerateBounds, PeerError, SignerError,
                    UsageError)
+from .announce import Announcer
 from .hsm_signer import HsmSigner
 from .summary import changes_json, summary
 
@@ -76,6 +77,7 @@ class ChannelDaemon:
         self._deferred: list = []
         self.ready = False
         self.done = asyncio.Event()
+        self.announcer: Announcer | None = None
 
     # ------------------------------------------------------------------ plumbing
     def billboard(self, text: str) -> None:
@@ -180,6 +182,8 @@ class ChannelDaemon:
         i = self.init
         cfg = json.loads(i["config_json"]) if i["config_json"] else {}
         self.signer = HsmSigner(self.hsm)
+        self.announcer = Announcer(self, bytes.fromhex(cfg.get("our_node_id", "00" * 33)),
+                                   bool(cfg.get("announce", False)), bool(cfg.get("channel_announcement")))
         if i["mode"] == MODE_FUNDER:
             self.ch = await opening.open_as_funder(self, cfg)
             self.billboard("Funding signed: waiting for the funding transaction to confirm")
@@ -248,6 +252,7 @@ class ChannelDaemon:
         self.billboard(self._state_text())
         if self.funding_depth >= self.minimum_depth:
             await self._maybe_channel_ready()
+        await self._maybe_announce()
         while True:
             item = await self._inbox.get()
             if item is None:
@@ -301,6 +306,10 @@ class ChannelDaemon:
         elif name == "channel_ready":
             ch.recv_channel_ready(f)
             await self.persist(ch, [{"type": "state"}])
+            asyncio.ensure_future(self._maybe_announce())
+        elif name == "announcement_signatures":
+            assert self.announcer is not None
+            await self.announcer.recv(f)
         elif name == "shutdown":
             ch.recv_shutdown(f)
             await self.persist(ch, [{"type": "state"}])
@@ -433,6 +442,16 @@ class ChannelDaemon:
         if self.ch is not None and self.funding_depth >= self.minimum_depth:
             try:
                 await self._maybe_channel_ready()
+                await self._maybe_announce()
+            except ChannelFailed:
+                pass
+
+    async def _maybe_announce(self) -> None:
+        if self.announcer is None or self.ch is None:
+            return
+        async with self.lock:
+            try:
+                await self.announcer.maybe_send()
             except ChannelFailed:
                 pass
 

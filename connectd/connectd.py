@@ -46,6 +46,7 @@ class Connectd:
         "connectd_send_peer_error": "handle_send_peer_error",
         "connectd_peer_connect_subd": "handle_peer_connect_subd",
         "connectd_peer_activate": "handle_peer_activate",
+        "connectd_gossipd_link": "handle_gossipd_link",
     }
 
     def __init__(self, d: Daemon) -> None:
@@ -65,6 +66,7 @@ class Connectd:
         # channel nobody handles go to the master (connectd_peer_spoke)
         self.channel_routes: dict[tuple[bytes, bytes], ChannelLink] = {}
         self.dev_disconnect: DevDisconnect | None = None
+        self.gossipd: DaemonConn | None = None
         self.servers: list[asyncio.base_events.Server] = []
         self.listen_socks: list[socket.socket] = []
         self.bound: list[WireAddr] = []
@@ -200,6 +202,35 @@ class Connectd:
         peer = self.peers.get(msg["id"])
         if peer is not None:
             peer.activated.set()
+            self._to_gossipd("gl_peer_connected", {"id": peer.id, "features": peer.features})
+
+    def handle_gossipd_link(self, msg: Msg) -> None:
+        if len(msg.fds) != 1:
+            return
+        if self.gossipd is not None:
+            self.gossipd.close()
+        self.gossipd = DaemonConn(MsgConn.from_fd(msg.fds[0]), internal_schema("gossip_link"),
+                                  {"gl_send": self._gossip_send},
+                                  on_error=lambda e: self.status.broken(f"gossipd link: {e}"))
+        self.gossipd.start()
+        for p in self.peers.values():   # a new gossipd learns who is here
+            if p.activated.is_set():
+                self._to_gossipd("gl_peer_connected", {"id": p.id, "features": p.features})
+
+    def _to_gossipd(self, name: str, fields: dict) -> None:
+        if self.gossipd is not None and not self.gossipd.conn.closed:
+            try:
+                self.gossipd.send(name, fields)
+            except ConnectionClosed:
+                pass
+
+    async def _gossip_send(self, msg: Msg) -> None:
+        p = self.peers.get(msg["id"])
+        if p is not None and p.activated.is_set():
+            try:
+                await p.send(msg["msg"])
+            except (ConnectionClosed, OSError):
+                pass
 
     async def handle_send_peer_error(self, msg: Msg) -> None:
         f = msg.fields
@@ -305,6 +336,8 @@ class Connectd:
                 del self.peers[peer.id]
                 self.peer_tasks.pop(peer.id, None)
             self.status.debug("disconnected", peer.id)
+            if peer.activated.is_set():
+                self._to_gossipd("gl_peer_disconnected", {"id": peer.id})
             if not self.master.conn.closed:
                 self.master.send("connectd_peer_disconnected", {"id": peer.id})
 
@@ -321,9 +354,8 @@ class Connectd:
                 for link in list(peer.links):  # an error for all channels
                     link.deliver(raw)
             return None
-        if name in GOSSIP_MSGS:
-            # The gossip issue routes these to gossipd; until then say so.
-            self.status.debug(f"gossip message {name} not handled yet", peer.id)
+        if name in GOSSIP_MSGS and name != "announcement_signatures":
+            self._to_gossipd("gl_peer_msg", {"id": peer.id, "msg": raw})
             return None
         cid = fields.get("channel_id", fields.get("temporary_channel_id")) if isinstance(fields, dict) else None
         if cid is not None:

@@ -1,11 +1,48 @@
-"""gossipd: owns the public channel graph.  This first version answers its
-init and follows the block height; the graph, the gossip store and route
-finding come with the gossip issue on the same message schema."""
+"""gossipd: owns the public channel graph.  It validates the gossip peers
+send (funding outputs are asked of the master's chain view), keeps it in the
+gossip store, relays what is new (staggered), answers gossip queries, makes
+and signs (through hsmd) our own channel_updates and node_announcement, and
+finds routes for `getroute` / `pay`.
+
+Links: the master (fd 0), hsmd (fd 3, signing gossip), and connectd (a
+socketpair the master passes with gossipd_connectd_link): peers' gossip
+never goes through the master."""
 from __future__ import annotations
 
+import asyncio
+import json
+import struct
+import time
+
+
 from common.daemon import Daemon
-from common.daemon_conn import DaemonConn, Msg
+from common.daemon_conn import DaemonConn, Msg, RequestFailed
+from common.features import GOSSIP_QUERIES, has_feature
+from common.msgconn import MsgConn
+from common.scid import ShortChannelId
+from wire import DecodeError, bolt_schema
 from wire.internal import internal_schema
+
+from .graph import ACCEPTED
+from .manager import GossipManager
+from .queries import (TimestampFilter, answer_query_short_channel_ids, filtered_gossip, gossip_timestamp_filter,
+                      parse_reply_channel_range, query_channel_range, query_short_channel_ids, reply_channel_range)
+from .routing import LocalChannel, RouteNotFound, Router
+from .store import GossipStore
+from .validate import GossipError, parse_channel_announcement
+
+STORE_FILE = "gossip_store"
+BROADCAST_INTERVAL = 60.0
+FAST_BROADCAST_INTERVAL = 1.0
+REFRESH_INTERVAL = 13 * 24 * 3600   # re-sign our updates before the two-week prune
+
+
+class PeerGossip:
+    def __init__(self, node_id: bytes, features: bytes) -> None:
+        self.id = node_id
+        self.features = features
+        self.filter: TimestampFilter | None = None
+        self.queries = has_feature(features, GOSSIP_QUERIES)
 
 
 class Gossipd:
@@ -13,6 +50,19 @@ class Gossipd:
     MASTER_HANDLERS = {
         "gossipd_init": "handle_init",
         "gossipd_new_blockheight": "handle_new_blockheight",
+        "gossipd_outpoints_spent": "handle_outpoints_spent",
+        "gossipd_local_channel": "handle_local_channel",
+        "gossipd_getroute": "handle_getroute",
+        "gossipd_listchannels": "handle_listchannels",
+        "gossipd_listnodes": "handle_listnodes",
+        "gossipd_node_info": "handle_node_info",
+        "gossipd_connectd_link": "handle_connectd_link",
+    }
+    # Every connectd -> gossipd message of wire/csv/gossip_link.csv.
+    LINK_HANDLERS = {
+        "gl_peer_connected": "handle_peer_connected",
+        "gl_peer_disconnected": "handle_peer_disconnected",
+        "gl_peer_msg": "handle_peer_msg",
     }
 
     def __init__(self, d: Daemon) -> None:
@@ -22,19 +72,291 @@ class Gossipd:
         self.master = DaemonConn(d.master, internal_schema("gossipd"), handlers,
                                  on_error=lambda e: self.status.broken(f"master link: {e}"))
         self.hsm = DaemonConn(d.hsm, internal_schema("hsmd"), {}) if d.hsm is not None else None
+        self.link: DaemonConn | None = None
         self.node_id = b""
+        self.chain_hash = b""
         self.blockheight = 0
+        self.mgr: GossipManager | None = None
+        self.router: Router | None = None
+        self.peers: dict[bytes, PeerGossip] = {}
+        self.to_broadcast: list[tuple[bytes, int]] = []    # (message, timestamp)
+        self.interval = BROADCAST_INTERVAL
+        self.local: dict[int, dict] = {}                   # our channels: scid -> policy
+        self.node_info: dict | None = None
+        self._last_ts = 0
 
     async def run(self) -> None:
         self.master.start()
         if self.hsm is not None:
             self.hsm.start()
+        asyncio.ensure_future(self._broadcaster())
         await self.master.wait_closed()
+        if self.mgr is not None and self.mgr.store is not None:
+            self.mgr.store.close()
 
+    # ------------------------------------------------------------------ master
     def handle_init(self, msg: Msg) -> None:
         self.node_id = msg["id"]
-        self.status.debug("gossipd ready")
+        self.chain_hash = msg["chain_hash"]
+        self.blockheight = msg["blockheight"]
+        if msg["dev_fast_gossip"]:
+            self.interval = FAST_BROADCAST_INTERVAL
+        store = GossipStore.open(STORE_FILE)
+        if store.report:
+            self.status.unusual(f"gossip store: {store.report}")
+        self.mgr = GossipManager(store, self.chain_hash)
+        t0 = time.monotonic()
+        stats = self.mgr.load(verify=False)   # our own store: trusted, as Core Lightning does
+        self.router = Router(self.mgr.graph)
+        self.status.info(f"gossip store loaded: {stats.channels} channels, {stats.nodes} nodes, "
+                         f"{stats.updates} updates in {time.monotonic() - t0:.2f}s")
         self.master.send("gossipd_init_reply", {})
+
+    def handle_connectd_link(self, msg: Msg) -> None:
+        if len(msg.fds) != 1:
+            return
+        if self.link is not None:
+            self.link.close()
+        handlers = {name: getattr(self, meth) for name, meth in self.LINK_HANDLERS.items()}
+        self.link = DaemonConn(MsgConn.from_fd(msg.fds[0]), internal_schema("gossip_link"), handlers,
+                               on_error=lambda e: self.status.broken(f"connectd link: {e}"))
+        self.link.start()
+        self.peers.clear()   # a new connectd reports its peers again
 
     def handle_new_blockheight(self, msg: Msg) -> None:
         self.blockheight = msg["blockheight"]
+        if self.mgr is not None:
+            self.mgr.new_blockheight(self.blockheight)
+
+    def handle_outpoints_spent(self, msg: Msg) -> None:
+        assert self.mgr is not None
+        for scid in msg["scids"]:
+            self.mgr.funding_spent(scid, self.blockheight)
+
+    async def handle_local_channel(self, msg: Msg) -> None:
+        f = msg.fields
+        mgr = self.mgr
+        assert mgr is not None
+        scid = f["scid"]
+        now = int(time.time())
+        if not mgr.graph.has_channel(scid):
+            if f["announcement"]:
+                try:
+                    if mgr.handle_channel_announcement(f["announcement"], now) is not None:
+                        ann = parse_channel_announcement(f["announcement"])
+                        from bitcoin.script import multisig_2of2_script, p2wsh_script
+                        spk = p2wsh_script(multisig_2of2_script(ann.bitcoin_key_1, ann.bitcoin_key_2))
+                        if mgr.handle_txout(scid, f["capacity_sat"], spk, False):
+                            self._queue(f["announcement"], now)
+                except GossipError as e:
+                    self.status.broken(f"our own channel_announcement {ShortChannelId.from_int(scid)} refused: {e}")
+            else:
+                mgr.add_private_channel(scid, self.node_id, f["peer_id"], f["capacity_sat"], now)
+        self.local[scid] = dict(f)
+        await self._sign_local_update(scid)
+        if f["announcement"]:
+            await self._maybe_node_announcement()
+
+    async def _sign_local_update(self, scid: int) -> None:
+        """Our channel_update for our direction of `scid`, signed by hsmd."""
+        mgr = self.mgr
+        assert mgr is not None and self.hsm is not None
+        pol = self.local[scid]
+        n1, n2 = mgr.graph.channel_nodes(scid)
+        direction = 0 if n1 == self.node_id else 1
+        ts = max(int(time.time()), self._last_ts + 1)
+        self._last_ts = ts
+        body = (self.chain_hash + struct.pack(">QIBBHQIIQ", scid, ts, 1, direction | (0 if pol["enabled"] else 2),
+                                              pol["cltv_delta"], pol["htlc_minimum_msat"], pol["fee_base_msat"],
+                                              pol["fee_ppm"], pol["htlc_maximum_msat"]))
+        unsigned = struct.pack(">H", 258) + b"\x00" * 64 + body
+        try:
+            r = await self.hsm.request("hsmd_sign_gossip", {"msg": unsigned})
+        except RequestFailed as e:
+            self.status.broken(f"hsmd refused our channel_update: {e}")
+            return
+        raw = struct.pack(">H", 258) + r["sig"] + body
+        try:
+            status = mgr.handle_channel_update(raw)
+        except GossipError as e:
+            self.status.broken(f"our own channel_update refused: {e}")
+            return
+        if status == ACCEPTED and not mgr.graph.is_private(scid):
+            self._queue(raw, ts)
+
+    def handle_node_info(self, msg: Msg) -> None:
+        self.node_info = dict(msg.fields)
+
+    async def _maybe_node_announcement(self) -> None:
+        if self.node_info is None or self.hsm is None or self.mgr is None:
+            return
+        if not any(not self.mgr.graph.is_private(s) for s in self.mgr.graph.channels_of(self.node_id)):
+            return
+        ni = self.node_info
+        ts = max(int(time.time()), self._last_ts + 1)
+        self._last_ts = ts
+        body = (struct.pack(">H", len(ni["features"])) + ni["features"] + struct.pack(">I", ts) + self.node_id
+                + ni["rgb"] + ni["alias"] + struct.pack(">H", len(ni["addresses"])) + ni["addresses"])
+        unsigned = struct.pack(">H", 257) + b"\x00" * 64 + body
+        try:
+            r = await self.hsm.request("hsmd_sign_gossip", {"msg": unsigned})
+        except RequestFailed as e:
+            self.status.broken(f"hsmd refused our node_announcement: {e}")
+            return
+        raw = struct.pack(">H", 257) + r["sig"] + body
+        try:
+            if self.mgr.handle_node_announcement(raw) == ACCEPTED:
+                self._queue(raw, ts)
+        except GossipError as e:
+            self.status.broken(f"our own node_announcement refused: {e}")
+
+    def handle_getroute(self, msg: Msg) -> None:
+        assert self.router is not None
+        req = json.loads(msg["request_json"])
+        locals_ = [LocalChannel(lc["scid"], bytes.fromhex(lc["peer_id"]), lc["spendable_msat"],
+                                lc.get("htlc_minimum_msat", 0), lc.get("enabled", True))
+                   for lc in req.get("local_channels", [])]
+        try:
+            route = self.router.getroute(bytes.fromhex(req["source"]), bytes.fromhex(req["destination"]),
+                                         req["amount_msat"], req.get("riskfactor", 10), req.get("cltv", 9),
+                                         req.get("exclude", []), req.get("fuzzpercent", 5), req.get("maxhops", 20),
+                                         locals_)
+        except (RouteNotFound, ValueError) as e:
+            self.master.send("gossipd_getroute_fail", {"reason": str(e)})
+            return
+        self.master.send("gossipd_getroute_reply", {"route_json": json.dumps(route)})
+
+    def handle_listchannels(self, msg: Msg) -> None:
+        assert self.mgr is not None
+        req = json.loads(msg["request_json"])
+        g = self.mgr.graph
+        out = []
+        if req.get("short_channel_id") is not None:
+            scids = [req["short_channel_id"]] if g.has_channel(req["short_channel_id"]) else []
+        elif req.get("source"):
+            scids = g.channels_of(bytes.fromhex(req["source"]))
+        elif req.get("destination"):
+            scids = g.channels_of(bytes.fromhex(req["destination"]))
+        else:
+            scids = g.scids()
+        for scid in scids:
+            for c in g.channel_json(scid):
+                if req.get("source") and c["source"] != req["source"]:
+                    continue
+                if req.get("destination") and c["destination"] != req["destination"]:
+                    continue
+                out.append(c)
+        self.master.send("gossipd_listchannels_reply", {"json": json.dumps(out)})
+
+    def handle_listnodes(self, msg: Msg) -> None:
+        assert self.mgr is not None
+        req = json.loads(msg["request_json"])
+        g = self.mgr.graph
+        ids = [bytes.fromhex(req["id"])] if req.get("id") else g.node_ids()
+        out = [j for j in (g.node_json(n) for n in ids) if j is not None]
+        self.master.send("gossipd_listnodes_reply", {"json": json.dumps(out)})
+
+    # ------------------------------------------------------------------ peers (via connectd)
+    def _send(self, peer_id: bytes, raw: bytes) -> None:
+        if self.link is not None and not self.link.conn.closed:
+            self.link.send("gl_send", {"id": peer_id, "msg": raw})
+
+    def handle_peer_connected(self, msg: Msg) -> None:
+        p = PeerGossip(msg["id"], msg["features"])
+        self.peers[p.id] = p
+        if p.queries:
+            # everything it has (initial sync), then new gossip as it comes
+            self._send(p.id, gossip_timestamp_filter(self.chain_hash, 0, 0xFFFFFFFF))
+            self._send(p.id, query_channel_range(self.chain_hash, 0, 0xFFFFFFFF))
+
+    def handle_peer_disconnected(self, msg: Msg) -> None:
+        self.peers.pop(msg["id"], None)
+
+    async def handle_peer_msg(self, msg: Msg) -> None:
+        peer_id, raw = msg["id"], msg["msg"]
+        mgr = self.mgr
+        if mgr is None:
+            return
+        try:
+            name = bolt_schema().decode(raw).name
+        except DecodeError as e:
+            self._warn(peer_id, f"malformed gossip: {e}")
+            return
+        now = int(time.time())
+        try:
+            if name == "channel_announcement":
+                scid = mgr.handle_channel_announcement(raw, now)
+                if scid is not None:
+                    asyncio.ensure_future(self._lookup_txout(scid, raw, now))
+            elif name == "channel_update":
+                if mgr.handle_channel_update(raw, now) == ACCEPTED:
+                    self._queue(raw, now)
+            elif name == "node_announcement":
+                if mgr.handle_node_announcement(raw, now) == ACCEPTED:
+                    self._queue(raw, now)
+            elif name == "query_channel_range":
+                f = bolt_schema().decode(raw).fields
+                if f["chain_hash"] == self.chain_hash:
+                    flags = (f.get("tlvs") or {}).get("query_option", {}).get("query_option_flags", 0)
+                    for r in reply_channel_range(mgr.graph, self.chain_hash, f["first_blocknum"],
+                                                 f["number_of_blocks"], flags, mgr.message):
+                        self._send(peer_id, r)
+            elif name == "reply_channel_range":
+                rr = parse_reply_channel_range(raw)
+                unknown = [s for s in rr.scids if not mgr.graph.has_channel(s)]
+                if unknown:
+                    self._send(peer_id, query_short_channel_ids(self.chain_hash, unknown))
+            elif name == "query_short_channel_ids":
+                for m in answer_query_short_channel_ids(mgr.graph, self.chain_hash, raw, mgr.message):
+                    self._send(peer_id, m)
+            elif name == "reply_short_channel_ids_end":
+                pass
+            elif name == "gossip_timestamp_filter":
+                flt = TimestampFilter.from_message(raw, self.chain_hash)
+                p = self.peers.get(peer_id)
+                if p is not None:
+                    p.filter = flt
+                    if flt is not None:
+                        for m in filtered_gossip(mgr.graph, flt, mgr.message):
+                            self._send(peer_id, m)
+            else:
+                self.status.debug(f"ignoring {name} from gossip", peer_id)
+        except GossipError as e:
+            self.status.debug(f"bad gossip {name}: {e}", peer_id)
+            if e.warn:
+                self._warn(peer_id, f"{name}: {e}")
+
+    def _warn(self, peer_id: bytes, text: str) -> None:
+        self._send(peer_id, bolt_schema().encode("warning", {"channel_id": b"\x00" * 32,
+                                                             "data": text.encode()[:1000]}))
+
+    async def _lookup_txout(self, scid: int, raw: bytes, ts: int) -> None:
+        assert self.mgr is not None
+        try:
+            r = await self.master.request("gossipd_get_txout", {"scid": scid}, timeout=60)
+            ok = self.mgr.handle_txout(scid, r["satoshis"], r["script"], r["spent"])
+        except (RequestFailed, asyncio.TimeoutError):
+            ok = self.mgr.handle_txout(scid, None, None, True)
+        if ok:
+            self._queue(raw, ts)
+
+    # ------------------------------------------------------------------ relay
+    def _queue(self, raw: bytes, ts: int) -> None:
+        self.to_broadcast.append((raw, ts))
+
+    async def _broadcaster(self) -> None:
+        """Staggered relay: what became known in the last interval goes to
+        every peer whose gossip_timestamp_filter lets it through."""
+        while True:
+            await asyncio.sleep(self.interval)
+            batch, self.to_broadcast = self.to_broadcast, []
+            for p in list(self.peers.values()):
+                if p.filter is None:
+                    continue
+                for raw, ts in batch:
+                    if p.filter.passes(ts):
+                        self._send(p.id, raw)
+            if self.mgr is not None:
+                self.mgr.compact_if_needed()
+
+

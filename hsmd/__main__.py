@@ -65,7 +65,9 @@ class Hsmd:
             "hsmd_client_hsmfd": self.handle_client_hsmfd,
             "hsmd_ecdh_req": self.handle_ecdh,
             "hsmd_sign_message": self.handle_sign_message,
+            "hsmd_sign_invoice": self.handle_sign_invoice,
             "hsmd_sign_withdrawal": self.handle_sign_withdrawal,
+            "hsmd_sign_gossip": self.handle_sign_gossip,
         }
         for name in CHANNEL_REQUESTS:
             impl[name] = self._channel_handler(name, peer_id, dbid)
@@ -169,6 +171,11 @@ class Hsmd:
                 elif name == "hsmd_sign_mutual_close_tx":
                     conn.send("hsmd_sign_mutual_close_tx_reply", {"sig": ck.sign_mutual_close(
                         f["tx"], f["funding_script"], f["funding_sat"])})
+                elif name == "hsmd_sign_channel_announcement":
+                    assert self.keys is not None
+                    node_sig, btc_sig = self.keys.sign_channel_announcement(f["msg"], ck.funding, ck.funding_pubkey)
+                    conn.send("hsmd_sign_channel_announcement_reply", {"node_signature": node_sig,
+                                                                        "bitcoin_signature": btc_sig})
                 elif name == "hsmd_sign_onchain_tx":
                     conn.send("hsmd_sign_onchain_tx_reply", {"der_sig": ck.sign_onchain(
                         f["kind"], f["tx"], f["input_index"], f["witness_script"], f["amount_sat"], f["point"],
@@ -183,6 +190,14 @@ class Hsmd:
                 else:
                     conn.close()
         return h
+
+    def handle_sign_gossip(self, conn: DaemonConn, msg: Msg) -> None:
+        assert self.keys is not None
+        try:
+            conn.send("hsmd_sign_gossip_reply", {"sig": self.keys.sign_gossip(msg["msg"])})
+        except ValueError as e:
+            self.status.unusual(f"refusing to sign gossip: {e}")
+            conn.send("hsmd_sign_gossip_fail", {"reason": str(e)})
 
     def handle_sign_withdrawal(self, conn: DaemonConn, msg: Msg) -> None:
         assert self.keys is not None
@@ -199,6 +214,16 @@ class Hsmd:
         assert self.keys is not None
         sig, recid = self.keys.sign_message(msg["msg"])
         conn.send("hsmd_sign_message_reply", {"sig": sig, "recid": recid})
+
+    def handle_sign_invoice(self, conn: DaemonConn, msg: Msg) -> None:
+        assert self.keys is not None
+        try:
+            sig = self.keys.sign_invoice(msg["hrp"], msg["u5bytes"])
+        except ValueError as e:
+            self.status.unusual(f"refusing to sign invoice: {e}")
+            conn.send("hsmd_sign_invoice_fail", {"reason": str(e)})
+            return
+        conn.send("hsmd_sign_invoice_reply", {"sig": sig})
 
 
 async def main(d: Daemon) -> None:

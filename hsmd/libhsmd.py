@@ -103,11 +103,47 @@ class HsmKeys:
                 tx.inputs[n].witness = [sign_digest_der(secret, digest) + bytes([SIGHASH_ALL]), pub]
         return tx
 
+    def sign_invoice(self, hrp: str, words: bytes) -> bytes:
+        """BOLT 11: 65-byte recoverable signature (64 compact + recovery id)
+        over sha256(hrp || data words packed into bytes).  The hash is
+        computed here from what the master shows, never taken as given; an
+        hrp that is not an invoice's could make this sign for another
+        protocol, so it is refused (ValueError), as are non-5-bit words."""
+        from common.bolt11 import signing_hash
+        if not hrp.startswith("ln") or not hrp.isascii() or hrp.lower() != hrp:
+            raise ValueError(f"not a BOLT 11 hrp: {hrp!r}")
+        if any(w > 31 for w in words):
+            raise ValueError("invoice data words must be 5-bit values")
+        return self._node_key.sign_recoverable(signing_hash(hrp, list(words)), hasher=None)
+
     def ecdh(self, point: bytes) -> bytes:
         """BOLT 8 / BOLT 4 ECDH: SHA256 of the compressed shared point.
         Raises ValueError for an invalid point."""
         PublicKey(point)  # validate before use
         return self._node_key.ecdh(point)
+
+    def sign_gossip(self, msg: bytes) -> bytes:
+        """Node signature on a channel_update (258) or node_announcement (257):
+        over hash256 of everything after the type and signature."""
+        from bitcoin.keys import der_to_compact
+        t = int.from_bytes(msg[:2], "big")
+        if t not in (257, 258) or len(msg) < 66:
+            raise ValueError(f"refusing to sign gossip message of type {t}")
+        if t == 257 and msg[66 + 2 + int.from_bytes(msg[66:68], "big") + 4:][:33] != self.node_id:
+            raise ValueError("node_announcement is not for our node")
+        return der_to_compact(self._node_key.sign(hash256(msg[66:]), hasher=None))
+
+    def sign_channel_announcement(self, msg: bytes, funding_priv: bytes, funding_pub: bytes) -> tuple[bytes, bytes]:
+        """Node and bitcoin signatures on a channel_announcement (hash of msg[258:])."""
+        from bitcoin.keys import der_to_compact, sign_digest_der
+        if int.from_bytes(msg[:2], "big") != 256 or len(msg) < 258 + 2:
+            raise ValueError("not a channel_announcement")
+        body = msg[258:]
+        if self.node_id not in body or funding_pub not in body:
+            raise ValueError("channel_announcement does not name our node and funding key")
+        digest = hash256(body)
+        return (der_to_compact(self._node_key.sign(digest, hasher=None)),
+                der_to_compact(sign_digest_der(funding_priv, digest)))
 
     def sign_message(self, message: bytes) -> tuple[bytes, int]:
         """Core Lightning's signmessage: recoverable signature over

@@ -19,6 +19,7 @@ REQUIRED_CAP: dict[str, int] = {
     "hsmd_init": CAP_MASTER,
     "hsmd_client_hsmfd": CAP_MASTER,
     "hsmd_sign_message": CAP_MASTER,
+    "hsmd_sign_invoice": CAP_MASTER,
     "hsmd_sign_withdrawal": CAP_MASTER,
     "hsmd_get_channel_basepoints": CAP_COMMITMENT_POINT,
     "hsmd_get_per_commitment_point": CAP_COMMITMENT_POINT,
@@ -30,11 +31,13 @@ REQUIRED_CAP: dict[str, int] = {
     "hsmd_sign_local_htlc_tx": CAP_SIGN_CLOSING_TX,
     "hsmd_sign_mutual_close_tx": CAP_SIGN_CLOSING_TX,
     "hsmd_sign_onchain_tx": CAP_SIGN_ONCHAIN_TX,
+    "hsmd_sign_gossip": CAP_SIGN_GOSSIP,
+    "hsmd_sign_channel_announcement": CAP_SIGN_GOSSIP,
 }
 # requests that act on the client's own channel (peer id + dbid of its socket)
 CHANNEL_REQUESTS = frozenset(n for n, c in REQUIRED_CAP.items()
                              if c in (CAP_COMMITMENT_POINT, CAP_SIGN_REMOTE_TX, CAP_SIGN_CLOSING_TX,
-                                      CAP_SIGN_ONCHAIN_TX))
+                                      CAP_SIGN_ONCHAIN_TX) or n == "hsmd_sign_channel_announcement")
 
 
 def allowed(request: str, capabilities: int) -> bool:

@@ -155,6 +155,7 @@ class ChannelControl:
             "feerate_max": f.max_acceptable() if f else 100_000,
             "minimum_depth": int(cfg.get("funding-confirms")),
             "channel_type": [12, 22],
+            "our_node_id": self.ld.node_id.hex(),
             "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"].hex()
             if self.ld.wallet.xpub is not None else "",
         }
@@ -167,7 +168,7 @@ class ChannelControl:
             return None
         depth = self.depth(rec)
         config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
-                      minimum_depth=rec.minimum_depth)
+                      minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex())
         subd, fd = await self.spawn(rec.peer_id, rec.dbid, MODE_RESUME, config, rec.core,
                                     on_exit=lambda s, rc, r=rec: self._on_channeld_exit(r, s, rc))
         rec.subd = subd
@@ -302,6 +303,7 @@ class ChannelControl:
                 if change:
                     self._save_state_change(rec.dbid, change)
                     self._notify_state(rec, change)
+                    asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
             for ev in events:
                 if ev["type"] == "closing_tx":
                     rec.closing_tx = bytes.fromhex(ev["tx"])
@@ -309,6 +311,10 @@ class ChannelControl:
                 elif ev["type"] in ("htlcs", "preimage"):
                     for h in self.htlc_event_handlers:
                         h(rec, ev)
+                elif ev["type"] == "channel_announcement":
+                    rec.config["channel_announcement"] = ev["msg"]
+                    db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (json.dumps(rec.config), rec.dbid))
+                    asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
             db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ? "
                        "WHERE dbid = ?", (rec.state, json.dumps(summary), core, rec.closing_tx, rec.closer,
                                           rec.dbid))

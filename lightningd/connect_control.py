@@ -108,6 +108,7 @@ class ConnectControl:
         self.ld.log.info("restarting connectd")
         try:
             await self.start(activate=True)
+            self.ld.gossipd.link_connectd()
         except Exception as e:
             self.ld.log.broken(f"could not restart connectd: {e}")
 

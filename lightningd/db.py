@@ -156,6 +156,29 @@ MIGRATIONS: list[str] = [
         resolved_time REAL
     );
     """,
+    # invoices (lightningd/invoices.py); the counters next_pay_index and
+    # invoices_updated_index live in vars
+    """
+    CREATE TABLE invoices (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- created_index (never reused)
+        state INTEGER NOT NULL,            -- 0 unpaid, 1 paid, 2 expired (Core Lightning's values)
+        label TEXT NOT NULL UNIQUE,
+        payment_hash BLOB NOT NULL UNIQUE,
+        preimage BLOB NOT NULL,
+        payment_secret BLOB NOT NULL,
+        amount_msat INTEGER,               -- NULL: any amount
+        description TEXT,                  -- NULL once deleted (delinvoice desconly)
+        bolt11 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        min_final_cltv_expiry INTEGER NOT NULL,
+        pay_index INTEGER UNIQUE,          -- set when paid: 1, 2, 3...
+        amount_received_msat INTEGER,
+        paid_at INTEGER,
+        updated_index INTEGER UNIQUE       -- NULL: unchanged since creation
+    );
+    CREATE INDEX invoices_expiry ON invoices (state, expires_at);
+    """,
 ]
 
 

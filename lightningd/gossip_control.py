@@ -1,27 +1,42 @@
-"""The master's side of gossipd: start, init, restart after a crash."""
+"""The master's side of gossipd: start it (with its link to connectd),
+answer its funding-output lookups from the chain, tell it about our own
+channels and node, and the gossip RPC commands (listchannels, listnodes,
+getroute)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Any
 
+from bitcoin.block import Block
+from common.daemon_conn import Msg, RequestFailed
+from common.features import Context
+from common.scid import ShortChannelId
 from wire.internal import internal_schema
 
+from . import params as P
 from .hsm_control import CAP_ECDH, CAP_SIGN_GOSSIP
+from .jsonrpc import RequestContext
+from .jsonrpc_errors import INVALID_PARAMS, PAY_ROUTE_NOT_FOUND, RpcError
+from .params import opt, req
 from .subd import Subd
 
 if TYPE_CHECKING:
+    from .channel import ChannelRecord
     from .lightningd import LightningD
 
 
 class GossipControl:
     # gossipd -> master messages that are not replies, and their handlers.
-    HANDLERS: dict[str, str] = {}
+    HANDLERS = {"gossipd_get_txout": "handle_get_txout"}
 
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
         self.subd: Subd | None = None
         self.restarts = 0
+        self.watched: dict[tuple[bytes, int], int] = {}   # public funding outpoints -> scid
 
     async def start(self) -> None:
         handlers = {name: getattr(self, meth) for name, meth in self.HANDLERS.items()}
@@ -33,12 +48,96 @@ class GossipControl:
         finally:
             os.close(hsm_fd)
         await self.subd.request("gossipd_init", {"id": self.ld.node_id, "chain_hash": self.ld.network.chain_hash,
-                                                 "dev_fast_gossip": bool(self.ld.cfg.get("dev-fast-gossip"))},
-                                timeout=60)
+                                                 "dev_fast_gossip": bool(self.ld.cfg.get("dev-fast-gossip")),
+                                                 "blockheight": self.ld.blockheight}, timeout=120)
+        self.link_connectd()
+        self.send_node_info()
+
+    def link_connectd(self) -> None:
+        """A fresh socketpair between connectd and gossipd (after either started)."""
+        c = self.ld.connectd.subd
+        if self.subd is None or not self.subd.running or c is None or not c.running:
+            return
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.subd.send("gossipd_connectd_link", {}, fds=[a.fileno()])
+            c.send("connectd_gossipd_link", {}, fds=[b.fileno()])
+        finally:
+            a.close()
+            b.close()
+
+    def send_node_info(self) -> None:
+        if self.subd is None or not self.subd.running:
+            return
+        from common.wireaddr_bolt7 import encode_addresses
+        self.subd.send("gossipd_node_info", {
+            "alias": self.ld.alias.encode()[:32].ljust(32, b"\x00"), "rgb": self.ld.color,
+            "features": self.ld.our_features(Context.NODE_ANNOUNCEMENT),
+            "addresses": encode_addresses(self.ld.announce_addrs())})
 
     def new_blockheight(self, height: int) -> None:
         if self.subd is not None and self.subd.running:
             self.subd.send("gossipd_new_blockheight", {"blockheight": height})
+
+    def local_channel(self, rec: "ChannelRecord") -> None:
+        """Tell gossipd about one of our channels (and our policy) once it has an scid."""
+        if self.subd is None or not self.subd.running or rec.scid is None:
+            return
+        from . import channel as C
+        ann = bytes.fromhex(rec.config.get("channel_announcement", "")) if rec.announce else b""
+        enabled = rec.state == C.NORMAL and self.ld.is_connected(rec.peer_id)
+        self.subd.send("gossipd_local_channel", {
+            "scid": rec.scid.to_int(), "peer_id": rec.peer_id, "capacity_sat": rec.funding_sat, "announcement": ann,
+            "enabled": enabled, "fee_base_msat": rec.fee_base_msat, "fee_ppm": rec.fee_ppm,
+            "cltv_delta": rec.cltv_delta, "htlc_minimum_msat": rec.htlc_minimum_msat,
+            "htlc_maximum_msat": rec.htlc_maximum_msat})
+
+    async def handle_get_txout(self, msg: Msg) -> None:
+        """The funding output of a short channel id, from the chain (block,
+        tx index, output), and whether it is still unspent."""
+        scid = ShortChannelId.from_int(msg["scid"])
+        assert self.subd is not None
+        try:
+            blk = await self.ld.backend.getrawblockbyheight(scid.block)
+            if not blk.get("block"):
+                raise LookupError("no such block")
+            block = Block.parse(bytes.fromhex(blk["block"]))
+            tx = block.txs[scid.txindex]
+            out = tx.outputs[scid.outnum]
+            utxo = await self.ld.backend.getutxout(tx.txid_hex, scid.outnum)
+            spent = utxo.get("amount") is None
+        except (LookupError, IndexError, Exception) as e:
+            self.ld.log.debug(f"txout {scid}: {e}")
+            self.subd.send("gossipd_get_txout_fail", {"scid": msg["scid"]})
+            return
+        if not spent:
+            self.watched[(tx.txid(), scid.outnum)] = msg["scid"]
+        self.subd.send("gossipd_get_txout_reply", {"scid": msg["scid"], "satoshis": out.value, "spent": spent,
+                                                   "script": out.script_pubkey})
+
+    # topology listener: spends of public channels' funding outputs
+    def block_connected(self, height: int, block: Block) -> None:
+        if not self.watched:
+            return
+        spent = []
+        for tx in block.txs:
+            for i in tx.inputs:
+                scid = self.watched.pop((i.prevout.txid, i.prevout.index), None)
+                if scid is not None:
+                    spent.append(scid)
+        if spent and self.subd is not None and self.subd.running:
+            self.subd.send("gossipd_outpoints_spent", {"scids": spent})
+
+    def block_disconnected(self, height: int) -> None:
+        return None
+
+    async def getroute(self, request: dict) -> list[dict]:
+        assert self.subd is not None
+        try:
+            r = await self.subd.request("gossipd_getroute", {"request_json": json.dumps(request)}, timeout=60)
+        except RequestFailed as e:
+            raise RpcError(PAY_ROUTE_NOT_FOUND, e.msg.fields.get("reason", "Could not find a route")) from None
+        return json.loads(r["route_json"])
 
     async def stop(self) -> None:
         if self.subd is not None:
@@ -54,5 +153,46 @@ class GossipControl:
         self.ld.log.info("restarting gossipd")
         try:
             await self.start()
+            for rec in self.ld.channels.channels.values():
+                self.local_channel(rec)
         except Exception as e:
             self.ld.log.broken(f"could not restart gossipd: {e}")
+
+
+def register(ld: "LightningD") -> None:
+    g = ld.gossipd
+    cmd = ld.registry.command
+
+    @cmd("listchannels", [opt("short_channel_id", P.short_channel_id), opt("source", P.node_id),
+                          opt("destination", P.node_id)], category="channels",
+         description="Show channel {short_channel_id} or {source} (or all known channels, if not specified)")
+    async def listchannels(ctx: RequestContext, short_channel_id: Any, source: bytes | None,
+                           destination: bytes | None) -> dict:
+        if sum(x is not None for x in (short_channel_id, source, destination)) > 1:
+            raise RpcError(INVALID_PARAMS, "Can only specify one of short_channel_id, source or destination")
+        request = {"short_channel_id": short_channel_id.to_int() if short_channel_id is not None else None,
+                   "source": source.hex() if source else None,
+                   "destination": destination.hex() if destination else None}
+        assert g.subd is not None
+        r = await g.subd.request("gossipd_listchannels", {"request_json": json.dumps(request)}, timeout=60)
+        return {"channels": json.loads(r["json"])}
+
+    @cmd("listnodes", [opt("id", P.node_id)], category="network",
+         description="Show node {id} (or all known nodes, if not specified)")
+    async def listnodes(ctx: RequestContext, id: bytes | None) -> dict:
+        assert g.subd is not None
+        r = await g.subd.request("gossipd_listnodes", {"request_json": json.dumps({"id": id.hex() if id else None})},
+                                 timeout=60)
+        return {"nodes": json.loads(r["json"])}
+
+    @cmd("getroute", [req("id", P.node_id), req("amount_msat", P.msat), req("riskfactor", P.number),
+                      opt("cltv", P.u32, 9), opt("fromid", P.node_id), opt("fuzzpercent", P.number, 5),
+                      opt("exclude", P.array), opt("maxhops", P.u32, 20)], category="channels",
+         description="Show route to {id} for {amount_msat}, using {riskfactor} and optional {cltv} (default 9). "
+                     "If specified search from {fromid} otherwise use this node as source.")
+    async def getroute(ctx: RequestContext, id: bytes, amount_msat: int, riskfactor: int, cltv: int,
+                       fromid: bytes | None, fuzzpercent: int, exclude: list | None, maxhops: int) -> dict:
+        route = await ld.find_route(id, amount_msat, cltv, set(str(x) for x in exclude or []),
+                                    riskfactor=riskfactor, fuzzpercent=fuzzpercent, maxhops=maxhops,
+                                    source=fromid, absolute_cltv=False)
+        return {"route": route}

@@ -4,7 +4,7 @@ from hsmd_init_reply."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from wire.internal import internal_schema
 
@@ -84,6 +84,14 @@ class HsmControl:
         assert self.subd is not None
         r = await self.subd.request("hsmd_sign_message", {"msg": message})
         return r["sig"], r["recid"]
+
+    async def sign_invoice(self, hrp: str, words: Sequence[int]) -> bytes:
+        """BOLT 11 signature of (hrp, data words) by the node key: 64-byte
+        compact signature + recovery id (a `common.bolt11.SignFn` result).
+        hsmd hashes what it is shown itself."""
+        assert self.subd is not None
+        r = await self.subd.request("hsmd_sign_invoice", {"hrp": hrp, "u5bytes": bytes(words)})
+        return r["sig"]
 
     async def stop(self) -> None:
         if self.subd is not None:

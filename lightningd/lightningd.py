@@ -26,6 +26,7 @@ from .config import Config
 from .connect_control import ConnectControl
 from .gossip_control import GossipControl
 from .hsm_control import HsmControl
+from .invoices import Invoices
 from .jsonrpc import CommandRegistry, RpcServer
 from .log import LogBook, Logger, level_from_name
 from .plugins import PluginManager
@@ -69,6 +70,7 @@ class LightningD:
         self.feerates: Feerates = None  # type: ignore[assignment]
         self.peers: dict[bytes, PeerState] = {}
         self.channels = ChannelControl(self)
+        self.invoices: Invoices = None  # type: ignore[assignment]  (set in start)
         from .htlc_engine import HtlcEngine
         from .payments import Payments
         self.htlcs = HtlcEngine(self)
@@ -86,13 +88,16 @@ class LightningD:
         self._pidfile_fd: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._disconnect_waiters: dict[bytes, list[asyncio.Future]] = {}
-        from . import (closing_control, commands, feerates, opening_control, peer_channels, peer_control,
-                       wallet_commands)  # (register RPC commands)
+        from . import (closing_control, commands, feerates, invoice_commands, opening_control, peer_channels,
+                       peer_control, wallet_commands)  # (register RPC commands)
         commands.register(self)
         peer_control.register(self)
         feerates.register(self)
         wallet_commands.register(self)
+        invoice_commands.register(self)
         opening_control.register(self)
+        from . import gossip_control
+        gossip_control.register(self)
         from . import payments
         payments.register(self)
         closing_control.register(self)
@@ -201,6 +206,7 @@ class LightningD:
         self.db = Db(os.path.join(self.cfg.network_dir, "lightningd.sqlite3"))
         self.wallet = Wallet(self.db, self.network, self.log_book.logger("wallet"))
         self.channels.load()
+        self.invoices = Invoices(self)
         self.fees_collected_msat = int(self.db.get_var("fees_collected_msat", 0))
         if self.hsm.bip32_xpub:
             self.wallet.set_xpub(self.hsm.bip32_xpub)
@@ -217,6 +223,9 @@ class LightningD:
         await self.plugins.init_all()
         await self._start_chain()
         self.htlcs.restart()
+        for rec in self.channels.channels.values():
+            self.gossipd.local_channel(rec)
+        self.on_channel_policy = [self.gossipd.local_channel]
         await self.connectd.activate()
         self._tasks.append(asyncio.ensure_future(self._reconnect_all()))
         self.log.info(f"Server started with public key {self.node_id.hex()}, alias {self.alias} "
@@ -239,6 +248,7 @@ class LightningD:
         self.feerates = Feerates(self.topology, self.network.name)
         self.topology.listeners.append(self.wallet)
         self.topology.listeners.append(self.channels)
+        self.topology.listeners.append(self.gossipd)
         self.topology.on_new_tip.append(self.gossipd.new_blockheight)
         self.topology.on_new_tip.append(self._on_new_tip)
         try:
@@ -284,6 +294,10 @@ class LightningD:
             self.topology.stop()
         await self.plugins.shutdown()
         await self.rpc.close()
+        daemons = [c.subd for c in self.channels.channels.values() if c.subd is not None]
+        daemons += [p.subd for p in self.channels.pending.values() if p.subd is not None]
+        daemons += getattr(self, "extra_subds", [])
+        await asyncio.gather(*(s.stop() for s in daemons), return_exceptions=True)
         await asyncio.gather(self.connectd.stop(), self.gossipd.stop(), return_exceptions=True)
         await self.hsm.stop()
         if self.db is not None:
@@ -324,6 +338,8 @@ class LightningD:
                 self.db.execute("UPDATE peers SET address = ? WHERE node_id = ?", (addr, node_id))
         p.connected_at = time.time()
         self.log.child("lightningd", node_id.hex()).debug(f"peer connected ({'in' if incoming else 'out'}) {addr}")
+        for rec in self.channels.by_peer(node_id):
+            asyncio.get_running_loop().call_soon(self.gossipd.local_channel, rec)
         self.plugins.notify("connect", {"id": node_id.hex(), "direction": "in" if incoming else "out",
                                         "address": addr_json(addr)})
         return None
@@ -345,6 +361,29 @@ class LightningD:
         self._channel_peers.add(node_id)
         if node_id not in self.peers:
             self.peers[node_id] = PeerState(node_id)
+
+    async def find_route(self, destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
+                         riskfactor: int = 10, fuzzpercent: int = 5, maxhops: int = 20, source: bytes | None = None,
+                         absolute_cltv: bool = False) -> list[dict]:
+        """Route through the gossip graph, our own channels with their real
+        spendable amounts (gossipd's getroute); RpcError if none."""
+        from . import channel as C
+        from .jsonrpc_errors import PAY_ROUTE_NOT_FOUND, RpcError
+        if self.gossipd.subd is None or not self.gossipd.subd.running:
+            raise RpcError(PAY_ROUTE_NOT_FOUND, "gossipd is not running")
+        locals_ = []
+        if source is None or source == self.node_id:
+            for c in self.channels.channels.values():
+                if c.scid is None or c.state != C.NORMAL:
+                    continue
+                locals_.append({"scid": c.scid.to_int(), "peer_id": c.peer_id.hex(),
+                                "spendable_msat": c.summary.get("spendable_msat", 0),
+                                "htlc_minimum_msat": c.summary.get("their_htlc_minimum_msat", 0),
+                                "enabled": self.is_connected(c.peer_id)})
+        return await self.gossipd.getroute({
+            "source": (source or self.node_id).hex(), "destination": destination.hex(), "amount_msat": amount_msat,
+            "riskfactor": riskfactor, "cltv": final_cltv, "exclude": sorted(exclude), "fuzzpercent": fuzzpercent,
+            "maxhops": maxhops, "local_channels": locals_})
 
     def is_connected(self, node_id: bytes) -> bool:
         p = self.peers.get(node_id)
@@ -406,6 +445,8 @@ class LightningD:
         if p is None or not p.connected:
             return
         p.connected = False
+        for rec in self.channels.by_peer(node_id):
+            self.gossipd.local_channel(rec)   # disabled while the peer is away
         if node_id not in self._channel_peers:
             del self.peers[node_id]
         else:

@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 DEFAULT_RETRY_FOR = 60
 
 
-def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
-             hints: list) -> list[dict] | None:
-    """A route as sendpay takes it.  Direct channel first, then route hints
-    through a peer, then the gossip graph (ld.getroute when gossipd has one)."""
+async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
+                   hints: list, riskfactor: int = 10) -> list[dict] | None:
+    """A route as sendpay takes it (delays relative to the next block).
+    Direct channel first, then route hints through a peer, then the gossip
+    graph (gossipd's getroute)."""
     from . import channel as C
-    height = ld.blockheight
-    delay = height + final_cltv
+    delay = final_cltv
 
     def usable(c) -> bool:
         return (c.state == C.NORMAL and c.scid is not None and ld.is_connected(c.peer_id)
@@ -61,10 +61,10 @@ def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final_cltv:
             c = to_peer[0]
             hops_after = [{"id": peer.hex(), "channel": str(c.scid), "amount_msat": amt, "delay": dl}] + chain
             return hops_after
-    finder = getattr(ld, "getroute", None)
-    if finder is not None:
-        return finder(destination, amount_msat, final_cltv, exclude)
-    return None
+    try:
+        return await ld.find_route(destination, amount_msat, final_cltv, exclude, riskfactor=riskfactor)
+    except RpcError:
+        return None
 
 
 def _pk(v: Any) -> bytes:
@@ -119,7 +119,7 @@ def register(ld: "LightningD") -> None:
                    "cltv_expiry_delta": h.cltv_expiry_delta} for h in hint] for hint in (inv.route_hints or [])]
         started = int(time.time())
         while time.monotonic() < deadline:
-            route = route_to(ld, inv.payee, amount, inv.min_final_cltv_expiry, excluded, hints)
+            route = await route_to(ld, inv.payee, amount, inv.min_final_cltv_expiry, excluded, hints, riskfactor)
             if route is None:
                 if last_error is not None:
                     raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of routes to try after {attempts} attempts: "

@@ -162,15 +162,17 @@ class Payments:
         chan = self._channel_for(first)
         if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
             raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
+        # Core Lightning: a route's delays are relative to the next block
+        base = self.ld.blockheight + 1
         hops = []
         for i, hop in enumerate(route):
             if i == len(route) - 1:
-                pl = HopPayload(amt_to_forward=hop["amount_msat"], outgoing_cltv_value=hop["delay"],
+                pl = HopPayload(amt_to_forward=hop["amount_msat"], outgoing_cltv_value=base + hop["delay"],
                                 payment_data=PaymentData(payment_secret, total) if payment_secret else None,
                                 payment_metadata=payment_metadata)
             else:
                 nxt = route[i + 1]
-                pl = HopPayload(amt_to_forward=nxt["amount_msat"], outgoing_cltv_value=nxt["delay"],
+                pl = HopPayload(amt_to_forward=nxt["amount_msat"], outgoing_cltv_value=base + nxt["delay"],
                                 short_channel_id=ShortChannelId.parse(nxt["channel"]).to_int())
             hops.append((bytes.fromhex(hop["id"]), encode_payload(pl)))
         onion, secrets = create_onion(os.urandom(32), hops, payment_hash)
@@ -188,7 +190,7 @@ class Payments:
         from common.daemon_conn import RequestFailed
         try:
             r = await chan.subd.request("channeld_offer_htlc", {
-                "amount_msat": first["amount_msat"], "payment_hash": payment_hash, "cltv_expiry": first["delay"],
+                "amount_msat": first["amount_msat"], "payment_hash": payment_hash, "cltv_expiry": base + first["delay"],
                 "onion": onion, "blockheight": self.ld.blockheight}, timeout=30)
         except (RequestFailed, asyncio.TimeoutError, Exception) as e:
             reason = e.msg.fields.get("reason") if isinstance(e, RequestFailed) else str(e)
@@ -203,7 +205,7 @@ class Payments:
         with self.db.transaction():
             self.db.execute("INSERT INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
                             "cltv_expiry, state, payment_id, received_time) VALUES (?, ?, 'out', ?, ?, ?, 'offered', "
-                            "?, ?)", (chan.dbid, r["htlc_id"], first["amount_msat"], payment_hash, first["delay"],
+                            "?, ?)", (chan.dbid, r["htlc_id"], first["amount_msat"], payment_hash, base + first["delay"],
                                       pid, time.time()))
         p = self.row(pid)
         assert p is not None

@@ -142,6 +142,16 @@ def test_hsmd_dispatch_matches_its_handlers():
     assert set(handlers) == set(REQUIRED_CAP)
 
 
+def test_gossip_link_fully_handled():
+    """connectd sends gl_peer_*, gossipd handles them; gossipd sends gl_send, connectd handles it."""
+    import inspect
+
+    from gossipd.gossipd import Gossipd
+    src = inspect.getsource(__import__("connectd.connectd", fromlist=["x"]))
+    assert set(internal_schema("gossip_link").messages) == set(Gossipd.LINK_HANDLERS) | {"gl_send"}
+    assert '"gl_send": self._gossip_send' in src
+
+
 def test_peer_stream_control_fully_handled_by_connectd():
     from connectd.channel_link import CONTROL_HANDLED
     assert set(internal_schema("peer_stream").messages) == CONTROL_HANDLED
