@@ -620,3 +620,48 @@ def test_shutdown_needs_our_updates_signed_first() -> None:
     sd = {"channel_id": a.channel.channel_id, "scriptpubkey": p2wpkh(b"A")}
     with pytest.raises(PeerError, match="updates are pending on our commitment"):
         b.channel.recv_shutdown(rt(("shutdown", sd)))
+
+
+def test_channel_from_open_and_accept_messages() -> None:
+    """The opening handshake's fields, through the codec, give two channels
+    that agree (the shell does the handshake itself)."""
+    from bitcoin.tx import OutPoint
+    from channeld.core import ChannelType
+    from channeld.core.testing import party_config
+    sa, sb = LocalSigner.from_seed(b"openA"), LocalSigner.from_seed(b"openB")
+    ctype = ChannelType(anchors=True).to_wire()
+    open_msg = rt(("open_channel", dict(
+        party_config(sa).wire_fields(), chain_hash=bytes(32), temporary_channel_id=bytes(32),
+        funding_satoshis=2_000_000, push_msat=100_000_000, feerate_per_kw=3000,
+        first_per_commitment_point=sa.per_commitment_point(0), channel_flags=1,
+        tlvs={"channel_type": {"type": ctype}})))
+    accept_msg = rt(("accept_channel", dict(
+        party_config(sb, dust_limit_sat=600).wire_fields(), temporary_channel_id=bytes(32),
+        minimum_depth=3, first_per_commitment_point=sb.per_commitment_point(0),
+        tlvs={"channel_type": {"type": ctype}})))
+    outpoint = OutPoint(sha256(b"funding tx"), 0)
+    A = Channel.from_open_accept(sa, open_msg, accept_msg, outpoint, we_opened=True,
+                                 local_shutdown_script=p2wpkh(b"A"))
+    B = Channel.from_open_accept(sb, open_msg, accept_msg, outpoint, we_opened=False,
+                                 local_shutdown_script=p2wpkh(b"B"))
+    assert A.params.option_anchors and B.params.opener is Side.REMOTE
+    assert B.params.local.dust_limit_sat == 600 == A.params.remote.dust_limit_sat
+    assert (A.to_us_msat, B.to_us_msat) == (1_900_000_000, 100_000_000)
+    assert A.channel_id == B.channel_id
+    B.recv_initial_commitment_sig(A.initial_remote_commitment_sig())     # funding_created
+    A.recv_initial_commitment_sig(B.initial_remote_commitment_sig())     # funding_signed
+    B.recv_channel_ready(rt(A.channel_ready_msg()))
+    A.recv_channel_ready(rt(B.channel_ready_msg()))
+    a, b = Node("A", sa, A), Node("B", sb, B)
+    p = Pipe(a, b)
+    p.send("A", add(a, 50_000_000, b"\x77" * 32))
+    p.deliver_all()
+    p.send("B", B.fulfill_htlc(0, b"\x77" * 32))
+    p.deliver_all()
+    assert (A.to_us_msat, B.to_us_msat) == (1_850_000_000, 150_000_000)
+    check_pair(a, b, signatures=True)
+    bad = dict(accept_msg, tlvs={"channel_type": {"type": ChannelType().to_wire()}})
+    with pytest.raises(PeerError, match="channel_type differs"):
+        Channel.from_open_accept(sa, open_msg, bad, outpoint, we_opened=True)
+    with pytest.raises(PeerError, match="unsupported channel_type"):
+        ChannelType.from_wire(bytes([0x40, 0, 0]))   # bit 22 without static_remotekey (12)

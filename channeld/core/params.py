@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from bitcoin.keys import is_valid_pubkey
 from bitcoin.tx import OutPoint
 from common.commitment import ChannelParty, ChannelSetup, Side
+from common.features import bits_from_features, features_from_bits
 from common.keyderive import Basepoints
 from common.scripts import funding_script
 
@@ -53,6 +54,21 @@ class ChannelType:
     @property
     def feature_bits(self) -> tuple[int, ...]:
         return (12, 22) if self.anchors else (12,)
+
+    def to_wire(self) -> bytes:
+        """The ``channel_type`` TLV value (a feature bitmap)."""
+        return features_from_bits(self.feature_bits)
+
+    @classmethod
+    def from_wire(cls, bitmap: bytes) -> "ChannelType":
+        """Parse a ``channel_type``; raise :class:`PeerError` for a type we do not run.
+
+        option_scid_alias and option_zeroconf are allowed variations that do
+        not change how the channel operates (the shell handles them)."""
+        bits = bits_from_features(bitmap)
+        if bits - {12, 22, 46, 50} or 12 not in bits:
+            raise PeerError(f"unsupported channel_type bits {sorted(bits)}")
+        return cls(anchors=22 in bits)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from bitcoin.keys import is_valid_pubkey
-from bitcoin.tx import Tx
+from bitcoin.tx import OutPoint, Tx
 from common.commitment import Side
 from common.htlc_tx import HtlcTx
 from common.keyderive import KeyDerivationError, pubkey_from_secret
@@ -49,7 +49,7 @@ from . import checks, commitments
 from .base import _S, TRANSITIONS, ChannelState, FeerateBounds, WireMsg
 from .errors import PeerError, UsageError
 from .htlcs import HtlcLog
-from .params import ChannelParams
+from .params import ChannelParams, ChannelType, PartyConfig
 from .shutdown import ShutdownMixin
 from .signer import Signer
 from .status import HtlcChanges, HtlcStatus, htlc_status
@@ -121,6 +121,31 @@ class Channel(UpdatesMixin, ShutdownMixin):
         if all(bal[s] <= params.party(s.other).channel_reserve_sat * 1000 for s in Side):
             raise err("both initial balances are at or below the channel reserve")
         return ch
+
+    @classmethod
+    def from_open_accept(cls, signer: Signer, open_channel: Mapping[str, Any],
+                         accept_channel: Mapping[str, Any], funding_outpoint: OutPoint, *,
+                         we_opened: bool, anysegwit: bool = True,
+                         fee_bounds: FeerateBounds = FeerateBounds(),
+                         local_shutdown_script: bytes | None = None) -> "Channel":
+        """:meth:`new` from the decoded ``open_channel`` and ``accept_channel``
+        (ours and the peer's) and the funding outpoint of funding_created."""
+        ours, theirs = (open_channel, accept_channel) if we_opened else (accept_channel, open_channel)
+        types = [(m.get("tlvs") or {}).get("channel_type", {}).get("type")
+                 for m in (open_channel, accept_channel)]
+        if types[0] is None or types[1] is None:
+            raise PeerError("open_channel/accept_channel without channel_type")
+        if types[0] != types[1]:
+            raise PeerError("accept_channel channel_type differs from open_channel's")
+        params = ChannelParams(
+            funding_outpoint=funding_outpoint, funding_sat=open_channel["funding_satoshis"],
+            opener=Side.LOCAL if we_opened else Side.REMOTE,
+            local=PartyConfig.from_wire(ours), remote=PartyConfig.from_wire(theirs),
+            channel_type=ChannelType.from_wire(types[0]), anysegwit=anysegwit)
+        return cls.new(params, signer, push_msat=open_channel["push_msat"],
+                       feerate_per_kw=open_channel["feerate_per_kw"],
+                       remote_first_per_commitment_point=theirs["first_per_commitment_point"],
+                       fee_bounds=fee_bounds, local_shutdown_script=local_shutdown_script)
 
     def initial_remote_commitment_sig(self) -> bytes:
         """Our signature on the peer's commitment 0 (funding_created/funding_signed)."""
