@@ -665,3 +665,14 @@ def test_channel_from_open_and_accept_messages() -> None:
         Channel.from_open_accept(sa, open_msg, bad, outpoint, we_opened=True)
     with pytest.raises(PeerError, match="unsupported channel_type"):
         ChannelType.from_wire(bytes([0x40, 0, 0]))   # bit 22 without static_remotekey (12)
+
+
+def test_messages_for_another_channel_rejected() -> None:
+    a, b = make_pair()
+    other = bytes(32)
+    msg = rt(add(a, 1_000_000))
+    with pytest.raises(PeerError, match="update_add_htlc for another channel_id"):
+        b.channel.recv_update_add_htlc(dict(msg, channel_id=other))
+    with pytest.raises(PeerError, match="shutdown for another channel_id"):
+        b.channel.recv_shutdown({"channel_id": other, "scriptpubkey": p2wpkh(b"A")})
+    b.channel.recv_update_add_htlc(msg)

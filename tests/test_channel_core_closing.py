@@ -209,7 +209,8 @@ def test_closing_negotiation_only_when_ready() -> None:
     with pytest.raises(UsageError, match="not possible in state normal"):
         a.channel.start_closing()
     with pytest.raises(PeerError, match="closing_signed in state normal"):
-        b.channel.recv_closing_signed({"fee_satoshis": 1, "signature": bytes(64), "tlvs": {}})
+        b.channel.recv_closing_signed({"channel_id": b.channel.channel_id, "fee_satoshis": 1,
+                                       "signature": bytes(64), "tlvs": {}})
     with pytest.raises(UsageError, match="only the opener"):
         p = Pipe(a, b)
         shut_down(a, b, p)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Mapping
 
 from common.commitment import Side
 from common.shachain import ShachainStore
 
 from .closing import ClosingNegotiation
-from .errors import IllegalTransition, UsageError
+from .errors import IllegalTransition, PeerError, UsageError
 from .htlcs import CommitmentView, HtlcLog
 from .outbox import Outbox
 from .params import ChannelParams
@@ -101,6 +101,12 @@ class ChannelBase:
     @property
     def channel_id(self) -> bytes:
         return self.params.channel_id
+
+    def _check_channel_id(self, what: str, fields: Mapping[str, Any]) -> None:
+        """Every received message must be for this channel (the shell routes by
+        channel_id, but a confused route must not touch this state)."""
+        if fields.get("channel_id") != self.channel_id:
+            raise PeerError(f"{what} for another channel_id")
 
     def _require_connected(self) -> None:
         if not self.connected:

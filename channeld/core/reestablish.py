@@ -66,6 +66,7 @@ def handle_reestablish(ch: "Channel", fields: Mapping[str, Any]) -> "Reestablish
 
     if ch.connected:
         raise UsageError("channel_reestablish received while connected")
+    ch._check_channel_id("channel_reestablish", fields)
     log = ch.log
     ncn, nrn = fields["next_commitment_number"], fields["next_revocation_number"]
     secret = fields["your_last_per_commitment_secret"]

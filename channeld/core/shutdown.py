@@ -48,6 +48,7 @@ class ShutdownMixin(ChannelBase):
     def recv_shutdown(self, fields: Mapping[str, Any]) -> None:
         """Record the peer's shutdown; then see :attr:`needs_shutdown_reply`."""
         self._require_connected()
+        self._check_channel_id("shutdown", fields)
         script = fields["scriptpubkey"]
         if self.remote_shutdown_script is not None:
             if script == self.remote_shutdown_script and self._reconnected_since_shutdown:
@@ -101,6 +102,7 @@ class ShutdownMixin(ChannelBase):
         channel is CLOSED (send ``result.reply`` first if there is one).  Without
         :meth:`start_closing` first, our range is :meth:`default_closing_fees`."""
         self._require_connected()
+        self._check_channel_id("closing_signed", fields)
         if self.state is not _S.CLOSING_NEGOTIATION:
             raise PeerError(f"closing_signed in state {self.state.value}")
         if self.closing is None:

@@ -178,6 +178,7 @@ class Channel(UpdatesMixin, ShutdownMixin):
 
     def recv_channel_ready(self, fields: Mapping[str, Any]) -> None:
         self._require_connected()
+        self._check_channel_id("channel_ready", fields)
         point = fields["second_per_commitment_point"]
         if self.channel_ready_received:
             # BOLT 2: ignore a redundant channel_ready (after a reconnection).
@@ -272,7 +273,7 @@ class Channel(UpdatesMixin, ShutdownMixin):
     def recv_commitment_signed(self, fields: Mapping[str, Any]) -> PendingRevocation:
         """Verify the commitment signature and every HTLC signature on our next
         commitment and hold it; the revocation waits for :meth:`mark_persisted`."""
-        self._check_recv_update("commitment_signed")
+        self._check_recv_update("commitment_signed", fields)
         if self.revocation_pending:
             raise PeerError("commitment_signed before we revoked the previous commitment")
         if not self.log.has_pending(Side.LOCAL):
@@ -315,7 +316,7 @@ class Channel(UpdatesMixin, ShutdownMixin):
     def recv_revoke_and_ack(self, fields: Mapping[str, Any]) -> HtlcChanges:
         """Check the secret against the point of the peer's revoked commitment,
         store it, and return what became irrevocable (forward/settle it)."""
-        self._check_recv_update("revoke_and_ack")
+        self._check_recv_update("revoke_and_ack", fields)
         if not self.awaiting_revocation:
             raise PeerError("unexpected revoke_and_ack")
         old = self.log.oldest[Side.REMOTE]

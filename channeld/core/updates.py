@@ -94,11 +94,12 @@ class UpdatesMixin(ChannelBase):
         return msg
 
     # ------------------------------------------------------------------ received updates
-    def _check_recv_update(self, what: str) -> None:
+    def _check_recv_update(self, what: str, fields: Mapping[str, Any]) -> None:
+        self._check_channel_id(what, fields)
         self._require_updating(what, PeerError)
 
     def recv_update_add_htlc(self, fields: Mapping[str, Any]) -> HtlcStatus:
-        self._check_recv_update("update_add_htlc")
+        self._check_recv_update("update_add_htlc", fields)
         if self.remote_shutdown_script is not None:
             raise PeerError("update_add_htlc after shutdown")
         htlc_id = fields["id"]
@@ -116,7 +117,7 @@ class UpdatesMixin(ChannelBase):
         return htlc_status(self.log, h)
 
     def _their_removal(self, what: str, fields: Mapping[str, Any]) -> Htlc:
-        self._check_recv_update(what)
+        self._check_recv_update(what, fields)
         htlc_id = fields["id"]
         h = self.log.get(Side.LOCAL, htlc_id)
         if h is None:
@@ -149,7 +150,7 @@ class UpdatesMixin(ChannelBase):
                                    failure_code=code))
 
     def recv_update_fee(self, fields: Mapping[str, Any]) -> None:
-        self._check_recv_update("update_fee")
+        self._check_recv_update("update_fee", fields)
         if self.params.opener is not Side.REMOTE:
             raise PeerError("update_fee from the non-opener")
         if self.state is _S.SHUTTING_DOWN and not self.log.htlcs:
