@@ -313,3 +313,35 @@ def test_bogus_reestablish_values_rejected() -> None:
     a.channel.recv_reestablish(good)
     with pytest.raises(UsageError, match="while connected"):
         a.channel.recv_reestablish(good)
+
+
+def test_replayed_update_fee_still_accepted_after_peer_adds_were_acked() -> None:
+    """A (opener) sends update_fee while B concurrently adds HTLCs.  A then
+    revokes, acking B's HTLCs into B's next commitment, and the connection
+    drops before A signs the fee.  The re-sent update_fee meets a next
+    commitment that now holds B's HTLCs: judged on it, the fee would look
+    unaffordable and B would fail the channel over a fee it had accepted.
+    Receiver checks leave out the receiver's own unsigned HTLCs, so the
+    verdict is the same as the first time."""
+    from channeld.core import FeerateBounds
+    bounds = FeerateBounds(253, 500_000)
+    a, b = make_pair(funding_sat=1_000_000, push_msat=900_000_000, fee_bounds=bounds)  # A: 100k sat
+    p = Pipe(a, b)
+    fee = a.channel.update_fee(100_000)            # 724 weight: 72_400 sat of A's 90_000 room
+    for i in range(3):                             # concurrently, B adds 3 non-dust HTLCs
+        # 100_000 sat: above the 546 + 66_300 sat trimming threshold at this feerate
+        p.send("B", b.channel.add_htlc(100_000_000, sha256(bytes([i])), 700, ONION, 500))
+    p.send("B", b.channel.send_commitment())
+    p.deliver_all(auto=False)                      # A: B's adds and commitment_signed
+    a.persist()
+    a.channel.mark_persisted()
+    raa = a.channel.revoke().message               # acks B's HTLCs into B's next commitment
+    a.persist()
+    b.channel.recv_update_fee(rt(fee))             # accepted: B's HTLCs not in its commitment yet
+    b.channel.recv_revoke_and_ack(rt(raa))
+    # with B's 3 HTLCs the fee (1240 weight: 124_000 sat) would exceed A's room
+    p.disconnect()                                 # B drops the uncommitted update_fee
+    p.reconnect()                                  # A re-sends it
+    p.deliver_all()                                # ... and B accepts it again
+    assert b.channel.log.feerate(0, b.channel.log.oldest[0]) == 100_000
+    check_pair(a, b, signatures=True)

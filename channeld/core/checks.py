@@ -3,11 +3,12 @@
 Which commitment is checked matters, because both peers must reach the same
 verdict, even when an update is re-sent after a reconnection: BOLT 2's
 receiver rules are applied to :meth:`HtlcLog.check_view` (the receiver's
-latest commitment plus the sender's later updates, plus the new one), which
-both peers compute identically at sending, receiving and re-sending time.
-(The sender's balance can only be higher in any later commitment: the
-receiver's removals of its HTLCs refund it, and its own fulfills are acked
-no later than the adds that follow them.  So no balance ever goes negative.)
+next commitment without its own not-yet-signed HTLCs, plus the new update).
+Both peers compute it identically when the update is sent and received, and
+a re-sent update can only find it more favourable.  (The sender's balance
+there is its floor in every later commitment: the receiver's removals only
+refund it, and its own fulfills are acked no later than the adds that follow
+them.  So no balance ever goes negative.)
 
 When *we* send, :func:`check_add` and :func:`check_fee_update` additionally
 apply sending-only policy (``sending=True``) on the full next commitments of

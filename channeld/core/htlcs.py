@@ -182,25 +182,25 @@ class HtlcLog:
         return self.htlcs.get((offerer, htlc_id))
 
     def view(self, holder: Side, n: int, *, assume_acked: Side | None = None,
-             skip_new_from_holder: bool = False) -> CommitmentView:
+             skip_new_adds_of_holder: bool = False) -> CommitmentView:
         """Commitment ``n`` of ``holder``.
 
         ``assume_acked=X`` also counts X's updates not yet scheduled on
         ``holder``'s side as if they were (a pessimistic look ahead used by
-        our sending policy).  ``skip_new_from_holder`` leaves out the
-        holder's own updates first scheduled at ``n`` (see :meth:`check_view`)."""
+        our sending policy).  ``skip_new_adds_of_holder`` leaves out the
+        holder's own HTLCs first scheduled at ``n`` (see :meth:`check_view`)."""
         bal = list(self.base_msat)
         htlcs: list[HtlcInfo] = []
 
         def included(sender: Side, at: list[int | None]) -> bool:
             if at[holder] is None:
                 return sender is assume_acked and at[sender.other] is not None
-            if skip_new_from_holder and sender is holder and at[holder] == n:
-                return False
             return at[holder] <= n
 
         for h in self.htlcs.values():
             if not included(h.offerer, h.add_at):
+                continue
+            if skip_new_adds_of_holder and h.offerer is holder and h.add_at[holder] == n:
                 continue
             bal[h.offerer] -= h.amount_msat
             if h.removal is not None and included(h.offerer.other, h.removal.at):
@@ -218,20 +218,26 @@ class HtlcLog:
 
     def check_view(self, receiver: Side) -> CommitmentView:
         """The commitment BOLT 2's receiver checks of a new update are made on:
-        the receiver's latest commitment plus every later update of the
-        *sender*, but not the receiver's own updates acked since.
+        the receiver's next commitment, minus the receiver's own HTLCs acked
+        since its latest commitment.
 
-        Unlike the full next commitment, this cannot change between an update
-        being sent and being re-sent after a reconnection: the receiver may
-        by then have processed a revoke_and_ack the sender sent *after* the
-        update (acking more of the receiver's updates), but the receiver's
-        latest commitment and the sender's earlier updates are the same.  So
-        sender and receiver reach the same verdict, even on a replay.  It is
-        at least as strict on the sender's balance (the receiver's pending
-        updates only ever refund the sender); it may count fewer HTLCs for the
-        fee, which BOLT 2 tolerates (the fee then shrinks).
+        Why not the plain next commitment: an update may be re-sent after a
+        reconnection, and by then the receiver may have processed a
+        revoke_and_ack the sender sent *after* the update, acking more of the
+        receiver's HTLCs into that commitment.  They would raise the fee the
+        opener must afford and could flip the verdict on a replay.  Without
+        them, later acks only apply the receiver's removals, which refund the
+        sender or free its slots: a verdict can only turn from "refuse" to
+        "accept", and what the sender checked when sending still passes.
+
+        The sender's balance here is still its floor in every later
+        commitment (the receiver's HTLCs never touch it), so no balance can
+        go negative; only the fee may count fewer HTLCs, which BOLT 2
+        tolerates (the fee then shrinks).  Senders checking the full next
+        commitment are stricter, so peers never see us reject their valid
+        updates.
         """
-        return self.view(receiver, self.latest[receiver] + 1, skip_new_from_holder=True)
+        return self.view(receiver, self.latest[receiver] + 1, skip_new_adds_of_holder=True)
 
     def next_view(self, holder: Side) -> CommitmentView:
         """The commitment ``holder`` would get next, with every scheduled update."""
