@@ -676,3 +676,48 @@ def test_messages_for_another_channel_rejected() -> None:
     with pytest.raises(PeerError, match="shutdown for another channel_id"):
         b.channel.recv_shutdown({"channel_id": other, "scriptpubkey": p2wpkh(b"A")})
     b.channel.recv_update_add_htlc(msg)
+
+
+class NotAShachainSigner(LocalSigner):
+    """A peer whose per-commitment secrets are independent (each matches its
+    point, but they do not come from one BOLT 3 shachain)."""
+
+    def per_commitment_secret(self, n: int) -> bytes:
+        super().per_commitment_secret(n)           # keep the revocation rule
+        return sha256(b"independent" + bytes([n]))
+
+    def per_commitment_point(self, n: int) -> bytes:
+        from common.keyderive import pubkey_from_secret
+        return pubkey_from_secret(sha256(b"independent" + bytes([n])))
+
+
+def test_secrets_not_from_a_shachain_rejected() -> None:
+    from channeld.core.testing import party_config
+    from bitcoin.tx import OutPoint
+    sa, sb = LocalSigner.from_seed(b"shaA"), NotAShachainSigner.from_seed(b"shaB")
+    ca, cb = party_config(sa), party_config(sb)
+    out = OutPoint(sha256(b"f"), 0)
+    from channeld.core import ChannelType
+    A = Channel.new(ChannelParams(out, 1_000_000, Side.LOCAL, ca, cb, ChannelType()), sa, push_msat=0,
+                    feerate_per_kw=2500, remote_first_per_commitment_point=sb.per_commitment_point(0))
+    B = Channel.new(ChannelParams(out, 1_000_000, Side.REMOTE, cb, ca, ChannelType()), sb, push_msat=0,
+                    feerate_per_kw=2500, remote_first_per_commitment_point=sa.per_commitment_point(0))
+    B.recv_initial_commitment_sig(A.initial_remote_commitment_sig())
+    A.recv_initial_commitment_sig(B.initial_remote_commitment_sig())
+    B.recv_channel_ready(rt(A.channel_ready_msg()))
+    A.recv_channel_ready(rt(B.channel_ready_msg()))
+    a, b = Node("A", sa, A), Node("B", sb, B)
+    p = Pipe(a, b)
+    with pytest.raises(PeerError, match="not from one shachain"):
+        for i in range(8):            # the first secrets may happen to be storable
+            p.send("A", add(a, 1_000_000, bytes([i]) * 32))
+            p.deliver_all()
+
+
+def test_revoke_and_ack_with_invalid_secret_rejected() -> None:
+    a, b, cs = _with_htlcs()
+    b.channel.recv_commitment_signed(cs)
+    b.channel.mark_persisted()
+    good = rt(b.channel.revoke().message)
+    with pytest.raises(PeerError, match="does not match"):
+        a.channel.recv_revoke_and_ack(dict(good, per_commitment_secret=bytes(32)))
