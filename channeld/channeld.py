@@ -26,6 +26,7 @@ from .hsm_signer import HsmSigner
 from .summary import changes_json, summary
 
 MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
+MODE_EXPORT_ONCHAIN = 4      # only to answer channeld_export_onchain (funding spent)
 COMMIT_DELAY = 0.01          # batch updates into one commitment (Core Lightning's commit-time)
 TEMPORARY_CHANNEL_FAILURE = 0x1007
 FAILED_STATES = (ChannelState.CLOSED,)
@@ -45,6 +46,7 @@ class ChannelDaemon:
         "channeld_shutdown": "handle_shutdown",
         "channeld_feerates": "handle_feerates",
         "channeld_sign_last_tx": "handle_sign_last_tx",
+        "channeld_export_onchain": "handle_export_onchain",
     }
 
     def __init__(self, d: Daemon) -> None:
@@ -191,8 +193,9 @@ class ChannelDaemon:
             oc = self.schema.decode(i["open_msg"]).fields
             self.ch = await opening.open_as_fundee(self, cfg, oc)
             self.billboard("Funding signed: waiting for the funding transaction to confirm")
-        elif i["mode"] == MODE_SIGN_LAST:
-            # only to sign our latest commitment for the master (peer gone)
+        elif i["mode"] in (MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
+            # only to sign our latest commitment for the master (peer gone),
+            # or to export the channel for onchaind
             self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
             self._revalidate()
             await self.master.wait_closed()
@@ -530,6 +533,8 @@ class ChannelDaemon:
                 self._after_progress()
 
     async def handle_sign_last_tx(self, msg: Msg) -> None:
+        await self.init_event.wait()
+        await asyncio.sleep(0)   # mode 3: let run() (woken first by init) load the channel
         ch = self.ch
         async with self.lock:
             try:
@@ -540,6 +545,20 @@ class ChannelDaemon:
                 self.master.send("channeld_sign_last_tx_fail", {"reason": str(e)})
                 return
         self.master.send("channeld_sign_last_tx_reply", {"tx": tx.serialize()})
+
+    async def handle_export_onchain(self, msg: Msg) -> None:
+        """The channel as onchaind needs it (channeld/onchain_export.py)."""
+        from .onchain_export import export_onchain
+        await self.init_event.wait()
+        await asyncio.sleep(0)   # let run() (woken first by init) load the channel
+        try:
+            ch = self.ch or Channel.from_dict(json.loads(self.init["core_json"]), HsmSigner(self.hsm),
+                                              fee_bounds=self.fee_bounds)
+            doc = export_onchain(ch)
+        except (UsageError, SignerError, KeyError, ValueError) as e:
+            self.master.send("channeld_export_onchain_fail", {"reason": str(e)})
+            return
+        self.master.send("channeld_export_onchain_reply", {"json": json.dumps(doc)})
 
 
 async def main(d: Daemon) -> None:

@@ -66,6 +66,7 @@ class ChannelRecord:
     # not stored
     subd: "Subd | None" = None
     billboard: str | None = None
+    onchain_status: list[str] = field(default_factory=list)   # onchaind's, one line per output
 
     @property
     def scid(self) -> ShortChannelId | None:
@@ -148,7 +149,7 @@ class ChannelRecord:
             "their_to_self_delay": s.get("their_to_self_delay", 0), "our_to_self_delay": s.get("our_to_self_delay", 0),
             "max_accepted_htlcs": s.get("our_max_accepted_htlcs", 0),
             "state_changes": list(self.state_changes),
-            "status": [self.billboard] if self.billboard else [],
+            "status": list(self.onchain_status) or ([self.billboard] if self.billboard else []),
             "htlcs": [{"direction": h["direction"], "id": h["id"], "amount_msat": h["amount_msat"],
                        "expiry": h["expiry"], "payment_hash": h["payment_hash"], "state": h["state"]}
                       for h in s.get("htlcs", [])],

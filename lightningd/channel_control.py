@@ -443,8 +443,9 @@ class ChannelControl:
                 depth = height - c.funding_height + 1
                 if depth <= max(c.minimum_depth, 6) + 1:
                     c.subd.send("channeld_funding_depth", {"depth": depth, "scid": c.scid.to_int() if c.scid else 0})
-            if c.spend_height is not None and c.state in (C.FUNDING_SPEND_SEEN, C.ONCHAIN) and \
-                    height - c.spend_height + 1 >= IRREVOCABLE_DEPTH:
+            if not self.on_funding_spent and c.spend_height is not None and \
+                    c.state in (C.FUNDING_SPEND_SEEN, C.ONCHAIN) and height - c.spend_height + 1 >= IRREVOCABLE_DEPTH:
+                # (nobody resolves on chain: onchain_control closes it once onchaind is done)
                 self.set_state(c, C.CLOSED, "onchain", "funding spend irrevocably resolved")
 
     def _funding_spent(self, rec: ChannelRecord) -> None:

@@ -179,6 +179,23 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX invoices_expiry ON invoices (state, expires_at);
     """,
+    # onchaind (lightningd/onchain_control.py): its saved state per channel,
+    # and the transactions of each channel's resolution (replayed to it)
+    """
+    CREATE TABLE onchain_state (
+        dbid INTEGER PRIMARY KEY,          -- channels.dbid
+        state_json TEXT NOT NULL,          -- onchaind's saved state (onchaind/onchaind.py)
+        status_json TEXT NOT NULL          -- listpeerchannels status lines (JSON list of strings)
+    );
+    CREATE TABLE onchain_txs (
+        dbid INTEGER NOT NULL,             -- channels.dbid
+        txid BLOB NOT NULL,                -- internal byte order
+        raw BLOB NOT NULL,
+        height INTEGER NOT NULL,           -- block it is in (rows of blocks reorged out are deleted)
+        level INTEGER NOT NULL,            -- 1: spends the funding output, 2: an output of a level-1 tx, 3...
+        PRIMARY KEY (dbid, txid)
+    );
+    """,
 ]
 
 

@@ -345,6 +345,39 @@ class HtlcEngine:
         if payment_id is not None:
             self.ld.payments.payment_failed(payment_id, reason, code)
 
+    # ------------------------------------------------------------------ outgoing results learned on chain (onchaind)
+    def onchain_preimage(self, channel_dbid: int, payment_hash: bytes, preimage: bytes) -> None:
+        """onchaind took `preimage` from the peer's spend of our HTLC output:
+        our offered HTLCs with that hash are fulfilled (call inside a db transaction)."""
+        rec = self.ld.channels.channels.get(channel_dbid)
+        if rec is None:
+            return
+        for (htlc_id,) in self.db.query("SELECT htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' "
+                                        "AND payment_hash = ? AND state = 'offered'", (channel_dbid, payment_hash)):
+            self._outgoing_fulfilled(rec, htlc_id, preimage)
+
+    def onchain_htlc_failed(self, channel_dbid: int, htlc_id: int) -> None:
+        """Our offered HTLC timed out on chain (or is in no commitment that
+        confirmed): a forward fails upstream with permanent_channel_failure,
+        our payment fails (call inside a db transaction)."""
+        row = self.db.one("SELECT id, origin, payment_id, state FROM htlcs WHERE channel_dbid = ? AND "
+                          "direction = 'out' AND htlc_id = ?", (channel_dbid, htlc_id))
+        if row is None or row[3] in ("failed", "fulfilled"):
+            return
+        out_id, origin, payment_id, _ = row
+        code = int(F.PERMANENT_CHANNEL_FAILURE)
+        now = time.time()
+        self.db.execute("UPDATE htlcs SET state = 'failed', failure_code = ?, resolved_time = ? WHERE id = ?",
+                        (code, now, out_id))
+        if origin is not None:
+            self._fail(origin, self._ss(origin), code, b"", commit=False)
+            self.db.execute("UPDATE forwards SET status = 'failed', failcode = ?, failreason = ?, resolved_time = ? "
+                            "WHERE in_htlc = ?", (code, "WIRE_PERMANENT_CHANNEL_FAILURE", now, origin))
+            asyncio.get_running_loop().call_soon(self._send_resolution, origin)
+            asyncio.get_running_loop().call_soon(self._notify_forward, origin)
+        if payment_id is not None:
+            self.ld.payments.payment_failed(payment_id, None, code)
+
     # ------------------------------------------------------------------ resolving incoming HTLCs
     def _fulfill_incoming(self, row_id: int, preimage: bytes, commit: bool = True) -> None:
         def do() -> None:

@@ -75,6 +75,8 @@ class LightningD:
         from .payments import Payments
         self.htlcs = HtlcEngine(self)
         self.payments = Payments(self)
+        from .onchain_control import OnchainControl
+        self.onchain = OnchainControl(self)
         self._channel_peers: set[bytes] = set()
         self._reconnecting: set[bytes] = set()
         self.node_id = b""
@@ -222,6 +224,7 @@ class LightningD:
         await self.rpc.listen(self.cfg.rpc_path(), mode)
         await self.plugins.init_all()
         await self._start_chain()
+        await self.onchain.start()
         self.htlcs.restart()
         for rec in self.channels.channels.values():
             self.gossipd.local_channel(rec)
@@ -249,6 +252,7 @@ class LightningD:
         self.topology.listeners.append(self.wallet)
         self.topology.listeners.append(self.channels)
         self.topology.listeners.append(self.gossipd)
+        self.topology.listeners.append(self.onchain)
         self.topology.on_new_tip.append(self.gossipd.new_blockheight)
         self.topology.on_new_tip.append(self._on_new_tip)
         try:

@@ -112,8 +112,11 @@ def test_every_schema_message_has_a_receiver():
     hsmd_requests = set(REQUIRED_CAP)
     from channeld.channeld import ChannelDaemon
     from lightningd.channel_control import ChannelControl
+    from lightningd.onchain_control import OnchainControl
+    from onchaind.onchaind import Onchaind
     pairs = {
         "channeld": (set(ChannelDaemon.MASTER_HANDLERS), set(ChannelControl.HANDLERS)),
+        "onchaind": (set(Onchaind.MASTER_HANDLERS), set(OnchainControl.HANDLERS)),
         "connectd": (set(Connectd.MASTER_HANDLERS), set(ConnectControl.HANDLERS)),
         "gossipd": (set(Gossipd.MASTER_HANDLERS), set(GossipControl.HANDLERS)),
         "hsmd": (hsmd_requests, set(HsmControl.HANDLERS)),
