@@ -142,6 +142,8 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     temp_id = oc["temporary_channel_id"]
     d.temp_id = temp_id
     ct = check_open_channel(d, oc, cfg)
+    if d.announcer is not None:
+        d.announcer.enabled = bool(oc["channel_flags"] & 1)   # the funder decides
     funding_sat = oc["funding_satoshis"]
     ours = OurConfig(**cfg["our"])
     upfront = bytes.fromhex(cfg.get("upfront_shutdown_script", ""))

@@ -23,7 +23,7 @@ from common.scid import ShortChannelId
 from wire import DecodeError, bolt_schema
 from wire.internal import internal_schema
 
-from .graph import ACCEPTED
+from .graph import ACCEPTED, U_OFF, U_TS
 from .manager import GossipManager
 from .queries import (TimestampFilter, answer_query_short_channel_ids, filtered_gossip, gossip_timestamp_filter,
                       parse_reply_channel_range, query_channel_range, query_short_channel_ids, reply_channel_range)
@@ -89,7 +89,6 @@ class Gossipd:
         self.master.start()
         if self.hsm is not None:
             self.hsm.start()
-        asyncio.ensure_future(self._broadcaster())
         await self.master.wait_closed()
         if self.mgr is not None and self.mgr.store is not None:
             self.mgr.store.close()
@@ -102,7 +101,7 @@ class Gossipd:
         if msg["dev_fast_gossip"]:
             self.interval = FAST_BROADCAST_INTERVAL
         store = GossipStore.open(STORE_FILE)
-        if store.report:
+        if store.report and (store.report.truncated_bytes or store.report.reason):
             self.status.unusual(f"gossip store: {store.report}")
         self.mgr = GossipManager(store, self.chain_hash)
         t0 = time.monotonic()
@@ -111,6 +110,7 @@ class Gossipd:
         self.status.info(f"gossip store loaded: {stats.channels} channels, {stats.nodes} nodes, "
                          f"{stats.updates} updates in {time.monotonic() - t0:.2f}s")
         self.master.send("gossipd_init_reply", {})
+        asyncio.ensure_future(self._broadcaster())   # now that the interval is known
 
     def handle_connectd_link(self, msg: Msg) -> None:
         if len(msg.fds) != 1:
@@ -139,6 +139,10 @@ class Gossipd:
         assert mgr is not None
         scid = f["scid"]
         now = int(time.time())
+        if f["announcement"] and mgr.graph.has_channel(scid) and mgr.graph.is_private(scid):
+            # it was private until both sides signed the announcement: replace it
+            mgr.graph.remove_channel(scid)
+            mgr._forget([scid])
         if not mgr.graph.has_channel(scid):
             if f["announcement"]:
                 try:
@@ -263,6 +267,7 @@ class Gossipd:
 
     def handle_peer_connected(self, msg: Msg) -> None:
         p = PeerGossip(msg["id"], msg["features"])
+        self.status.debug(f"peer connected (gossip_queries: {p.queries})", p.id)
         self.peers[p.id] = p
         if p.queries:
             # everything it has (initial sync), then new gossip as it comes
@@ -283,6 +288,7 @@ class Gossipd:
             self._warn(peer_id, f"malformed gossip: {e}")
             return
         now = int(time.time())
+        self.status.debug(f"gossip {name}", peer_id)
         try:
             if name == "channel_announcement":
                 scid = mgr.handle_channel_announcement(raw, now)
@@ -339,6 +345,20 @@ class Gossipd:
             ok = self.mgr.handle_txout(scid, None, None, True)
         if ok:
             self._queue(raw, ts)
+            self._queue_known(scid)
+
+    def _queue_known(self, scid: int) -> None:
+        """Updates and node announcements the manager held until the channel
+        was accepted were applied without us: relay them too."""
+        g = self.mgr.graph
+        for d in (0, 1):
+            h = g.half(scid, d)
+            if h is not None and h[U_OFF] >= 0:
+                self._queue(self.mgr.message(h[U_OFF]), h[U_TS])
+        for node in g.channel_nodes(scid):
+            na = g.node_announcement(node)
+            if na is not None and na[5] >= 0:
+                self._queue(self.mgr.message(na[5]), na[0])
 
     # ------------------------------------------------------------------ relay
     def _queue(self, raw: bytes, ts: int) -> None:
@@ -350,6 +370,9 @@ class Gossipd:
         while True:
             await asyncio.sleep(self.interval)
             batch, self.to_broadcast = self.to_broadcast, []
+            if batch:
+                self.status.debug(f"relaying {len(batch)} messages to {len(self.peers)} peers "
+                                  f"({sum(p.filter is not None for p in self.peers.values())} with a filter)")
             for p in list(self.peers.values()):
                 if p.filter is None:
                     continue

@@ -19,7 +19,8 @@ from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
-from .hsm_control import CAP_COMMITMENT_POINT, CAP_ECDH, CAP_SIGN_CLOSING_TX, CAP_SIGN_REMOTE_TX
+from .hsm_control import (CAP_COMMITMENT_POINT, CAP_ECDH, CAP_SIGN_CLOSING_TX, CAP_SIGN_GOSSIP,
+                          CAP_SIGN_REMOTE_TX)
 from .subd import Subd
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 # ECDH: channeld computes each incoming HTLC's onion shared secret (as Core Lightning's)
-CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX | CAP_ECDH
+# SIGN_GOSSIP: channeld signs its channel's announcement (node and funding keys)
+CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX | CAP_ECDH | CAP_SIGN_GOSSIP
 IRREVOCABLE_DEPTH = 100
 
 

@@ -209,6 +209,11 @@ class OnchainControl:
             self._send(r, "onchaind_block", {"height": height})
             self._send_preimages(r)
             self._broadcast_due(r)
+            if r.rec.spend_txid is None:
+                # a reorg took the funding spend away: if it is ours, send it again
+                for raw in (r.rec.last_tx, r.rec.closing_tx):
+                    if raw is not None and Tx.parse(raw).txid() == r.spend_txid:
+                        asyncio.ensure_future(self._rebroadcast(r.rec, raw, "funding spend"))
         self._check_deadlines(height)
 
     # ------------------------------------------------------------------ spawning
@@ -483,7 +488,7 @@ class OnchainControl:
     def _check_deadlines(self, height: int) -> None:
         for rec in list(self.ld.channels.channels.values()):
             if rec.state == C.AWAITING_UNILATERAL and rec.last_tx is not None:
-                asyncio.ensure_future(self._rebroadcast_commitment(rec))
+                asyncio.ensure_future(self._rebroadcast(rec, rec.last_tx, "our commitment"))
                 continue
             htlcs = rec.summary.get("htlcs") or []
             if rec.state not in C.ACTIVE or not htlcs or rec.dbid in self._going_onchain:
@@ -512,11 +517,10 @@ class OnchainControl:
             self.ld.log.broken(f"channel {rec.dbid}: cannot go on chain: {e}")
             self._going_onchain.discard(rec.dbid)
 
-    async def _rebroadcast_commitment(self, rec: "ChannelRecord") -> None:
-        assert rec.last_tx is not None
-        res = await self.ld.backend.sendrawtransaction(rec.last_tx.hex())
+    async def _rebroadcast(self, rec: "ChannelRecord", raw: bytes, what: str) -> None:
+        res = await self.ld.backend.sendrawtransaction(raw.hex())
         if not res.get("success"):
-            self.ld.log.debug(f"channel {rec.dbid}: rebroadcast of our commitment: {res.get('errmsg')}")
+            self.ld.log.debug(f"channel {rec.dbid}: rebroadcast of {what}: {res.get('errmsg')}")
 
 
 def _hex(txid: bytes | None) -> str:

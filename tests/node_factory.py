@@ -96,6 +96,7 @@ class LightningNode:
             "dev-bitcoind-poll": 1,
             "dev-subdaemon-restart-delay": 0,
             "dev-allow-localhost": None,
+            "dev-fast-gossip": None,
             "alias": f"node{num}",
         }
         self.options.update(options)
