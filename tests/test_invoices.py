@@ -274,7 +274,7 @@ def test_waitone_paid_expired_deleted(tmp_path):
     async def main():
         invs = Invoices(ld, start_tasks=False)
         h = bytes.fromhex(new_invoice(invs, "p")["payment_hash"])
-        new_invoice(invs, "e", expiry=1)
+        new_invoice(invs, "e", expiry=3)   # long enough to be pending below, even on a loaded machine
         new_invoice(invs, "d")
         wp = asyncio.ensure_future(invs.wait_one("p"))
         we = asyncio.ensure_future(invs.wait_one("e"))
@@ -292,7 +292,7 @@ def test_waitone_paid_expired_deleted(tmp_path):
             await wd
         assert (e.value.code, e.value.message) == (-1, "Invoice deleted during wait")
         with pytest.raises(InvoiceError) as e:
-            await asyncio.wait_for(we, 5)
+            await asyncio.wait_for(we, 10)
         assert e.value.code == 903 and e.value.data["status"] == "expired" and e.value.data["label"] == "e"
         with pytest.raises(InvoiceError) as e:
             await invs.wait_one("nope")

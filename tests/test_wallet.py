@@ -219,8 +219,10 @@ def test_backend_outage_and_recovery(node_factory):
     chain = l1.chain
     h = l1.rpc.getinfo()["blockheight"]
     chain.stop()
-    # the node keeps answering while the backend is gone
+    # the node keeps answering while the backend is gone, and says so once
     assert l1.rpc.getinfo()["blockheight"] == h
+    wait_for(lambda: any("unavailable" in e.get("log", "") for e in l1.rpc.getlog("unusual")["log"]))
+    assert l1.rpc.getinfo()["id"] == l1.node_id
     chain.start()
     chain.mine(2)
     wait_for(lambda: l1.rpc.getinfo()["blockheight"] == h + 2, timeout=60)
