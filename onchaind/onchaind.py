@@ -31,6 +31,7 @@ from bitcoin.script import p2pkh_script_code
 from bitcoin.tx import SIGHASH_ALL, OutPoint, Tx, TxIn, TxOut
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg, RequestFailed
+from common.msgconn import ConnectionClosed
 from common.sync_hsm import SyncHsm
 from wire.internal import internal_schema
 
@@ -129,8 +130,10 @@ class Onchaind:
 
     def _on_error(self, e: Exception) -> None:
         # A bug, or the master sent something we cannot use: exit failing, so
-        # the master restarts us from the last stored state.
-        self._failure = e
+        # the master restarts us from the last stored state.  The master
+        # closing the link (a request cut short) is the normal end.
+        if not isinstance(e, ConnectionClosed):
+            self._failure = e
         self._finished.set()
 
     async def run(self) -> None:

@@ -97,14 +97,15 @@ def wallet_outputs(node):
     return {(o["txid"], o["output"]): o["amount_msat"] // 1000 for o in node.rpc.listfunds()["outputs"]}
 
 
-def check_accounting(nodes, funding_txid, funding_outnum, start, label):
+def check_accounting(nodes, funding, start, label):
     """The leaves of the spend tree are the nodes' wallet coins and, with the
-    fees, add up to the capacity.  Prints each tx's fee and height."""
-    txs, leaves = spend_tree(nodes[0], funding_txid, funding_outnum, start)
+    fees, add up to the capacity.  Prints each tx's fee and height.
+    `nodes`: {name: node}; `funding`: the channel (listpeerchannels)."""
+    txs, leaves = spend_tree(next(iter(nodes.values())), funding["funding_txid"], funding["funding_outnum"], start)
     owned = {}
-    for i, n in enumerate(nodes):
+    for name, n in nodes.items():
         for op in wallet_outputs(n):
-            owned[op] = f"l{i + 1}"
+            owned[op] = name
     fees = sum(f for _, _, f in txs)
     assert sum(leaves.values()) + fees == CAPACITY
     for op, v in leaves.items():
@@ -171,7 +172,266 @@ def test_our_and_their_unilateral_without_htlcs(node_factory):
     wait_closed(l1, l2)
     wait_closed(l2, l1)
     print(f"\n[our/their unilateral] l1 closed {height(l1) - conf + 1} blocks after the commitment confirmed")
-    txs, leaves, owned = check_accounting([l1, l2], funding["funding_txid"], funding["funding_outnum"], start,
-                                          "our/their unilateral, no HTLCs")
+    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "our/their unilateral, no HTLCs")
     assert len(txs) == 3          # commitment, to_local sweep, to_remote sweep
     assert sorted(owned[op] for op in leaves) == ["l1", "l2"]
+
+
+def send_htlc(src, dst, amount_msat, preimage, delay):
+    """src pays dst directly with a hash dst has no invoice for (the hold
+    plugin keeps it); returns the payment hash (hex)."""
+    h = sha256(preimage).hex()
+    route = [{"id": dst.node_id, "channel": channel(src, dst)["short_channel_id"], "amount_msat": amount_msat,
+              "delay": delay}]
+    src.rpc.sendpay(route, h)
+    return h
+
+
+def held(node):
+    return node.rpc.call("holdhtlcs-list")["held"]
+
+
+def pay_status(node, h):
+    pays = node.rpc.listsendpays(payment_hash=h)["payments"]
+    return pays[0]["status"] if pays else None
+
+
+def test_our_unilateral_with_htlcs_both_ways(node_factory):
+    """l1 goes on chain (close timing out: l2 is there but HTLCs are held)
+    with an HTLC each way: l1 claims l2's HTLC with its HTLC-success tx, l2
+    claims l1's HTLC directly from l1's commitment; each learns the other's
+    preimage on chain and its payment completes.  Second-stage outputs are
+    swept after the delay."""
+    l1, l2 = node_factory.get_nodes(2, opts=dict(OPTS, plugin=HOLD))
+    fund(l1)
+    open_channel(l1, l2, CAPACITY, push_msat=400_000_000)
+    funding = channel(l1, l2)
+    pa, pb = os.urandom(32), os.urandom(32)
+    ha = send_htlc(l1, l2, 100_000_000, pa, 14)
+    hb = send_htlc(l2, l1, 50_000_000, pb, 30)
+    wait_for(lambda: held(l2) == [ha] and held(l1) == [hb])
+    start = height(l1)
+    assert l1.rpc.close(l2.node_id, unilateraltimeout=1)["type"] == "unilateral"
+    # channeld is gone: these preimages can only travel on chain
+    l1.rpc.call("holdhtlcs-release", [hb, pb.hex()])
+    wait_mempool(l1)
+    mine(l1, 1, l1, l2)
+    conf = height(l1)
+    wait_for(lambda: state(l1, l2) == "ONCHAIN" and state(l2, l1) == "ONCHAIN")
+    # l1's HTLC-success tx goes out at once; l2 claims its HTLC directly
+    l2.rpc.call("holdhtlcs-release", [ha, pa.hex()])
+    wait_for(lambda: any("OUR_HTLC_SUCCESS_TX" in s and "broadcast" in s for s in status(l1, l2)))
+    wait_mempool(l1, 3)      # l1's HTLC-success, l2's HTLC claim and to_remote sweep
+    mine(l1, 1, l1, l2)
+    wait_for(lambda: pay_status(l2, hb) == "complete" and pay_status(l1, ha) == "complete")
+    assert l1.rpc.listsendpays(payment_hash=ha)["payments"][0]["payment_preimage"] == pa.hex()
+    assert l2.rpc.listsendpays(payment_hash=hb)["payments"][0]["payment_preimage"] == pb.hex()
+    # l1's to_local, then its HTLC-success output, after the delay
+    mine(l1, DELAY + 1, l1, l2)
+    wait_for(lambda: not mempool(l1))
+    last = height(l1)
+    mine_many(l1, 100, l1, l2)
+    wait_closed(l1, l2)
+    wait_closed(l2, l1)
+    print(f"\n[HTLCs both ways] last sweep mined within {last - conf + 1} blocks of the commitment")
+    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "our unilateral, HTLCs both ways")
+    # commitment, HTLC-success + its sweep, to_local sweep, l2's direct HTLC claim, l2's to_remote sweep
+    assert len(txs) == 6
+
+
+def test_receiver_vanished_htlc_times_out_on_chain(node_factory):
+    """l2 takes an HTLC and vanishes: at cltv_expiry + 1 l1 goes on chain by
+    itself, times the HTLC out with its HTLC-timeout tx and the payment fails
+    once that is 3 deep.  (l2 comes back at the end to sweep its balance.)"""
+    l1, l2 = node_factory.get_nodes(2, opts=[OPTS, dict(OPTS, plugin=HOLD)])
+    fund(l1)
+    open_channel(l1, l2, CAPACITY, push_msat=200_000_000)
+    funding = channel(l1, l2)
+    preimage = os.urandom(32)
+    h = send_htlc(l1, l2, 150_000_000, preimage, 10)
+    wait_for(lambda: held(l2) == [h])
+    expiry = channel(l1, l2)["htlcs"][0]["expiry"]
+    start = height(l1)
+    l2.may_fail = True
+    l2.kill()
+    wait_for(lambda: not l1.is_connected(l2))
+    mine_many(l1, expiry - height(l1), l1)
+    assert state(l1, l2) == "CHANNELD_NORMAL" and not mempool(l1)
+    mine(l1, 1, l1)                          # expiry + 1: the deadline
+    wait_for(lambda: state(l1, l2) == "AWAITING_UNILATERAL")
+    wait_mempool(l1)
+    mine(l1, 1, l1)
+    conf = height(l1)
+    wait_for(lambda: state(l1, l2) == "ONCHAIN")
+    wait_mempool(l1)                          # the HTLC-timeout tx (locktime expiry: valid now)
+    mine(l1, 1, l1)
+    assert pay_status(l1, h) == "pending"
+    mine(l1, 2, l1)                           # 3 confirmations
+    wait_for(lambda: pay_status(l1, h) == "failed")
+    failed_at = height(l1)
+    pay = l1.rpc.listsendpays(payment_hash=h)["payments"][0]
+    assert pay["status"] == "failed"
+    mine(l1, DELAY, l1)
+    wait_for(lambda: not mempool(l1))
+    l2.start()
+    wait_for(lambda: state(l2, l1) == "ONCHAIN")
+    wait_mempool(l1)
+    mine(l1, 1, l1, l2)
+    last = height(l1)
+    mine_many(l1, 100, l1, l2)
+    wait_closed(l1, l2)
+    wait_closed(l2, l1)
+    print(f"\n[receiver vanished] deadline at {expiry + 1}, commitment mined at +{conf - expiry - 1}, payment "
+          f"failed {failed_at - conf} blocks after it; last sweep at +{last - conf} blocks")
+    txs, _, _ = check_accounting({"l1": l1, "l2": l2}, funding, start, "receiver vanished: HTLC timed out")
+    assert len(txs) == 5      # commitment, HTLC-timeout + its sweep, to_local sweep, l2's to_remote sweep
+
+
+def test_revoked_commitment_with_htlcs_is_punished(node_factory):
+    """l1 keeps a signed commitment holding an HTLC each way, the HTLCs are
+    then failed (the commitment revoked), and l1 broadcasts it: l2 takes
+    l1's balance and both HTLC outputs with penalty txs at once, and sweeps
+    its own balance: l2 ends with the whole capacity minus fees."""
+    l1, l2 = node_factory.get_nodes(2, opts=dict(OPTS, plugin=HOLD))
+    fund(l1)
+    open_channel(l1, l2, CAPACITY, push_msat=300_000_000)
+    funding = channel(l1, l2)
+    hx = send_htlc(l1, l2, 120_000_000, os.urandom(32), 30)
+    hy = send_htlc(l2, l1, 80_000_000, os.urandom(32), 30)
+    wait_for(lambda: held(l2) == [hx] and held(l1) == [hy])
+    old = l1.rpc.call("dev-sign-last-tx", [l2.node_id])["tx"]
+    l2.rpc.call("holdhtlcs-fail", [hx])
+    l1.rpc.call("holdhtlcs-fail", [hy])
+    wait_for(lambda: not channel(l1, l2)["htlcs"] and not channel(l2, l1)["htlcs"])
+    wait_for(lambda: pay_status(l1, hx) == "failed" and pay_status(l2, hy) == "failed")
+    start = height(l1)
+    l1.chain.rpc.sendrawtransaction(old)
+    mine(l1, 1, l1, l2)
+    conf = height(l1)
+    wait_for(lambda: state(l2, l1) == "ONCHAIN")
+    wait_for(lambda: any("THEIR_REVOKED_UNILATERAL" in s for s in status(l2, l1)))
+    wait_mempool(l1, 4)           # three penalty txs and the to_remote sweep
+    mine(l1, 1, l1, l2)
+    wait_for(lambda: not mempool(l1))
+    assert all("OUR_PENALTY_TX" in s or "FUNDING" in s or "swept to the wallet" in s or "OUTPUT_TO_US" in s
+               for s in status(l2, l1)), status(l2, l1)
+    mine_many(l1, 99, l1, l2)
+    wait_closed(l2, l1)
+    print(f"\n[revoked] penalties mined 1 block after the revoked commitment; l2 closed "
+          f"{height(l1) - conf + 1} blocks after it")
+    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "revoked commitment: penalty")
+    assert set(owned[op] for op in leaves) == {"l2"}
+    assert len(txs) == 5
+
+
+def test_onchain_preimage_completes_upstream_forward(node_factory):
+    """l1 -> l2 -> l3, l3 holds the HTLC; l3 goes on chain, then reveals the
+    preimage in its HTLC-success tx: l2 learns it from the chain and
+    fulfils l1's HTLC off-chain, so l1's payment completes."""
+    l1, l2, l3 = node_factory.get_nodes(3, opts=[OPTS, OPTS, dict(OPTS, plugin=HOLD)])
+    fund(l1)
+    fund(l2)
+    open_channel(l1, l2, CAPACITY)
+    open_channel(l2, l3, CAPACITY)
+    funding = channel(l2, l3)
+    preimage = os.urandom(32)
+    h = sha256(preimage).hex()
+    amount = 100_000_000
+    route = [{"id": l2.node_id, "channel": channel(l1, l2)["short_channel_id"], "amount_msat": amount + 10_000,
+              "delay": 60},
+             {"id": l3.node_id, "channel": funding["short_channel_id"], "amount_msat": amount, "delay": 20}]
+    l1.rpc.sendpay(route, h)
+    wait_for(lambda: held(l3) == [h])
+    start = height(l2)
+    assert l3.rpc.close(l2.node_id, unilateraltimeout=1)["type"] == "unilateral"
+    wait_mempool(l3)
+    mine(l3, 1, l1, l2, l3)
+    conf = height(l3)
+    wait_for(lambda: state(l2, l3) == "ONCHAIN" and state(l3, l2) == "ONCHAIN")
+    assert pay_status(l1, h) == "pending"
+    l3.rpc.call("holdhtlcs-release", [h, preimage.hex()])     # its channeld is gone: on chain only
+    mine(l3, 1, l1, l2, l3)                                   # l3's onchaind gets the preimage
+    wait_for(lambda: any("OUR_HTLC_SUCCESS_TX" in s and "broadcast" in s for s in status(l3, l2)))
+    wait_mempool(l3, 2)                                       # HTLC-success and l2's to_remote sweep
+    mine(l3, 1, l1, l2, l3)
+    wait_for(lambda: pay_status(l1, h) == "complete")
+    learned = height(l3)
+    assert l1.rpc.listsendpays(payment_hash=h)["payments"][0]["payment_preimage"] == preimage.hex()
+    wait_for(lambda: l2.rpc.listforwards()["forwards"][0]["status"] == "settled")
+    wait_for(lambda: channel(l1, l2)["htlcs"] == [] and channel(l1, l2)["to_us_msat"] < CAPACITY * 1000 - amount)
+    mine(l3, DELAY + 1, l1, l2, l3)
+    wait_for(lambda: not mempool(l3))
+    last = height(l3)
+    mine_many(l3, 100, l1, l2, l3)
+    wait_closed(l2, l3)
+    wait_closed(l3, l2)
+    print(f"\n[forward] preimage revealed {learned - conf} blocks after l3's commitment; l1's payment completed "
+          f"then; last sweep at +{last - conf}")
+    txs, _, _ = check_accounting({"l2": l2, "l3": l3}, funding, start, "l2-l3 on chain, preimage completes the forward")
+    assert len(txs) == 4      # commitment, HTLC-success + its sweep, l2's to_remote sweep (l3 had no balance)
+
+
+def test_restart_and_reorg_during_resolution(node_factory):
+    """l1 restarts while waiting to sweep its to_local (onchaind comes back
+    from its saved state); after the sweep is mined, a reorg takes the
+    commitment's block away and the commitment is mined 2 blocks later:
+    the sweep waits for the new delay, is sent again and mined."""
+    l1, l2 = node_factory.get_nodes(2, opts=OPTS)
+    fund(l1)
+    open_channel(l1, l2, CAPACITY, push_msat=100_000_000)
+    funding = channel(l1, l2)
+    l2.stop()
+    start = height(l1)
+    l1.rpc.close(l2.node_id, unilateraltimeout=1)
+    commitment = wait_mempool(l1)
+    mine(l1, 1, l1)
+    conf = height(l1)
+    wait_for(lambda: state(l1, l2) == "ONCHAIN")
+    mine(l1, 2, l1)
+    wait_for(lambda: any(f"waiting {DELAY - 3} more blocks" in s for s in status(l1, l2)))
+    l1.restart()
+    assert state(l1, l2) == "ONCHAIN"
+    wait_for(lambda: "onchaind" in l1.subdaemon_pids().keys())
+    mine(l1, DELAY - 4, l1)
+    assert not mempool(l1)
+    mine(l1, 1, l1)
+    sweep = wait_mempool(l1)
+    mine(l1, 1, l1)
+    assert not (sweep & mempool(l1))
+    # the reorg: the commitment's block goes; on the new chain (longer than
+    # the old one only from conf + 7) it is mined 4 blocks later
+    rpc = l1.chain.rpc
+    old_tip = height(l1)
+    rpc.invalidateblock(rpc.getblockhash(conf))
+    assert commitment <= mempool(l1)
+    empty = lambda n: [rpc.generateblock(l1.chain.faucet_address, []) for _ in range(n)]  # noqa: E731
+    empty(4)
+    mine(l1, 1)
+    reconf = height(l1)
+    assert reconf == conf + 4 and not (commitment & mempool(l1))
+    empty(old_tip + 1 - height(l1))
+    tip = old_tip + 1
+    wait_for(lambda: l1.rpc.getinfo()["blockheight"] == tip)
+    # the sweep is unconfirmed again, valid from reconf + DELAY: sent once
+    # the tip is one block before
+    txid = next(iter(sweep))
+    wait_for(lambda: any(f"DELAYED_OUTPUT_TO_US: unconfirmed OUR_DELAYED_RETURN_TO_WALLET {txid}" in s
+                         for s in status(l1, l2)))
+    mine(l1, reconf + DELAY - 2 - tip, l1)
+    assert not (sweep & mempool(l1))
+    mine(l1, 1, l1)
+    wait_for(lambda: sweep <= mempool(l1))
+    mine(l1, 1, l1)
+    swept = height(l1)
+    assert swept == reconf + DELAY
+    l2.start()
+    wait_for(lambda: state(l2, l1) == "ONCHAIN")
+    wait_mempool(l1)
+    mine(l1, 1, l1, l2)
+    mine_many(l1, 100, l1, l2)
+    wait_closed(l1, l2)
+    wait_closed(l2, l1)
+    print(f"\n[restart/reorg] commitment re-mined at +4 after a {old_tip - conf + 1}-block reorg, to_local swept "
+          f"{swept - reconf} blocks after it")
+    txs, _, _ = check_accounting({"l1": l1, "l2": l2}, funding, start, "restart and reorg")
+    assert len(txs) == 3
