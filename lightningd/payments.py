@@ -70,6 +70,9 @@ class Payments:
 
     def _decode(self, p: dict, onion: bytes | None, code: int | None) -> dict:
         route = json.loads(p["route"] or "[]")
+        if onion is not None and not p["shared_secrets"]:
+            # sendonion without shared_secrets: we cannot read the error
+            return {"erring_index": None, "failcode": None, "unparseable": True}
         if onion is None:
             # the first hop said our onion was malformed
             return {"erring_index": 0, "failcode": code or 0, "erring_node": self.ld.node_id.hex(),
@@ -176,6 +179,16 @@ class Payments:
                                 short_channel_id=ShortChannelId.parse(nxt["channel"]).to_int())
             hops.append((bytes.fromhex(hop["id"]), encode_payload(pl)))
         onion, secrets = create_onion(os.urandom(32), hops, payment_hash)
+        return await self.send_onion(chan, first["amount_msat"], base + first["delay"], onion, list(secrets),
+                                     payment_hash, partid, groupid, bytes.fromhex(final["id"]),
+                                     final["amount_msat"], total, bolt11, label, description, route)
+
+    async def send_onion(self, chan: "C.ChannelRecord", first_amount: int, first_cltv: int, onion: bytes,
+                         secrets: list[bytes] | None, payment_hash: bytes, partid: int, groupid: int,
+                         destination: bytes | None, amount_msat: int, total: int, bolt11: str | None,
+                         label: str | None, description: str | None, route: list[dict] | None) -> dict:
+        """Record the payment part, then offer the HTLC on the first hop."""
+        first = {"amount_msat": first_amount, "channel": str(chan.scid) if chan.scid else ""}
         now = int(time.time())
         with self.db.transaction():
             self.db.execute("DELETE FROM payments WHERE payment_hash = ? AND partid = ? AND groupid = ? AND "
@@ -184,13 +197,13 @@ class Payments:
                 "INSERT INTO payments(payment_hash, partid, groupid, destination, amount_msat, amount_sent_msat, "
                 "total_msat, status, created_at, bolt11, label, description, shared_secrets, route) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
-                (payment_hash, partid, groupid, bytes.fromhex(final["id"]), final["amount_msat"],
-                 first["amount_msat"], total, now, bolt11, label, description, b"".join(secrets), json.dumps(route)))
+                (payment_hash, partid, groupid, destination, amount_msat, first_amount, total, now, bolt11, label,
+                 description, b"".join(secrets) if secrets else None, json.dumps(route) if route else None))
             pid = cur.lastrowid
         from common.daemon_conn import RequestFailed
         try:
             r = await chan.subd.request("channeld_offer_htlc", {
-                "amount_msat": first["amount_msat"], "payment_hash": payment_hash, "cltv_expiry": base + first["delay"],
+                "amount_msat": first_amount, "payment_hash": payment_hash, "cltv_expiry": first_cltv,
                 "onion": onion, "blockheight": self.ld.blockheight}, timeout=30)
         except (RequestFailed, asyncio.TimeoutError, Exception) as e:
             reason = e.msg.fields.get("reason") if isinstance(e, RequestFailed) else str(e)
@@ -205,7 +218,7 @@ class Payments:
         with self.db.transaction():
             self.db.execute("INSERT INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
                             "cltv_expiry, state, payment_id, received_time) VALUES (?, ?, 'out', ?, ?, ?, 'offered', "
-                            "?, ?)", (chan.dbid, r["htlc_id"], first["amount_msat"], payment_hash, base + first["delay"],
+                            "?, ?)", (chan.dbid, r["htlc_id"], first_amount, payment_hash, first_cltv,
                                       pid, time.time()))
         p = self.row(pid)
         assert p is not None
@@ -324,6 +337,61 @@ def register(ld: "LightningD") -> None:
         if limit is not None:
             out = out[:limit]
         return {"forwards": out}
+
+    @cmd("createonion", [req("hops", P.array), req("assocdata", P.hex_bytes), opt("session_key", P.sha256_hex),
+                         opt("onion_size", P.u16, 1300)], category="payment",
+         description="Create an onion going through the provided nodes, each with its own payload")
+    async def createonion(ctx: RequestContext, hops: list, assocdata: bytes, session_key: bytes | None,
+                          onion_size: int) -> dict:
+        try:
+            hs = [(P.node_id(h["pubkey"]), P.hex_bytes(h["payload"])) for h in hops]
+        except (KeyError, TypeError, P.BadType) as e:
+            raise RpcError(INVALID_PARAMS, f"hops: each needs pubkey and payload (hex): {e}") from None
+        # payloads arrive with their bigsize length prefix (Core Lightning's form): strip it
+        from wire import decode_bigsize
+        stripped = []
+        for pk, pl in hs:
+            try:
+                n, pos = decode_bigsize(pl)
+            except ValueError:
+                raise RpcError(INVALID_PARAMS, "hops: payload must start with its length") from None
+            if pos + n != len(pl):
+                raise RpcError(INVALID_PARAMS, "hops: payload length prefix does not match")
+            stripped.append((pk, pl[pos:]))
+        try:
+            packet, secrets = create_onion(session_key or os.urandom(32), stripped, assocdata,
+                                           routing_info_size=onion_size)
+        except ValueError as e:
+            raise RpcError(INVALID_PARAMS, f"Payloads exceed maximum onion packet size: {e}") from None
+        return {"onion": packet.hex(), "shared_secrets": [s.hex() for s in secrets]}
+
+    @cmd("sendonion", [req("onion", P.hex_bytes), req("first_hop", P.obj), req("payment_hash", P.sha256_hex),
+                       opt("label", P.string), opt("shared_secrets", P.array), opt("partid", P.u64, 0),
+                       opt("bolt11", P.string), opt("amount_msat", P.msat), opt("destination", P.node_id),
+                       opt("localinvreqid", P.string), opt("groupid", P.u64, 0), opt("description", P.string),
+                       opt("total_amount_msat", P.msat)], category="payment",
+         description="Send a payment with a custom onion packet")
+    async def sendonion(ctx: RequestContext, onion: bytes, first_hop: dict, payment_hash: bytes, label: str | None,
+                        shared_secrets: list | None, partid: int, bolt11: str | None, amount_msat: int | None,
+                        destination: bytes | None, localinvreqid: str | None, groupid: int,
+                        description: str | None, total_amount_msat: int | None) -> dict:
+        if len(onion) != 1366:
+            raise RpcError(INVALID_PARAMS, "onion: must be 1366 bytes")
+        try:
+            peer = P.node_id(first_hop["id"])
+            first_amount = P.msat(first_hop.get("amount_msat"))
+            delay = P.u32(first_hop["delay"])
+        except (KeyError, TypeError, P.BadType) as e:
+            raise RpcError(INVALID_PARAMS, f"first_hop: needs id, amount_msat and delay: {e}") from None
+        chan = pay._channel_for({"id": peer.hex(), "channel": None})
+        if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
+            raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
+        secrets = [bytes.fromhex(s) for s in shared_secrets] if shared_secrets else None
+        out = await pay.send_onion(chan, first_amount, ld.blockheight + 1 + delay, onion, secrets, payment_hash,
+                                   partid, groupid, destination, amount_msat or first_amount,
+                                   total_amount_msat or amount_msat or first_amount, bolt11, label, description,
+                                   None)
+        return out
 
     from . import pay_command
     pay_command.register(ld)

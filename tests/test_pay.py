@@ -1,0 +1,212 @@
+"""Payments between real nodes: sendpay on hand-built routes, failures with
+the right codes, the waitanyinvoice queue, held HTLCs, MPP, restarts."""
+import concurrent.futures
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from pyln.client import RpcError
+
+from node_factory import wait_for
+from test_channels import channel, fund, open_channel
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+def pay_route(l1, l2, amount, delay=18):
+    return [{"id": l2.node_id, "channel": channel(l1, l2)["short_channel_id"], "amount_msat": amount,
+             "delay": delay}]
+
+
+def test_failures_have_the_right_codes(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+
+    def attempt(route, ph, secret):
+        l1.rpc.sendpay(route, ph, payment_secret=secret)
+        with pytest.raises(RpcError) as e:
+            l1.rpc.waitsendpay(ph, 30)
+        return e.value.error
+    inv = l2.rpc.invoice(100_000, "f1", "d")
+    # unknown hash
+    err = attempt(pay_route(l1, l2, 100_000), os.urandom(32).hex(), inv["payment_secret"])
+    assert err["code"] == 203 and err["data"]["failcodename"] == "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
+    # wrong payment secret
+    err = attempt(pay_route(l1, l2, 100_000), inv["payment_hash"], "22" * 32)
+    assert err["data"]["failcode"] == 0x400F
+    # too little
+    err = attempt(pay_route(l1, l2, 99_000), inv["payment_hash"], inv["payment_secret"])
+    assert err["data"]["failcode"] == 0x400F
+    # cltv too close to the tip (the invoice wants 18 blocks)
+    err = attempt(pay_route(l1, l2, 100_000, delay=3), inv["payment_hash"], inv["payment_secret"])
+    assert err["data"]["failcode"] == 0x400F
+    # expired invoice
+    exp = l2.rpc.invoice(100_000, "f2", "d", expiry=1)
+    import time
+    time.sleep(2)
+    with pytest.raises(RpcError) as e:
+        l1.rpc.pay(exp["bolt11"])
+    assert e.value.error["code"] == 207
+    err = attempt(pay_route(l1, l2, 100_000), exp["payment_hash"], exp["payment_secret"])
+    assert err["data"]["failcode"] == 0x400F
+    # finally the right payment works, and paying it again is refused
+    l1.rpc.sendpay(pay_route(l1, l2, 100_000), inv["payment_hash"], payment_secret=inv["payment_secret"], groupid=9)
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 30, groupid=9)["status"] == "complete"
+    with pytest.raises(RpcError) as e:
+        l1.rpc.sendpay(pay_route(l1, l2, 100_000), inv["payment_hash"], payment_secret=inv["payment_secret"])
+    assert e.value.error["code"] == 201
+    # nothing stuck: no HTLC left, balances moved by exactly one payment
+    wait_for(lambda: not channel(l1, l2)["htlcs"] and not channel(l2, l1)["htlcs"])
+    assert channel(l2, l1)["to_us_msat"] == 100_000
+
+
+def test_waitanyinvoice_queue_under_concurrent_payments(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    invs = [l2.rpc.invoice(10_000 + i, f"q{i}", "queue") for i in range(20)]
+
+    def pay(inv):
+        return l1.rpc.pay(inv["bolt11"])["status"]
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(pay, invs))
+    assert results == ["complete"] * 20
+    seen = []
+    idx = 0
+    while len(seen) < 20:
+        r = l2.rpc.waitanyinvoice(idx, 10)
+        assert r["pay_index"] == idx + 1
+        idx = r["pay_index"]
+        seen.append(r["label"])
+    assert sorted(seen) == sorted(f"q{i}" for i in range(20))
+    with pytest.raises(RpcError) as e:
+        l2.rpc.waitanyinvoice(idx, 1)
+    assert e.value.error["code"] == 904
+
+
+def test_hand_built_route_through_a_forwarder(node_factory):
+    l1, l2, l3 = node_factory.get_nodes(3)
+    fund(l1)
+    fund(l2)
+    open_channel(l1, l2, 1_000_000)
+    open_channel(l2, l3, 1_000_000)
+    l2.rpc.setchannel(channel(l2, l3)["short_channel_id"], feebase=2000, feeppm=1000)
+    inv = l3.rpc.invoice(500_000, "fw", "forward")
+    fee = 2000 + 500_000 * 1000 // 1_000_000
+    route = [{"id": l2.node_id, "channel": channel(l1, l2)["short_channel_id"], "amount_msat": 500_000 + fee,
+              "delay": 18 + 34},
+             {"id": l3.node_id, "channel": channel(l2, l3)["short_channel_id"], "amount_msat": 500_000, "delay": 18}]
+    l1.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 30)["status"] == "complete"
+    fw = l2.rpc.listforwards()["forwards"]
+    assert len(fw) == 1 and fw[0]["status"] == "settled" and fw[0]["fee_msat"] == fee
+    assert fw[0]["in_channel"] == channel(l2, l1)["short_channel_id"]
+    assert fw[0]["out_channel"] == channel(l2, l3)["short_channel_id"]
+    assert l2.rpc.getinfo()["fees_collected_msat"] == fee
+    # one msat too little fee: refused at l2 with fee_insufficient
+    inv2 = l3.rpc.invoice(500_000, "fw2", "forward")
+    route[0]["amount_msat"] -= 1
+    l1.rpc.sendpay(route, inv2["payment_hash"], payment_secret=inv2["payment_secret"])
+    with pytest.raises(RpcError) as e:
+        l1.rpc.waitsendpay(inv2["payment_hash"], 30)
+    assert e.value.error["code"] == 204 and e.value.error["data"]["failcodename"] == "WIRE_FEE_INSUFFICIENT"
+    assert e.value.error["data"]["erring_node"] == l2.node_id
+
+
+def test_held_htlc_released_later_by_a_plugin(node_factory):
+    l1 = node_factory.get_node()
+    l2 = node_factory.get_node(options={"plugin": str(PLUGINS / "hold_htlcs.py")})
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    inv = l2.rpc.invoice(50_000, "held", "held")
+    l1.rpc.sendpay(pay_route(l1, l2, 50_000), inv["payment_hash"], payment_secret=inv["payment_secret"])
+    wait_for(lambda: l2.rpc.held()["held"] == 1)
+    with pytest.raises(RpcError) as e:
+        l1.rpc.waitsendpay(inv["payment_hash"], 2)
+    assert e.value.error["code"] == 200   # still in progress: the HTLC is held
+    assert l2.rpc.listinvoices("held")["invoices"][0]["status"] == "unpaid"
+    assert l2.rpc.release()["released"] == 1
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 30)["status"] == "complete"
+    # and a plugin can fail one
+    inv2 = l2.rpc.invoice(50_000, "held2", "held")
+    l1.rpc.sendpay(pay_route(l1, l2, 50_000), inv2["payment_hash"], payment_secret=inv2["payment_secret"])
+    wait_for(lambda: l2.rpc.held()["held"] == 1)
+    l2.rpc.release("fail")
+    with pytest.raises(RpcError) as e:
+        l1.rpc.waitsendpay(inv2["payment_hash"], 30)
+    assert e.value.error["data"]["failcode"] == 0x2002
+
+
+def test_mpp_in_two_parts(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    inv = l2.rpc.invoice(300_000, "mpp", "two parts")
+    for partid, amt in ((1, 100_000), (2, 200_000)):
+        route = pay_route(l1, l2, amt)
+        l1.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"], partid=partid,
+                       amount_msat=300_000)
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 30, partid=1)["status"] == "complete"
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 30, partid=2)["status"] == "complete"
+    got = l2.rpc.listinvoices("mpp")["invoices"][0]
+    assert got["status"] == "paid" and got["amount_received_msat"] == 300_000
+
+
+def test_onion_checked_by_pyln_proto_and_paid_with_sendonion(node_factory):
+    """Our createonion's packet, peeled by pyln-proto (independent code) with
+    the payee's key, then paid with sendonion: our peeling must accept it."""
+    from pyln.proto.onion import RoutingOnion, TlvPayload
+    from pyln.proto.primitives import PrivateKey
+    key = "11" * 32
+    l1 = node_factory.get_node()
+    l2 = node_factory.get_node(options={"dev-force-privkey": key})
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    inv = l2.rpc.invoice(70_000, "onion", "onion")
+    height = l1.rpc.getinfo()["blockheight"]
+    from common.onion_payload import HopPayload, PaymentData, encode_payload
+    from wire import encode_bigsize
+    payload = encode_payload(HopPayload(amt_to_forward=70_000, outgoing_cltv_value=height + 1 + 18,
+                                        payment_data=PaymentData(bytes.fromhex(inv["payment_secret"]), 70_000)))
+    o = l1.rpc.createonion([{"pubkey": l2.node_id, "payload": (encode_bigsize(len(payload)) + payload).hex()}],
+                           inv["payment_hash"])
+    peeled, nxt = RoutingOnion.from_hex(o["onion"]).unwrap(PrivateKey(bytes.fromhex(key)),
+                                                            bytes.fromhex(inv["payment_hash"]))
+    assert nxt is None and isinstance(peeled, TlvPayload)
+    assert peeled.to_bytes(include_prefix=False) == payload
+    l1.rpc.call("sendonion", {"onion": o["onion"], "first_hop": {"id": l2.node_id, "amount_msat": 70_000,
+                                                                "delay": 18},
+                              "payment_hash": inv["payment_hash"], "shared_secrets": o["shared_secrets"]})
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 30)["status"] == "complete"
+
+
+def test_kill9_and_restart_in_the_middle_of_a_multihop_payment(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    l3 = node_factory.get_node(options={"plugin": str(PLUGINS / "hold_htlcs.py")})
+    for n in (l1, l2, l3):
+        n.allow_broken_log = True
+        n.may_fail = True
+    fund(l1)
+    fund(l2)
+    open_channel(l1, l2, 1_000_000)
+    open_channel(l2, l3, 1_000_000)
+    inv = l3.rpc.invoice(40_000, "k9", "kill")
+    fee = 1000 + 40_000 * 10 // 1_000_000
+    route = [{"id": l2.node_id, "channel": channel(l1, l2)["short_channel_id"], "amount_msat": 40_000 + fee,
+              "delay": 18 + 34},
+             {"id": l3.node_id, "channel": channel(l2, l3)["short_channel_id"], "amount_msat": 40_000, "delay": 18}]
+    l1.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+    wait_for(lambda: l3.rpc.held()["held"] == 1)
+    # the forwarder dies hard with the HTLC in flight on both sides, and comes back
+    l2.proc.send_signal(signal.SIGKILL)
+    l2.proc.wait()
+    l2.start()
+    l3.rpc.release()
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 90)["status"] == "complete"
+    assert l3.rpc.listinvoices("k9")["invoices"][0]["status"] == "paid"
+    # the payer restarts: its record of the payment is intact
+    l1.restart()
+    assert l1.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"][0]["status"] == "complete"
+    wait_for(lambda: l2.rpc.listforwards()["forwards"] and l2.rpc.listforwards()["forwards"][0]["status"] == "settled")
