@@ -6,6 +6,7 @@ capacity minus the fees; the fees and block counts are printed (-s)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from bitcoin.hashes import sha256
@@ -129,6 +130,26 @@ def wait_closed(node, peer, timeout=60):
     wait_for(lambda: state(node, peer) == "CLOSED", timeout=timeout)
 
 
+def min_depth(node, peer):
+    """Confirmations of node's latest resolution (None: not all resolved)."""
+    lines = status(node, peer)
+    depths = [int(m.group(1)) for m in (re.search(r"\((\d+) confirmations\)", s) for s in lines) if m]
+    return min(depths) if lines and len(depths) == len(lines) else None
+
+
+def close_after_100_blocks(miner, node, peer, *nodes):
+    """node's channel with peer closes when its last resolution is 100 deep, not before."""
+    if state(node, peer) == "CLOSED":
+        return
+    d = wait_for(lambda: min_depth(node, peer))
+    if d < 99:
+        mine_many(miner, 99 - d, *nodes)
+    wait_for(lambda: min_depth(node, peer) == 99)
+    assert state(node, peer) == "ONCHAIN"
+    mine(miner, 1, *nodes)
+    wait_closed(node, peer)
+
+
 def status(node, peer):
     c = channel(node, peer)
     return c["status"] if c else []
@@ -166,11 +187,8 @@ def test_our_and_their_unilateral_without_htlcs(node_factory):
     wait_mempool(l1)
     mine(l1, 1, l1, l2)
     wait_for(lambda: any("swept to the wallet" in s for s in status(l2, l1)))
-    mine_many(l1, 98, l1, l2)
-    assert state(l1, l2) == "ONCHAIN"
-    mine(l1, 1, l1, l2)
-    wait_closed(l1, l2)
-    wait_closed(l2, l1)
+    close_after_100_blocks(l1, l1, l2, l1, l2)
+    close_after_100_blocks(l1, l2, l1, l1, l2)
     print(f"\n[our/their unilateral] l1 closed {height(l1) - conf + 1} blocks after the commitment confirmed")
     txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "our/their unilateral, no HTLCs")
     assert len(txs) == 3          # commitment, to_local sweep, to_remote sweep
@@ -230,9 +248,8 @@ def test_our_unilateral_with_htlcs_both_ways(node_factory):
     mine(l1, DELAY + 1, l1, l2)
     wait_for(lambda: not mempool(l1))
     last = height(l1)
-    mine_many(l1, 100, l1, l2)
-    wait_closed(l1, l2)
-    wait_closed(l2, l1)
+    close_after_100_blocks(l1, l1, l2, l1, l2)
+    close_after_100_blocks(l1, l2, l1, l1, l2)
     print(f"\n[HTLCs both ways] last sweep mined within {last - conf + 1} blocks of the commitment")
     txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "our unilateral, HTLCs both ways")
     # commitment, HTLC-success + its sweep, to_local sweep, l2's direct HTLC claim, l2's to_remote sweep
@@ -278,9 +295,8 @@ def test_receiver_vanished_htlc_times_out_on_chain(node_factory):
     wait_mempool(l1)
     mine(l1, 1, l1, l2)
     last = height(l1)
-    mine_many(l1, 100, l1, l2)
-    wait_closed(l1, l2)
-    wait_closed(l2, l1)
+    close_after_100_blocks(l1, l1, l2, l1, l2)
+    close_after_100_blocks(l1, l2, l1, l1, l2)
     print(f"\n[receiver vanished] deadline at {expiry + 1}, commitment mined at +{conf - expiry - 1}, payment "
           f"failed {failed_at - conf} blocks after it; last sweep at +{last - conf} blocks")
     txs, _, _ = check_accounting({"l1": l1, "l2": l2}, funding, start, "receiver vanished: HTLC timed out")
@@ -315,8 +331,7 @@ def test_revoked_commitment_with_htlcs_is_punished(node_factory):
     wait_for(lambda: not mempool(l1))
     assert all("OUR_PENALTY_TX" in s or "FUNDING" in s or "swept to the wallet" in s or "OUTPUT_TO_US" in s
                for s in status(l2, l1)), status(l2, l1)
-    mine_many(l1, 99, l1, l2)
-    wait_closed(l2, l1)
+    close_after_100_blocks(l1, l2, l1, l1, l2)
     print(f"\n[revoked] penalties mined 1 block after the revoked commitment; l2 closed "
           f"{height(l1) - conf + 1} blocks after it")
     txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "revoked commitment: penalty")
@@ -362,9 +377,8 @@ def test_onchain_preimage_completes_upstream_forward(node_factory):
     mine(l3, DELAY + 1, l1, l2, l3)
     wait_for(lambda: not mempool(l3))
     last = height(l3)
-    mine_many(l3, 100, l1, l2, l3)
-    wait_closed(l2, l3)
-    wait_closed(l3, l2)
+    close_after_100_blocks(l3, l2, l3, l1, l2, l3)
+    close_after_100_blocks(l3, l3, l2, l1, l2, l3)
     print(f"\n[forward] preimage revealed {learned - conf} blocks after l3's commitment; l1's payment completed "
           f"then; last sweep at +{last - conf}")
     txs, _, _ = check_accounting({"l2": l2, "l3": l3}, funding, start, "l2-l3 on chain, preimage completes the forward")
@@ -428,10 +442,81 @@ def test_restart_and_reorg_during_resolution(node_factory):
     wait_for(lambda: state(l2, l1) == "ONCHAIN")
     wait_mempool(l1)
     mine(l1, 1, l1, l2)
-    mine_many(l1, 100, l1, l2)
-    wait_closed(l1, l2)
-    wait_closed(l2, l1)
+    close_after_100_blocks(l1, l1, l2, l1, l2)
+    close_after_100_blocks(l1, l2, l1, l1, l2)
     print(f"\n[restart/reorg] commitment re-mined at +4 after a {old_tip - conf + 1}-block reorg, to_local swept "
           f"{swept - reconf} blocks after it")
     txs, _, _ = check_accounting({"l1": l1, "l2": l2}, funding, start, "restart and reorg")
     assert len(txs) == 3
+
+
+def test_their_unilateral_our_htlc_timed_out_directly(node_factory):
+    """l2 holds l1's HTLC and goes on chain with its commitment: l1 takes the
+    HTLC back from l2's commitment with a direct timeout spend at
+    cltv_expiry + 1, and the payment fails 3 blocks later."""
+    l1, l2 = node_factory.get_nodes(2, opts=[OPTS, dict(OPTS, plugin=HOLD)])
+    fund(l1)
+    open_channel(l1, l2, CAPACITY, push_msat=250_000_000)
+    funding = channel(l1, l2)
+    h = send_htlc(l1, l2, 120_000_000, os.urandom(32), 12)
+    wait_for(lambda: held(l2) == [h])
+    expiry = channel(l1, l2)["htlcs"][0]["expiry"]
+    start = height(l1)
+    assert l2.rpc.close(l1.node_id, unilateraltimeout=1)["type"] == "unilateral"
+    wait_mempool(l1)
+    mine(l1, 1, l1, l2)
+    conf = height(l1)
+    wait_for(lambda: state(l1, l2) == "ONCHAIN" and state(l2, l1) == "ONCHAIN")
+    wait_mempool(l1)                                   # l1's to_remote sweep
+    mine(l1, 1, l1, l2)
+    assert any("THEIR_UNILATERAL/OUR_HTLC" in s and "OUR_HTLC_TIMEOUT_TO_US" in s for s in status(l1, l2))
+    mine(l1, DELAY, l1, l2)                            # l2's to_local
+    wait_for(lambda: not mempool(l1))
+    mine_many(l1, expiry - 1 - height(l1), l1, l2)
+    assert not mempool(l1) and pay_status(l1, h) == "pending"
+    mine(l1, 1, l1, l2)                                # tip = expiry: the timeout is valid in the next block
+    wait_mempool(l1)
+    mine(l1, 1, l1, l2)
+    timed_out = height(l1)
+    mine(l1, 2, l1, l2)
+    wait_for(lambda: pay_status(l1, h) == "failed")
+    close_after_100_blocks(l1, l1, l2, l1, l2)
+    close_after_100_blocks(l1, l2, l1, l1, l2)
+    print(f"\n[their unilateral, HTLC timeout] expiry {expiry}: HTLC taken back at +{timed_out - conf} blocks "
+          f"(expiry + {timed_out - expiry}), payment failed 3 blocks later")
+    txs, _, _ = check_accounting({"l1": l1, "l2": l2}, funding, start, "their unilateral: our HTLC timed out")
+    assert len(txs) == 4      # l2's commitment, l1's to_remote sweep and HTLC timeout, l2's to_local sweep
+
+
+def test_revoked_commitment_without_htlcs_and_mutual_close(node_factory):
+    """A revoked commitment without HTLCs: the penalty takes l1's balance.
+    And a mutual close is resolved (and closed) by onchaind too."""
+    l1, l2, l3 = node_factory.get_nodes(3, opts=OPTS)
+    fund(l1)
+    fund(l1)
+    wait_for(lambda: len(l1.rpc.listfunds()["outputs"]) == 2)
+    open_channel(l1, l2, CAPACITY, push_msat=300_000_000)
+    open_channel(l1, l3, CAPACITY)
+    funding = channel(l1, l2)
+    old = l1.rpc.call("dev-sign-last-tx", [l2.node_id])["tx"]
+    # two payments nobody can take (l2 fails them): two commitments later the old one is revoked
+    for _ in range(2):
+        h = send_htlc(l1, l2, 10_000_000, os.urandom(32), 20)
+        wait_for(lambda: pay_status(l1, h) == "failed" and not channel(l1, l2)["htlcs"])
+    start = height(l1)
+    l1.chain.rpc.sendrawtransaction(old)
+    closing = l1.rpc.close(l3.node_id)
+    assert closing["type"] == "mutual"
+    mine(l1, 1, l1, l2, l3)
+    conf = height(l1)
+    wait_for(lambda: state(l2, l1) == "ONCHAIN" and state(l3, l1) == "ONCHAIN")
+    wait_mempool(l1, 2)                                 # penalty and l2's to_remote sweep
+    mine(l1, 1, l1, l2, l3)
+    assert not mempool(l1)
+    close_after_100_blocks(l1, l1, l3, l1, l2, l3)      # the closing tx 100 deep
+    close_after_100_blocks(l1, l3, l1, l1, l2, l3)
+    close_after_100_blocks(l1, l2, l1, l1, l2, l3)
+    print(f"\n[revoked, no HTLCs] penalty mined 1 block after the revoked commitment; mutual close closed "
+          f"{height(l1) - conf + 1} blocks after it confirmed")
+    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "revoked commitment, no HTLCs")
+    assert set(owned[op] for op in leaves) == {"l2"} and len(txs) == 3
