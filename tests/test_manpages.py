@@ -51,9 +51,14 @@ def _import(name: str) -> types.ModuleType:
 
 
 def build_registry() -> CommandRegistry:
-    """What LightningD.__init__ registers, on a stand-in object: register(ld)
-    only uses `ld.registry.command` while registering."""
+    """What LightningD.__init__ registers, on a stand-in object.  register(ld)
+    uses `ld.registry.command` while registering, and some modules also keep
+    a reference to the part of the node their commands use later
+    (`ld.channels`, `ld.gossipd`, `ld.payments`; closing_control also sets
+    attributes on `ld`): the stand-in has empty objects for those, which the
+    command handlers would only touch when called."""
     stand_in = types.SimpleNamespace(registry=CommandRegistry(), channels=types.SimpleNamespace(),
+                                     gossipd=types.SimpleNamespace(), payments=types.SimpleNamespace(),
                                      invoices=None)
     for name in _registering_modules():
         module = _import(name)
