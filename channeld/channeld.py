@@ -27,7 +27,7 @@ from .summary import changes_json, summary
 
 MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 MODE_EXPORT_ONCHAIN = 4      # only to answer channeld_export_onchain (funding spent)
-COMMIT_DELAY = 0.01          # batch updates into one commitment (Core Lightning's commit-time)
+COMMIT_DELAY = 0.002         # batch updates into one commitment (Core Lightning waits 10 ms: commit-time)
 TEMPORARY_CHANNEL_FAILURE = 0x1007
 FAILED_STATES = (ChannelState.CLOSED,)
 
@@ -79,6 +79,7 @@ class ChannelDaemon:
         self._deferred: list = []
         self.ready = False
         self.done = asyncio.Event()
+        self.loaded = asyncio.Event()    # modes 3 and 4: the channel is loaded
         self.announcer: Announcer | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -164,8 +165,17 @@ class ChannelDaemon:
         self.master.start()
         await self.init_event.wait()
         reader = asyncio.ensure_future(self._peer_reader())
+        main = asyncio.ensure_future(self._run_channel())
+        # the master closing our link means stop now (it stores everything itself)
+        master_gone = asyncio.ensure_future(self.master.wait_closed())
+        await asyncio.wait([main, master_gone], return_when=asyncio.FIRST_COMPLETED)
+        if not main.done():
+            main.cancel()
+            reader.cancel()
+            return
+        master_gone.cancel()
         try:
-            await self._run_channel()
+            await main
         except ChannelFailed as e:
             self.status.info(f"channel stopped: {e}", self.peer_id)
             if self.ch is None and self.temp_id is not None and "disconnected" not in str(e):
@@ -198,6 +208,7 @@ class ChannelDaemon:
             # or to export the channel for onchaind
             self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
             self._revalidate()
+            self.loaded.set()
             await self.master.wait_closed()
             raise ChannelFailed("signing done")
         else:
@@ -295,10 +306,12 @@ class ChannelDaemon:
             ch.recv_update_fee(f)
         elif name == "commitment_signed":
             ch.recv_commitment_signed(f)
+            # persist before reveal: the new commitment is on disk before hsmd
+            # revokes the old one (a crash in between leaves a state hsmd agrees with)
+            await self.persist(ch)
             ch.mark_persisted()
             rev = ch.revoke()
-            # persist before reveal: the new commitment and what it locks in are on
-            # disk before the peer sees our old secret
+            # ...and the revocation and what it locks in before the peer sees the secret
             await self.persist(ch, [{"type": "htlcs", **changes_json(rev.changes, self.shared_secret)}]
                                if rev.changes else [])
             await self.send_peer(*rev.message)
@@ -532,10 +545,18 @@ class ChannelDaemon:
                         return
                 self._after_progress()
 
-    async def handle_sign_last_tx(self, msg: Msg) -> None:
+    async def _loaded_channel(self) -> Channel | None:
+        """The channel, once loaded (modes 3 and 4 load it after init, in run())."""
         await self.init_event.wait()
-        await asyncio.sleep(0)   # mode 3: let run() (woken first by init) load the channel
-        ch = self.ch
+        if self.ch is None and self.init["mode"] in (MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
+            try:
+                await asyncio.wait_for(self.loaded.wait(), 30)
+            except asyncio.TimeoutError:
+                pass
+        return self.ch
+
+    async def handle_sign_last_tx(self, msg: Msg) -> None:
+        ch = await self._loaded_channel()
         async with self.lock:
             try:
                 if ch is None:
@@ -549,11 +570,10 @@ class ChannelDaemon:
     async def handle_export_onchain(self, msg: Msg) -> None:
         """The channel as onchaind needs it (channeld/onchain_export.py)."""
         from .onchain_export import export_onchain
-        await self.init_event.wait()
-        await asyncio.sleep(0)   # let run() (woken first by init) load the channel
+        ch = await self._loaded_channel()
         try:
-            ch = self.ch or Channel.from_dict(json.loads(self.init["core_json"]), HsmSigner(self.hsm),
-                                              fee_bounds=self.fee_bounds)
+            if ch is None:
+                raise UsageError("channel not loaded")
             doc = export_onchain(ch)
         except (UsageError, SignerError, KeyError, ValueError) as e:
             self.master.send("channeld_export_onchain_fail", {"reason": str(e)})

@@ -54,8 +54,9 @@ def summary(ch: Channel, scid: int | None = None) -> dict[str, Any]:
         "receivable_msat": ch.receivable_msat,
         "feerate_per_kw": ch.log.feerate(Side.LOCAL, ch.log.oldest[Side.LOCAL]),
         "channel_type": list(p.channel_type.feature_bits),
-        "our_reserve_sat": p.local.channel_reserve_sat,
-        "their_reserve_sat": p.remote.channel_reserve_sat,
+        # what each side must keep: the reserve the *other* side asked for
+        "our_reserve_sat": p.remote.channel_reserve_sat,
+        "their_reserve_sat": p.local.channel_reserve_sat,
         "our_dust_limit_sat": p.local.dust_limit_sat,
         "their_dust_limit_sat": p.remote.dust_limit_sat,
         "our_to_self_delay": p.remote.to_self_delay,   # what the peer imposes on our outputs
@@ -66,6 +67,7 @@ def summary(ch: Channel, scid: int | None = None) -> dict[str, Any]:
         "their_htlc_minimum_msat": p.remote.htlc_minimum_msat,
         "our_max_accepted_htlcs": p.local.max_accepted_htlcs,
         "their_max_accepted_htlcs": p.remote.max_accepted_htlcs,
+        "next_local_htlc_id": ch.log.next_id[Side.LOCAL],
         "local_commitment_number": ch.log.latest[Side.LOCAL],
         "remote_commitment_number": ch.log.latest[Side.REMOTE],
         "channel_ready_sent": ch.channel_ready_sent,

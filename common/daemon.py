@@ -78,4 +78,18 @@ def run(name: str, main: Callable[[Daemon], Awaitable[None]], hsm_sync: bool = F
         await d.master.drain()
         return 0
 
-    sys.exit(asyncio.run(_amain()))
+    sys.exit(profiled(name, lambda: asyncio.run(_amain())))
+
+
+def profiled(name: str, fn: Callable[[], int]) -> int:
+    """With NODE_PROFILE_DIR set (benchmarks), run under cProfile and leave
+    `<dir>/<name>-<pid>.prof` behind: where each process spends its time."""
+    out = os.environ.get("NODE_PROFILE_DIR")
+    if not out:
+        return fn()
+    import cProfile
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(fn)
+    finally:
+        prof.dump_stats(os.path.join(out, f"{name}-{os.getpid()}.prof"))

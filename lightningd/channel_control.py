@@ -165,9 +165,13 @@ class ChannelControl:
         return d
 
     async def start_channeld(self, rec: ChannelRecord) -> int | None:
-        """Resume a stored channel's daemon; returns connectd's fd or None."""
-        if rec.subd is not None and rec.subd.running:
-            return None
+        """Resume a stored channel's daemon for a new connection; returns
+        connectd's fd.  A daemon still running from the previous connection
+        (the peer came back before it noticed) is stopped first."""
+        old = rec.subd
+        if old is not None and old.running:
+            await old.stop()
+        self.ld.htlcs.reconcile_lost(rec)
         depth = self.depth(rec)
         config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
                       minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex())
@@ -194,8 +198,9 @@ class ChannelControl:
     async def _on_channeld_exit(self, rec: ChannelRecord, subd: Subd, rc: int) -> None:
         if rec.subd is subd:
             rec.subd = None
+        self.ld.htlcs.reconcile_lost(rec)
         rec.billboard = None
-        if self.ld.stopping or not rec.active:
+        if self.ld.stopping or not rec.active or subd._stopping:
             return
         if rc != 0 and self.ld.is_connected(rec.peer_id):
             # a crash: the peer is still there; restart from the database
@@ -309,7 +314,9 @@ class ChannelControl:
             for ev in events:
                 if ev["type"] == "closing_tx":
                     rec.closing_tx = bytes.fromhex(ev["tx"])
-                    rec.closer = rec.closer or "local"
+                    asked = rec.dbid in getattr(self.ld, "close_requests", {})
+                    rec.closer = rec.closer or ("local" if asked else "remote")
+                    rec.close_cause = rec.close_cause or ("user" if asked else "remote")
                 elif ev["type"] in ("htlcs", "preimage"):
                     for h in self.htlc_event_handlers:
                         h(rec, ev)
@@ -317,9 +324,9 @@ class ChannelControl:
                     rec.config["channel_announcement"] = ev["msg"]
                     db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (json.dumps(rec.config), rec.dbid))
                     asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
-            db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ? "
-                       "WHERE dbid = ?", (rec.state, json.dumps(summary), core, rec.closing_tx, rec.closer,
-                                          rec.dbid))
+            db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ?, "
+                       "close_cause = ? WHERE dbid = ?", (rec.state, json.dumps(summary), core, rec.closing_tx,
+                                                          rec.closer, rec.close_cause, rec.dbid))
         if rec.closing_tx is not None:
             for fut in self.close_waiters.pop(rec.dbid, []):
                 if not fut.done():

@@ -50,11 +50,17 @@ def register(ld: "LightningD") -> None:
         if rec.state in C.ON_CHAIN or rec.state == C.CLOSED:
             return _result(rec)
         script: bytes | None = None
+        upfront = bytes.fromhex(rec.config.get("upfront_shutdown_script", "") or "")
         if destination is not None:
             try:
                 script = address_to_script(destination, ld.network)
             except AddressError:
                 raise RpcError(INVALID_PARAMS, f"destination: invalid address {destination}") from None
+            if upfront and script != upfront:
+                raise RpcError(INVALID_PARAMS, "Destination address does not match the channel's upfront "
+                                               "close_to address")
+        elif upfront:
+            script = upfront   # BOLT 2: the shutdown must use the upfront script
         else:
             script = ld.wallet.scripts_for(ld.wallet.new_keyidx("p2tr"))["p2tr"]
         feerate = ld.feerates.perkw("mutual_close") or 0

@@ -326,12 +326,17 @@ class HtlcEngine:
         out_id, origin, payment_id, _ = row
         reason = bytes.fromhex(h["fail_reason"]) if h.get("fail_reason") else None
         code = h.get("failure_code")
+        lost = bool(h.get("lost"))
         now = time.time()
         self.db.execute("UPDATE htlcs SET state = 'failed', failure = ?, failure_code = ?, resolved_time = ? "
                         "WHERE id = ?", (reason, code, now, out_id))
         if origin is not None:
             ss = self._ss(origin)
-            if reason is not None:
+            if lost:
+                # our own failure towards the incoming side (the HTLC never left)
+                self._fail(origin, ss, F.TEMPORARY_CHANNEL_FAILURE,
+                           encode_failure_data(F.TEMPORARY_CHANNEL_FAILURE), commit=False)
+            elif reason is not None:
                 self._set_failing(origin, failure=wrap_failure(ss, reason), commit=False)
             else:
                 # downstream said our onion was malformed: BOLT 4 has us report it
@@ -343,7 +348,7 @@ class HtlcEngine:
             asyncio.get_running_loop().call_soon(self._send_resolution, origin)
             asyncio.get_running_loop().call_soon(self._notify_forward, origin)
         if payment_id is not None:
-            self.ld.payments.payment_failed(payment_id, reason, code)
+            self.ld.payments.payment_failed(payment_id, None if lost else reason, code, lost)
 
     # ------------------------------------------------------------------ outgoing results learned on chain (onchaind)
     def onchain_preimage(self, channel_dbid: int, payment_hash: bytes, preimage: bytes) -> None:
@@ -426,6 +431,23 @@ class HtlcEngine:
         elif state == "failing":
             rec.subd.send("channeld_fail_htlc", {"htlc_id": htlc_id, "failure_code": code or 0,
                                                  "sha256_of_onion": sha or b"\x00" * 32, "reason": failure or b""})
+
+    def reconcile_lost(self, rec: "ChannelRecord") -> None:
+        """HTLCs we offered that the channel's stored state does not have were
+        never committed (the daemon stopped before signing them; BOLT 2 has
+        the peer forget them too): fail them back, once."""
+        known = {h["id"] for h in rec.summary.get("htlcs", []) if h["direction"] == "out"}
+        lost = [(rid, hid) for rid, hid in self.db.query(
+            "SELECT id, htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND state = 'offered'",
+            (rec.dbid,)) if hid not in known and hid >= rec.summary.get("next_local_htlc_id", 0)]
+        if not lost:
+            return
+        with self.db.transaction():
+            for rid, hid in lost:
+                self._outgoing_failed(rec, {"id": hid, "failure_code": int(F.TEMPORARY_CHANNEL_FAILURE),
+                                            "lost": True})
+                # the channel will reuse this id: keep the row, out of the way
+                self.db.execute("UPDATE htlcs SET htlc_id = ? WHERE id = ?", (-rid, rid))
 
     def channel_started(self, rec: "ChannelRecord") -> None:
         """A channel daemon (re)started: re-send what is pending on it."""

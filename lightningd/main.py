@@ -84,7 +84,8 @@ def _run(ctx: click.Context, **values: object) -> None:
             book.logger("lightningd").broken(str(e))
             click.echo(f"lightningd: {e}", err=True)
             return 1
-    code = asyncio.run(amain())
+    from common.daemon import profiled
+    code = profiled("lightningd", lambda: asyncio.run(amain()))
     book.close()
     sys.exit(code)
 

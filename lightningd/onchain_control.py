@@ -186,9 +186,12 @@ class OnchainControl:
         self._rebuild_index()
         if not any(r.running for r in self.resolvers.values()):
             self._reorg_floor = height if self._reorg_floor is None else min(self._reorg_floor, height)
+        # after what earlier blocks queued for onchaind
+        asyncio.get_running_loop().call_soon(self._after_disconnect, height)
+
+    def _after_disconnect(self, height: int) -> None:
         for r in self.resolvers.values():
-            if r.running:
-                self._send(r, "onchaind_block_disconnected", {"height": height})
+            self._send(r, "onchaind_block_disconnected", {"height": height})
 
     def _after_block(self, height: int, spends: list[tuple[int, Outpoint, Tx]]) -> None:
         for dbid, key, tx in spends:
@@ -402,7 +405,7 @@ class OnchainControl:
     def _broadcast_due(self, r: Resolver) -> None:
         tip = self.ld.topology.tip_height
         for key, b in list(r.pending.items()):
-            if tip >= b["not_before"] - 1:
+            if tip >= b["not_before"] - 1 and key not in self.spent_by:
                 asyncio.ensure_future(self._broadcast(r, key, b))
 
     async def _broadcast(self, r: Resolver, key: Outpoint, b: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from common.bolt11 import Bolt11Error, decode as decode_bolt11
@@ -54,7 +55,8 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
             amt = amt + h["fee_base_msat"] + amt * h["fee_proportional_millionths"] // 1_000_000
             dl = dl + h["cltv_expiry_delta"]
         chain.reverse()
-        if any(hp["channel"] in exclude for hp in chain):
+        if any(hp["channel"] in exclude or f"{hp['channel']}/0" in exclude or f"{hp['channel']}/1" in exclude
+               for hp in chain):
             continue
         to_peer = [c for c in ld.channels.by_peer(peer) if usable(c) and c.summary.get("spendable_msat", 0) >= amt]
         if to_peer:
@@ -138,11 +140,16 @@ def register(ld: "LightningD") -> None:
                 if e.code == PAY_DESTINATION_PERM_FAIL:
                     raise
                 data = e.data if isinstance(e.data, dict) else {}
+                if e.data is None or (data.get("erring_index") == 0 and data.get("failcode") == 0x1007):
+                    # our own first hop could not take it (peer reconnecting...): try again shortly
+                    await asyncio.sleep(1)
+                    continue
                 ch = data.get("erring_channel")
+                # gossipd excludes channel directions: "BLOCKxTXxOUT/DIR"
                 if ch:
-                    excluded.add(ch)
+                    excluded.add(f"{ch}/{data.get('erring_direction', 0)}")
                 else:
-                    excluded.update(h["channel"] for h in route)
+                    excluded.update(f"{h['channel']}/{h.get('direction', 0)}" for h in route)
                 continue
             return {"destination": inv.payee.hex(), "payment_hash": inv.payment_hash.hex(), "created_at": started,
                     "parts": 1, "amount_msat": amount, "amount_sent_msat": res["amount_sent_msat"],

@@ -59,11 +59,13 @@ class Payments:
                         "AND status = 'pending'", (preimage, int(time.time()), pid))
         asyncio.get_running_loop().call_soon(self._finished, pid)
 
-    def payment_failed(self, pid: int, onion: bytes | None, code: int | None) -> None:
+    def payment_failed(self, pid: int, onion: bytes | None, code: int | None, lost: bool = False) -> None:
         p = self.row(pid)
         if p is None or p["status"] != "pending":
             return
         failure = self._decode(p, onion, code)
+        if lost:
+            failure["message"] = "First hop lost the HTLC (disconnected before it was committed)"
         self.db.execute("UPDATE payments SET status = 'failed', erroronion = ?, failure = ?, completed_at = ? "
                         "WHERE id = ?", (onion, json.dumps(failure), int(time.time()), pid))
         asyncio.get_running_loop().call_soon(self._finished, pid)

@@ -1,0 +1,74 @@
+"""Payment latency and throughput over one channel on the regtest chain:
+1,000 sequential 1-hop payments, then 1,000 with 20 in flight at once
+(sendpay + waitsendpay on invoices made beforehand; fsync on: SQLite
+synchronous=FULL in every node).
+
+    ./run bench payments            # PAYMENTS=200 for a shorter run
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from contrib.regtest.testing import RegtestChain  # noqa: E402
+
+
+def run(n: int | None = None, inflight: int = 20) -> dict:
+    from node_factory import NodeFactory, wait_for
+    n = n or int(os.environ.get("PAYMENTS", "1000"))
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = RegtestChain(Path(tmp) / "bitcoind")
+        chain.start()
+        chain.mine(101)
+        nf = NodeFactory(Path(tmp), chain)
+        try:
+            l1, l2 = nf.get_nodes(2, opts={"log-level": "info", "max-concurrent-htlcs": 483})
+            addr = l1.rpc.newaddr("bech32")["bech32"]
+            chain.fund(addr, 50_000_000)
+            chain.mine(1)
+            wait_for(lambda: l1.rpc.listfunds()["outputs"])
+            l1.connect(l2)
+            l1.rpc.fundchannel(l2.node_id, 16_000_000)
+            chain.mine(3)
+            wait_for(lambda: l1.rpc.listpeerchannels()["channels"][0]["state"] == "CHANNELD_NORMAL"
+                     and l1.rpc.listpeerchannels()["channels"][0]["spendable_msat"] > 0)
+            scid = l1.rpc.listpeerchannels()["channels"][0]["short_channel_id"]
+            invs = [l2.rpc.invoice(1000 + i, f"b{i}", "bench") for i in range(2 * n)]
+            route = [{"id": l2.node_id, "channel": scid, "amount_msat": 0, "delay": 18}]
+
+            def pay(inv: dict, amount: int) -> float:
+                r = dict(route[0], amount_msat=amount)
+                t = time.perf_counter()
+                l1.rpc.sendpay([r], inv["payment_hash"], payment_secret=inv["payment_secret"])
+                res = l1.rpc.waitsendpay(inv["payment_hash"], 60)
+                assert res["status"] == "complete"
+                return time.perf_counter() - t
+
+            t0 = time.perf_counter()
+            seq = [pay(invs[i], 1000 + i) for i in range(n)]
+            seq_total = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(inflight) as ex:
+                conc = list(ex.map(lambda i: pay(invs[i], 1000 + i), range(n, 2 * n)))
+            conc_total = time.perf_counter() - t0
+        finally:
+            nf.teardown()
+            chain.stop()
+
+    def stats(xs: list[float], total: float) -> dict:
+        return {"mean_ms": round(statistics.mean(xs) * 1000, 1), "median_ms": round(statistics.median(xs) * 1000, 1),
+                "p95_ms": round(sorted(xs)[int(len(xs) * 0.95)] * 1000, 1),
+                "payments_per_s": round(len(xs) / total, 1)}
+    return {"payments": n, "sequential": stats(seq, seq_total), f"concurrent_{inflight}": stats(conc, conc_total)}
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(run(), indent=2))
