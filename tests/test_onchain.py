@@ -18,6 +18,7 @@ HOLD = str(PLUGINS / "holdhtlcs.py")
 DELAY = 5                         # watchtime-blocks: the to_self_delay each node imposes
 OPTS = {"watchtime-blocks": DELAY}
 CAPACITY = 1_000_000
+ANCHOR_SAT = 330
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def wallet_outputs(node):
     return {(o["txid"], o["output"]): o["amount_msat"] // 1000 for o in node.rpc.listfunds()["outputs"]}
 
 
-def check_accounting(nodes, funding, start, label):
+def check_accounting(nodes, funding, start, label, anchors=False):
     """The leaves of the spend tree are the nodes' wallet coins and, with the
     fees, add up to the capacity.  Prints each tx's fee and height.
     `nodes`: {name: node}; `funding`: the channel (listpeerchannels)."""
@@ -110,6 +111,8 @@ def check_accounting(nodes, funding, start, label):
     fees = sum(f for _, _, f in txs)
     assert sum(leaves.values()) + fees == CAPACITY
     for op, v in leaves.items():
+        if op not in owned and v == ANCHOR_SAT and anchors:
+            owned[op] = "anchor"          # anyone's after 16 blocks: left for CPFP
         assert op in owned, f"{op} ({v} sat) is in no wallet"
     first = txs[0][1]
     print(f"\n[{label}] spend tree from block {first}:")
@@ -520,3 +523,32 @@ def test_revoked_commitment_without_htlcs_and_mutual_close(node_factory):
           f"{height(l1) - conf + 1} blocks after it confirmed")
     txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "revoked commitment, no HTLCs")
     assert set(owned[op] for op in leaves) == {"l2"} and len(txs) == 3
+
+
+def test_anchors_unilateral_without_htlcs(node_factory):
+    """An anchors channel: l1's commitment (with its two anchors) is swept as
+    without anchors; l2's to_remote has a 1-block CSV and is swept by l2."""
+    l1, l2 = node_factory.get_nodes(2, opts=OPTS)
+    fund(l1)
+    open_channel(l1, l2, CAPACITY, push_msat=300_000_000, channel_type=[12, 22])
+    funding = channel(l1, l2)
+    assert "anchors/even" in funding["channel_type"]["names"]
+    start = height(l1)
+    l2.stop()
+    l1.rpc.close(l2.node_id, unilateraltimeout=1)
+    wait_mempool(l1)
+    l2.start()
+    mine(l1, 1, l1, l2)
+    conf = height(l1)
+    wait_for(lambda: state(l1, l2) == "ONCHAIN" and state(l2, l1) == "ONCHAIN")
+    # l2's to_remote (CSV 1) can be mined in the next block
+    wait_for(lambda: any("ANCHORED_OUTPUT_TO_US" in s and "broadcast" in s for s in status(l2, l1)))
+    wait_mempool(l1)
+    mine(l1, DELAY, l1, l2)
+    wait_for(lambda: not mempool(l1))
+    close_after_100_blocks(l1, l1, l2, l1, l2)
+    close_after_100_blocks(l1, l2, l1, l1, l2)
+    print(f"\n[anchors] closed {height(l1) - conf + 1} blocks after the commitment")
+    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "anchors, our/their unilateral",
+                                          anchors=True)
+    assert sorted(owned[op] for op in leaves) == ["anchor", "anchor", "l1", "l2"]
