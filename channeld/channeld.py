@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from common.daemon import Daemon
@@ -27,7 +28,8 @@ from .summary import changes_json, summary
 
 MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 MODE_EXPORT_ONCHAIN = 4      # only to answer channeld_export_onchain (funding spent)
-COMMIT_DELAY = 0.002         # batch updates into one commitment (Core Lightning waits 10 ms: commit-time)
+BALANCE_REFRESH = 0.5       # seconds between recomputations of spendable/receivable under load
+COMMIT_DELAY = 0.0           # next loop turn: updates arriving together share one commitment
 TEMPORARY_CHANNEL_FAILURE = 0x1007
 FAILED_STATES = (ChannelState.CLOSED,)
 
@@ -81,6 +83,9 @@ class ChannelDaemon:
         self.done = asyncio.Event()
         self.loaded = asyncio.Event()    # modes 3 and 4: the channel is loaded
         self.announcer: Announcer | None = None
+        self._bal: tuple[int, int] | None = None
+        self._bal_at = 0.0
+        self._bal_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ plumbing
     def billboard(self, text: str) -> None:
@@ -133,12 +138,37 @@ class ChannelDaemon:
                 raise PeerError(f"{name} for channel {got.hex() if got else '?'}, expected {cid.hex()}")
             return fields
 
+    def _balances(self, ch: Channel) -> tuple[int, int]:
+        """spendable/receivable for the master's summary.  Computing them is a
+        search over the BOLT 2 checks: under load they are refreshed at most
+        every BALANCE_REFRESH seconds, and once more when things calm down."""
+        now = time.monotonic()
+        if self._bal is None or now - self._bal_at >= BALANCE_REFRESH or ch.state is not ChannelState.NORMAL:
+            self._bal = (ch.spendable_msat, ch.receivable_msat)
+            self._bal_at = now
+        elif self._bal_timer is None:
+            self._bal_timer = asyncio.get_running_loop().call_later(
+                BALANCE_REFRESH, lambda: asyncio.ensure_future(self._refresh_balances()))
+        return self._bal
+
+    async def _refresh_balances(self) -> None:
+        self._bal_timer = None
+        ch = self.ch
+        if ch is None or not ch.connected:
+            return
+        async with self.lock:
+            self._bal = None
+            try:
+                await self.persist(ch)
+            except ChannelFailed:
+                pass
+
     async def persist(self, ch: Channel, events: list[dict] | None = None) -> None:
         """Have the master store the state (and act on events) in one
         transaction; return once it is on disk."""
         try:
             await self.master.request("channeld_persist", {
-                "summary_json": json.dumps(summary(ch, self.scid)),
+                "summary_json": json.dumps(summary(ch, self.scid, self._balances(ch))),
                 "core_json": json.dumps(ch.to_dict()),
                 "events_json": json.dumps(events or [])})
         except RequestFailed as e:
@@ -514,8 +544,9 @@ class ChannelDaemon:
                 # the master retries resolutions on reconnection from its own records
                 self.status.unusual(f"cannot resolve HTLC now: {e}", self.peer_id)
                 return
+            # No persist here: the master keeps the resolution in its own
+            # records and re-sends it if we restart before committing it.
             try:
-                await self.persist(ch)
                 await self.send_peer(*upd)
             except ChannelFailed:
                 return

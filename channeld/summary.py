@@ -39,8 +39,11 @@ def changes_json(ch: HtlcChanges, shared_secret: Any = None) -> dict[str, Any]:
     return {"locked_in": locked, "resolved": [htlc_json(h) for h in ch.resolved]}
 
 
-def summary(ch: Channel, scid: int | None = None) -> dict[str, Any]:
+def summary(ch: Channel, scid: int | None = None, balances: tuple[int, int] | None = None) -> dict[str, Any]:
+    """`balances`: (spendable, receivable) already computed (they are costly:
+    a search over the BOLT 2 checks), else computed here."""
     p = ch.params
+    spendable, receivable = balances if balances is not None else (ch.spendable_msat, ch.receivable_msat)
     s: dict[str, Any] = {
         "channel_id": ch.channel_id.hex(),
         "state": ch.state.value,
@@ -50,8 +53,8 @@ def summary(ch: Channel, scid: int | None = None) -> dict[str, Any]:
         "opener": "local" if p.opener is Side.LOCAL else "remote",
         "to_us_msat": ch.to_us_msat,
         "to_them_msat": ch.to_them_msat,
-        "spendable_msat": ch.spendable_msat,
-        "receivable_msat": ch.receivable_msat,
+        "spendable_msat": spendable,
+        "receivable_msat": receivable,
         "feerate_per_kw": ch.log.feerate(Side.LOCAL, ch.log.oldest[Side.LOCAL]),
         "channel_type": list(p.channel_type.feature_bits),
         # what each side must keep: the reserve the *other* side asked for

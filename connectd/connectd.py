@@ -27,6 +27,14 @@ CONNECT_ALL_ADDRESSES_FAILED = 401
 CONNECT_TIMEOUT = 10.0
 
 
+def _nodelay(writer: asyncio.StreamWriter) -> None:
+    """Lightning is request/response over small messages: Nagle's algorithm
+    plus delayed ACKs would add ~40 ms to every commitment round trip."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _close(fd: int) -> None:
     import os
     try:
@@ -247,6 +255,7 @@ class Connectd:
         return reply["ss"]
 
     async def _on_incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _nodelay(writer)
         peername = writer.get_extra_info("peername")
         addr = f"[{peername[0]}]:{peername[1]}" if ":" in str(peername[0]) else f"{peername[0]}:{peername[1]}"
         try:
@@ -265,6 +274,7 @@ class Connectd:
                     wa = parse_wireaddr(a, 9735)
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(wa.host, wa.port),
                                                             CONNECT_TIMEOUT)
+                    _nodelay(writer)
                 except (OSError, asyncio.TimeoutError, AddressParseError) as e:
                     errors.append(f"{a}: {type(e).__name__}: {e}")
                     continue
