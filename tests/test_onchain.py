@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from pathlib import Path
 
 from bitcoin.hashes import sha256
@@ -159,6 +160,40 @@ def status(node, peer):
 
 
 # --- tests --------------------------------------------------------------------------------
+
+def test_channel_export_contract():
+    """channeld's export, parsed by onchaind, rebuilds every commitment that
+    can appear on chain: each side's latest is classified exactly (ours /
+    theirs), an older one of the peer as revoked."""
+    import json
+
+    from channeld.core.testing import Pipe, make_pair
+    from channeld.onchain_export import export_onchain
+    from onchaind.channel_json import parse_channel
+    from onchaind.core import TxType, classify
+
+    a, b = make_pair(push_msat=3_000_000_000)
+    p = Pipe(a, b)
+    old = a.channel.latest_local_commitment_tx()[0]
+    for i in range(3):
+        p.send("A", a.channel.add_htlc(100_000_000 + i, sha256(b"a%d" % i), 500 + i, bytes(1366), 100))
+        p.send("B", b.channel.add_htlc(200_000_000 + i, sha256(b"b%d" % i), 600 + i, bytes(1366), 100))
+    p.send("A", a.channel.send_commitment())
+    p.deliver_all()
+
+    def onchain(node):
+        doc = json.loads(json.dumps(export_onchain(node.channel)))     # plain JSON only
+        assert doc["revealed_secrets"] and len(doc["local_commitment"]["htlcs"]) == 6
+        return parse_channel(doc, {"preimages": [], "past_htlcs": []}, sweep_scriptpubkey=bytes(22),
+                             feerate_per_kw=1000, block_height=100)
+    ca, cb = onchain(a), onchain(b)
+    tx = a.channel.latest_local_commitment_tx()[0]
+    ours, theirs = classify(ca, tx), classify(cb, tx)
+    assert (ours.kind, ours.exact) == (TxType.OUR_UNILATERAL, True)
+    assert (theirs.kind, theirs.exact, theirs.which) == (TxType.THEIR_UNILATERAL, True, "current")
+    assert sum(m.htlc is not None for m in theirs.outputs) == 6
+    assert classify(cb, old).kind is TxType.THEIR_REVOKED_UNILATERAL
+
 
 def test_our_and_their_unilateral_without_htlcs(node_factory):
     """l1 goes on chain while l2 is away: l1 sweeps its to_local after the
@@ -389,8 +424,8 @@ def test_onchain_preimage_completes_upstream_forward(node_factory):
 
 
 def test_restart_and_reorg_during_resolution(node_factory):
-    """l1 restarts while waiting to sweep its to_local (onchaind comes back
-    from its saved state); after the sweep is mined, a reorg takes the
+    """onchaind is killed, then l1 restarts, while waiting to sweep its
+    to_local (onchaind comes back from its saved state both times); after the sweep is mined, a reorg takes the
     commitment's block away and the commitment is mined 2 blocks later:
     the sweep waits for the new delay, is sent again and mined."""
     l1, l2 = node_factory.get_nodes(2, opts=OPTS)
@@ -406,10 +441,18 @@ def test_restart_and_reorg_during_resolution(node_factory):
     wait_for(lambda: state(l1, l2) == "ONCHAIN")
     mine(l1, 2, l1)
     wait_for(lambda: any(f"waiting {DELAY - 3} more blocks" in s for s in status(l1, l2)))
+    # onchaind killed: the master restarts it from its saved state
+    l1.allow_broken_log = True           # (it logs the crash)
+    pid = l1.subdaemon_pids()["onchaind"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: l1.subdaemon_pids().get("onchaind", pid) != pid)
+    mine(l1, 1, l1)
+    wait_for(lambda: any(f"waiting {DELAY - 4} more blocks" in s for s in status(l1, l2)))
+    # and the whole node restarts
     l1.restart()
     assert state(l1, l2) == "ONCHAIN"
+    assert any(f"waiting {DELAY - 4} more blocks" in s for s in status(l1, l2))
     wait_for(lambda: "onchaind" in l1.subdaemon_pids().keys())
-    mine(l1, DELAY - 4, l1)
     assert not mempool(l1)
     mine(l1, 1, l1)
     sweep = wait_mempool(l1)
