@@ -85,6 +85,7 @@ class ChannelDaemon:
         self.announcer: Announcer | None = None
         self._bal: tuple[int, int] | None = None
         self._bal_at = 0.0
+        self._bal_key: tuple = ()
         self._bal_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -143,9 +144,11 @@ class ChannelDaemon:
         search over the BOLT 2 checks: under load they are refreshed at most
         every BALANCE_REFRESH seconds, and once more when things calm down."""
         now = time.monotonic()
-        if self._bal is None or now - self._bal_at >= BALANCE_REFRESH or ch.state is not ChannelState.NORMAL:
+        key = (ch.state, ch.connected)
+        if self._bal is None or now - self._bal_at >= BALANCE_REFRESH or key != self._bal_key:
             self._bal = (ch.spendable_msat, ch.receivable_msat)
             self._bal_at = now
+            self._bal_key = key
         elif self._bal_timer is None:
             self._bal_timer = asyncio.get_running_loop().call_later(
                 BALANCE_REFRESH, lambda: asyncio.ensure_future(self._refresh_balances()))
