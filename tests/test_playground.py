@@ -10,4 +10,6 @@ def test_playground_runs_and_cleans_up(tmp_path):
     assert "node1 connected to node2 over BOLT 8" in p.stdout
     assert '"num_peers": 1' in p.stdout
     assert "== node1 listfunds" in p.stdout and '"amount_msat": 5000000000' in p.stdout
+    assert "node1 paid it: 10000000 msat delivered" in p.stdout
+    assert "== node1 listpays" in p.stdout and '"status": "complete"' in p.stdout
     assert not (tmp_path / "pg" / "node1" / "regtest" / "lightning-rpc").exists()
