@@ -37,3 +37,84 @@ def test_line_gossip_propagates_and_pay_across(node_factory):
     wait_for(lambda: l2.rpc.getinfo()["fees_collected_msat"] == 1001)
     fw = l2.rpc.listforwards()["forwards"]
     assert fw[0]["status"] == "settled" and fw[0]["fee_msat"] == 1001
+
+
+def diamond(node_factory):
+    """l1 -> l2 -> l4 and l1 -> l3 -> l4, all public."""
+    l1, l2, l3, l4 = node_factory.get_nodes(4)
+    for n in (l1, l1, l2, l3):
+        fund(n, 3_000_000)
+    wait_for(lambda: len(l1.rpc.listfunds()["outputs"]) == 2)
+    for a, b in ((l1, l2), (l1, l3), (l2, l4), (l3, l4)):
+        if not a.is_connected(b):
+            a.connect(b)
+        a.rpc.fundchannel(b.node_id, 1_000_000)
+    l1.chain.mine(6)
+    for n in (l1, l2, l3, l4):
+        wait_for(lambda: len(n.rpc.listchannels()["channels"]) == 8, timeout=90)
+    return l1, l2, l3, l4
+
+
+def test_diamond_cheaper_path_and_retry_around_a_channel_that_cannot_carry(node_factory):
+    l1, l2, l3, l4 = diamond(node_factory)
+    # l3 charges much more: routes go through l2
+    l3.rpc.setchannel(channel(l3, l4)["short_channel_id"], feebase=50_000, feeppm=5000)
+    wait_for(lambda: any(c["base_fee_millisatoshi"] == 50_000 for c in l1.rpc.listchannels()["channels"]))
+    route = l1.rpc.getroute(l4.node_id, 1_000_000, 1, fuzzpercent=0)["route"]
+    assert route[0]["id"] == l2.node_id
+    # drain l2 -> l4 so it cannot carry 600,000 sat, then pay that much: the
+    # first attempt fails at l2 and pay goes round through l3
+    inv = l4.rpc.invoice(500_000_000, "drain", "drain")
+    l2.rpc.pay(inv["bolt11"])
+    big = l4.rpc.invoice(600_000_000, "big", "big")
+    r = l1.rpc.pay(big["bolt11"], maxfee=5_000_000)
+    assert r["status"] == "complete"
+    fees = r["amount_sent_msat"] - r["amount_msat"]
+    assert fees >= 50_000   # went through l3
+    assert any(f["status"] == "settled" for f in l3.rpc.listforwards()["forwards"])
+    assert [f["status"] for f in l2.rpc.listforwards()["forwards"]] == ["local_failed"]
+
+
+def test_graph_kept_across_restart_and_late_joiner_syncs(node_factory):
+    l1, l2, l3 = line(node_factory, 3)
+    wait_for(lambda: len(l1.rpc.listchannels()["channels"]) == 4, timeout=90)
+    wait_for(lambda: len(l1.rpc.listnodes()["nodes"]) == 3, timeout=90)
+    l1.stop()
+    l1.start()
+    # straight from the gossip store, before any peer is back
+    assert len(l1.rpc.listchannels()["channels"]) == 4
+    assert len(l1.rpc.listnodes()["nodes"]) == 3
+    late = node_factory.get_node()
+    late.connect(l3)
+    wait_for(lambda: len(late.rpc.listchannels()["channels"]) == 4, timeout=60)
+    wait_for(lambda: len(late.rpc.listnodes()["nodes"]) == 3, timeout=60)
+
+
+def test_forged_announcement_rejected_node_stays_up(node_factory):
+    from pyln.proto.wire import PrivateKey, connect as pyln_connect
+
+    from gossipd.synthetic import signed_channel_announcement
+    l1, l2 = line(node_factory, 2)
+    wait_for(lambda: len(l1.rpc.listchannels()["channels"]) == 2, timeout=90)
+    conn = pyln_connect(PrivateKey(bytes([9] * 32)), bytes.fromhex(l1.node_id), "127.0.0.1", l1.port)
+    conn.connection.settimeout(10)
+    conn.read_message()
+    conn.send_message(bytes.fromhex("00100000000100"))
+    chain_hash = bytes.fromhex("06226e46111a0b59caaf126043eb5bbf28c34f3a5e332a1fc7b2b73cf188910f")
+    ann = bytearray(signed_channel_announcement(chain_hash, (103 << 40) | (1 << 16) | 0,
+                                                (bytes([1] * 32), bytes([2] * 32)), (bytes([3] * 32), bytes([4] * 32))))
+    ann[10] ^= 1   # break node_signature_1
+    conn.send_message(bytes(ann))
+    l1.rpc.ping(l2.node_id)
+    assert len(l1.rpc.listchannels()["channels"]) == 2
+    assert l1.rpc.getinfo()["id"] == l1.node_id
+
+
+def test_channel_forgotten_when_funding_spent(node_factory):
+    l1, l2, l3 = line(node_factory, 3)
+    wait_for(lambda: len(l1.rpc.listchannels()["channels"]) == 4, timeout=90)
+    scid = channel(l2, l3)["short_channel_id"]
+    l2.rpc.close(l3.node_id)
+    l1.chain.mine(80)
+    wait_for(lambda: not l1.rpc.listchannels(scid)["channels"], timeout=90)
+    assert len(l1.rpc.listchannels()["channels"]) == 2
