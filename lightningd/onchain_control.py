@@ -439,6 +439,8 @@ class OnchainControl:
             r.subd.send("onchaind_persist_reply", {})
         if r.all_resolved:
             self.ld.channels.set_state(rec, C.CLOSED, "onchain", "all outputs irrevocably resolved")
+            with self.db.transaction():
+                self.db.execute("DELETE FROM onchain_txs WHERE dbid = ?", (rec.dbid,))
             rec.onchain_status = []
             self.resolvers.pop(rec.dbid, None)
             for key in [k for k, w in self.watched.items() if w[0] == rec.dbid]:
