@@ -150,3 +150,44 @@ def test_dev_sign_last_tx_is_valid_on_chain(node_factory):
     tx = l1.rpc.call("dev-sign-last-tx", [l2.node_id])["tx"]
     res = l1.chain.rpc.testmempoolaccept([tx])[0]
     assert res["allowed"], res
+
+
+def pay_and_check(payer, payee, label, amount_msat=1_000_000):
+    inv = payee.rpc.invoice(amount_msat, label, label)
+    assert payer.rpc.pay(inv["bolt11"])["status"] == "complete"
+
+
+def test_kill9_connectd_peers_come_back(node_factory):
+    import os
+    import signal
+    l1, l2 = node_factory.get_nodes(2)
+    l1.allow_broken_log = True
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    pay_and_check(l1, l2, "before")
+    old = l1.subdaemon_pids()["connectd"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: l1.subdaemon_pids().get("connectd") not in (None, old))
+    wait_for(lambda: l1.is_connected(l2), timeout=60)
+    wait_for(lambda: channel(l1, l2)["peer_connected"] and channel(l1, l2)["spendable_msat"] > 0, timeout=60)
+    pay_and_check(l1, l2, "after")
+    wait_for(lambda: channel(l2, l1)["to_us_msat"] == 2_000_000)
+
+
+def test_kill9_master_subdaemons_exit_and_channel_comes_back(node_factory):
+    from node_factory import pid_alive
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    pay_and_check(l1, l2, "before")
+    children = list(l1.subdaemon_pids_all())
+    assert "channeld" in l1.subdaemon_pids_all().values()
+    l1.kill()
+    # every subdaemon notices its master is gone and exits
+    wait_for(lambda: not any(pid_alive(p) for p in children))
+    l1.start()
+    wait_for(lambda: l1.is_connected(l2), timeout=60)
+    wait_for(lambda: channel(l1, l2)["state"] == "CHANNELD_NORMAL" and channel(l1, l2)["spendable_msat"] > 0,
+             timeout=60)
+    pay_and_check(l1, l2, "after")
+    wait_for(lambda: channel(l1, l2)["to_us_msat"] == 998_000_000)
