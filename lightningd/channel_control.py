@@ -293,9 +293,10 @@ class ChannelControl:
         self.ld.peer_has_channel(rec.peer_id)
         self.ld.log.info(f"channel {rec.dbid} with {rec.peer_id.hex()}: funding {rec.funding_txid_hex}:"
                          f"{rec.funding_outnum} ({rec.funding_sat} sat)")
-        self.ld.plugins.notify("channel_opened", {"id": rec.peer_id.hex(), "funding_msat": rec.funding_sat * 1000,
-                                                  "funding_txid": rec.funding_txid_hex,
-                                                  "channel_ready": False})
+        if rec.opener == "remote":   # as Core Lightning: "a peer successfully funded a channel with us"
+            self.ld.plugins.notify("channel_opened", {"id": rec.peer_id.hex(), "funding_msat": rec.funding_sat * 1000,
+                                                      "funding_txid": rec.funding_txid_hex,
+                                                      "channel_ready": False})
         return rec
 
     def _update(self, rec: ChannelRecord, summary: dict, core: str, events: list[dict]) -> None:

@@ -210,3 +210,49 @@ def test_kill9_and_restart_in_the_middle_of_a_multihop_payment(node_factory):
     l1.restart()
     assert l1.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"][0]["status"] == "complete"
     wait_for(lambda: l2.rpc.listforwards()["forwards"] and l2.rpc.listforwards()["forwards"][0]["status"] == "settled")
+
+
+def test_payment_notifications_on_payer_forwarder_and_payee(node_factory):
+    opts = {"plugin": str(PLUGINS / "recorder.py")}
+    l1, l2, l3 = node_factory.get_nodes(3, opts=opts)
+    fund(l1)
+    fund(l2)
+    open_channel(l1, l2, 1_000_000)
+    open_channel(l2, l3, 1_000_000)
+    opened = l2.rpc.recorded("channel_opened")["events"]
+    assert {e["payload"]["id"] for e in opened} == {l1.node_id}   # l2 was the fundee only of l1's channel
+    assert any(e["payload"]["new_state"] == "CHANNELD_NORMAL" for e in l1.rpc.recorded("channel_state_changed")["events"])
+    inv = l3.rpc.invoice(300_000, "note", "notifications")
+    fee = 1000 + 300_000 // 100_000   # l2's default policy: 1 sat base, 10 ppm
+    route = [{"id": l2.node_id, "channel": channel(l1, l2)["short_channel_id"], "amount_msat": 300_000 + fee,
+              "delay": 18 + 34},
+             {"id": l3.node_id, "channel": channel(l2, l3)["short_channel_id"], "amount_msat": 300_000, "delay": 18}]
+    l1.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 30)["status"] == "complete"
+
+    ok = wait_for(lambda: l1.rpc.recorded("sendpay_success")["events"])
+    assert ok[0]["payload"]["payment_hash"] == inv["payment_hash"]
+    assert ok[0]["payload"]["status"] == "complete"
+    assert ok[0]["payload"]["amount_msat"] == 300_000
+    fw = wait_for(lambda: [e["payload"] for e in l2.rpc.recorded("forward_event")["events"]
+                           if e["payload"]["status"] == "settled"])
+    assert fw[0]["payment_hash"] == inv["payment_hash"]
+    assert fw[0]["in_channel"] == channel(l2, l1)["short_channel_id"]
+    assert fw[0]["out_channel"] == channel(l2, l3)["short_channel_id"]
+    assert fw[0]["in_msat"] - fw[0]["out_msat"] == fw[0]["fee_msat"] > 0
+    assert [e["payload"]["status"] for e in l2.rpc.recorded("forward_event")["events"]] == ["offered", "settled"]
+    assert [e["payload"]["label"] for e in l3.rpc.recorded("invoice_creation")["events"]] == ["note"]
+    paid = wait_for(lambda: l3.rpc.recorded("invoice_payment")["events"])
+    assert paid[0]["payload"]["label"] == "note"
+
+    # a failure: unknown payment hash at l3, reported to l1 and to l2's forward_event
+    bad = "42" * 32
+    l1.rpc.sendpay(route, bad, payment_secret=inv["payment_secret"])
+    with pytest.raises(RpcError):
+        l1.rpc.waitsendpay(bad, 30)
+    fail = wait_for(lambda: l1.rpc.recorded("sendpay_failure")["events"])
+    assert fail[0]["payload"]["data"]["payment_hash"] == bad
+    assert fail[0]["payload"]["code"] == 203   # PAY_DESTINATION_PERM_FAIL: the final node refused
+    assert fail[0]["payload"]["data"]["failcodename"] == "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
+    wait_for(lambda: [e for e in l2.rpc.recorded("forward_event")["events"] if e["payload"]["status"] == "failed"])
+    assert len(l1.rpc.recorded("sendpay_success")["events"]) == 1
