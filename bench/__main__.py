@@ -5,7 +5,7 @@ import importlib
 import json
 import sys
 
-BENCHES = ["node_startup", "codec", "gossip_graph", "chain_sync", "payments"]
+BENCHES = ["node_startup", "codec", "gossip_graph", "chain_sync", "payments", "channel_memory"]
 
 
 def main() -> None:
