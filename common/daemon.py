@@ -69,6 +69,7 @@ def run(name: str, main: Callable[[Daemon], Awaitable[None]], hsm_sync: bool = F
             else:
                 d.status.broken(str(ctx.get("message")))
         loop.set_exception_handler(on_exc)
+        watch_master(loop, os.getppid())
         try:
             await main(d)
         except Exception as e:
@@ -79,6 +80,22 @@ def run(name: str, main: Callable[[Daemon], Awaitable[None]], hsm_sync: bool = F
         return 0
 
     sys.exit(profiled(name, lambda: asyncio.run(_amain())))
+
+
+MASTER_WATCH_INTERVAL = 1.0
+
+
+def watch_master(loop: asyncio.AbstractEventLoop, master_pid: int) -> None:
+    """Exit once the master is gone (we were re-parented), whatever we are
+    waiting for.  EOF on the master link usually ends us first; this catches
+    a daemon blocked before or outside its master reader (a kill -9 of the
+    master during start-up would otherwise leave it behind forever).  The
+    master stores everything: there is nothing to save on the way out."""
+    def check() -> None:
+        if os.getppid() != master_pid:
+            os._exit(0)
+        loop.call_later(MASTER_WATCH_INTERVAL, check)
+    loop.call_later(MASTER_WATCH_INTERVAL, check)
 
 
 def profiled(name: str, fn: Callable[[], int]) -> int:

@@ -34,7 +34,15 @@ from .validate import GossipError, parse_channel_announcement
 STORE_FILE = "gossip_store"
 BROADCAST_INTERVAL = 60.0
 FAST_BROADCAST_INTERVAL = 1.0
-REFRESH_INTERVAL = 13 * 24 * 3600   # re-sign our updates before the two-week prune
+# Our channel_updates are re-signed before they get this old, so that nobody
+# prunes our channels (BOLT 7: SHOULD prune after two weeks without update).
+REFRESH_AGE = 13 * 24 * 3600
+PRUNE_AGE = 14 * 24 * 3600
+MAINTENANCE_INTERVAL = 3600.0
+# --dev-fast-gossip-prune, as Core Lightning: prune after 60 s, so a test can see it
+FAST_PRUNE_AGE = 60
+FAST_REFRESH_AGE = 20
+FAST_MAINTENANCE_INTERVAL = 5.0
 
 
 class PeerGossip:
@@ -81,6 +89,7 @@ class Gossipd:
         self.peers: dict[bytes, PeerGossip] = {}
         self.to_broadcast: list[tuple[bytes, int]] = []    # (message, timestamp)
         self.interval = BROADCAST_INTERVAL
+        self.prune_age, self.refresh_age, self.maintenance_interval = PRUNE_AGE, REFRESH_AGE, MAINTENANCE_INTERVAL
         self.local: dict[int, dict] = {}                   # our channels: scid -> policy
         self.node_info: dict | None = None
         self._last_ts = 0
@@ -100,6 +109,9 @@ class Gossipd:
         self.blockheight = msg["blockheight"]
         if msg["dev_fast_gossip"]:
             self.interval = FAST_BROADCAST_INTERVAL
+        if msg["dev_fast_gossip_prune"]:
+            self.prune_age, self.refresh_age = FAST_PRUNE_AGE, FAST_REFRESH_AGE
+            self.maintenance_interval = FAST_MAINTENANCE_INTERVAL
         store = GossipStore.open(STORE_FILE)
         if store.report and (store.report.truncated_bytes or store.report.reason):
             self.status.unusual(f"gossip store: {store.report}")
@@ -111,6 +123,7 @@ class Gossipd:
                          f"{stats.updates} updates in {time.monotonic() - t0:.2f}s")
         self.master.send("gossipd_init_reply", {})
         asyncio.ensure_future(self._broadcaster())   # now that the interval is known
+        asyncio.ensure_future(self._maintenance())
 
     def handle_connectd_link(self, msg: Msg) -> None:
         if len(msg.fds) != 1:
@@ -359,6 +372,31 @@ class Gossipd:
             na = g.node_announcement(node)
             if na is not None and na[5] >= 0:
                 self._queue(self.mgr.message(na[5]), na[0])
+
+    # ------------------------------------------------------------------ maintenance
+    async def _maintenance(self) -> None:
+        """Keepalive for our channels, then prune what nobody refreshed."""
+        while True:
+            try:
+                await self._refresh_and_prune(int(time.time()))
+            except Exception as e:   # never let housekeeping kill gossipd
+                self.status.broken(f"gossip maintenance failed: {e!r}")
+            await asyncio.sleep(self.maintenance_interval)
+
+    async def _refresh_and_prune(self, now: int) -> None:
+        mgr = self.mgr
+        assert mgr is not None
+        for scid in list(self.local):
+            if not mgr.graph.has_channel(scid):
+                continue
+            n1, _ = mgr.graph.channel_nodes(scid)
+            ours = mgr.graph.half(scid, 0 if n1 == self.node_id else 1)
+            if ours is None or ours[U_TS] < now - self.refresh_age:
+                await self._sign_local_update(scid)
+        gone = mgr.prune(now, max_age=self.prune_age)
+        if gone:
+            self.status.debug(f"pruned {len(gone)} channels without an update for {self.prune_age} s: "
+                              + ", ".join(str(ShortChannelId.from_int(s)) for s in gone[:10]))
 
     # ------------------------------------------------------------------ relay
     def _queue(self, raw: bytes, ts: int) -> None:

@@ -298,10 +298,10 @@ class Graph:
             self.remove_channel(scid)
         return gone
 
-    def prune(self, now: int, require_both_stale: bool = False) -> list[int]:
+    def prune(self, now: int, require_both_stale: bool = False, max_age: int = TWO_WEEKS) -> list[int]:
         """Remove stale public channels (see module docstring); their scids.
         A direction without update counts from the announcement's time."""
-        cutoff = now - TWO_WEEKS
+        cutoff = now - max_age
         upd, ats, flag, scid = self._upd, self._ats, self._cflag, self._scid
         gone = []
         for c in self._cidx.values():

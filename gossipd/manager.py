@@ -17,7 +17,7 @@ import hashlib
 from itertools import islice
 from typing import NamedTuple
 
-from .graph import ACCEPTED, OLD, UNKNOWN, U_TS, Graph
+from .graph import ACCEPTED, OLD, TWO_WEEKS, UNKNOWN, U_TS, Graph
 from .store import (
     FLAG_DYING, FLAG_PRIVATE, STORE_CHAN_DYING, STORE_CHANNEL_AMOUNT, STORE_PRIVATE_CHANNEL,
     GossipStore, chan_dying_msg, channel_amount_msg, parse_chan_dying, parse_channel_amount,
@@ -202,8 +202,8 @@ class GossipManager:
         self._forget(gone)
         return gone
 
-    def prune(self, now: int, require_both_stale: bool = False) -> list[int]:
-        gone = self.graph.prune(now, require_both_stale)
+    def prune(self, now: int, require_both_stale: bool = False, max_age: int = TWO_WEEKS) -> list[int]:
+        gone = self.graph.prune(now, require_both_stale, max_age)
         self._forget(gone)
         return gone
 

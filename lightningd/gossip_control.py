@@ -49,6 +49,7 @@ class GossipControl:
             os.close(hsm_fd)
         await self.subd.request("gossipd_init", {"id": self.ld.node_id, "chain_hash": self.ld.network.chain_hash,
                                                  "dev_fast_gossip": bool(self.ld.cfg.get("dev-fast-gossip")),
+                                                 "dev_fast_gossip_prune": bool(self.ld.cfg.get("dev-fast-gossip-prune")),
                                                  "blockheight": self.ld.blockheight}, timeout=120)
         self.link_connectd()
         self.send_node_info()

@@ -106,6 +106,7 @@ OPTIONS: list[OptionSpec] = [
     # --- developer
     _o("dev-bitcoind-poll", INT, None, "Time between polling for new transactions", dev=True),
     _o("dev-fast-gossip", FLAG, False, "Make gossip broadcast 1 second, etc", dev=True),
+    _o("dev-fast-gossip-prune", FLAG, False, "Make gossip pruning 60 seconds", dev=True),
     _o("dev-allow-localhost", FLAG, False, "Announce and allow announcements for localhost address", dev=True),
     _o("dev-no-htlc-timeout", FLAG, False, "Don't kill channeld if HTLCs not confirmed within 30 seconds", dev=True),
     _o("dev-no-reconnect", FLAG, False, "Disable automatic reconnect-attempts by this node", dev=True),

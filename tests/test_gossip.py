@@ -5,8 +5,8 @@ from node_factory import wait_for
 from test_channels import channel, fund
 
 
-def line(node_factory, n, amount=1_000_000):
-    nodes = node_factory.get_nodes(n)
+def line(node_factory, n, amount=1_000_000, opts=None):
+    nodes = node_factory.get_nodes(n, opts=opts)
     for a in nodes[:-1]:
         fund(a, 3_000_000)
     for a, b in zip(nodes, nodes[1:]):
@@ -118,3 +118,21 @@ def test_channel_forgotten_when_funding_spent(node_factory):
     l1.chain.mine(80)
     wait_for(lambda: not l1.rpc.listchannels(scid)["channels"], timeout=90)
     assert len(l1.rpc.listchannels()["channels"]) == 2
+
+
+def test_stale_channel_pruned_while_live_ones_are_kept_alive(node_factory):
+    """--dev-fast-gossip-prune: a channel without a fresh update for 60 s
+    is pruned (two weeks normally); our own channels are re-signed in time."""
+    import time
+    l1, l2, l3 = line(node_factory, 3, opts={"dev-fast-gossip-prune": None})
+    wait_for(lambda: len(l3.rpc.listchannels()["channels"]) == 4, timeout=90)
+    gone = channel(l1, l2)["short_channel_id"]
+    live = channel(l2, l3)["short_channel_id"]
+    first = {c["direction"]: c["last_update"] for c in l3.rpc.listchannels(live)["channels"]}
+    l1.stop()   # nobody refreshes l1's side of l1-l2 any more
+    t0 = time.monotonic()
+    wait_for(lambda: not l3.rpc.listchannels(gone)["channels"], timeout=120)
+    assert time.monotonic() - t0 > 20   # not before it went stale
+    # l2 and l3 kept re-signing theirs
+    kept = {c["direction"]: c["last_update"] for c in l3.rpc.listchannels(live)["channels"]}
+    assert set(kept) == {0, 1} and all(kept[d] > first[d] for d in (0, 1))
