@@ -39,6 +39,8 @@ class ChainTopology:
         self.rescan = rescan
         self.listeners: list[BlockListener] = []
         self.on_new_tip: list[Callable[[int], None]] = []
+        #: called after every fee refresh (channels follow the estimate)
+        self.on_fees: list[Callable[[], None]] = []
         self.tip_height = -1
         self.tip_hash = b""
         self.backend_height = 0
@@ -236,5 +238,7 @@ class ChainTopology:
             # Core Lightning smooths so that peers' feerates don't jump around
             self.smoothed[blocks] = rate if old is None else (old * 3 + rate) // 4
         self.fee_estimates = fresh
+        for cb in self.on_fees:
+            cb()
 
 

@@ -181,6 +181,23 @@ class ChannelControl:
         self.ld.htlcs.channel_started(rec)   # resolutions it must (re)send once ready
         return fd
 
+    def send_feerates(self) -> None:
+        """Every running channeld learns the current commitment feerate and
+        the acceptable range; channeld of a channel we opened sends
+        update_fee when the estimate moved by more than 10%.  Anchor
+        channels can be CPFP'd, so their commitments use the slow estimate."""
+        f = self.ld.feerates
+        if f is None:
+            return
+        lo, hi = f.min_acceptable(), f.max_acceptable()
+        for rec in self.channels.values():
+            if rec.subd is None or not rec.subd.running or rec.state != C.NORMAL:
+                continue
+            anchors = 22 in rec.summary.get("channel_type", [12])
+            rate = f.perkw("slow" if anchors else "unilateral_close") or 0
+            rec.subd.send("channeld_feerates", {"feerate": max(lo, min(rate, hi)) if rate else 0,
+                                                "min_feerate": lo, "max_feerate": hi})
+
     def depth(self, rec: ChannelRecord) -> int:
         if rec.funding_height is None:
             return 0

@@ -255,6 +255,7 @@ class LightningD:
         self.topology.listeners.append(self.onchain)
         self.topology.on_new_tip.append(self.gossipd.new_blockheight)
         self.topology.on_new_tip.append(self._on_new_tip)
+        self.topology.on_fees.append(self.channels.send_feerates)
         try:
             await self.topology.start(self.cfg.get("bitcoin-zmqpubrawblock"))
         except BitcoindError as e:
