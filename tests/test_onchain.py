@@ -451,7 +451,7 @@ def test_restart_and_reorg_during_resolution(node_factory):
     # and the whole node restarts
     l1.restart()
     assert state(l1, l2) == "ONCHAIN"
-    assert any(f"waiting {DELAY - 4} more blocks" in s for s in status(l1, l2))
+    wait_for(lambda: any(f"waiting {DELAY - 4} more blocks" in s for s in status(l1, l2)))
     wait_for(lambda: "onchaind" in l1.subdaemon_pids().keys())
     assert not mempool(l1)
     mine(l1, 1, l1)
