@@ -20,8 +20,8 @@ from wire import DecodeError, bolt_schema
 from wire.internal import internal_schema
 
 from . import opening
-from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, FeerateBounds, PeerError, SignerError,
-                   UsageError)
+from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, DataLossError, FeerateBounds, PeerError,
+                   SignerError, UsageError)
 from .announce import Announcer
 from .hsm_signer import HsmSigner
 from .summary import changes_json, summary
@@ -64,6 +64,7 @@ class ChannelDaemon:
         self.lock = asyncio.Lock()
         self.ch: Channel | None = None
         self.temp_id: bytes | None = None
+        self._data_lost = False   # the peer proved our state is old: never broadcast it
         self.signer: HsmSigner = None  # type: ignore[assignment]
         self.init: dict[str, Any] = {}
         self.init_event = asyncio.Event()
@@ -218,7 +219,7 @@ class ChannelDaemon:
                 except ChannelFailed:
                     pass
         except (PeerError, ChannelError, SignerError) as e:
-            await self._fail_channel(str(e))
+            await self._fail_channel(str(e), data_loss=isinstance(e, DataLossError))
         finally:
             reader.cancel()
             await self.master.conn.drain()
@@ -449,26 +450,33 @@ class ChannelDaemon:
                 await self.send_peer(*msg)
         self.billboard(self._state_text())
 
-    async def _fail_channel(self, reason: str) -> None:
-        """BOLT 2: a misbehaving peer gets an error and we go on chain."""
+    async def _fail_channel(self, reason: str, data_loss: bool = False) -> None:
+        """BOLT 2: a misbehaving peer gets an error and we go on chain.  If the
+        peer proved we lost data, the error asks it to close: our commitment
+        is revoked and broadcasting it would hand it every satoshi."""
         self.status.unusual(f"failing channel: {reason}", self.peer_id)
         cid = self.ch.channel_id if self.ch is not None else (self.temp_id or b"\x00" * 32)
         try:
             await self.send_peer("error", {"channel_id": cid, "data": reason.encode()[:60000]})
         except ChannelFailed:
             pass
-        await self._go_onchain(reason)
+        await self._go_onchain(reason, data_loss)
 
-    async def _go_onchain(self, reason: str) -> None:
+    async def _go_onchain(self, reason: str, data_loss: bool = False) -> None:
         tx = b""
         ch = self.ch
+        self._data_lost = self._data_lost or data_loss
+        if self._data_lost:
+            self.status.broken(f"we lost data ({reason}): not broadcasting our revoked commitment, "
+                               "waiting for the peer to close", self.peer_id)
         if ch is not None and ch.local_sig is not None and ch.state is not ChannelState.CLOSED:
-            try:
-                tx = ch.latest_local_commitment_tx()[0].serialize()
-            except (SignerError, UsageError) as e:
-                self.status.broken(f"cannot sign our commitment: {e}", self.peer_id)
+            if not self._data_lost:
+                try:
+                    tx = ch.latest_local_commitment_tx()[0].serialize()
+                except (SignerError, UsageError) as e:
+                    self.status.broken(f"cannot sign our commitment: {e}", self.peer_id)
             ch.fail()
-        self.master.send("channeld_failed", {"tx": tx, "reason": reason})
+        self.master.send("channeld_failed", {"tx": tx, "reason": reason, "data_loss": self._data_lost})
         try:
             self.peer.send(internal_schema("peer_stream").encode("stream_disconnect", {}))
         except ConnectionClosed:

@@ -396,7 +396,19 @@ class ChannelControl:
             if po is not None and po.done is not None and not po.done.done():
                 po.done.set_exception(ChannelOpenFailed(reason))
             return
-        if msg["tx"]:
+        if msg["data_loss"]:
+            # Our state is behind the peer's: our commitment is revoked.  Never
+            # broadcast it (nor rebroadcast an older one at restart); the
+            # peer was asked to close and onchaind will sweep what it pays us.
+            self.ld.log.broken(f"channel {dbid} with {rec.peer_id.hex()}: {reason}; we lost data, "
+                               "waiting for the peer to close")
+            rec.last_tx = None
+            assert self.ld.db is not None
+            with self.ld.db.transaction():
+                self.ld.db.execute("UPDATE channels SET last_tx = NULL, close_cause = ? WHERE dbid = ?",
+                                   (reason, rec.dbid))
+            self.set_state(rec, C.AWAITING_UNILATERAL, "protocol", reason)
+        elif msg["tx"]:
             rec.last_tx = msg["tx"]
             assert self.ld.db is not None
             with self.ld.db.transaction():

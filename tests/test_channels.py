@@ -191,3 +191,48 @@ def test_kill9_master_subdaemons_exit_and_channel_comes_back(node_factory):
              timeout=60)
     pay_and_check(l1, l2, "after")
     wait_for(lambda: channel(l1, l2)["to_us_msat"] == 998_000_000)
+
+
+def test_restored_old_database_never_broadcasts_revoked_state(node_factory):
+    """option_data_loss_protect: l1 comes back from an old backup.  l2 proves
+    l1 is behind; l1 must not broadcast its (revoked) commitment, l2 closes,
+    and l1 still gets its balance from l2's commitment."""
+    import shutil
+    l1, l2 = node_factory.get_nodes(2)
+    l1.allow_broken_log = True
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    l1.stop()
+    db = l1.lightning_dir / "lightningd.sqlite3"
+    backup = l1.lightning_dir / "backup.sqlite3"
+    shutil.copy(db, backup)
+    l1.start()
+    wait_for(lambda: channel(l1, l2)["peer_connected"] and channel(l1, l2)["spendable_msat"] > 0, timeout=60)
+    for i in range(2):
+        inv = l2.rpc.invoice(50_000_000, f"p{i}", "advance the state")
+        l1.rpc.pay(inv["bolt11"])
+    wait_for(lambda: channel(l2, l1)["to_us_msat"] == 100_000_000)
+    l1.stop()
+    for suffix in ("-wal", "-shm"):
+        (l1.lightning_dir / f"lightningd.sqlite3{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, db)
+    mempool_before = set(l1.chain.rpc.getrawmempool())
+    l1.start()
+    wallet_before = sum(o["amount_msat"] for o in l1.rpc.listfunds()["outputs"] if o["status"] == "confirmed")
+    wait_for(lambda: channel(l1, l2)["state"] == "AWAITING_UNILATERAL", timeout=60)
+    # l2 was told to close, and did so with its latest commitment
+    wait_for(lambda: channel(l2, l1)["state"] in ("AWAITING_UNILATERAL", "FUNDING_SPEND_SEEN", "ONCHAIN"))
+    spends = wait_for(lambda: set(l1.chain.rpc.getrawmempool()) - mempool_before)
+    assert len(spends) == 1
+    l2_commit = l1.chain.rpc.getrawtransaction(spends.pop(), True)
+    # its to_remote pays l1 its current balance, 900,000 sat less the
+    # commitment fee l1 pays as the opener
+    outs = sorted(round(o["value"] * 100_000_000) for o in l2_commit["vout"])
+    assert 890_000 < outs[-1] < 900_000 and outs[0] == 100_000
+    l1.chain.mine(1)
+    wait_for(lambda: channel(l1, l2)["state"] in ("FUNDING_SPEND_SEEN", "ONCHAIN"), timeout=60)
+    # onchaind recognises only our to_remote (static_remotekey) and sweeps it to the wallet
+    wait_for(lambda: l1.chain.rpc.getrawmempool(), timeout=60)
+    l1.chain.mine(1)
+    wait_for(lambda: sum(o["amount_msat"] for o in l1.rpc.listfunds()["outputs"] if o["status"] == "confirmed")
+             >= wallet_before + (outs[-1] - 5_000) * 1000, timeout=60)
