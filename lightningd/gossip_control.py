@@ -186,14 +186,18 @@ def register(ld: "LightningD") -> None:
                                  timeout=60)
         return {"nodes": json.loads(r["json"])}
 
-    @cmd("getroute", [req("id", P.node_id), req("amount_msat", P.msat), req("riskfactor", P.number),
-                      opt("cltv", P.u32, 9), opt("fromid", P.node_id), opt("fuzzpercent", P.number, 5),
-                      opt("exclude", P.array), opt("maxhops", P.u32, 20)], category="channels",
+    @cmd("getroute", [req("id", P.node_id), req("amount_msat", P.msat), req("riskfactor", P.nonneg_number),
+                      opt("cltv", P.u32, 9), opt("fromid", P.node_id), opt("fuzzpercent", P.nonneg_number, 5),
+                      opt("exclude", P.route_exclusions), opt("maxhops", P.u32, 20)], category="channels",
          description="Show route to {id} for {amount_msat}, using {riskfactor} and optional {cltv} (default 9). "
                      "If specified search from {fromid} otherwise use this node as source.")
-    async def getroute(ctx: RequestContext, id: bytes, amount_msat: int, riskfactor: int, cltv: int,
-                       fromid: bytes | None, fuzzpercent: int, exclude: list | None, maxhops: int) -> dict:
-        route = await ld.find_route(id, amount_msat, cltv, set(str(x) for x in exclude or []),
-                                    riskfactor=riskfactor, fuzzpercent=fuzzpercent, maxhops=maxhops,
+    async def getroute(ctx: RequestContext, id: bytes, amount_msat: int, riskfactor: float, cltv: int,
+                       fromid: bytes | None, fuzzpercent: float, exclude: list[str] | None, maxhops: int) -> dict:
+        # Parameters are all checked above (-32602): whatever gossipd refuses
+        # from here on means there is no route (205).  Core Lightning accepts
+        # any non-negative fuzzpercent (and ignores it); ours fuzzes fees by
+        # at most 100%.
+        route = await ld.find_route(id, amount_msat, cltv, set(exclude or []),
+                                    riskfactor=riskfactor, fuzzpercent=min(fuzzpercent, 100), maxhops=maxhops,
                                     source=fromid, absolute_cltv=False)
         return {"route": route}

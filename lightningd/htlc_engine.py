@@ -263,16 +263,18 @@ class HtlcEngine:
             local_fail(F.FEE_INSUFFICIENT, encode_failure_data(F.FEE_INSUFFICIENT, htlc_msat=amount),
                        "WIRE_FEE_INSUFFICIENT")
             return
+        # our policy for the outgoing channel (setchannel htlcmin/htlcmax):
+        # Core Lightning fails either bound with temporary_channel_failure
+        if not out.htlc_minimum_msat <= out_amt <= out.htlc_maximum_msat:
+            local_fail(F.TEMPORARY_CHANNEL_FAILURE, encode_failure_data(F.TEMPORARY_CHANNEL_FAILURE),
+                       "WIRE_TEMPORARY_CHANNEL_FAILURE")
+            return
         if cltv < out_cltv + out.cltv_delta:
             local_fail(F.INCORRECT_CLTV_EXPIRY, encode_failure_data(F.INCORRECT_CLTV_EXPIRY, cltv_expiry=cltv),
                        "WIRE_INCORRECT_CLTV_EXPIRY")
             return
         if out_cltv <= self.ld.blockheight + 2:
             local_fail(F.EXPIRY_TOO_SOON, encode_failure_data(F.EXPIRY_TOO_SOON), "WIRE_EXPIRY_TOO_SOON")
-            return
-        if out_amt < out.htlc_minimum_msat:
-            local_fail(F.AMOUNT_BELOW_MINIMUM, encode_failure_data(F.AMOUNT_BELOW_MINIMUM, htlc_msat=out_amt),
-                       "WIRE_AMOUNT_BELOW_MINIMUM")
             return
         from common.daemon_conn import RequestFailed
         try:

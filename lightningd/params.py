@@ -4,6 +4,7 @@ named calls are both resolved from that declaration."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,8 +32,17 @@ def opt(name: str, check: Checker, default: Any = None) -> Param:
     return Param(name, check, False, default)
 
 
+_WHOLE = object()
+
+
 class BadType(ValueError):
-    """Raised by a checker: message says what the value should be."""
+    """Raised by a checker: message says what the value should be.  `token`
+    is the offending part of the value (an array element, say) when it is
+    not the whole value."""
+
+    def __init__(self, message: str, token: Any = _WHOLE) -> None:
+        super().__init__(message)
+        self.token = token
 
 
 def _tok(v: Any) -> str:
@@ -69,7 +79,7 @@ def resolve_params(params: list[Param], given: Any) -> dict[str, Any]:
         try:
             out[p.name] = p.check(v)
         except BadType as e:
-            raise ParamError(f"{p.name}: {e}: invalid token {_tok(v)}") from None
+            raise ParamError(f"{p.name}: {e}: invalid token {_tok(v if e.token is _WHOLE else e.token)}") from None
     return out
 
 
@@ -117,6 +127,21 @@ def u64(v: Any) -> int:
 
 def number(v: Any) -> int:
     return _integer(v, -(2 ** 63), 2 ** 63 - 1, "an integer")
+
+
+def nonneg_number(v: Any) -> float:
+    """A non-negative number, fractions allowed (Core Lightning's
+    param_millionths: riskfactor, maxfeepercent, fuzzpercent)."""
+    if isinstance(v, bool):
+        raise BadType("should be a non-negative floating-point number")
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise BadType("should be a non-negative floating-point number") from None
+    if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or v * 1_000_000 >= 2 ** 64:
+        raise BadType("should be a non-negative floating-point number")
+    return v
 
 
 def boolean(v: Any) -> bool:
@@ -173,6 +198,14 @@ def msat(v: Any) -> int:
     return m
 
 
+def msat_u32(v: Any) -> int:
+    """An msat amount that must fit in 32 bits (setchannel's feebase)."""
+    m = msat(v)
+    if m > 0xFFFFFFFF:
+        raise BadType("exceeds u32 max")
+    return m
+
+
 def msat_or_any(v: Any) -> int | None:
     if v == "any":
         return None
@@ -205,6 +238,24 @@ def short_channel_id(v: Any) -> ShortChannelId:
         except ValueError:
             pass
     raise BadType("should be a short_channel_id of form NxNxN")
+
+
+def route_exclusions(v: Any) -> list[str]:
+    """`exclude` of pay/getroute: short_channel_id/direction strings or node
+    ids, normalised ("BLOCKxTXxOUT/DIR", lower-case hex node id)."""
+    from common.scid import ShortChannelIdDir
+    out = []
+    for item in array(v):
+        try:
+            out.append(str(ShortChannelIdDir.parse(item)))
+            continue
+        except ValueError:
+            pass
+        try:
+            out.append(node_id(item).hex())
+        except BadType:
+            raise BadType("should be short_channel_id_dir or node_id", token=item) from None
+    return out
 
 
 def array(v: Any) -> list:

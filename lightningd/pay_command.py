@@ -10,7 +10,8 @@ from common.bolt11 import Bolt11Error, decode as decode_bolt11
 
 from . import params as P
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import (INVALID_PARAMS, PAY_DESTINATION_PERM_FAIL, PAY_INVOICE_EXPIRED, PAY_ROUTE_NOT_FOUND,
+from .jsonrpc_errors import (INVALID_PARAMS, PAY_DESTINATION_PERM_FAIL, PAY_IN_PROGRESS, PAY_INVOICE_EXPIRED,
+                             PAY_RHASH_ALREADY_USED, PAY_ROUTE_NOT_FOUND, PAY_ROUTE_TOO_EXPENSIVE,
                              PAY_STOPPED_RETRYING, RpcError)
 from .params import opt, req
 
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
 
 DEFAULT_RETRY_FOR = 60
+DEFAULT_MAXFEEPERCENT = 0.5
+DEFAULT_EXEMPTFEE = 5000
 
 
 async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
-                   hints: list, riskfactor: int = 10) -> list[dict] | None:
+                   hints: list, riskfactor: float = 10) -> list[dict] | None:
     """A route as sendpay takes it (delays relative to the next block).
     Direct channel first, then route hints through a peer, then the gossip
     graph (gossipd's getroute)."""
@@ -31,6 +34,7 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
     def usable(c) -> bool:
         return (c.state == C.NORMAL and c.scid is not None and ld.is_connected(c.peer_id)
                 and f"{c.scid}/{0 if ld.node_id < c.peer_id else 1}" not in exclude and str(c.scid) not in exclude
+                and c.peer_id.hex() not in exclude
                 and c.summary.get("spendable_msat", 0) >= amount_msat)
     direct = [c for c in ld.channels.by_peer(destination) if usable(c)]
     if direct:
@@ -87,15 +91,15 @@ def register(ld: "LightningD") -> None:
     cmd = ld.registry.command
 
     @cmd("pay", [req("bolt11", P.string), opt("amount_msat", P.msat), opt("label", P.string),
-                 opt("riskfactor", P.number, 10), opt("maxfeepercent", P.anything, 0.5),
-                 opt("retry_for", P.u32, DEFAULT_RETRY_FOR), opt("maxdelay", P.u32), opt("exemptfee", P.msat, 5000),
-                 opt("localinvreqid", P.string), opt("exclude", P.array), opt("maxfee", P.msat),
+                 opt("riskfactor", P.nonneg_number, 10), opt("maxfeepercent", P.nonneg_number),
+                 opt("retry_for", P.u32, DEFAULT_RETRY_FOR), opt("maxdelay", P.u32), opt("exemptfee", P.msat),
+                 opt("localinvreqid", P.string), opt("exclude", P.route_exclusions), opt("maxfee", P.msat),
                  opt("description", P.string), opt("partial_msat", P.msat)], category="payment",
          description="Send payment specified by {bolt11}")
-    async def pay_cmd(ctx: RequestContext, bolt11: str, amount_msat: int | None, label: str | None, riskfactor: int,
-                      maxfeepercent: Any, retry_for: int, maxdelay: int | None, exemptfee: int,
-                      localinvreqid: str | None, exclude: list | None, maxfee: int | None, description: str | None,
-                      partial_msat: int | None) -> dict:
+    async def pay_cmd(ctx: RequestContext, bolt11: str, amount_msat: int | None, label: str | None,
+                      riskfactor: float, maxfeepercent: float | None, retry_for: int, maxdelay: int | None,
+                      exemptfee: int | None, localinvreqid: str | None, exclude: list[str] | None,
+                      maxfee: int | None, description: str | None, partial_msat: int | None) -> dict:
         try:
             inv = decode_bolt11(bolt11)
         except Bolt11Error as e:
@@ -106,12 +110,23 @@ def register(ld: "LightningD") -> None:
             raise RpcError(INVALID_PARAMS, "amount_msat parameter unnecessary")
         if inv.amount_msat is None and amount_msat is None:
             raise RpcError(INVALID_PARAMS, "amount_msat parameter required")
-        amount = inv.amount_msat if inv.amount_msat is not None else amount_msat
-        assert amount is not None
+        total = inv.amount_msat if inv.amount_msat is not None else amount_msat
+        assert total is not None
+        if partial_msat is not None and partial_msat > total:
+            raise RpcError(INVALID_PARAMS, f"partial_msat must be less or equal to total amount {total}msat")
+        # what this command sends (all of the invoice, or the caller's part of it)
+        amount = partial_msat if partial_msat is not None else total
         if inv.timestamp + inv.expiry < time.time():
             raise RpcError(PAY_INVOICE_EXPIRED, "Invoice expired")
-        max_fee = maxfee if maxfee is not None else max(exemptfee, int(amount * float(maxfeepercent) / 100))
-        excluded = set(str(x) for x in (exclude or []))
+        if maxfee is not None and (maxfeepercent is not None or exemptfee is not None):
+            raise RpcError(INVALID_PARAMS, "If you specify maxfee, cannot specify maxfeepercent or exemptfee.")
+        if maxfee is None:
+            pct = maxfeepercent if maxfeepercent is not None else DEFAULT_MAXFEEPERCENT
+            exempt = exemptfee if exemptfee is not None else DEFAULT_EXEMPTFEE
+            max_fee = max(exempt, int(amount * pct / 100))
+        else:
+            max_fee = maxfee
+        excluded = set(exclude or [])
         deadline = time.monotonic() + retry_for
         attempts = 0
         last_error: RpcError | None = None
@@ -129,15 +144,23 @@ def register(ld: "LightningD") -> None:
                 raise RpcError(PAY_ROUTE_NOT_FOUND, "Could not find a route")
             fee = route[0]["amount_msat"] - amount
             if fee > max_fee:
-                raise RpcError(206, f"Fee exceeds our fee budget: {fee}msat > {max_fee}msat")
+                raise RpcError(PAY_ROUTE_TOO_EXPENSIVE, f"Fee exceeds our fee budget: {fee}msat > {max_fee}msat")
+            if maxdelay is not None and route[0]["delay"] > maxdelay:
+                raise RpcError(PAY_ROUTE_TOO_EXPENSIVE,
+                               f"CLTV delay exceeds our CLTV budget: {route[0]['delay']} > {maxdelay}")
             attempts += 1
+            sent = False
             try:
-                await pay.sendpay(route, inv.payment_hash, label, amount, bolt11, inv.payment_secret, 0, attempts,
+                await pay.sendpay(route, inv.payment_hash, label, total, bolt11, inv.payment_secret, 0, attempts,
                                   description, inv.metadata)
+                sent = True
                 res = await pay.waitsendpay(inv.payment_hash, max(1, int(deadline - time.monotonic())), 0, attempts)
             except RpcError as e:
                 last_error = e
                 if e.code == PAY_DESTINATION_PERM_FAIL:
+                    raise
+                if not sent and e.code in (PAY_IN_PROGRESS, PAY_RHASH_ALREADY_USED):
+                    # sendpay's duplicate checks: already paid, or another attempt still in flight
                     raise
                 data = e.data if isinstance(e.data, dict) else {}
                 if e.data is None or (data.get("erring_index") == 0 and data.get("failcode") == 0x1007):

@@ -146,6 +146,57 @@ class Payments:
         return d
 
     # ------------------------------------------------------------------ sending
+    def check_progress(self, payment_hash: bytes, partid: int, groupid: int, amount_msat: int, total_msat: int,
+                       destination: bytes | None) -> None:
+        """Reconcile a new payment part with earlier ones for the same hash
+        (Core Lightning's check_progress, shared by sendpay and sendonion):
+        RpcError if it must not be sent.  `amount_msat` is what this part
+        delivers, `total_msat` the whole payment's (0: not known, as for a
+        sendonion without total_amount_msat).  Unlike Core Lightning, an
+        exact repeat of a pending or completed part is refused too (200 /
+        201, with the existing part as data) rather than answered with it.
+        Failed parts never block: their row is replaced by the new attempt."""
+        have_complete = False
+        pending_msat = 0
+        for p in self.rows("WHERE payment_hash = ?", (payment_hash,)):
+            if p["status"] == "complete":
+                have_complete = True
+                if p["partid"] != partid:
+                    continue
+                if p["amount_msat"] != amount_msat:
+                    raise RpcError(PAY_RHASH_ALREADY_USED, f"Already succeeded with amount {p['amount_msat']}msat "
+                                   f"(not {amount_msat}msat)", self.json(p))
+                if p["destination"] and destination and p["destination"] != destination:
+                    raise RpcError(PAY_RHASH_ALREADY_USED, f"Already succeeded to {p['destination'].hex()}",
+                                   self.json(p))
+                raise RpcError(PAY_RHASH_ALREADY_USED, "Already succeeded", self.json(p))
+            if p["status"] != "pending":
+                continue
+            # at most one payment group in flight
+            if p["groupid"] != groupid:
+                raise RpcError(PAY_IN_PROGRESS, f"Payment with groupid={p['groupid']} still in progress, cannot "
+                               "retry before that completes.", self.json(p))
+            # no mixing of non-parallel (partid 0) and parallel parts
+            if bool(p["partid"]) != bool(partid):
+                raise RpcError(PAY_IN_PROGRESS, "Already have "
+                               f"{'parallel' if p['partid'] else 'non-parallel'} payment in progress", self.json(p))
+            if p["partid"] == partid:
+                if p["amount_msat"] != amount_msat:
+                    raise RpcError(PAY_RHASH_ALREADY_USED, f"Already pending with amount {p['amount_msat']}msat "
+                                   f"(not {amount_msat}msat)", self.json(p))
+                if p["destination"] and destination and p["destination"] != destination:
+                    raise RpcError(PAY_RHASH_ALREADY_USED, f"Already pending to {p['destination'].hex()}",
+                                   self.json(p))
+                raise RpcError(PAY_IN_PROGRESS, f"Already have parallel payment in progress with partid {partid}"
+                               if partid else "Already have non-parallel payment in progress", self.json(p))
+            if total_msat and p["total_msat"] != total_msat:
+                raise RpcError(INVALID_PARAMS, f"msatoshi was previously {p['total_msat']}msat, now {total_msat}msat")
+            pending_msat += p["amount_msat"]
+        if have_complete:
+            raise RpcError(PAY_RHASH_ALREADY_USED, "Already succeeded other parts")
+        if total_msat and pending_msat >= total_msat:
+            raise RpcError(PAY_IN_PROGRESS, f"Already have {pending_msat}msat of {total_msat}msat payments in progress")
+
     async def sendpay(self, route: list[dict], payment_hash: bytes, label: str | None, amount_msat: int | None,
                       bolt11: str | None, payment_secret: bytes | None, partid: int, groupid: int,
                       description: str | None, payment_metadata: bytes | None = None) -> dict:
@@ -153,20 +204,7 @@ class Payments:
             raise RpcError(INVALID_PARAMS, "Empty route")
         final = route[-1]
         total = amount_msat if amount_msat is not None else final["amount_msat"]
-        existing = self.rows("WHERE payment_hash = ? AND partid = ? AND groupid = ?", (payment_hash, partid, groupid))
-        if existing:
-            p = existing[0]
-            if p["status"] == "complete":
-                raise RpcError(PAY_RHASH_ALREADY_USED, "Already succeeded", self.json(p))
-            if p["status"] == "pending":
-                raise RpcError(PAY_IN_PROGRESS, "Already in progress", self.json(p))
-        done = self.rows("WHERE payment_hash = ? AND status = 'complete'", (payment_hash,))
-        if done:
-            raise RpcError(PAY_RHASH_ALREADY_USED, "Already succeeded", self.json(done[0]))
         first = route[0]
-        chan = self._channel_for(first)
-        if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
-            raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
         # Core Lightning: a route's delays are relative to the next block
         base = self.ld.blockheight + 1
         hops = []
@@ -181,15 +219,27 @@ class Payments:
                                 short_channel_id=ShortChannelId.parse(nxt["channel"]).to_int())
             hops.append((bytes.fromhex(hop["id"]), encode_payload(pl)))
         onion, secrets = create_onion(os.urandom(32), hops, payment_hash)
-        return await self.send_onion(chan, first["amount_msat"], base + first["delay"], onion, list(secrets),
-                                     payment_hash, partid, groupid, bytes.fromhex(final["id"]),
-                                     final["amount_msat"], total, bolt11, label, description, route)
+        return await self.send_onion(first, base + first["delay"], onion, list(secrets), payment_hash, partid,
+                                     groupid, bytes.fromhex(final["id"]), final["amount_msat"], total, bolt11, label,
+                                     description, route)
 
-    async def send_onion(self, chan: "C.ChannelRecord", first_amount: int, first_cltv: int, onion: bytes,
-                         secrets: list[bytes] | None, payment_hash: bytes, partid: int, groupid: int,
-                         destination: bytes | None, amount_msat: int, total: int, bolt11: str | None,
-                         label: str | None, description: str | None, route: list[dict] | None) -> dict:
-        """Record the payment part, then offer the HTLC on the first hop."""
+    async def send_onion(self, first_hop: dict, first_cltv: int, onion: bytes, secrets: list[bytes] | None,
+                         payment_hash: bytes, partid: int, groupid: int, destination: bytes | None,
+                         amount_msat: int, total: int, bolt11: str | None, label: str | None,
+                         description: str | None, route: list[dict] | None, check_total: int | None = None) -> dict:
+        """sendpay's and sendonion's common path (Core Lightning's
+        send_payment_core): check earlier parts for this hash, pick the
+        channel to `first_hop` ({id, channel (optional), amount_msat}),
+        record the part, then offer the HTLC.  `check_total` is the total
+        the duplicate checks go by (default `total`; 0 skips the total
+        checks).  Nothing awaits between the checks and the record, so two
+        concurrent calls cannot both pass."""
+        self.check_progress(payment_hash, partid, groupid, amount_msat, total if check_total is None else check_total,
+                            destination)
+        chan = self._channel_for(first_hop)
+        if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
+            raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
+        first_amount = first_hop["amount_msat"]
         first = {"amount_msat": first_amount, "channel": str(chan.scid) if chan.scid else ""}
         now = int(time.time())
         with self.db.transaction():
@@ -260,6 +310,26 @@ class Payments:
         raise RpcError(code, msg, data)
 
 
+def _route_hop(h: Any, name: str, need_channel: bool = True) -> dict:
+    """One hop of a route as getroute gives it ({id, channel, amount_msat,
+    delay, direction}), checked: RpcError -32602 naming what is wrong."""
+    if not isinstance(h, dict):
+        raise RpcError(INVALID_PARAMS, f"{name}: should be an object")
+    try:
+        hop = {"id": P.node_id(h["id"]).hex(),
+               "channel": str(P.short_channel_id(h["channel"])) if need_channel or h.get("channel") is not None
+               else None,
+               "amount_msat": P.msat(h.get("amount_msat", h.get("msatoshi"))),
+               "delay": P.u32(h["delay"]), "direction": h.get("direction", 0)}
+    except KeyError as e:
+        raise RpcError(INVALID_PARAMS, f"{name}: {e.args[0]} is required") from None
+    except P.BadType as e:
+        raise RpcError(INVALID_PARAMS, f"{name}: {e}") from None
+    if hop["direction"] not in (0, 1):
+        raise RpcError(INVALID_PARAMS, f"{name}: direction should be 0 or 1")
+    return hop
+
+
 def register(ld: "LightningD") -> None:
     pay = ld.payments
     cmd = ld.registry.command
@@ -273,14 +343,7 @@ def register(ld: "LightningD") -> None:
                       amount_msat: int | None, bolt11: str | None, payment_secret: bytes | None, partid: int,
                       localinvreqid: str | None, groupid: int, payment_metadata: bytes | None,
                       description: str | None) -> dict:
-        hops = []
-        for i, h in enumerate(route):
-            try:
-                hops.append({"id": P.node_id(h["id"]).hex(), "channel": str(P.short_channel_id(h["channel"])),
-                             "amount_msat": P.msat(h.get("amount_msat", h.get("msatoshi"))),
-                             "delay": P.u32(h["delay"]), "direction": h.get("direction", 0)})
-            except (KeyError, TypeError, P.BadType) as e:
-                raise RpcError(INVALID_PARAMS, f"route[{i}]: {e}") from None
+        hops = [_route_hop(h, f"route[{i}]") for i, h in enumerate(route)]
         return await pay.sendpay(hops, payment_hash, label, amount_msat, bolt11, payment_secret, partid, groupid,
                                  description, payment_metadata)
 
@@ -379,21 +442,25 @@ def register(ld: "LightningD") -> None:
                         description: str | None, total_amount_msat: int | None) -> dict:
         if len(onion) != 1366:
             raise RpcError(INVALID_PARAMS, "onion: must be 1366 bytes")
-        try:
-            peer = P.node_id(first_hop["id"])
-            first_amount = P.msat(first_hop.get("amount_msat"))
-            delay = P.u32(first_hop["delay"])
-        except (KeyError, TypeError, P.BadType) as e:
-            raise RpcError(INVALID_PARAMS, f"first_hop: needs id, amount_msat and delay: {e}") from None
-        chan = pay._channel_for({"id": peer.hex(), "channel": None})
-        if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
-            raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
-        secrets = [bytes.fromhex(s) for s in shared_secrets] if shared_secrets else None
-        out = await pay.send_onion(chan, first_amount, ld.blockheight + 1 + delay, onion, secrets, payment_hash,
-                                   partid, groupid, destination, amount_msat or first_amount,
-                                   total_amount_msat or amount_msat or first_amount, bolt11, label, description,
-                                   None)
-        return out
+        # Core Lightning parses the packet first: version 0 and a valid ephemeral key
+        from bitcoin.keys import is_valid_pubkey
+        if onion[0] != 0:
+            raise RpcError(INVALID_PARAMS, "Could not parse the onion. Parsing failed with "
+                           f"failcode={int(FailureCode.INVALID_ONION_VERSION)}")
+        if not is_valid_pubkey(onion[1:34]):
+            raise RpcError(INVALID_PARAMS, "Could not parse the onion. Parsing failed with "
+                           f"failcode={int(FailureCode.INVALID_ONION_KEY)}")
+        hop = _route_hop(first_hop, "first_hop", need_channel=False)
+        secrets = None
+        if shared_secrets is not None:
+            try:
+                secrets = [P.sha256_hex(s) for s in shared_secrets]
+            except P.BadType:
+                raise RpcError(INVALID_PARAMS, "shared_secrets: should be an array of 32 byte hex secrets") from None
+        amount = amount_msat if amount_msat is not None else hop["amount_msat"]
+        return await pay.send_onion(hop, ld.blockheight + 1 + hop["delay"], onion, secrets, payment_hash, partid,
+                                    groupid, destination, amount, total_amount_msat or amount, bolt11, label,
+                                    description, None, check_total=total_amount_msat or 0)
 
     from . import pay_command
     pay_command.register(ld)

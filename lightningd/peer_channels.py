@@ -30,6 +30,11 @@ def register(ld: "LightningD") -> None:
             if short_channel_id is not None and rec.scid != short_channel_id:
                 continue
             d = rec.to_json(ld.is_connected(rec.peer_id), ld.node_id)
+            # our channel_update's policy (Core Lightning's updates.local)
+            d["updates"] = {"local": {"htlc_minimum_msat": rec.htlc_minimum_msat,
+                                      "htlc_maximum_msat": rec.htlc_maximum_msat,
+                                      "cltv_expiry_delta": rec.cltv_delta, "fee_base_msat": rec.fee_base_msat,
+                                      "fee_proportional_millionths": rec.fee_ppm}}
             d["reestablished"] = rec.subd is not None and rec.subd.running and rec.state in C.ACTIVE
             out.append(d)
         for po in cc.pending.values():
@@ -63,13 +68,16 @@ def register(ld: "LightningD") -> None:
             out.append(d)
         return {"closedchannels": out}
 
-    @cmd("setchannel", [req("id", P.string), opt("feebase", P.msat), opt("feeppm", P.u32),
+    @cmd("setchannel", [req("id", P.string), opt("feebase", P.msat_u32), opt("feeppm", P.u32),
                         opt("htlcmin", P.msat), opt("htlcmax", P.msat), opt("enforcedelay", P.u32, 600),
                         opt("ignorefeelimits", P.boolean)], category="channels",
          description="Sets fees and/or htlc_minimum_msat / htlc_maximum_msat for channel {id} (or 'all')")
     async def setchannel(ctx: RequestContext, id: str, feebase: int | None, feeppm: int | None,
                          htlcmin: int | None, htlcmax: int | None, enforcedelay: int,
                          ignorefeelimits: bool | None) -> dict:
+        # Core Lightning: "Prevent obviously incorrect things!"
+        if htlcmin is not None and htlcmax is not None and htlcmax < htlcmin:
+            raise RpcError(LIGHTNINGD, "htlcmax cannot be less than htlcmin")
         targets = [c for c in cc.channels.values() if c.state in C.ACTIVE] if id == "all" else \
             [c for c in [cc.find(id)] if c is not None]
         if not targets:
@@ -78,13 +86,18 @@ def register(ld: "LightningD") -> None:
         assert ld.db is not None
         with ld.db.transaction():
             for rec in targets:
+                warn_min = warn_max = False
                 if feebase is not None:
                     rec.fee_base_msat = feebase
                 if feeppm is not None:
                     rec.fee_ppm = feeppm
                 if htlcmin is not None:
-                    rec.htlc_minimum_msat = htlcmin
+                    # we cannot send less than the peer accepts
+                    their_min = rec.summary.get("their_htlc_minimum_msat", 0)
+                    warn_min = htlcmin < their_min
+                    rec.htlc_minimum_msat = max(htlcmin, their_min)
                 if htlcmax is not None:
+                    warn_max = htlcmax > rec.funding_sat * 1000
                     rec.htlc_maximum_msat = min(htlcmax, rec.funding_sat * 1000)
                 ld.db.execute("UPDATE channels SET fee_base_msat = ?, fee_ppm = ?, htlc_minimum_msat = ?, "
                               "htlc_maximum_msat = ? WHERE dbid = ?", (rec.fee_base_msat, rec.fee_ppm,
@@ -94,6 +107,10 @@ def register(ld: "LightningD") -> None:
                      "fee_base_msat": rec.fee_base_msat, "fee_proportional_millionths": rec.fee_ppm,
                      "minimum_htlc_out_msat": rec.htlc_minimum_msat, "maximum_htlc_out_msat": rec.htlc_maximum_msat,
                      "ignore_fee_limits": bool(ignorefeelimits)}
+                if warn_min:
+                    d["warning_htlcmin_too_low"] = "Set minimum_htlc_out_msat to minimum allowed by peer"
+                if warn_max:
+                    d["warning_htlcmax_too_high"] = "Set maximum_htlc_out_msat to maximum possible in channel"
                 if rec.scid is not None:
                     d["short_channel_id"] = str(rec.scid)
                 out.append(d)
