@@ -147,15 +147,15 @@ class Payments:
 
     # ------------------------------------------------------------------ sending
     def check_progress(self, payment_hash: bytes, partid: int, groupid: int, amount_msat: int, total_msat: int,
-                       destination: bytes | None) -> None:
+                       destination: bytes | None) -> dict | None:
         """Reconcile a new payment part with earlier ones for the same hash
         (Core Lightning's check_progress, shared by sendpay and sendonion):
         RpcError if it must not be sent.  `amount_msat` is what this part
         delivers, `total_msat` the whole payment's (0: not known, as for a
-        sendonion without total_amount_msat).  Unlike Core Lightning, an
-        exact repeat of a pending or completed part is refused too (200 /
-        201, with the existing part as data) rather than answered with it.
-        Failed parts never block: their row is replaced by the new attempt."""
+        sendonion without total_amount_msat).  An exact repeat of a completed
+        part is a no-op answered with that payment (returned here), as Core
+        Lightning does; a repeat of a pending one is refused (200).  Failed
+        parts never block: their row is replaced by the new attempt."""
         have_complete = False
         pending_msat = 0
         for p in self.rows("WHERE payment_hash = ?", (payment_hash,)):
@@ -169,7 +169,7 @@ class Payments:
                 if p["destination"] and destination and p["destination"] != destination:
                     raise RpcError(PAY_RHASH_ALREADY_USED, f"Already succeeded to {p['destination'].hex()}",
                                    self.json(p))
-                raise RpcError(PAY_RHASH_ALREADY_USED, "Already succeeded", self.json(p))
+                return p
             if p["status"] != "pending":
                 continue
             # at most one payment group in flight
@@ -234,8 +234,10 @@ class Payments:
         the duplicate checks go by (default `total`; 0 skips the total
         checks).  Nothing awaits between the checks and the record, so two
         concurrent calls cannot both pass."""
-        self.check_progress(payment_hash, partid, groupid, amount_msat, total if check_total is None else check_total,
-                            destination)
+        done = self.check_progress(payment_hash, partid, groupid, amount_msat,
+                                   total if check_total is None else check_total, destination)
+        if done is not None:
+            return self.json(done)
         chan = self._channel_for(first_hop)
         if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
             raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")

@@ -51,11 +51,14 @@ def test_failures_have_the_right_codes(node_factory):
     assert e.value.error["code"] == 207
     err = attempt(pay_route(l1, l2, 100_000), exp["payment_hash"], exp["payment_secret"])
     assert err["data"]["failcode"] == 0x400F
-    # finally the right payment works, and paying it again is refused
+    # finally the right payment works; repeating it is a no-op (Core
+    # Lightning: "repeat payments are NOPs"), another amount is refused
     l1.rpc.sendpay(pay_route(l1, l2, 100_000), inv["payment_hash"], payment_secret=inv["payment_secret"], groupid=9)
     assert l1.rpc.waitsendpay(inv["payment_hash"], 30, groupid=9)["status"] == "complete"
+    again = l1.rpc.sendpay(pay_route(l1, l2, 100_000), inv["payment_hash"], payment_secret=inv["payment_secret"])
+    assert again["status"] == "complete"
     with pytest.raises(RpcError) as e:
-        l1.rpc.sendpay(pay_route(l1, l2, 100_000), inv["payment_hash"], payment_secret=inv["payment_secret"])
+        l1.rpc.sendpay(pay_route(l1, l2, 120_000), inv["payment_hash"], payment_secret=inv["payment_secret"])
     assert e.value.error["code"] == 201
     # nothing stuck: no HTLC left, balances moved by exactly one payment
     wait_for(lambda: not channel(l1, l2)["htlcs"] and not channel(l2, l1)["htlcs"])

@@ -1,6 +1,7 @@
 """RPC parameter checking and payment bookkeeping against Core Lightning's
 codes: bad parameters of pay/getroute are -32602 (never an internal error
-or a routing error), sendonion shares sendpay's duplicate checks (200/201),
+or a routing error), sendonion shares sendpay's duplicate checks (200/201, an
+exact repeat of a completed payment answered with it),
 and setchannel's htlcmin/htlcmax are enforced on forwards."""
 from pathlib import Path
 
@@ -145,12 +146,13 @@ def test_sendonion_refuses_duplicates_like_sendpay(node_factory):
 
     assert l2.rpc.release()["released"] == 1
     assert l1.rpc.waitsendpay(ph, 30)["status"] == "complete"
-    # complete: PAY_RHASH_ALREADY_USED, from either command
-    err = rpc_error(sendonion)
-    assert err["code"] == 201 and err["message"] == "Already succeeded"
-    assert err["data"]["status"] == "complete"
-    err = rpc_error(l1.rpc.sendpay, route, ph, payment_secret=inv["payment_secret"])
-    assert err["code"] == 201
+    # complete: an exact repeat is a no-op answered with the payment (as
+    # Core Lightning), from either command; anything else PAY_RHASH_ALREADY_USED
+    assert sendonion()["status"] == "complete"
+    again = l1.rpc.sendpay(route, ph, payment_secret=inv["payment_secret"])
+    assert again["status"] == "complete" and again["payment_hash"] == ph
+    err = rpc_error(sendonion, amount_msat=40_000)
+    assert err["code"] == 201 and "Already succeeded with amount" in err["message"]
     err = rpc_error(sendonion, partid=2)
     assert err["code"] == 201 and err["message"] == "Already succeeded other parts"
     wait_for(lambda: not channel(l1, l2)["htlcs"])
