@@ -148,7 +148,7 @@ class ChainTopology:
         info = await self.backend.getchaininfo()
         self._note_info(info)
         target = info["blockcount"]
-        if target <= self.tip_height and not await self._tip_changed():
+        if target <= self.tip_height and not await self._rewind_to_backend(target):
             return
         start_height = self.tip_height
         total = max(1, target - start_height)
@@ -188,15 +188,19 @@ class ChainTopology:
         if self.tip_height - start_height > 100:
             self.log.info(f"Synced to block {self.tip_height} in {time.monotonic() - t0:.1f}s")
 
-    async def _tip_changed(self) -> bool:
-        """Same height, different block: a reorg of equal length."""
-        blk = await self.backend.getrawblockbyheight(self.tip_height)
-        if blk.get("blockhash") is None:
-            return True
-        if bytes.fromhex(blk["blockhash"])[::-1] != self.tip_hash:
+    async def _rewind_to_backend(self, backend_height: int) -> bool:
+        """The backend is not ahead of us: rewind while our tip is not on its
+        chain (a reorg to a chain of equal or smaller height, e.g. after
+        `invalidateblock`); True if we rewound (then sync forward again)."""
+        rewound = False
+        while self.tip_height > 0:
+            if self.tip_height <= backend_height:
+                blk = await self.backend.getrawblockbyheight(self.tip_height)
+                if blk.get("blockhash") is not None and bytes.fromhex(blk["blockhash"])[::-1] == self.tip_hash:
+                    break
             await self._rewind_one()
-            return True
-        return False
+            rewound = True
+        return rewound
 
     def _connect(self, height: int, block: Block) -> None:
         with self.db.transaction():

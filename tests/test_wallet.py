@@ -76,6 +76,23 @@ def test_deposit_removed_by_reorg(node_factory):
     wait_for(lambda: not funds(l1))
 
 
+def test_reorg_to_a_shorter_chain(node_factory):
+    """invalidateblock without mining: the backend's chain is now shorter
+    than ours and our tip is not on it; we follow it down."""
+    l1 = node_factory.get_node()
+    chain = l1.chain
+    addr = l1.rpc.newaddr("bech32")["bech32"]
+    cb = chain.mine(1, addr)[0]
+    height = chain.rpc.getblockcount()
+    wait_for(lambda: funds(l1, "immature") and l1.rpc.getinfo()["blockheight"] == height)
+    chain.rpc.invalidateblock(cb)
+    wait_for(lambda: l1.rpc.getinfo()["blockheight"] == height - 1)
+    wait_for(lambda: not funds(l1))
+    chain.mine(1)   # and on from there
+    wait_for(lambda: l1.rpc.getinfo()["blockheight"] == height)
+    assert not funds(l1)
+
+
 def test_wallet_survives_restart(node_factory):
     l1 = node_factory.get_node()
     addr = l1.rpc.newaddr("bech32")["bech32"]
