@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 DEFAULT_RETRY_FOR = 60
 DEFAULT_MAXFEEPERCENT = 0.5
 DEFAULT_EXEMPTFEE = 5000
+# Blocks added to the invoice's min_final_cltv_expiry: a payee whose view of
+# the chain is a block or two ahead of ours would otherwise refuse the HTLC as
+# too close to expiry (LND pads by 3 for the same reason).
+FINAL_CLTV_PADDING = 3
 
 
 async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
@@ -136,7 +140,8 @@ def register(ld: "LightningD") -> None:
                    "cltv_expiry_delta": h.cltv_expiry_delta} for h in hint] for hint in (inv.route_hints or [])]
         started = int(time.time())
         while time.monotonic() < deadline:
-            route = await route_to(ld, inv.payee, amount, inv.min_final_cltv_expiry, excluded, hints, riskfactor)
+            final_cltv = inv.min_final_cltv_expiry + FINAL_CLTV_PADDING
+            route = await route_to(ld, inv.payee, amount, final_cltv, excluded, hints, riskfactor)
             if route is None:
                 if last_error is not None:
                     raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of routes to try after {attempts} attempts: "

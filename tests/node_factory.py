@@ -38,6 +38,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
         time.sleep(interval)
 
 
+def sync_blockheight(*nodes: "LightningNode") -> None:
+    """Wait until every node has processed the chain's tip: a hand-built
+    route's delays are relative to the payer's height, so a payer one block
+    behind the payee builds an onion the payee must refuse (as in Core
+    Lightning's test suite)."""
+    if not nodes:
+        return
+    height = nodes[0].chain.rpc.getblockcount()
+    wait_for(lambda: all(n.rpc.getinfo()["blockheight"] >= height for n in nodes))
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of pid (from /proc)."""
     out = []

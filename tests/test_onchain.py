@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 from bitcoin.hashes import sha256
-from node_factory import wait_for
+from node_factory import sync_blockheight, wait_for
 from test_channels import channel, fund, open_channel
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -386,6 +386,7 @@ def test_onchain_preimage_completes_upstream_forward(node_factory):
     fund(l2)
     open_channel(l1, l2, CAPACITY)
     open_channel(l2, l3, CAPACITY)
+    sync_blockheight(l1, l2, l3)
     funding = channel(l2, l3)
     preimage = os.urandom(32)
     h = sha256(preimage).hex()

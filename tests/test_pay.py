@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyln.client import RpcError
 
-from node_factory import wait_for
+from node_factory import sync_blockheight, wait_for
 from test_channels import channel, fund, open_channel
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -95,6 +95,7 @@ def test_hand_built_route_through_a_forwarder(node_factory):
     fund(l2)
     open_channel(l1, l2, 1_000_000)
     open_channel(l2, l3, 1_000_000)
+    sync_blockheight(l1, l2, l3)
     l2.rpc.setchannel(channel(l2, l3)["short_channel_id"], feebase=2000, feeppm=1000)
     inv = l3.rpc.invoice(500_000, "fw", "forward")
     fee = 2000 + 500_000 * 1000 // 1_000_000
@@ -195,6 +196,7 @@ def test_kill9_and_restart_in_the_middle_of_a_multihop_payment(node_factory):
     fund(l2)
     open_channel(l1, l2, 1_000_000)
     open_channel(l2, l3, 1_000_000)
+    sync_blockheight(l1, l2, l3)
     inv = l3.rpc.invoice(40_000, "k9", "kill")
     fee = 1000 + 40_000 * 10 // 1_000_000
     route = [{"id": l2.node_id, "channel": channel(l1, l2)["short_channel_id"], "amount_msat": 40_000 + fee,
@@ -222,6 +224,7 @@ def test_payment_notifications_on_payer_forwarder_and_payee(node_factory):
     fund(l2)
     open_channel(l1, l2, 1_000_000)
     open_channel(l2, l3, 1_000_000)
+    sync_blockheight(l1, l2, l3)
     opened = l2.rpc.recorded("channel_opened")["events"]
     assert {e["payload"]["id"] for e in opened} == {l1.node_id}   # l2 was the fundee only of l1's channel
     assert any(e["payload"]["new_state"] == "CHANNELD_NORMAL" for e in l1.rpc.recorded("channel_state_changed")["events"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyln.client import RpcError
 
-from node_factory import wait_for
+from node_factory import sync_blockheight, wait_for
 from test_channels import channel, fund, open_channel
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -166,6 +166,7 @@ def test_setchannel_htlc_range_enforced_on_forwards(node_factory):
     fund(l2)
     open_channel(l1, l2, 1_000_000)
     open_channel(l2, l3, 1_000_000)
+    sync_blockheight(l1, l2, l3)
     scid12 = channel(l1, l2)["short_channel_id"]
     scid23 = channel(l2, l3)["short_channel_id"]
     local = channel(l2, l3)["updates"]["local"]
