@@ -67,6 +67,7 @@ class Hsmd:
             "hsmd_sign_message": self.handle_sign_message,
             "hsmd_sign_invoice": self.handle_sign_invoice,
             "hsmd_sign_withdrawal": self.handle_sign_withdrawal,
+            "hsmd_sign_anchorspend": self.handle_sign_anchorspend,
             "hsmd_sign_gossip": self.handle_sign_gossip,
         }
         for name in CHANNEL_REQUESTS:
@@ -209,6 +210,26 @@ class Hsmd:
             conn.send("hsmd_sign_withdrawal_fail", {"reason": str(e)})
             return
         conn.send("hsmd_sign_withdrawal_reply", {"tx": tx.serialize()})
+
+    def handle_sign_anchorspend(self, conn: DaemonConn, msg: Msg) -> None:
+        assert self.keys is not None
+        from bitcoin.tx import Tx
+        f = msg.fields
+        try:
+            ck = self.channel(f["peer_id"], f["channel_dbid"])
+            tx = Tx.parse(f["tx"])
+            inputs = f["inputs"]
+            if not inputs or inputs[0]["keyidx"] != 0xFFFFFFFF:
+                raise ValueError("input 0 must be the anchor (not a wallet coin)")
+            if inputs[0]["script"] != ck.anchor_scriptpubkey():
+                raise ValueError(f"input 0 is not the anchor of channel {f['channel_dbid']}")
+            tx = self.keys.sign_withdrawal(tx, inputs)
+            ck.sign_anchor(tx, inputs[0]["amount_sat"])
+        except ValueError as e:
+            self.status.unusual(f"refusing to sign anchor spend: {e}")
+            conn.send("hsmd_sign_anchorspend_fail", {"reason": str(e)})
+            return
+        conn.send("hsmd_sign_anchorspend_reply", {"tx": tx.serialize()})
 
     def handle_sign_message(self, conn: DaemonConn, msg: Msg) -> None:
         assert self.keys is not None

@@ -18,7 +18,9 @@ import struct
 
 from bitcoin.keys import der_to_compact, pubkey_of, sign_digest_der, verify_digest_compact
 from bitcoin.tx import SIGHASH_ALL, SIGHASH_ANYONECANPAY, SIGHASH_SINGLE, Tx
+from bitcoin.script import p2wsh_script
 from common.keyderive import derive_privkey, derive_revocation_privkey
+from common.scripts import anchor_script
 from common.shachain import per_commitment_point, per_commitment_secret
 
 from .libhsmd import hkdf_sha256
@@ -104,6 +106,16 @@ class ChannelKeys:
         priv = derive_privkey(self.htlc, self.point(n))
         digest = Tx.parse(tx).sighash_segwit_v0(0, witness_script, amount_sat, SIGHASH_ALL)
         return der_to_compact(sign_digest_der(priv, digest))
+
+    def sign_anchor(self, tx: Tx, amount_sat: int) -> None:
+        """Input 0 of ``tx`` spends our anchor output (BOLT 3: witness
+        ``<local_funding_sig>``); the amount is the input's, for BIP143."""
+        ws = anchor_script(self.funding_pubkey)
+        digest = tx.sighash_segwit_v0(0, ws, amount_sat, SIGHASH_ALL)
+        tx.inputs[0].witness = [sign_digest_der(self.funding, digest) + bytes([SIGHASH_ALL]), ws]
+
+    def anchor_scriptpubkey(self) -> bytes:
+        return p2wsh_script(anchor_script(self.funding_pubkey))
 
     def sign_onchain(self, kind: int, tx: bytes, index: int, witness_script: bytes, amount_sat: int,
                      point: bytes, secret: bytes) -> bytes:

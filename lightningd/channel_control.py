@@ -415,7 +415,8 @@ class ChannelControl:
                 self.ld.db.execute("UPDATE channels SET last_tx = ?, close_cause = ? WHERE dbid = ?",
                                    (rec.last_tx, reason, rec.dbid))
             self.set_state(rec, C.AWAITING_UNILATERAL, "protocol", reason)
-            await self._broadcast(rec.last_tx, f"our commitment of channel {dbid}")
+            if not await self.ld.anchors.broadcast_commitment(rec, rec.last_tx, "our commitment"):
+                self.ld.log.unusual(f"broadcast of our commitment of channel {dbid} failed")
         for fut in self.close_waiters.pop(rec.dbid, []):
             if not fut.done():
                 fut.set_result("unilateral")

@@ -95,9 +95,8 @@ async def unilateral(ld: "LightningD", rec: "ChannelRecord", reason: str) -> Non
     if rec.subd is not None:
         await rec.subd.stop()
     ld.channels.set_state(rec, C.AWAITING_UNILATERAL, "user", reason)
-    r = await ld.backend.sendrawtransaction(tx.hex())
-    if not r.get("success"):
-        ld.log.unusual(f"broadcast of our commitment failed: {r.get('errmsg')}")
+    if not await ld.anchors.broadcast_commitment(rec, tx, "our commitment"):
+        ld.log.unusual(f"channel {rec.dbid}: broadcast of our commitment failed")
 
 
 def _result(rec: "ChannelRecord") -> dict[str, Any]:

@@ -77,6 +77,8 @@ class LightningD:
         self.payments = Payments(self)
         from .onchain_control import OnchainControl
         self.onchain = OnchainControl(self)
+        from .anchors import AnchorSpender
+        self.anchors = AnchorSpender(self)
         self._channel_peers: set[bytes] = set()
         self._reconnecting: set[bytes] = set()
         self.node_id = b""

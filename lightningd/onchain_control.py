@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from bitcoin.block import Block
-from bitcoin.tx import Tx
+from bitcoin.coinselect import InsufficientFunds
+from bitcoin.tx import OutPoint, Tx
 from common.daemon_conn import Msg, RequestFailed
 from wire.internal import internal_schema
 
@@ -82,6 +83,7 @@ class OnchainControl:
     HANDLERS = {
         "onchaind_persist": "handle_persist",
         "onchaind_watch": "handle_watch",
+        "onchaind_fee_inputs": "handle_fee_inputs",
         "onchaind_broadcast": "handle_broadcast",
         "onchaind_preimage_learned": "handle_preimage_learned",
         "onchaind_htlc_failed": "handle_htlc_failed",
@@ -458,9 +460,42 @@ class OnchainControl:
             self._send(r, "onchaind_spent", {"txid": key[0], "outnum": key[1], "tx": spent[1].serialize(),
                                              "height": spent[2]})
 
+    def handle_fee_inputs(self, r: Resolver, msg: Msg) -> None:
+        """Wallet coins for an anchors zero-fee HTLC tx (lightningd/anchors.py)."""
+        op = OutPoint(msg["txid"], msg["outnum"])
+        try:
+            coins, script, change = self.ld.anchors.fee_inputs(r.rec.dbid, op, msg["weight"], msg["feerate_per_kw"],
+                                                               msg["not_before_height"])
+        except InsufficientFunds as e:
+            # onchaind asks again on the next block (the wallet may have coins confirmed by then)
+            self.ld.log.unusual(f"channel {r.rec.dbid}: cannot pay for the HTLC tx spending {op}: {e}")
+            self._send(r, "onchaind_fee_inputs_fail", {"reason": str(e)})
+            return
+        self._send(r, "onchaind_fee_inputs_reply", {
+            "inputs": [{"txid": u.txid, "outnum": u.outnum, "amount_sat": u.value_sat} for u in coins],
+            "change_script": script, "change_sat": change})
+
     def handle_broadcast(self, r: Resolver, msg: Msg) -> None:
+        if msg["wallet_inputs"]:
+            asyncio.ensure_future(self._sign_fee_inputs(r, msg))
+            return
+        self._pend(r, msg, Tx.parse(msg["tx"]))
+
+    async def _sign_fee_inputs(self, r: Resolver, msg: Msg) -> None:
+        try:
+            tx = await self.ld.anchors.sign_fee_inputs(Tx.parse(msg["tx"]), msg["wallet_inputs"], msg["spent_sat"],
+                                                       msg["spent_script"])
+        except Exception as e:
+            self.ld.log.broken(f"channel {r.rec.dbid}: cannot sign the wallet inputs of {msg['reason']}: "
+                               f"{getattr(e, 'msg', e)}")
+            return
+        self._pend(r, msg, tx)
+
+    def _pend(self, r: Resolver, msg: Msg, tx: Tx) -> None:
         key = (msg["txid"], msg["outnum"])
-        b = {"tx": Tx.parse(msg["tx"]), "not_before": msg["not_before_height"], "reason": msg["reason"],
+        self.ld.log.debug(f"channel {r.rec.dbid}: {msg['reason']} {tx.txid_hex} to broadcast from height "
+                          f"{msg['not_before_height']}")
+        b = {"tx": tx, "not_before": msg["not_before_height"], "reason": msg["reason"],
              "fee": msg["fee_sat"], "feerate": msg["feerate_per_kw"], "sent": False}
         r.pending[key] = b
         if key in self.spent_by:
@@ -493,7 +528,7 @@ class OnchainControl:
     def _check_deadlines(self, height: int) -> None:
         for rec in list(self.ld.channels.channels.values()):
             if rec.state == C.AWAITING_UNILATERAL and rec.last_tx is not None:
-                asyncio.ensure_future(self._rebroadcast(rec, rec.last_tx, "our commitment"))
+                asyncio.ensure_future(self.ld.anchors.broadcast_commitment(rec, rec.last_tx, "our commitment"))
                 continue
             htlcs = rec.summary.get("htlcs") or []
             if rec.state not in C.ACTIVE or not htlcs or rec.dbid in self._going_onchain:

@@ -71,9 +71,10 @@ def register(ld: "LightningD") -> None:
                 raise RpcError(INVALID_PARAMS, f"close_to: invalid address {close_to}") from None
         dbid = cc.new_dbid()
         temp_id = os.urandom(32)
+        # an anchors commitment can be CPFP'd when it goes on chain (anchors.py): it pays the slow rate
+        commit_rate = ld.feerates.perkw("slow" if 22 in (channel_type or []) else "unilateral_close") or rate
         config = cc.channel_config(None, {
-            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": ld.feerates.perkw("unilateral_close")
-            or rate, "announce": announce, "temporary_channel_id": temp_id.hex(),
+            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": commit_rate, "announce": announce, "temporary_channel_id": temp_id.hex(),
             "upfront_shutdown_script": upfront, "channel_type": sorted(channel_type or [12])})
         if reserve is not None:
             config["our"]["reserve_percent"] = 100.0 * reserve / amount

@@ -27,7 +27,7 @@ import asyncio
 import json
 from typing import Any
 
-from bitcoin.script import p2pkh_script_code
+from bitcoin.script import p2pkh_script_code, p2wsh_script
 from bitcoin.tx import SIGHASH_ALL, OutPoint, Tx, TxIn, TxOut
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg, RequestFailed
@@ -98,6 +98,13 @@ def build_to_us_sweep(outpoint: OutPoint, amount_sat: int, pubkey: bytes, dest: 
     return tx, fee
 
 
+def _max_weight(htlc_tx: Tx) -> int:
+    """Weight of a signed HTLC tx with both signatures at their longest (our
+    signature is made again once the fee inputs are in)."""
+    sigs = htlc_tx.inputs[0].witness[1:3]
+    return htlc_tx.weight() + sum(MAX_SIG_LEN - len(s) for s in sigs)
+
+
 class Onchaind:
     MASTER_HANDLERS = {
         "onchaind_init": "handle_init",
@@ -122,6 +129,10 @@ class Onchaind:
         self._to_us_cache: dict[tuple[str, int], tuple[Tx | None, int]] = {}
         self._to_us_watched: set[str] = set()
         self._to_us_announced: dict[str, bytes] = {}
+        #: anchors' zero-fee HTLC txs waiting for wallet coins (retried on each block)
+        self._unfunded: dict[OutPoint, Broadcast] = {}
+        #: zero-fee HTLC tx (txid hex) -> the tx with wallet inputs broadcast instead, and its feerate
+        self._funded: dict[str, tuple[str, int]] = {}
         self.core_all_resolved = False
         self._all_told = False
         self._persisted: tuple[str, str] | None = None
@@ -184,7 +195,11 @@ class Onchaind:
 
     async def handle_block(self, msg: Msg) -> None:
         if self.st is not None:
-            await self._emit(self.st.block(msg["height"]))
+            outs = self.st.block(msg["height"])
+            # zero-fee HTLC txs the wallet could not pay for yet, unless spent since
+            outs += [o for op, o in self._unfunded.items() if op not in self.st.spends]
+            self._unfunded.clear()
+            await self._emit(outs)
 
     async def handle_block_disconnected(self, msg: Msg) -> None:
         if self.st is not None:
@@ -218,11 +233,41 @@ class Onchaind:
     def _watch(self, op: OutPoint) -> None:
         self.master.send("onchaind_watch", {"txid": op.txid, "outnum": op.index})
 
-    def _broadcast(self, op: OutPoint, tx: Tx, not_before: int, feerate: int, fee: int, reason: str) -> None:
+    def _broadcast(self, op: OutPoint, tx: Tx, not_before: int, feerate: int, fee: int, reason: str,
+                   wallet_inputs: int = 0, spent_sat: int = 0, spent_script: bytes = b"") -> None:
         self.status.debug(f"{reason}: {tx.txid_hex} fee {fee} sat ({feerate} sat/kw), from height {not_before}")
         self.master.send("onchaind_broadcast", {"txid": op.txid, "outnum": op.index, "tx": tx.serialize(),
                                                 "not_before_height": not_before, "feerate_per_kw": feerate,
-                                                "fee_sat": fee, "reason": reason[:1000]})
+                                                "fee_sat": fee, "reason": reason[:1000],
+                                                "wallet_inputs": wallet_inputs, "spent_sat": spent_sat,
+                                                "spent_script": spent_script})
+
+    async def _fund_htlc_tx(self, o: Broadcast) -> None:
+        """Anchors: our zero-fee HTLC tx, with wallet coins the master gives
+        (reserved for it) paying the current feerate; we sign the HTLC input
+        (SIGHASH_ALL over all of it), hsmd signs the coins at the master.
+        Without coins it is retried on each block (and a warning says why)."""
+        st = self.st
+        assert st is not None
+        feerate = st.feerate_per_kw
+        try:
+            r = await self.master.request("onchaind_fee_inputs", {
+                "txid": o.outpoint.txid, "outnum": o.outpoint.index, "weight": _max_weight(o.tx),
+                "feerate_per_kw": feerate, "not_before_height": o.not_before_height})
+        except RequestFailed as e:
+            self._unfunded[o.outpoint] = o
+            self.master.send("onchaind_warn", {"message": f"{o.reason}: no wallet funds to pay for this "
+                                                          f"zero-fee HTLC tx: {e.msg.fields.get('reason')}"})
+            return
+        self._unfunded.pop(o.outpoint, None)
+        ins = [TxIn(OutPoint(i["txid"], i["outnum"]), b"", SEQUENCE_RBF) for i in r["inputs"]]
+        tx = st.complete_htlc_tx(o.outpoint, ins, [TxOut(r["change_sat"], r["change_script"])])
+        # the core's status line names the zero-fee tx: show the one broadcast
+        self._funded[o.tx.txid_hex] = (tx.txid_hex, feerate)
+        spent_sat = o.tx.outputs[0].value        # zero fee: the HTLC output's amount
+        fee = spent_sat + sum(i["amount_sat"] for i in r["inputs"]) - sum(x.value for x in tx.outputs)
+        self._broadcast(o.outpoint, tx, o.not_before_height, feerate, fee, o.reason, len(ins), spent_sat,
+                        p2wsh_script(o.tx.inputs[0].witness[-1]))
 
     async def _emit(self, outs: list[Output]) -> None:
         for o in outs:
@@ -230,8 +275,7 @@ class Onchaind:
                 self._watch(o.outpoint)
             elif isinstance(o, Broadcast):
                 if o.needs_fee_inputs:
-                    self.master.send("onchaind_warn", {"message": f"{o.reason}: zero-fee HTLC transaction "
-                                                                  "needs wallet fee inputs: not supported"})
+                    await self._fund_htlc_tx(o)
                     continue
                 self._broadcast(o.outpoint, o.tx, o.not_before_height, o.feerate_per_kw or 0, o.fee_sat or 0,
                                 o.reason)
@@ -263,7 +307,7 @@ class Onchaind:
         assert st is not None
         state = json.dumps({"version": STATE_VERSION, "core": json.loads(st.to_json()), "to_us": self.to_us,
                             "core_all_resolved": self.core_all_resolved}, sort_keys=True)
-        status = json.dumps(st.status_lines() + self._to_us_lines())
+        status = json.dumps([self._funded_line(line) for line in st.status_lines()] + self._to_us_lines())
         if (state, status) == self._persisted:
             return
         try:
@@ -271,6 +315,13 @@ class Onchaind:
         except RequestFailed as e:
             raise RuntimeError(f"master refused to persist: {e.msg.fields.get('reason')}") from None
         self._persisted = (state, status)
+
+    def _funded_line(self, line: str) -> str:
+        for zero_fee, (txid, feerate) in self._funded.items():
+            if zero_fee in line:
+                head = line.split(zero_fee)[0]
+                return f"{head}{txid} at {feerate} sat/kw (fee paid by wallet inputs)"
+        return line
 
     # ------------------------------------------------------------------ our to_remote (no anchors)
     def _to_us_outputs(self) -> list[tuple[Any, Tx, int, int]]:

@@ -87,3 +87,46 @@ def test_client_capabilities_enforced(tmp_path):
             raise AssertionError("refusal not logged")
         await subd.stop()
     asyncio.run(main())
+
+
+def test_anchorspend_signs_only_that_channels_anchor(tmp_path):
+    """hsmd_sign_anchorspend (master only): input 0 must be the anchor of the
+    named channel's funding key, and the signature verifies with that key."""
+    from bitcoin.keys import verify_digest_der
+    from bitcoin.script import p2wsh_script
+    from bitcoin.tx import SIGHASH_ALL, OutPoint, Tx, TxIn, TxOut
+    from common.daemon_conn import RequestFailed
+    from common.scripts import anchor_script
+
+    async def main():
+        subd, book, node_id = await start_hsmd(tmp_path)
+        peer = PrivateKey(bytes([7] * 32)).public_key.format()
+        reply = await subd.request("hsmd_client_hsmfd", {"id": peer, "dbid": 5, "capabilities": 8,
+                                                         "label": "channeld-5"}, timeout=10)
+        chan = DaemonConn(MsgConn.from_fd(reply.fds[0]), internal_schema("hsmd"), {})
+        chan.start()
+        funding_pubkey = (await chan.request("hsmd_get_channel_basepoints", {}, timeout=10))["funding_pubkey"]
+        ws = anchor_script(funding_pubkey)
+        tx = Tx(version=2, inputs=[TxIn(OutPoint(bytes(range(32)), 2), b"", 0xFFFFFFFD)],
+                outputs=[TxOut(300, bytes.fromhex("0014" + "11" * 20))])
+        anchor = {"keyidx": 0xFFFFFFFF, "is_p2tr": False, "amount_sat": 330, "script": p2wsh_script(ws)}
+        r = await subd.request("hsmd_sign_anchorspend", {"peer_id": peer, "channel_dbid": 5, "inputs": [anchor],
+                                                         "tx": tx.serialize()}, timeout=10)
+        signed = Tx.parse(r["tx"])
+        sig, script = signed.inputs[0].witness
+        assert script == ws and sig[-1] == SIGHASH_ALL
+        assert verify_digest_der(funding_pubkey, sig[:-1], tx.sighash_segwit_v0(0, ws, 330, SIGHASH_ALL))
+        # another channel's anchor, or input 0 claimed as a wallet coin: refused
+        with pytest.raises(RequestFailed):
+            await subd.request("hsmd_sign_anchorspend", {"peer_id": peer, "channel_dbid": 6, "inputs": [anchor],
+                                                         "tx": tx.serialize()}, timeout=10)
+        with pytest.raises(RequestFailed):
+            await subd.request("hsmd_sign_anchorspend", {"peer_id": peer, "channel_dbid": 5,
+                                                         "inputs": [dict(anchor, keyidx=0)], "tx": tx.serialize()},
+                               timeout=10)
+        # a channel client may not ask at all
+        with pytest.raises(ConnectionClosed):
+            await chan.request("hsmd_sign_anchorspend", {"peer_id": peer, "channel_dbid": 5, "inputs": [anchor],
+                                                         "tx": tx.serialize()}, timeout=10)
+        await subd.stop()
+    asyncio.run(main())

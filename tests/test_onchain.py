@@ -66,34 +66,33 @@ def sats(btc) -> int:
 
 def spend_tree(node, funding_txid, funding_outnum, start):
     """Every tx descending from the funding output (mined from `start`):
-    [(tx json, height, fee)], and the unspent leaves {(txid, n): value}."""
+    [(tx json, height, fee)], the unspent leaves {(txid, n): value}, and the
+    value of the inputs from outside the tree (wallet coins paying fees:
+    anchors' CPFP and zero-fee HTLC txs)."""
     rpc = node.chain.rpc
-    spender = {}
+    funding = (funding_txid, funding_outnum)
+    values = {funding: CAPACITY}         # outputs of the tree
+    txs, external = [], 0
+    # in chain order, parents come first: a tx is in the tree if it spends a tree output
     for h in range(start, rpc.getblockcount() + 1):
         for tx in rpc.getblock(rpc.getblockhash(h), 2)["tx"]:
-            for vin in tx["vin"]:
-                if "txid" in vin:
-                    spender[(vin["txid"], vin["vout"])] = (tx, h)
-    values = {(funding_txid, funding_outnum): CAPACITY}
-    txs, leaves, seen = [], {}, set()
-    stack = [(funding_txid, funding_outnum)]
-    while stack:
-        op = stack.pop()
-        s = spender.get(op)
-        if s is None:
-            leaves[op] = values[op]
-            continue
-        tx, h = s
-        if tx["txid"] in seen:
-            continue
-        seen.add(tx["txid"])
-        outs = [sats(o["value"]) for o in tx["vout"]]
-        ins = sum(values[(i["txid"], i["vout"])] for i in tx["vin"])
-        txs.append((tx, h, ins - sum(outs)))
-        for n, v in enumerate(outs):
-            values[(tx["txid"], n)] = v
-            stack.append((tx["txid"], n))
-    return sorted(txs, key=lambda t: t[1]), leaves
+            ops = [(i["txid"], i["vout"]) for i in tx["vin"] if "txid" in i]
+            if not any(op in values for op in ops):
+                continue
+            ins = 0
+            for op in ops:
+                if op not in values:      # a wallet coin paying fees
+                    v = sats(rpc.getrawtransaction(op[0], True)["vout"][op[1]]["value"])
+                    external += v
+                    ins += v
+                else:
+                    ins += values.pop(op)
+            outs = [sats(o["value"]) for o in tx["vout"]]
+            txs.append((tx, h, ins - sum(outs)))
+            for n, v in enumerate(outs):
+                values[(tx["txid"], n)] = v
+    leaves = values                       # what is left unspent
+    return sorted(txs, key=lambda t: t[1]), leaves, external
 
 
 def wallet_outputs(node):
@@ -104,13 +103,14 @@ def check_accounting(nodes, funding, start, label, anchors=False):
     """The leaves of the spend tree are the nodes' wallet coins and, with the
     fees, add up to the capacity.  Prints each tx's fee and height.
     `nodes`: {name: node}; `funding`: the channel (listpeerchannels)."""
-    txs, leaves = spend_tree(next(iter(nodes.values())), funding["funding_txid"], funding["funding_outnum"], start)
+    txs, leaves, external = spend_tree(next(iter(nodes.values())), funding["funding_txid"],
+                                       funding["funding_outnum"], start)
     owned = {}
     for name, n in nodes.items():
         for op in wallet_outputs(n):
             owned[op] = name
     fees = sum(f for _, _, f in txs)
-    assert sum(leaves.values()) + fees == CAPACITY
+    assert sum(leaves.values()) + fees == CAPACITY + external
     for op, v in leaves.items():
         if op not in owned and v == ANCHOR_SAT and anchors:
             owned[op] = "anchor"          # anyone's after 16 blocks: left for CPFP
@@ -126,7 +126,8 @@ def check_accounting(nodes, funding, start, label, anchors=False):
     totals = {}
     for op, v in leaves.items():
         totals[owned[op]] = totals.get(owned[op], 0) + v
-    print(f"  leaves {totals}, fees {fees}, total {sum(totals.values()) + fees} = capacity {CAPACITY}")
+    print(f"  leaves {totals}, fees {fees}, total {sum(totals.values()) + fees} = capacity {CAPACITY}"
+          + (f" + {external} from wallets" if external else ""))
     return txs, leaves, owned
 
 
@@ -567,32 +568,3 @@ def test_revoked_commitment_without_htlcs_and_mutual_close(node_factory):
           f"{height(l1) - conf + 1} blocks after it confirmed")
     txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "revoked commitment, no HTLCs")
     assert set(owned[op] for op in leaves) == {"l2"} and len(txs) == 3
-
-
-def test_anchors_unilateral_without_htlcs(node_factory):
-    """An anchors channel: l1's commitment (with its two anchors) is swept as
-    without anchors; l2's to_remote has a 1-block CSV and is swept by l2."""
-    l1, l2 = node_factory.get_nodes(2, opts=OPTS)
-    fund(l1)
-    open_channel(l1, l2, CAPACITY, push_msat=300_000_000, channel_type=[12, 22])
-    funding = channel(l1, l2)
-    assert "anchors/even" in funding["channel_type"]["names"]
-    start = height(l1)
-    l2.stop()
-    l1.rpc.close(l2.node_id, unilateraltimeout=1)
-    wait_mempool(l1)
-    l2.start()
-    mine(l1, 1, l1, l2)
-    conf = height(l1)
-    wait_for(lambda: state(l1, l2) == "ONCHAIN" and state(l2, l1) == "ONCHAIN")
-    # l2's to_remote (CSV 1) can be mined in the next block
-    wait_for(lambda: any("ANCHORED_OUTPUT_TO_US" in s and "broadcast" in s for s in status(l2, l1)))
-    wait_mempool(l1)
-    mine(l1, DELAY, l1, l2)
-    wait_for(lambda: not mempool(l1))
-    close_after_100_blocks(l1, l1, l2, l1, l2)
-    close_after_100_blocks(l1, l2, l1, l1, l2)
-    print(f"\n[anchors] closed {height(l1) - conf + 1} blocks after the commitment")
-    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "anchors, our/their unilateral",
-                                          anchors=True)
-    assert sorted(owned[op] for op in leaves) == ["anchor", "anchor", "l1", "l2"]
