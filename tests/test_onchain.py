@@ -568,3 +568,46 @@ def test_revoked_commitment_without_htlcs_and_mutual_close(node_factory):
           f"{height(l1) - conf + 1} blocks after it confirmed")
     txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "revoked commitment, no HTLCs")
     assert set(owned[op] for op in leaves) == {"l2"} and len(txs) == 3
+
+
+def test_penalty_fee_raised_by_rbf_while_unconfirmed(node_factory):
+    """A penalty has a deadline (the cheater's to_self_delay): while blocks
+    pass without it (empty blocks here), onchaind rebuilds it at a higher
+    feerate on each block and the new tx replaces the old in the mempool;
+    the last one confirms."""
+    l1, l2 = node_factory.get_nodes(2, opts=OPTS)
+    fund(l1)
+    open_channel(l1, l2, CAPACITY, push_msat=300_000_000)
+    old = l1.rpc.call("dev-sign-last-tx", [l2.node_id])["tx"]
+    for _ in range(2):
+        h = send_htlc(l1, l2, 10_000_000, os.urandom(32), 20)
+        wait_for(lambda: pay_status(l1, h) == "failed" and not channel(l1, l2)["htlcs"])
+    old_txid = l1.chain.rpc.sendrawtransaction(old)
+    mine(l1, 1, l1, l2)
+    wait_for(lambda: state(l2, l1) == "ONCHAIN")
+
+    def penalty():
+        for t in mempool(l1):
+            tx = l1.chain.rpc.getrawtransaction(t, True)
+            w = tx["vin"][0].get("txinwitness", [])
+            if tx["vin"][0]["txid"] == old_txid and len(w) == 3 and w[1] == "01":
+                return tx
+        return None
+
+    seen = [wait_for(penalty)]
+    for _ in range(3):
+        l1.chain.rpc.generateblock(l1.chain.faucet_address, [])
+        h = height(l1)
+        for n in (l1, l2):
+            wait_for(lambda: n.rpc.getinfo()["blockheight"] >= h)
+        seen.append(wait_for(lambda: (p := penalty()) is not None and p["txid"] != seen[-1]["txid"] and p))
+    commitment = l1.chain.rpc.getrawtransaction(old_txid, True)
+    fees = [sats(commitment["vout"][p["vin"][0]["vout"]]["value"]) - sum(sats(o["value"]) for o in p["vout"])
+            for p in seen]
+    print(f"\n[penalty RBF] fees {fees} sat ({[f * 1000 // p['weight'] for f, p in zip(fees, seen)]} sat/kw) "
+          f"over {len(seen) - 1} empty blocks")
+    assert all(b > a for a, b in zip(fees, fees[1:]))
+    assert len({p["txid"] for p in seen}) == len(seen)
+    mine(l1, 1, l1, l2)
+    block = l1.chain.rpc.getblock(l1.chain.rpc.getblockhash(height(l1)))["tx"]
+    assert seen[-1]["txid"] in block and not any(p["txid"] in block for p in seen[:-1])
