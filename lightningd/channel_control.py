@@ -237,8 +237,10 @@ class ChannelControl:
         if po is None or subd is None:
             return
         try:
+            anchors = 22 in po.config.get("channel_type", [])
             prep = self.ld.spender.prepare([Target(msg["script"], msg["funding_sat"])], po.policy["feerate"],
-                                           po.policy["minconf"], po.policy["utxos"])
+                                           po.policy["minconf"], po.policy["utxos"],
+                                           self.ld.spender.emergency_reserve(opening_anchors=anchors))
         except RpcError as e:
             subd.send("channeld_funding_needed_fail", {"code": e.code, "reason": e.message})
             if po.done is not None and not po.done.done():

@@ -15,7 +15,7 @@ from . import params as P
 from .channel_control import MODE_FUNDEE, MODE_FUNDER, ChannelOpenFailed, PendingOpen
 from .feerates import feerate_param
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import (FUND_CANNOT_AFFORD, FUNDING_BROADCAST_FAIL, FUNDING_PEER_NOT_CONNECTED,
+from .jsonrpc_errors import (FUND_CANNOT_AFFORD, FUND_CANNOT_AFFORD_WITH_EMERGENCY, FUNDING_BROADCAST_FAIL, FUNDING_PEER_NOT_CONNECTED,
                              FUNDING_STILL_SYNCING_BITCOIN, FUNDING_UNKNOWN_PEER, INVALID_PARAMS, LIGHTNINGD,
                              RpcError)
 from .params import opt, req
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MIN_FUNDING_SAT = 1000
 DUMMY_FUNDING_SCRIPT = p2wsh_script(b"\x00")   # same size as the real 2-of-2 P2WSH
+DUMMY_RESERVE_SCRIPT = b"\x51\x20" + bytes(32)  # a P2TR change output
 
 
 def register(ld: "LightningD") -> None:
@@ -58,7 +59,8 @@ def register(ld: "LightningD") -> None:
         if channel_type is not None and sorted(channel_type) not in ([12], [12, 22]):
             raise RpcError(INVALID_PARAMS, f"channel_type {channel_type} not supported (12, or 12 and 22)")
         if amount is None:
-            amount = _all_amount(ld, rate, minconf, ops)
+            amount = _all_amount(ld, rate, minconf, ops,
+                                 ld.spender.emergency_reserve(opening_anchors=22 in (channel_type or [])))
         if amount < MIN_FUNDING_SAT:
             raise RpcError(INVALID_PARAMS, f"amount: {amount}sat is below the minimum {MIN_FUNDING_SAT}sat")
         if push_msat > amount * 1000:
@@ -111,13 +113,21 @@ def register(ld: "LightningD") -> None:
 FUNDING_V2_NOT_SUPPORTED = 310
 
 
-def _all_amount(ld: "LightningD", rate: int, minconf: int, ops: list | None) -> int:
+def _all_amount(ld: "LightningD", rate: int, minconf: int, ops: list | None, emergency_sat: int) -> int:
+    """What "all" funds: every coin, less the fee and the emergency reserve
+    (kept as change, whose output the funding tx pays for)."""
     w = ld.wallet
     cands = w.spendable(minconf) if ops is None else [w.get(o.txid, o.index) for o in ops]
     coins = [CoinUtxo.of_type(u.value_sat, "p2tr" if u.addrtype == "p2tr" else "p2wpkh", u) for u in cands if u]
+    others = sum(u.value_sat for u in w.spendable(0) if u not in cands) if emergency_sat else 0
+    need = max(emergency_sat - others, 0)
+    targets = [Target(DUMMY_FUNDING_SCRIPT, None)] + ([Target(DUMMY_RESERVE_SCRIPT, max(need, 330))] if need else [])
     try:
-        sel = select_coins(coins, [Target(DUMMY_FUNDING_SCRIPT, None)], rate)
+        sel = select_coins(coins, targets, rate)
     except (InsufficientFunds, ValueError):
+        if need:
+            raise RpcError(FUND_CANNOT_AFFORD_WITH_EMERGENCY, "We would not have enough left for "
+                                                              f"min-emergency-msat {emergency_sat * 1000}") from None
         raise RpcError(FUND_CANNOT_AFFORD, "Could not afford a channel with all available funds") from None
     return min(sel.outputs[0].value, 2**63)
 

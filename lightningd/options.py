@@ -86,6 +86,7 @@ OPTIONS: list[OptionSpec] = [
     _o("htlc-maximum-msat", MSAT, None, "the default maximal value an HTLC must carry in order to be forwardable for new channel"),
     _o("max-concurrent-htlcs", INT, 30, "Number of HTLCs one channel can handle concurrently. Should be between 1 and 483"),
     _o("max-dust-htlc-exposure-msat", MSAT, 50_000_000, "Max HTLC amount that can be trimmed"),
+    _o("min-emergency-msat", MSAT, 25_000_000, "Amount to leave in wallet for spending anchor closes"),
     _o("commit-time", INT, 10, "Time after changes before sending out COMMIT"),
     _o("large-channels", FLAG, True, "Allow channels larger than 2^24 (16M) satoshis (always on)"),
     _o("min-capacity-sat", INT, 10000, "Minimum capacity in satoshis for accepting channels", dynamic=True),

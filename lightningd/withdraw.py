@@ -20,7 +20,8 @@ from bitcoin.tx import OutPoint, Tx, TxIn, TxOut
 from . import params as P
 from .feerates import feerate_param
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import FUND_CANNOT_AFFORD, FUND_OUTPUT_IS_DUST, INVALID_PARAMS, LIGHTNINGD, RpcError
+from .jsonrpc_errors import (FUND_CANNOT_AFFORD, FUND_CANNOT_AFFORD_WITH_EMERGENCY, FUND_OUTPUT_IS_DUST,
+                             INVALID_PARAMS, LIGHTNINGD, RpcError)
 from .params import BadType, opt, req
 from .wallet import Utxo
 
@@ -77,30 +78,46 @@ class WalletSpender:
             out.append(u)
         return out
 
+    def emergency_reserve(self, opening_anchors: bool = False) -> int:
+        """Sat to leave in the wallet (Core Lightning's min-emergency-msat):
+        only while we have (or are opening) an anchors channel, whose
+        commitment and HTLC txs the wallet must pay for (anchors.py)."""
+        from . import channel as C
+        from .anchors import anchors_channel
+        if opening_anchors or any(anchors_channel(rec) and rec.state != C.CLOSED
+                                  for rec in self.ld.channels.channels.values()):
+            return int(self.ld.cfg.get("min-emergency-msat") or 0) // 1000
+        return 0
+
     def prepare(self, targets: list[Target], feerate_perkw: int, minconf: int,
-                utxos: list[OutPoint] | None) -> Prepared:
-        """Select, reserve and build (unsigned); synchronous on purpose."""
+                utxos: list[OutPoint] | None, emergency_sat: int = 0) -> Prepared:
+        """Select, reserve and build (unsigned); synchronous on purpose.
+        ``emergency_sat``: what must stay in the wallet (as change, or in
+        other coins), else FUND_CANNOT_AFFORD_WITH_EMERGENCY."""
         w = self.ld.wallet
         for t in targets:
             if t.amount is not None and t.amount < dust_limit(t.script_pubkey):
                 raise RpcError(FUND_OUTPUT_IS_DUST, f"Output {t.amount}sat would be dust")
         cands = self._candidates(minconf, utxos)
-        coins = [CoinUtxo.of_type(u.value_sat, "p2tr" if u.addrtype == "p2tr" else "p2wpkh", u) for u in cands]
-        try:
-            if utxos is not None and all(t.amount is not None for t in targets):
-                sel = _spend_exactly(coins, targets, feerate_perkw)
-            else:
-                sel = select_coins(coins, targets, feerate_perkw, "p2tr")
-        except InsufficientFunds as e:
-            raise RpcError(FUND_CANNOT_AFFORD, f"Could not afford {sum(t.amount or 0 for t in targets)}sat using "
-                                               f"all {len(cands)} available UTXOs: {e.needed - e.available}sat "
-                                               "short") from None
-        except ValueError as e:
-            raise RpcError(FUND_OUTPUT_IS_DUST, str(e)) from None
+        sel = self._select(cands, targets, feerate_perkw, utxos is not None)
+        chosen_ops = {c.ref.outpoint for c in sel.inputs}
+        others = sum(u.value_sat for u in w.spendable(0) if u.outpoint not in chosen_ops)
+        change_idx = None
+        if others + sel.change < emergency_sat:
+            # keep the reserve as change: one more output the selection must pay for
+            change_idx = w.new_keyidx("p2tr")
+            reserve = Target(w.scripts_for(change_idx)["p2tr"], max(emergency_sat - others, dust_limit("p2tr")))
+            try:
+                sel = self._select(cands, targets + [reserve], feerate_perkw, False)
+            except RpcError:
+                raise RpcError(FUND_CANNOT_AFFORD_WITH_EMERGENCY, "We would not have enough left for "
+                                                                  f"min-emergency-msat {emergency_sat * 1000}") from None
         chosen: list[Utxo] = [c.ref for c in sel.inputs]
         outputs = list(sel.outputs)
-        change_idx = None
-        if sel.has_change:
+        if change_idx is not None:
+            kept = outputs.pop()       # the reserve (last target) takes any change too
+            outputs.insert(random.randint(0, len(outputs)), TxOut(kept.value + sel.change, kept.script_pubkey))
+        elif sel.has_change:
             change_idx = w.new_keyidx("p2tr")
             pos = random.randint(0, len(outputs))
             outputs.insert(pos, TxOut(sel.change, w.scripts_for(change_idx)["p2tr"]))
@@ -108,6 +125,20 @@ class WalletSpender:
                 locktime=w.tip_height)  # anti fee-sniping, as Core Lightning
         w.reserve([u.outpoint for u in chosen])
         return Prepared(tx, chosen, change_idx)
+
+    @staticmethod
+    def _select(cands: list[Utxo], targets: list[Target], feerate_perkw: int, exact: bool) -> Selection:
+        coins = [CoinUtxo.of_type(u.value_sat, "p2tr" if u.addrtype == "p2tr" else "p2wpkh", u) for u in cands]
+        try:
+            if exact and all(t.amount is not None for t in targets):
+                return _spend_exactly(coins, targets, feerate_perkw)
+            return select_coins(coins, targets, feerate_perkw, "p2tr")
+        except InsufficientFunds as e:
+            raise RpcError(FUND_CANNOT_AFFORD, f"Could not afford {sum(t.amount or 0 for t in targets)}sat using "
+                                               f"all {len(cands)} available UTXOs: {e.needed - e.available}sat "
+                                               "short") from None
+        except ValueError as e:
+            raise RpcError(FUND_OUTPUT_IS_DUST, str(e)) from None
 
     def psbt(self, p: Prepared, signed: Tx | None = None) -> PSBT:
         ps = PSBT.from_tx(p.tx)
@@ -159,7 +190,7 @@ def register(ld: "LightningD") -> None:
         script = _script(ld, destination)
         ops = _outpoints(utxos)
         rate = ld.feerates.resolve(feerate, "opening")
-        p = spender.prepare([Target(script, satoshi)], rate, minconf, ops)
+        p = spender.prepare([Target(script, satoshi)], rate, minconf, ops, spender.emergency_reserve())
         signed = await spender.send(p)
         return {"tx": signed.to_hex(), "txid": signed.txid_hex, "psbt": spender.psbt(p, signed).to_base64()}
 
@@ -178,7 +209,7 @@ def register(ld: "LightningD") -> None:
                 raise RpcError(INVALID_PARAMS, f"outputs: '{amount}' should be a satoshi amount or all") from None
             targets.append(Target(_script(ld, addr), sats))
         rate = ld.feerates.resolve(feerate, "opening")
-        p = spender.prepare(targets, rate, minconf, _outpoints(utxos))
+        p = spender.prepare(targets, rate, minconf, _outpoints(utxos), spender.emergency_reserve())
         spender.prepared[p.tx.txid()] = p
         return {"psbt": spender.psbt(p).to_base64(), "unsigned_tx": p.tx.to_hex(), "txid": p.tx.txid_hex}
 

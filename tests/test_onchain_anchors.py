@@ -172,3 +172,34 @@ def test_anchors_htlc_txs_paid_by_the_wallet(node_factory):
                                           anchors=True)
     # commitment, CPFP, HTLC-success + its sweep, HTLC-timeout + its sweep, to_local sweep, l2's to_remote sweep
     assert len(txs) == 8
+
+
+def test_emergency_reserve_kept_while_anchor_channels_exist(node_factory):
+    """Core Lightning's min-emergency-msat (25,000 sat): with an anchors
+    channel, withdraw and fundchannel "all" leave it in the wallet, and a
+    spend that cannot keep it fails with 313."""
+    from pyln.client import RpcError
+    l1, l2, l3 = node_factory.get_nodes(3, opts=OPTS)
+    funding = open_anchors(l1, l2, 0)
+    assert funding["state"] == "CHANNELD_NORMAL"
+    addr = l2.rpc.newaddr("bech32")["bech32"]
+    res = l1.rpc.withdraw(addr, "all")
+    outs = sorted(sats(o["value"]) for o in decoded(l1, res["txid"])["vout"])
+    assert outs[0] == 25_000 and len(outs) == 2                 # the reserve, and everything else
+    mine(l1, 1, l1)
+    wait_for(lambda: [o["amount_msat"] for o in l1.rpc.listfunds()["outputs"] if o["status"] == "confirmed"]
+             == [25_000_000])
+    with pytest.raises(RpcError) as e:
+        l1.rpc.withdraw(addr, 10_000)
+    assert e.value.error["code"] == 313
+    assert "min-emergency-msat" in e.value.error["message"]
+    # fundchannel "all" of another anchors channel keeps it too
+    fund(l1, 500_000)
+    wait_for(lambda: len([o for o in l1.rpc.listfunds()["outputs"] if o["status"] == "confirmed"]) == 2)
+    l1.connect(l3)
+    r = l1.rpc.fundchannel(l3.node_id, "all", channel_type=[12, 22])
+    tx = decoded(l1, r["txid"])
+    assert sats(tx["vout"][r["outnum"]]["value"]) > 490_000          # the rest of the wallet, less the fee
+    spent = {(i["txid"], i["vout"]) for i in tx["vin"]}
+    left = [o for o in l1.rpc.listfunds()["outputs"] if (o["txid"], o["output"]) not in spent]
+    assert sum(o["amount_msat"] for o in left) >= 25_000_000           # as a coin left alone, or as change
