@@ -27,7 +27,7 @@ from .graph import ACCEPTED, U_OFF, U_TS
 from .manager import GossipManager
 from .queries import (TimestampFilter, answer_query_short_channel_ids, filtered_gossip, gossip_timestamp_filter,
                       parse_reply_channel_range, query_channel_range, query_short_channel_ids, reply_channel_range)
-from .routing import LocalChannel, RouteNotFound, Router
+from .routing import ChannelPolicy, LocalChannel, RouteNotFound, Router
 from .store import GossipStore
 from .validate import GossipError, parse_channel_announcement
 
@@ -65,6 +65,8 @@ class Gossipd:
         "gossipd_listnodes": "handle_listnodes",
         "gossipd_node_info": "handle_node_info",
         "gossipd_connectd_link": "handle_connectd_link",
+        "gossipd_get_channel_update": "handle_get_channel_update",
+        "gossipd_dev_suppress": "handle_dev_suppress",
     }
     # Every connectd -> gossipd message of wire/csv/gossip_link.csv.
     LINK_HANDLERS = {
@@ -91,6 +93,8 @@ class Gossipd:
         self.interval = BROADCAST_INTERVAL
         self.prune_age, self.refresh_age, self.maintenance_interval = PRUNE_AGE, REFRESH_AGE, MAINTENANCE_INTERVAL
         self.local: dict[int, dict] = {}                   # our channels: scid -> policy
+        self.local_updates: dict[int, bytes] = {}          # our latest channel_update of each
+        self.suppressed = False                            # dev-suppress-gossip
         self.node_info: dict | None = None
         self._last_ts = 0
 
@@ -198,8 +202,22 @@ class Gossipd:
         except GossipError as e:
             self.status.broken(f"our own channel_update refused: {e}")
             return
-        if status == ACCEPTED and not mgr.graph.is_private(scid):
-            self._queue(raw, ts)
+        if status == ACCEPTED:
+            self.local_updates[scid] = raw
+            if not mgr.graph.is_private(scid):
+                self._queue(raw, ts)
+
+    def handle_get_channel_update(self, msg: Msg) -> None:
+        mgr = self.mgr
+        scid = msg["scid"]
+        raw = self.local_updates.get(scid, b"")
+        if mgr is None or not mgr.graph.has_channel(scid) or mgr.graph.is_private(scid):
+            raw = b""
+        self.master.send("gossipd_get_channel_update_reply", {"update": raw})
+
+    def handle_dev_suppress(self, msg: Msg) -> None:
+        self.status.unusual("dev-suppress-gossip: sending no more gossip")
+        self.suppressed = True
 
     def handle_node_info(self, msg: Msg) -> None:
         self.node_info = dict(msg.fields)
@@ -237,7 +255,7 @@ class Gossipd:
             route = self.router.getroute(bytes.fromhex(req["source"]), bytes.fromhex(req["destination"]),
                                          req["amount_msat"], req.get("riskfactor", 10), req.get("cltv", 9),
                                          req.get("exclude", []), req.get("fuzzpercent", 5), req.get("maxhops", 20),
-                                         locals_)
+                                         locals_, policies=[ChannelPolicy(**p) for p in req.get("policies", [])])
         except (RouteNotFound, ValueError) as e:
             self.master.send("gossipd_getroute_fail", {"reason": str(e)})
             return
@@ -275,6 +293,8 @@ class Gossipd:
 
     # ------------------------------------------------------------------ peers (via connectd)
     def _send(self, peer_id: bytes, raw: bytes) -> None:
+        if self.suppressed:
+            return
         if self.link is not None and not self.link.conn.closed:
             self.link.send("gl_send", {"id": peer_id, "msg": raw})
 

@@ -67,6 +67,22 @@ class LocalChannel:
     enabled: bool = True
 
 
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """A channel direction's policy to use for this one search instead of
+    the graph's: ``pay`` learnt it from a channel_update in an onion error
+    (BOLT 4: for retries of that payment only, never applied to the graph)."""
+
+    scid: int
+    direction: int
+    fee_base_msat: int
+    fee_proportional_millionths: int
+    cltv_expiry_delta: int
+    htlc_minimum_msat: int
+    htlc_maximum_msat: int
+    enabled: bool = True
+
+
 def _fuzz_r(seed: int, scid: int, direction: int) -> float:
     """Deterministic value in [-1, 1] (splitmix64 of seed, scid, direction)."""
     z = (seed * 0x9E3779B97F4A7C15 + scid * 2 + direction) & _MASK64
@@ -127,13 +143,14 @@ class Router:
                  riskfactor: float = 10.0, cltv: int = 9, exclude=(),
                  fuzzpercent: float = 5.0, maxhops: int = 20,
                  local_channels: list[LocalChannel] | None = None,
-                 seed: int | None = None) -> list[dict]:
+                 seed: int | None = None, policies: list[ChannelPolicy] | None = None) -> list[dict]:
         """Core Lightning's getroute: the hops ``{id, channel, direction,
         amount_msat, delay, style}`` from ``source`` to ``destination``;
         each hop's amount is what its channel carries, its delay the CLTV at
         its node.  ``exclude``: ``"BLOCKxTXxOUT/DIR"`` strings or node ids
         (hex or bytes).  ``fuzzpercent`` 0 makes the search deterministic
-        whatever the seed."""
+        whatever the seed.  ``policies`` replace the graph's policy of
+        those channel directions for this search."""
         if amount_msat <= 0:
             raise ValueError("amount_msat must be positive")
         if not 0 <= fuzzpercent <= 100:
@@ -157,6 +174,7 @@ class Router:
         if src is None:                       # a source with only private channels
             src = len(self._inc)
         overlay = self._overlay(src, exclude, locals_)
+        self._apply_policies(overlay, policies or ())
         self._local_peers = [g._nidx.get(lc.peer_id) for lc in locals_]
         self._quick_checks(src, dst, amount_msat, overlay)
         rf = riskfactor / (BLOCKS_PER_YEAR * 100)
@@ -220,6 +238,26 @@ class Router:
             edge = (src, 0, 0, 0, lc.htlc_minimum_msat, lc.spendable_msat, 0.0, half)
             overlay[peer] = overlay.get(peer, inc[peer] if peer < len(inc) else ()) + (edge,)
         return overlay
+
+    def _apply_policies(self, overlay: dict[int, tuple], policies) -> None:
+        """Swap the fee, delay and htlc range of the edges of ``policies``
+        (or drop them if disabled) in the overlay."""
+        g, inc = self.graph, self._inc
+        for p in policies:
+            c = g._cidx.get(p.scid)
+            if c is None:
+                continue
+            half = 2 * c + p.direction
+            u, v = (g._n1[c], g._n2[c]) if p.direction == 0 else (g._n2[c], g._n1[c])
+            edges = overlay.get(v, inc[v] if v < len(inc) else ())
+            old = next((e for e in edges if e[7] == half), None)
+            if old is None:
+                continue        # not usable (or excluded) in this search anyway
+            kept = tuple(e for e in edges if e[7] != half)
+            if p.enabled:
+                kept += ((u, p.fee_base_msat, p.fee_proportional_millionths, p.cltv_expiry_delta,
+                          p.htlc_minimum_msat, min(p.htlc_maximum_msat, old[5]), old[6], half),)
+            overlay[v] = kept
 
     def _quick_checks(self, src: int, dst: int, amount: int, overlay: dict[int, tuple]) -> None:
         """Fail fast, without exploring the graph, when no channel into the

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.block import Block
 from common.daemon_conn import Msg, RequestFailed
 from common.features import Context
+from common.msgconn import ConnectionClosed
 from common.scid import ShortChannelId
 from wire.internal import internal_schema
 
@@ -140,6 +141,21 @@ class GossipControl:
             raise RpcError(PAY_ROUTE_NOT_FOUND, e.msg.fields.get("reason", "Could not find a route")) from None
         return json.loads(r["route_json"])
 
+    async def channel_update(self, scid: int | None) -> bytes:
+        """Our latest channel_update of a public channel (for onion errors);
+        empty if there is none, or gossipd cannot say."""
+        if scid is None or self.subd is None or not self.subd.running:
+            return b""
+        try:
+            r = await self.subd.request("gossipd_get_channel_update", {"scid": scid}, timeout=10)
+        except (RequestFailed, asyncio.TimeoutError, ConnectionClosed):
+            return b""
+        return r["update"]
+
+    async def dev_suppress(self) -> None:
+        if self.subd is not None and self.subd.running:
+            self.subd.send("gossipd_dev_suppress", {})
+
     async def stop(self) -> None:
         if self.subd is not None:
             await self.subd.stop()
@@ -163,6 +179,12 @@ class GossipControl:
 def register(ld: "LightningD") -> None:
     g = ld.gossipd
     cmd = ld.registry.command
+
+    @cmd("dev-suppress-gossip", [], category="developer", dev_only=True,
+         description="Stop this node from sending any more gossip.")
+    async def dev_suppress_gossip(ctx: RequestContext) -> dict:
+        await g.dev_suppress()
+        return {}
 
     @cmd("listchannels", [opt("short_channel_id", P.short_channel_id), opt("source", P.node_id),
                           opt("destination", P.node_id)], category="channels",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from common.onion import peel_onion
-from common.onion_errors import (FailureCode, InvalidOnionHmac, InvalidOnionKey, InvalidOnionPayload,
+from common.onion_errors import (UPDATE, FailureCode, InvalidOnionHmac, InvalidOnionKey, InvalidOnionPayload,
                                  InvalidOnionVersion, create_failure_message, encode_failure_data, wrap_failure)
 from common.onion_payload import check_payload, decode_payload
 from common.scid import ShortChannelId
@@ -241,7 +241,13 @@ class HtlcEngine:
         out_scid = str(ShortChannelId.from_int(scid)) if scid is not None else ""
         now = time.time()
 
-        def local_fail(code: int, data: bytes = b"", reason: str = "") -> None:
+        async def local_fail(code: int, reason: str, **fields: int) -> None:
+            # UPDATE errors carry our channel_update of the outgoing channel
+            # (public channels only, as Core Lightning): a payer may retry with it
+            if code & UPDATE:
+                scid_int = out.scid.to_int() if out is not None and out.scid is not None else None
+                fields["channel_update"] = await self.ld.gossipd.channel_update(scid_int)  # type: ignore
+            data = encode_failure_data(code, **fields) if code & UPDATE or fields else b""
             with self.db.transaction():
                 self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, in_channel, out_channel, in_msat, out_msat, "
                                 "status, failcode, failreason, received_time, resolved_time) VALUES (?, ?, ?, ?, ?, "
@@ -252,29 +258,25 @@ class HtlcEngine:
             self._notify_forward(row_id)
 
         if out is None or out.state not in (C.NORMAL,):
-            local_fail(F.UNKNOWN_NEXT_PEER, b"", "WIRE_UNKNOWN_NEXT_PEER")
+            await local_fail(F.UNKNOWN_NEXT_PEER, "WIRE_UNKNOWN_NEXT_PEER")
             return
         if not self.ld.is_connected(out.peer_id) or out.subd is None or not out.subd.running:
-            local_fail(F.TEMPORARY_CHANNEL_FAILURE, encode_failure_data(F.TEMPORARY_CHANNEL_FAILURE),
-                       "WIRE_TEMPORARY_CHANNEL_FAILURE")
+            await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
             return
         fee_needed = out.fee_base_msat + out_amt * out.fee_ppm // 1_000_000
         if amount < out_amt + fee_needed:
-            local_fail(F.FEE_INSUFFICIENT, encode_failure_data(F.FEE_INSUFFICIENT, htlc_msat=amount),
-                       "WIRE_FEE_INSUFFICIENT")
+            await local_fail(F.FEE_INSUFFICIENT, "WIRE_FEE_INSUFFICIENT", htlc_msat=amount)
             return
         # our policy for the outgoing channel (setchannel htlcmin/htlcmax):
         # Core Lightning fails either bound with temporary_channel_failure
         if not out.htlc_minimum_msat <= out_amt <= out.htlc_maximum_msat:
-            local_fail(F.TEMPORARY_CHANNEL_FAILURE, encode_failure_data(F.TEMPORARY_CHANNEL_FAILURE),
-                       "WIRE_TEMPORARY_CHANNEL_FAILURE")
+            await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
             return
         if cltv < out_cltv + out.cltv_delta:
-            local_fail(F.INCORRECT_CLTV_EXPIRY, encode_failure_data(F.INCORRECT_CLTV_EXPIRY, cltv_expiry=cltv),
-                       "WIRE_INCORRECT_CLTV_EXPIRY")
+            await local_fail(F.INCORRECT_CLTV_EXPIRY, "WIRE_INCORRECT_CLTV_EXPIRY", cltv_expiry=cltv)
             return
         if out_cltv <= self.ld.blockheight + 2:
-            local_fail(F.EXPIRY_TOO_SOON, encode_failure_data(F.EXPIRY_TOO_SOON), "WIRE_EXPIRY_TOO_SOON")
+            await local_fail(F.EXPIRY_TOO_SOON, "WIRE_EXPIRY_TOO_SOON")
             return
         from common.daemon_conn import RequestFailed
         try:
@@ -284,8 +286,7 @@ class HtlcEngine:
         except (RequestFailed, asyncio.TimeoutError, Exception) as e:
             reason = e.msg.fields.get("reason") if isinstance(e, RequestFailed) else str(e)
             self.ld.log.debug(f"forward of htlc {row_id} failed at offer: {reason}")
-            local_fail(F.TEMPORARY_CHANNEL_FAILURE, encode_failure_data(F.TEMPORARY_CHANNEL_FAILURE),
-                       "WIRE_TEMPORARY_CHANNEL_FAILURE")
+            await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
             return
         with self.db.transaction():
             cur = self.db.execute(

@@ -371,7 +371,7 @@ class LightningD:
 
     async def find_route(self, destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
                          riskfactor: int = 10, fuzzpercent: int = 5, maxhops: int = 20, source: bytes | None = None,
-                         absolute_cltv: bool = False) -> list[dict]:
+                         absolute_cltv: bool = False, policies: list[dict] | None = None) -> list[dict]:
         """Route through the gossip graph, our own channels with their real
         spendable amounts (gossipd's getroute); RpcError if none."""
         from . import channel as C
@@ -390,7 +390,7 @@ class LightningD:
         return await self.gossipd.getroute({
             "source": (source or self.node_id).hex(), "destination": destination.hex(), "amount_msat": amount_msat,
             "riskfactor": riskfactor, "cltv": final_cltv, "exclude": sorted(exclude), "fuzzpercent": fuzzpercent,
-            "maxhops": maxhops, "local_channels": locals_})
+            "maxhops": maxhops, "local_channels": locals_, "policies": policies or []})
 
     def is_connected(self, node_id: bytes) -> bool:
         p = self.peers.get(node_id)

@@ -6,7 +6,11 @@ import time
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from bitcoin.hashes import hash256
+from bitcoin.keys import verify_digest_compact
 from common.bolt11 import Bolt11Error, decode as decode_bolt11
+from common.scid import ShortChannelId
+from wire import DecodeError, bolt_schema
 
 from . import params as P
 from .jsonrpc import RequestContext
@@ -27,11 +31,39 @@ DEFAULT_EXEMPTFEE = 5000
 FINAL_CLTV_PADDING = 3
 
 
+def policy_from_error(raw: bytes, erring_node: str | None, channel: str, chain_hash: bytes) -> dict | None:
+    """The channel_update an erring node put in its onion error, as a policy
+    for gossipd's getroute, if it is valid: on our chain, for the channel
+    that failed, signed by that node.  With or without the 0x0102 type
+    prefix (Core Lightning and eclair send it, LND does not)."""
+    if raw[:2] != b"\x01\x02":
+        raw = b"\x01\x02" + raw
+    try:
+        f = bolt_schema().decode(raw).fields
+        pub = bytes.fromhex(erring_node or "")
+    except (DecodeError, ValueError):
+        return None
+    scid = ShortChannelId.from_bytes(f["short_channel_id"])
+    if f["chain_hash"] != chain_hash or str(scid) != channel or len(pub) != 33:
+        return None
+    try:
+        if not verify_digest_compact(pub, f["signature"], hash256(raw[2 + 64:])):
+            return None
+    except ValueError:
+        return None
+    return {"scid": scid.to_int(), "direction": f["channel_flags"] & 1,
+            "fee_base_msat": f["fee_base_msat"], "fee_proportional_millionths": f["fee_proportional_millionths"],
+            "cltv_expiry_delta": f["cltv_expiry_delta"], "htlc_minimum_msat": f["htlc_minimum_msat"],
+            "htlc_maximum_msat": f["htlc_maximum_msat"], "enabled": not f["channel_flags"] & 2}
+
+
 async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
-                   hints: list, riskfactor: float = 10) -> list[dict] | None:
+                   hints: list, riskfactor: float = 10, policies: dict[str, dict] | None = None) -> list[dict] | None:
     """A route as sendpay takes it (delays relative to the next block).
     Direct channel first, then route hints through a peer, then the gossip
-    graph (gossipd's getroute)."""
+    graph (gossipd's getroute).  ``policies``: channel policies learnt from
+    this payment's onion errors (by channel), over the hints' and the graph's."""
+    policies = policies or {}
     from . import channel as C
     delay = final_cltv
 
@@ -57,6 +89,10 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
         chain = []
         for i in range(len(hint) - 1, -1, -1):
             h = hint[i]
+            pol = policies.get(_scid_str(h["short_channel_id"]))
+            if pol is not None:
+                h = dict(h, fee_base_msat=pol["fee_base_msat"], cltv_expiry_delta=pol["cltv_expiry_delta"],
+                         fee_proportional_millionths=pol["fee_proportional_millionths"])
             nxt_id = destination if i == len(hint) - 1 else _pk(hint[i + 1]["pubkey"])
             chain.append({"id": nxt_id.hex(), "channel": _scid_str(h["short_channel_id"]), "amount_msat": amt,
                           "delay": dl})
@@ -72,7 +108,8 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
             hops_after = [{"id": peer.hex(), "channel": str(c.scid), "amount_msat": amt, "delay": dl}] + chain
             return hops_after
     try:
-        return await ld.find_route(destination, amount_msat, final_cltv, exclude, riskfactor=riskfactor)
+        return await ld.find_route(destination, amount_msat, final_cltv, exclude, riskfactor=riskfactor,
+                                   policies=list(policies.values()))
     except RpcError:
         return None
 
@@ -131,6 +168,7 @@ def register(ld: "LightningD") -> None:
         else:
             max_fee = maxfee
         excluded = set(exclude or [])
+        policies: dict[str, dict] = {}    # channel -> policy from an onion error (this payment only)
         deadline = time.monotonic() + retry_for
         attempts = 0
         last_error: RpcError | None = None
@@ -141,7 +179,7 @@ def register(ld: "LightningD") -> None:
         started = int(time.time())
         while time.monotonic() < deadline:
             final_cltv = inv.min_final_cltv_expiry + FINAL_CLTV_PADDING
-            route = await route_to(ld, inv.payee, amount, final_cltv, excluded, hints, riskfactor)
+            route = await route_to(ld, inv.payee, amount, final_cltv, excluded, hints, riskfactor, policies)
             if route is None:
                 if last_error is not None:
                     raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of routes to try after {attempts} attempts: "
@@ -173,6 +211,17 @@ def register(ld: "LightningD") -> None:
                     await asyncio.sleep(1)
                     continue
                 ch = data.get("erring_channel")
+                raw = data.get("raw_message")
+                if ch and raw and ch not in policies:
+                    # BOLT 4: the erring node's channel_update may be used for retries
+                    # of this payment (once per channel: a second failure excludes it)
+                    pol = policy_from_error(bytes.fromhex(raw), data.get("erring_node"), ch,
+                                            ld.network.chain_hash)
+                    if pol is not None:
+                        policies[ch] = pol
+                        ld.log.debug(f"pay {inv.payment_hash.hex()}: retrying with the channel_update of {ch} "
+                                     f"from {data.get('failcodename')}")
+                        continue
                 # gossipd excludes channel directions: "BLOCKxTXxOUT/DIR"
                 if ch:
                     excluded.add(f"{ch}/{data.get('erring_direction', 0)}")

@@ -136,3 +136,42 @@ def test_stale_channel_pruned_while_live_ones_are_kept_alive(node_factory):
     # l2 and l3 kept re-signing theirs
     kept = {c["direction"]: c["last_update"] for c in l3.rpc.listchannels(live)["channels"]}
     assert set(kept) == {0, 1} and all(kept[d] > first[d] for d in (0, 1))
+
+
+def test_pay_retries_with_the_channel_update_in_an_onion_error(node_factory):
+    """l2 raises its fee but its gossip is held back (dev-suppress-gossip):
+    l1's first attempt pays the old fee and l2 fails it with
+    fee_insufficient carrying its new channel_update (signed, type prefix
+    included, as Core Lightning); pay checks it and retries with that fee
+    for this payment only: l1's graph still shows the old fee."""
+    from pyln.client import RpcError
+    l1, l2, l3 = line(node_factory, 3)
+    wait_for(lambda: len(l1.rpc.listchannels()["channels"]) == 4, timeout=90)
+    scid23 = channel(l2, l3)["short_channel_id"]
+    l2.rpc.call("dev-suppress-gossip")
+    l2.rpc.setchannel(scid23, feebase=20_000, feeppm=100)
+    # a hand-built route with the old fee shows what l2 answers
+    inv = l3.rpc.invoice(100_000, "probe", "probe")
+    route = l1.rpc.getroute(l3.node_id, 100_000, 1, fuzzpercent=0)["route"]
+    assert route[0]["amount_msat"] == 100_000 + 1001
+    l1.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+    try:
+        l1.rpc.waitsendpay(inv["payment_hash"], 30)
+        raise AssertionError("the old fee was accepted")
+    except RpcError as e:
+        err = e.error["data"]
+    assert err["failcodename"] == "WIRE_FEE_INSUFFICIENT" and err["erring_channel"] == scid23
+    update = bytes.fromhex(err["raw_message"])
+    assert update[:2] == b"\x01\x02" and len(update) == 2 + 136
+    from wire import bolt_schema
+    fields = bolt_schema().decode(update).fields
+    assert (fields["fee_base_msat"], fields["fee_proportional_millionths"]) == (20_000, 100)
+    # pay: one failed attempt, then the new fee
+    inv2 = l3.rpc.invoice(100_000, "pay", "pay")
+    r = l1.rpc.pay(inv2["bolt11"], maxfee=50_000)
+    assert r["status"] == "complete" and r["amount_sent_msat"] == 100_000 + 20_000 + 10
+    parts = l1.rpc.listsendpays(payment_hash=inv2["payment_hash"])["payments"]
+    assert [p["status"] for p in sorted(parts, key=lambda p: p["id"])] == ["failed", "complete"]
+    # never applied to l1's graph
+    ours = [c for c in l1.rpc.listchannels(scid23)["channels"] if c["source"] == l2.node_id]
+    assert ours[0]["base_fee_millisatoshi"] == 1000

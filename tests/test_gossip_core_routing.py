@@ -335,3 +335,21 @@ def test_routes_on_a_synthetic_graph_are_consistent(tmp_path):
 def _parse(s: str) -> int:
     b, t, o = map(int, s.split("x"))
     return (b << 40) | (t << 16) | o
+
+
+def test_policies_from_onion_errors_apply_to_one_search_only():
+    """A channel_update learnt from an onion error changes the policy of that
+    direction for the search it is given to, never the graph."""
+    from gossipd.routing import ChannelPolicy
+    g, s = diamond(policy(base=1000), policy(base=2000))
+    assert path(route(g, 0, 3, 50_000)) == [nid(1).hex(), nid(3).hex()]
+    dearer = ChannelPolicy(s[2], 0, 5000, 0, 40, 1, CAP * 1000)
+    r = route(g, 0, 3, 50_000, policies=[dearer])
+    assert path(r) == [nid(2).hex(), nid(3).hex()]
+    # through B anyway (C excluded): B's new fee is what the route pays
+    r = route(g, 0, 3, 50_000, policies=[dearer], exclude=[nid(2).hex()])
+    assert r[0]["amount_msat"] == 50_000 + 5000 and r[0]["delay"] == 9 + 40
+    disabled = ChannelPolicy(s[2], 0, 1000, 100, 40, 1, CAP * 1000, enabled=False)
+    assert path(route(g, 0, 3, 50_000, policies=[disabled])) == [nid(2).hex(), nid(3).hex()]
+    # the graph itself is unchanged
+    assert path(route(g, 0, 3, 50_000)) == [nid(1).hex(), nid(3).hex()]

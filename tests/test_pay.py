@@ -262,3 +262,39 @@ def test_payment_notifications_on_payer_forwarder_and_payee(node_factory):
     assert fail[0]["payload"]["data"]["failcodename"] == "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
     wait_for(lambda: [e for e in l2.rpc.recorded("forward_event")["events"] if e["payload"]["status"] == "failed"])
     assert len(l1.rpc.recorded("sendpay_success")["events"]) == 1
+
+
+def test_channel_update_from_an_onion_error_is_checked():
+    """pay only uses a channel_update from an onion error if it is signed by
+    the erring node, for the channel that failed, on our chain; with or
+    without the type prefix."""
+    from coincurve import PrivateKey
+
+    from bitcoin.hashes import hash256
+    from bitcoin.networks import network_by_name
+    from common.scid import ShortChannelId
+    from lightningd.pay_command import policy_from_error
+    from wire import bolt_schema
+    chain = network_by_name("regtest").chain_hash
+    key = PrivateKey(bytes([5] * 32))
+    node = key.public_key.format().hex()
+    scid = ShortChannelId.parse("104x2x0")
+    fields = {"signature": bytes(64), "chain_hash": chain, "short_channel_id": scid.to_bytes(),
+              "timestamp": 1_700_000_000, "message_flags": 1, "channel_flags": 1, "cltv_expiry_delta": 40,
+              "htlc_minimum_msat": 1, "fee_base_msat": 20_000, "fee_proportional_millionths": 100,
+              "htlc_maximum_msat": 10**9}
+    unsigned = bolt_schema().encode("channel_update", fields)
+    sig = key.sign_recoverable(hash256(unsigned[66:]), hasher=None)[:64]
+    raw = unsigned[:2] + sig + unsigned[66:]
+    pol = policy_from_error(raw, node, "104x2x0", chain)
+    assert pol == {"scid": scid.to_int(), "direction": 1, "fee_base_msat": 20_000,
+                   "fee_proportional_millionths": 100, "cltv_expiry_delta": 40, "htlc_minimum_msat": 1,
+                   "htlc_maximum_msat": 10**9, "enabled": True}
+    assert policy_from_error(raw[2:], node, "104x2x0", chain) == pol            # LND leaves the type out
+    other = PrivateKey(bytes([6] * 32)).public_key.format().hex()
+    assert policy_from_error(raw, other, "104x2x0", chain) is None             # not the erring node's
+    assert policy_from_error(raw, node, "104x2x1", chain) is None              # another channel
+    assert policy_from_error(raw, node, "104x2x0", bytes(32)) is None          # another chain
+    tampered = raw[:-1] + b"\x01"
+    assert policy_from_error(tampered, node, "104x2x0", chain) is None
+    assert policy_from_error(b"\x01\x02junk", node, "104x2x0", chain) is None
