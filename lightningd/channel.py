@@ -67,6 +67,20 @@ class ChannelRecord:
     subd: "Subd | None" = None
     billboard: str | None = None
     onchain_status: list[str] = field(default_factory=list)   # onchaind's, one line per output
+    # setchannel's enforcedelay: the policy before the last change, still
+    # honoured on forwards until this time.monotonic() (Core Lightning: 600 s)
+    old_policy: tuple[int, int, int, int] | None = None       # fee base, ppm, htlc min, htlc max
+    old_policy_until: float = 0.0
+
+    def forward_allowed(self, amount_in: int, amount_out: int, now: float) -> tuple[bool, bool]:
+        """(fee paid, amount within htlc min/max) by our current policy for
+        this outgoing channel, or by the previous one during its grace period."""
+        policies = [(self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat, self.htlc_maximum_msat)]
+        if self.old_policy is not None and now < self.old_policy_until:
+            policies.append(self.old_policy)
+        fee_ok = any(amount_in >= amount_out + base + amount_out * ppm // 1_000_000 for base, ppm, _, _ in policies)
+        range_ok = any(lo <= amount_out <= hi for _, _, lo, hi in policies)
+        return fee_ok, range_ok
 
     @property
     def scid(self) -> ShortChannelId | None:

@@ -263,13 +263,14 @@ class HtlcEngine:
         if not self.ld.is_connected(out.peer_id) or out.subd is None or not out.subd.running:
             await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
             return
-        fee_needed = out.fee_base_msat + out_amt * out.fee_ppm // 1_000_000
-        if amount < out_amt + fee_needed:
+        # our policy for the outgoing channel (setchannel; the previous one
+        # too during enforcedelay); Core Lightning fails either htlc bound
+        # with temporary_channel_failure
+        fee_ok, range_ok = out.forward_allowed(amount, out_amt, time.monotonic())
+        if not fee_ok:
             await local_fail(F.FEE_INSUFFICIENT, "WIRE_FEE_INSUFFICIENT", htlc_msat=amount)
             return
-        # our policy for the outgoing channel (setchannel htlcmin/htlcmax):
-        # Core Lightning fails either bound with temporary_channel_failure
-        if not out.htlc_minimum_msat <= out_amt <= out.htlc_maximum_msat:
+        if not range_ok:
             await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
             return
         if cltv < out_cltv + out.cltv_delta:

@@ -2,6 +2,7 @@
 setchannel, dev-sign-last-tx; and the channels part of listfunds."""
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import channel as C
@@ -87,6 +88,11 @@ def register(ld: "LightningD") -> None:
         with ld.db.transaction():
             for rec in targets:
                 warn_min = warn_max = False
+                if enforcedelay:
+                    rec.old_policy = (rec.fee_base_msat, rec.fee_ppm, rec.htlc_minimum_msat, rec.htlc_maximum_msat)
+                    rec.old_policy_until = time.monotonic() + enforcedelay
+                else:
+                    rec.old_policy = None
                 if feebase is not None:
                     rec.fee_base_msat = feebase
                 if feeppm is not None:

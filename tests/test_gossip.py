@@ -149,7 +149,7 @@ def test_pay_retries_with_the_channel_update_in_an_onion_error(node_factory):
     wait_for(lambda: len(l1.rpc.listchannels()["channels"]) == 4, timeout=90)
     scid23 = channel(l2, l3)["short_channel_id"]
     l2.rpc.call("dev-suppress-gossip")
-    l2.rpc.setchannel(scid23, feebase=20_000, feeppm=100)
+    l2.rpc.setchannel(scid23, feebase=20_000, feeppm=100, enforcedelay=0)
     # a hand-built route with the old fee shows what l2 answers
     inv = l3.rpc.invoice(100_000, "probe", "probe")
     route = l1.rpc.getroute(l3.node_id, 100_000, 1, fuzzpercent=0)["route"]

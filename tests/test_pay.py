@@ -96,7 +96,7 @@ def test_hand_built_route_through_a_forwarder(node_factory):
     open_channel(l1, l2, 1_000_000)
     open_channel(l2, l3, 1_000_000)
     sync_blockheight(l1, l2, l3)
-    l2.rpc.setchannel(channel(l2, l3)["short_channel_id"], feebase=2000, feeppm=1000)
+    l2.rpc.setchannel(channel(l2, l3)["short_channel_id"], feebase=2000, feeppm=1000, enforcedelay=0)
     inv = l3.rpc.invoice(500_000, "fw", "forward")
     fee = 2000 + 500_000 * 1000 // 1_000_000
     route = [{"id": l2.node_id, "channel": channel(l1, l2)["short_channel_id"], "amount_msat": 500_000 + fee,

@@ -224,3 +224,38 @@ def test_setchannel_htlc_range_enforced_on_forwards(node_factory):
     inv = l3.rpc.invoice(50_000, "pay", "pay")["bolt11"]
     assert rpc_error(l1.rpc.pay, inv, exclude=[f"{scid23}/{route[1]['direction']}"])["code"] == 205
     assert l1.rpc.pay(inv, riskfactor=0.5, maxfeepercent="2.5")["status"] == "complete"
+
+
+def test_setchannel_enforcedelay_keeps_the_old_fee_for_a_while(node_factory):
+    """Core Lightning's enforcedelay (600 s by default): after a fee change
+    the previous fee is still accepted on forwards for that long, since the
+    new channel_update takes time to reach payers; then it is refused."""
+    l1, l2, l3 = node_factory.get_nodes(3)
+    fund(l1)
+    fund(l2)
+    open_channel(l1, l2, 1_000_000)
+    open_channel(l2, l3, 1_000_000)
+    sync_blockheight(l1, l2, l3)
+    scid12, scid23 = channel(l1, l2)["short_channel_id"], channel(l2, l3)["short_channel_id"]
+
+    def forward(fee_base, label):
+        amount = 50_000
+        inv = l3.rpc.invoice(amount, label, label)
+        route = [{"id": l2.node_id, "channel": scid12, "amount_msat": amount + fee_base, "delay": 18 + 34},
+                 {"id": l3.node_id, "channel": scid23, "amount_msat": amount, "delay": 18}]
+        l1.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+        try:
+            return l1.rpc.waitsendpay(inv["payment_hash"], 30)["status"]
+        except RpcError as e:
+            return e.error["data"]["failcodename"]
+
+    l2.rpc.setchannel(scid23, feebase=5000, feeppm=0)                     # default enforcedelay: 600 s
+    assert forward(1000, "old fee, in the grace period") == "complete"
+    assert forward(5000, "new fee") == "complete"
+    l2.rpc.setchannel(scid23, feebase=9000, feeppm=0, enforcedelay=1)
+    assert forward(5000, "previous fee, one second grace") == "complete"
+    import time
+    time.sleep(1.5)
+    assert forward(5000, "previous fee, grace over") == "WIRE_FEE_INSUFFICIENT"
+    assert forward(1000, "the fee before") == "WIRE_FEE_INSUFFICIENT"
+    assert forward(9000, "current fee") == "complete"
