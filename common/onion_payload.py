@@ -34,6 +34,8 @@ TLV_ENCRYPTED_RECIPIENT_DATA = 10
 TLV_CURRENT_PATH_KEY = 12
 TLV_PAYMENT_METADATA = 16
 TLV_TOTAL_AMOUNT_MSAT = 18
+#: keysend (bLIP 3): the payment preimage, chosen by the payer
+TLV_KEYSEND_PREIMAGE = 5482373484
 
 
 class PaymentData(NamedTuple):
@@ -56,6 +58,7 @@ class HopPayload:
     current_path_key: bytes | None = None
     payment_metadata: bytes | None = None
     total_amount_msat: int | None = None
+    keysend_preimage: bytes | None = None
     #: Unknown odd records (type -> raw value), preserved for re-encoding.
     unknown_odd: dict[int, bytes] = field(default_factory=dict)
 
@@ -145,6 +148,8 @@ def encode_payload(payload: HopPayload) -> bytes:
         records[TLV_PAYMENT_METADATA] = payload.payment_metadata
     if payload.total_amount_msat is not None:
         records[TLV_TOTAL_AMOUNT_MSAT] = _tu(payload.total_amount_msat, 8)
+    if payload.keysend_preimage is not None:
+        records[TLV_KEYSEND_PREIMAGE] = _dec_preimage(payload.keysend_preimage)
     for tlv_type, value in payload.unknown_odd.items():
         if tlv_type % 2 == 0 or tlv_type in records or tlv_type in _DECODERS:
             raise ValueError(f"unknown_odd cannot hold type {tlv_type}")
@@ -156,6 +161,12 @@ def _dec_payment_data(raw: bytes) -> PaymentData:
     if len(raw) < 32:
         raise ValueError("payment_data shorter than payment_secret")
     return PaymentData(raw[:32], _read_tu(raw[32:], 8))
+
+
+def _dec_preimage(raw: bytes) -> bytes:
+    if len(raw) != 32:
+        raise ValueError("keysend preimage must be 32 bytes")
+    return bytes(raw)
 
 
 def _dec_scid(raw: bytes) -> int:
@@ -174,6 +185,7 @@ _DECODERS = {
     TLV_CURRENT_PATH_KEY: ("current_path_key", _check_point),
     TLV_PAYMENT_METADATA: ("payment_metadata", bytes),
     TLV_TOTAL_AMOUNT_MSAT: ("total_amount_msat", lambda raw: _read_tu(raw, 8)),
+    TLV_KEYSEND_PREIMAGE: ("keysend_preimage", _dec_preimage),
 }
 
 

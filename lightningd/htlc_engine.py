@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bitcoin.hashes import sha256
 from common.onion import peel_onion
 from common.onion_errors import (UPDATE, FailureCode, InvalidOnionHmac, InvalidOnionKey, InvalidOnionPayload,
                                  InvalidOnionVersion, create_failure_message, encode_failure_data, wrap_failure)
@@ -187,6 +188,14 @@ class HtlcEngine:
         if inv is None:
             self._fail(row_id, ss, F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS, _unknown_details(amount, height))
             return
+        if payload.keysend_preimage is not None and pd is None:
+            # keysend: the payer chose the preimage; an invoice is made for it
+            # (none may exist for this hash already)
+            if sha256(payload.keysend_preimage) != phash or inv.by_hash(phash) is not None:
+                self._fail(row_id, ss, F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS, _unknown_details(amount, height))
+                return
+            from .invoice_commands import keysend_invoice
+            secret = await keysend_invoice(self.ld, amount, payload.keysend_preimage)
         preimage, code = inv.check_payment(phash, amount, total, secret, cltv, height)
         if code is not None:
             self._fail(row_id, ss, code, _unknown_details(amount, height) if code == F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS
@@ -414,7 +423,6 @@ class HtlcEngine:
             do()
 
     def _fail_malformed(self, row_id: int, code: int, onion: bytes) -> None:
-        from bitcoin.hashes import sha256
         with self.db.transaction():
             self.db.execute("UPDATE htlcs SET state = 'failing', failure = NULL, failure_code = ?, sha256_of_onion = ? "
                             "WHERE id = ?", (int(code), sha256(onion), row_id))

@@ -192,6 +192,31 @@ def _fallback_json(f: Fallback, inv: Invoice) -> dict:
 
 # -- commands -------------------------------------------------------------------------
 
+KEYSEND_MIN_FINAL_CLTV = 9     # BOLT 11's default: a keysend payer picks its own final CLTV
+
+
+async def keysend_invoice(ld: "LightningD", amount_msat: int, preimage: bytes) -> bytes:
+    """A keysend arrived (its preimage in the onion): an invoice for it, as
+    Core Lightning's keysend plugin makes ("keysend-SECS.NSECS" label), so
+    that it is paid, listed and notified like any other; its payment secret
+    (the keysend payer sends none) is returned for the final-hop checks."""
+    now_ns = time.time_ns()
+    label = f"keysend-{now_ns // 10**9}.{now_ns % 10**9:09d}"
+    payment_hash = sha256(preimage)
+    payment_secret = os.urandom(32)
+    now = now_ns // 10**9
+    fields = InvoiceFields(
+        network=ld.network, timestamp=now, payment_hash=payment_hash, payment_secret=payment_secret,
+        amount_msat=amount_msat, description="keysend", description_hash=None, expiry=DEFAULT_EXPIRY,
+        min_final_cltv_expiry=KEYSEND_MIN_FINAL_CLTV, fallbacks=[], route_hints=[],
+        features=ld.our_features(Context.INVOICE))
+    bolt11 = await sign_bolt11(ld, fields)
+    ld.invoices.create(label, preimage, payment_hash, payment_secret, amount_msat, "keysend", bolt11, now,
+                       now + DEFAULT_EXPIRY, KEYSEND_MIN_FINAL_CLTV)
+    ld.plugins.notify("invoice_creation", {"msat": amount_msat, "preimage": preimage.hex(), "label": label})
+    return payment_secret
+
+
 def register(ld: "LightningD") -> None:
     cmd = ld.registry.command
 

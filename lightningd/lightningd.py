@@ -106,6 +106,8 @@ class LightningD:
         payments.register(self)
         closing_control.register(self)
         peer_channels.register(self)
+        from . import keysend
+        keysend.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.hashes import hash256
@@ -127,6 +128,103 @@ def _scid_str(v: Any) -> str:
     return str(v)
 
 
+def fee_budget(amount: int, maxfee: int | None, maxfeepercent: float | None, exemptfee: int | None) -> int:
+    """Core Lightning's: maxfee, or maxfeepercent of the amount (0.5%) but at
+    least exemptfee (5000 msat)."""
+    if maxfee is not None and (maxfeepercent is not None or exemptfee is not None):
+        raise RpcError(INVALID_PARAMS, "If you specify maxfee, cannot specify maxfeepercent or exemptfee.")
+    if maxfee is not None:
+        return maxfee
+    pct = maxfeepercent if maxfeepercent is not None else DEFAULT_MAXFEEPERCENT
+    exempt = exemptfee if exemptfee is not None else DEFAULT_EXEMPTFEE
+    return max(exempt, int(amount * pct / 100))
+
+
+@dataclass
+class PaymentRequest:
+    """What pay (an invoice) or keysend (a preimage of our own) sends."""
+    payee: bytes
+    payment_hash: bytes
+    amount_msat: int                  # what this command delivers
+    total_msat: int                   # the whole payment's (MPP: all parts)
+    min_final_cltv: int
+    payment_secret: bytes | None = None
+    metadata: bytes | None = None
+    bolt11: str | None = None
+    label: str | None = None
+    description: str | None = None
+    hints: list = field(default_factory=list)
+    keysend_preimage: bytes | None = None
+
+
+async def pay_with_retries(ld: "LightningD", req: PaymentRequest, max_fee: int, retry_for: int,
+                           maxdelay: int | None, riskfactor: float, excluded: set[str]) -> dict:
+    """Route, send, wait; on failure learn from the error and try again until
+    ``retry_for`` seconds have passed (Core Lightning's pay, one part)."""
+    pay = ld.payments
+    amount = req.amount_msat
+    policies: dict[str, dict] = {}    # channel -> policy from an onion error (this payment only)
+    deadline = time.monotonic() + retry_for
+    attempts = 0
+    last_error: RpcError | None = None
+    started = int(time.time())
+    while time.monotonic() < deadline:
+        final_cltv = req.min_final_cltv + FINAL_CLTV_PADDING
+        route = await route_to(ld, req.payee, amount, final_cltv, excluded, req.hints, riskfactor, policies)
+        if route is None:
+            if last_error is not None:
+                raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of routes to try after {attempts} attempts: "
+                               f"{last_error.message}", last_error.data)
+            raise RpcError(PAY_ROUTE_NOT_FOUND, "Could not find a route")
+        fee = route[0]["amount_msat"] - amount
+        if fee > max_fee:
+            raise RpcError(PAY_ROUTE_TOO_EXPENSIVE, f"Fee exceeds our fee budget: {fee}msat > {max_fee}msat")
+        if maxdelay is not None and route[0]["delay"] > maxdelay:
+            raise RpcError(PAY_ROUTE_TOO_EXPENSIVE,
+                           f"CLTV delay exceeds our CLTV budget: {route[0]['delay']} > {maxdelay}")
+        attempts += 1
+        sent = False
+        try:
+            await pay.sendpay(route, req.payment_hash, req.label, req.total_msat, req.bolt11, req.payment_secret,
+                              0, attempts, req.description, req.metadata, keysend_preimage=req.keysend_preimage)
+            sent = True
+            res = await pay.waitsendpay(req.payment_hash, max(1, int(deadline - time.monotonic())), 0, attempts)
+        except RpcError as e:
+            last_error = e
+            if e.code == PAY_DESTINATION_PERM_FAIL:
+                raise
+            if not sent and e.code in (PAY_IN_PROGRESS, PAY_RHASH_ALREADY_USED):
+                # sendpay's duplicate checks: already paid, or another attempt still in flight
+                raise
+            data = e.data if isinstance(e.data, dict) else {}
+            if e.data is None or (data.get("erring_index") == 0 and data.get("failcode") == 0x1007):
+                # our own first hop could not take it (peer reconnecting...): try again shortly
+                await asyncio.sleep(1)
+                continue
+            ch = data.get("erring_channel")
+            raw = data.get("raw_message")
+            if ch and raw and ch not in policies:
+                # BOLT 4: the erring node's channel_update may be used for retries
+                # of this payment (once per channel: a second failure excludes it)
+                pol = policy_from_error(bytes.fromhex(raw), data.get("erring_node"), ch, ld.network.chain_hash)
+                if pol is not None:
+                    policies[ch] = pol
+                    ld.log.debug(f"pay {req.payment_hash.hex()}: retrying with the channel_update of {ch} "
+                                 f"from {data.get('failcodename')}")
+                    continue
+            # gossipd excludes channel directions: "BLOCKxTXxOUT/DIR"
+            if ch:
+                excluded.add(f"{ch}/{data.get('erring_direction', 0)}")
+            else:
+                excluded.update(f"{h['channel']}/{h.get('direction', 0)}" for h in route)
+            continue
+        return {"destination": req.payee.hex(), "payment_hash": req.payment_hash.hex(), "created_at": started,
+                "parts": 1, "amount_msat": amount, "amount_sent_msat": res["amount_sent_msat"],
+                "payment_preimage": res["payment_preimage"], "status": "complete"}
+    raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of time after {attempts} attempts"
+                   + (f": {last_error.message}" if last_error else ""))
+
+
 def register(ld: "LightningD") -> None:
     pay = ld.payments
     cmd = ld.registry.command
@@ -159,80 +257,16 @@ def register(ld: "LightningD") -> None:
         amount = partial_msat if partial_msat is not None else total
         if inv.timestamp + inv.expiry < time.time():
             raise RpcError(PAY_INVOICE_EXPIRED, "Invoice expired")
-        if maxfee is not None and (maxfeepercent is not None or exemptfee is not None):
-            raise RpcError(INVALID_PARAMS, "If you specify maxfee, cannot specify maxfeepercent or exemptfee.")
-        if maxfee is None:
-            pct = maxfeepercent if maxfeepercent is not None else DEFAULT_MAXFEEPERCENT
-            exempt = exemptfee if exemptfee is not None else DEFAULT_EXEMPTFEE
-            max_fee = max(exempt, int(amount * pct / 100))
-        else:
-            max_fee = maxfee
-        excluded = set(exclude or [])
-        policies: dict[str, dict] = {}    # channel -> policy from an onion error (this payment only)
-        deadline = time.monotonic() + retry_for
-        attempts = 0
-        last_error: RpcError | None = None
+        max_fee = fee_budget(amount, maxfee, maxfeepercent, exemptfee)
         hints = [[{"pubkey": h.pubkey.hex() if isinstance(h.pubkey, bytes) else h.pubkey,
                    "short_channel_id": h.short_channel_id, "fee_base_msat": h.fee_base_msat,
                    "fee_proportional_millionths": h.fee_proportional_millionths,
                    "cltv_expiry_delta": h.cltv_expiry_delta} for h in hint] for hint in (inv.route_hints or [])]
-        started = int(time.time())
-        while time.monotonic() < deadline:
-            final_cltv = inv.min_final_cltv_expiry + FINAL_CLTV_PADDING
-            route = await route_to(ld, inv.payee, amount, final_cltv, excluded, hints, riskfactor, policies)
-            if route is None:
-                if last_error is not None:
-                    raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of routes to try after {attempts} attempts: "
-                                   f"{last_error.message}", last_error.data)
-                raise RpcError(PAY_ROUTE_NOT_FOUND, "Could not find a route")
-            fee = route[0]["amount_msat"] - amount
-            if fee > max_fee:
-                raise RpcError(PAY_ROUTE_TOO_EXPENSIVE, f"Fee exceeds our fee budget: {fee}msat > {max_fee}msat")
-            if maxdelay is not None and route[0]["delay"] > maxdelay:
-                raise RpcError(PAY_ROUTE_TOO_EXPENSIVE,
-                               f"CLTV delay exceeds our CLTV budget: {route[0]['delay']} > {maxdelay}")
-            attempts += 1
-            sent = False
-            try:
-                await pay.sendpay(route, inv.payment_hash, label, total, bolt11, inv.payment_secret, 0, attempts,
-                                  description, inv.metadata)
-                sent = True
-                res = await pay.waitsendpay(inv.payment_hash, max(1, int(deadline - time.monotonic())), 0, attempts)
-            except RpcError as e:
-                last_error = e
-                if e.code == PAY_DESTINATION_PERM_FAIL:
-                    raise
-                if not sent and e.code in (PAY_IN_PROGRESS, PAY_RHASH_ALREADY_USED):
-                    # sendpay's duplicate checks: already paid, or another attempt still in flight
-                    raise
-                data = e.data if isinstance(e.data, dict) else {}
-                if e.data is None or (data.get("erring_index") == 0 and data.get("failcode") == 0x1007):
-                    # our own first hop could not take it (peer reconnecting...): try again shortly
-                    await asyncio.sleep(1)
-                    continue
-                ch = data.get("erring_channel")
-                raw = data.get("raw_message")
-                if ch and raw and ch not in policies:
-                    # BOLT 4: the erring node's channel_update may be used for retries
-                    # of this payment (once per channel: a second failure excludes it)
-                    pol = policy_from_error(bytes.fromhex(raw), data.get("erring_node"), ch,
-                                            ld.network.chain_hash)
-                    if pol is not None:
-                        policies[ch] = pol
-                        ld.log.debug(f"pay {inv.payment_hash.hex()}: retrying with the channel_update of {ch} "
-                                     f"from {data.get('failcodename')}")
-                        continue
-                # gossipd excludes channel directions: "BLOCKxTXxOUT/DIR"
-                if ch:
-                    excluded.add(f"{ch}/{data.get('erring_direction', 0)}")
-                else:
-                    excluded.update(f"{h['channel']}/{h.get('direction', 0)}" for h in route)
-                continue
-            return {"destination": inv.payee.hex(), "payment_hash": inv.payment_hash.hex(), "created_at": started,
-                    "parts": 1, "amount_msat": amount, "amount_sent_msat": res["amount_sent_msat"],
-                    "payment_preimage": res["payment_preimage"], "status": "complete"}
-        raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of time after {attempts} attempts"
-                       + (f": {last_error.message}" if last_error else ""))
+        return await pay_with_retries(ld, PaymentRequest(
+            payee=inv.payee, payment_hash=inv.payment_hash, amount_msat=amount, total_msat=total,
+            min_final_cltv=inv.min_final_cltv_expiry, payment_secret=inv.payment_secret, metadata=inv.metadata,
+            bolt11=bolt11, label=label, description=description, hints=hints),
+            max_fee, retry_for, maxdelay, riskfactor, set(exclude or []))
 
     @cmd("listpays", [opt("bolt11", P.string), opt("payment_hash", P.sha256_hex),
                       opt("status", P.one_of("pending", "complete", "failed")), opt("index", P.string),

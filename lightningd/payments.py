@@ -1,6 +1,7 @@
 """Our payments: `sendpay` on a route the caller gives (Core Lightning's
 sendpay/waitsendpay/listsendpays), `pay` that finds a route and retries,
-`listpays`, `listforwards` and `keysend`-free basics.
+`listpays`, `listforwards` (keysend sends through here too, with the
+preimage in the final payload: lightningd/keysend.py).
 
 A payment part is a row in `payments`; its HTLC on the first hop is a row in
 `htlcs` (direction 'out', payment_id set).  Results arrive inside channeld's
@@ -199,7 +200,8 @@ class Payments:
 
     async def sendpay(self, route: list[dict], payment_hash: bytes, label: str | None, amount_msat: int | None,
                       bolt11: str | None, payment_secret: bytes | None, partid: int, groupid: int,
-                      description: str | None, payment_metadata: bytes | None = None) -> dict:
+                      description: str | None, payment_metadata: bytes | None = None,
+                      keysend_preimage: bytes | None = None) -> dict:
         if not route:
             raise RpcError(INVALID_PARAMS, "Empty route")
         final = route[-1]
@@ -212,7 +214,7 @@ class Payments:
             if i == len(route) - 1:
                 pl = HopPayload(amt_to_forward=hop["amount_msat"], outgoing_cltv_value=base + hop["delay"],
                                 payment_data=PaymentData(payment_secret, total) if payment_secret else None,
-                                payment_metadata=payment_metadata)
+                                payment_metadata=payment_metadata, keysend_preimage=keysend_preimage)
             else:
                 nxt = route[i + 1]
                 pl = HopPayload(amt_to_forward=nxt["amount_msat"], outgoing_cltv_value=base + nxt["delay"],

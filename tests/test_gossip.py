@@ -37,6 +37,11 @@ def test_line_gossip_propagates_and_pay_across(node_factory):
     wait_for(lambda: l2.rpc.getinfo()["fees_collected_msat"] == 1001)
     fw = l2.rpc.listforwards()["forwards"]
     assert fw[0]["status"] == "settled" and fw[0]["fee_msat"] == 1001
+    # keysend across the line: no invoice, l4 makes one when it arrives
+    k = l1.rpc.keysend(l4.node_id, 50_000)
+    assert k["status"] == "complete" and k["amount_sent_msat"] == 50_000 + 1000 + 1000
+    assert any(i["label"].startswith("keysend-") and i["status"] == "paid" and i["payment_hash"] == k["payment_hash"]
+               for i in l4.rpc.listinvoices()["invoices"])
 
 
 def diamond(node_factory):

@@ -298,3 +298,44 @@ def test_channel_update_from_an_onion_error_is_checked():
     tampered = raw[:-1] + b"\x01"
     assert policy_from_error(tampered, node, "104x2x0", chain) is None
     assert policy_from_error(b"\x01\x02junk", node, "104x2x0", chain) is None
+
+
+def test_keysend_paid_without_an_invoice(node_factory):
+    """keysend: l1 picks the preimage and puts it in the onion (type
+    5482373484); l2 makes an invoice for it on arrival (label keysend-...),
+    which waitanyinvoice hands out like any other.  A keysend whose preimage
+    does not match the hash, or for a hash that already has an invoice, is
+    refused with incorrect_or_unknown_payment_details."""
+    from bitcoin.hashes import sha256
+    from common.onion_payload import HopPayload, encode_payload
+    from wire import encode_bigsize
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    r = l1.rpc.keysend(l2.node_id, 123_456)
+    assert r["status"] == "complete" and r["amount_msat"] == 123_456 and r["destination"] == l2.node_id
+    assert sha256(bytes.fromhex(r["payment_preimage"])).hex() == r["payment_hash"]
+    paid = l2.rpc.waitanyinvoice(0, 30)
+    assert paid["label"].startswith("keysend-") and paid["status"] == "paid"
+    assert paid["payment_hash"] == r["payment_hash"] and paid["amount_received_msat"] == 123_456
+    assert paid["description"] == "keysend"
+    assert l1.rpc.listpays(payment_hash=r["payment_hash"])["pays"][0]["status"] == "complete"
+
+    height = l1.rpc.getinfo()["blockheight"]
+
+    def keysend_onion(preimage, payment_hash):
+        payload = encode_payload(HopPayload(amt_to_forward=50_000, outgoing_cltv_value=height + 1 + 22,
+                                            keysend_preimage=preimage))
+        o = l1.rpc.createonion([{"pubkey": l2.node_id, "payload": (encode_bigsize(len(payload)) + payload).hex()}],
+                               payment_hash)
+        l1.rpc.call("sendonion", {"onion": o["onion"], "payment_hash": payment_hash,
+                                  "first_hop": {"id": l2.node_id, "amount_msat": 50_000, "delay": 22},
+                                  "shared_secrets": o["shared_secrets"]})
+        with pytest.raises(RpcError) as e:
+            l1.rpc.waitsendpay(payment_hash, 30)
+        return e.value.error["data"]["failcodename"]
+    assert keysend_onion(os.urandom(32), os.urandom(32).hex()) == "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
+    pre = os.urandom(32)
+    l2.rpc.invoice(50_000, "existing", "existing", preimage=pre.hex())
+    assert keysend_onion(pre, sha256(pre).hex()) == "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
+    assert len(l2.rpc.listinvoices()["invoices"]) == 2          # no invoice made for either

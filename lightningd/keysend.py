@@ -1,0 +1,42 @@
+"""keysend (bLIP 3): pay a node without an invoice.  We pick the preimage,
+put it in the final hop's onion payload (type 5482373484) and pay its hash
+with pay's route-and-retry loop; the receiving side (htlc_engine) makes an
+invoice for it on arrival, as Core Lightning's keysend plugin does."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from bitcoin.hashes import sha256
+
+from . import params as P
+from .jsonrpc import RequestContext
+from .jsonrpc_errors import INVALID_PARAMS, RpcError
+from .params import opt, req
+from .pay_command import DEFAULT_RETRY_FOR, PaymentRequest, fee_budget, pay_with_retries
+
+if TYPE_CHECKING:
+    from .lightningd import LightningD
+
+KEYSEND_FINAL_CLTV = 22           # Core Lightning's keysend plugin
+
+
+def register(ld: "LightningD") -> None:
+    @ld.registry.command(
+        "keysend", [req("destination", P.node_id), req("amount_msat", P.msat), opt("label", P.string),
+                    opt("maxfeepercent", P.nonneg_number), opt("retry_for", P.u32, DEFAULT_RETRY_FOR),
+                    opt("maxdelay", P.u32), opt("exemptfee", P.msat), opt("maxfee", P.msat)],
+        category="payment", description="Send a payment of {amount_msat} to {destination} without an invoice")
+    async def keysend(ctx: RequestContext, destination: bytes, amount_msat: int, label: str | None,
+                      maxfeepercent: float | None, retry_for: int, maxdelay: int | None, exemptfee: int | None,
+                      maxfee: int | None) -> dict:
+        if amount_msat <= 0:
+            raise RpcError(INVALID_PARAMS, "amount_msat: must be positive")
+        if destination == ld.node_id:
+            raise RpcError(INVALID_PARAMS, "destination: cannot pay ourselves")
+        preimage = os.urandom(32)
+        req_ = PaymentRequest(payee=destination, payment_hash=sha256(preimage), amount_msat=amount_msat,
+                              total_msat=amount_msat, min_final_cltv=KEYSEND_FINAL_CLTV, label=label,
+                              keysend_preimage=preimage)
+        return await pay_with_retries(ld, req_, fee_budget(amount_msat, maxfee, maxfeepercent, exemptfee),
+                                      retry_for, maxdelay, 10, set())
