@@ -54,10 +54,16 @@ def run(n: int | None = None, inflight: int = 20) -> dict:
             t0 = time.perf_counter()
             seq = [pay(invs[i], 1000 + i) for i in range(n)]
             seq_total = time.perf_counter() - t0
+            procs = _node_processes(l1, "payer") + _node_processes(l2, "payee") + [(chain.proc.pid, "regtestd")]
+            cpu0, client0 = _cpu(procs), time.process_time()
             t0 = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(inflight) as ex:
                 conc = list(ex.map(lambda i: pay(invs[i], 1000 + i), range(n, 2 * n)))
             conc_total = time.perf_counter() - t0
+            cpu1, client1 = _cpu(procs), time.process_time()
+            # CPU seconds each process used during the concurrent phase (2 cores: at most 2 x wall)
+            cpu = {k: round(cpu1.get(k, 0) - v, 2) for k, v in cpu0.items()}
+            cpu["bench client (20 RPC threads)"] = round(client1 - client0, 2)
         finally:
             nf.teardown()
             chain.stop()
@@ -66,7 +72,33 @@ def run(n: int | None = None, inflight: int = 20) -> dict:
         return {"mean_ms": round(statistics.mean(xs) * 1000, 1), "median_ms": round(statistics.median(xs) * 1000, 1),
                 "p95_ms": round(sorted(xs)[int(len(xs) * 0.95)] * 1000, 1),
                 "payments_per_s": round(len(xs) / total, 1)}
-    return {"payments": n, "sequential": stats(seq, seq_total), f"concurrent_{inflight}": stats(conc, conc_total)}
+    return {"payments": n, "sequential": stats(seq, seq_total), f"concurrent_{inflight}": stats(conc, conc_total),
+            f"concurrent_{inflight}_cpu_s": dict(cpu, wall=round(conc_total, 2))}
+
+
+def _node_processes(node, role: str) -> list[tuple[int, str]]:
+    """The node's lightningd and its subdaemons, as (pid, "role name")."""
+    from node_factory import child_pids, cmdline
+    out = [(node.proc.pid, f"{role} lightningd")]
+    for pid in child_pids(node.proc.pid):
+        words = cmdline(pid).split()
+        name = words[2] if len(words) > 2 and words[1] == "-m" else (words[0] if words else "?")
+        out.append((pid, f"{role} {name}"))
+    return out
+
+
+def _cpu(procs: list[tuple[int, str]]) -> dict[str, float]:
+    """utime + stime (seconds) of each process, summed by name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid, name in procs:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 if __name__ == "__main__":

@@ -69,6 +69,15 @@ class HsmSigner:
                                                        "remote_per_commitment_point": remote_per_commitment_point,
                                                        "option_anchors": htlc_tx.option_anchors})["sig"]
 
+    def sign_remote_htlc_txs(self, htlc_txs: list[HtlcTx], remote_per_commitment_point: bytes) -> list[bytes]:
+        anchors = {h.option_anchors for h in htlc_txs}
+        if len(anchors) != 1:
+            raise ValueError("HTLC txs of one commitment share option_anchors")
+        return self._call("hsmd_sign_remote_htlc_txs", {
+            "remote_per_commitment_point": remote_per_commitment_point, "option_anchors": anchors.pop(),
+            "htlcs": [{"tx": h.tx.serialize(), "witness_script": h.witness_script,
+                       "amount_sat": h.output.amount_sat} for h in htlc_txs]})["sigs"]
+
     def sign_closing_tx(self, tx: Tx, funding_witness_script: bytes, funding_sat: int) -> bytes:
         return self._call("hsmd_sign_mutual_close_tx", {"tx": tx.serialize(), "funding_script":
                                                         funding_witness_script, "funding_sat": funding_sat})["sig"]

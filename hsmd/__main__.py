@@ -163,6 +163,11 @@ class Hsmd:
                     conn.send("hsmd_sign_remote_htlc_tx_reply", {"sig": ck.sign_remote_htlc(
                         f["tx"], f["witness_script"], f["amount_sat"], f["remote_per_commitment_point"],
                         f["option_anchors"])})
+                elif name == "hsmd_sign_remote_htlc_txs":
+                    point, anchors = f["remote_per_commitment_point"], f["option_anchors"]
+                    conn.send("hsmd_sign_remote_htlc_txs_reply", {"sigs": [
+                        ck.sign_remote_htlc(h["tx"], h["witness_script"], h["amount_sat"], point, anchors)
+                        for h in f["htlcs"]]})
                 elif name == "hsmd_sign_local_commitment_tx":
                     conn.send("hsmd_sign_local_commitment_tx_reply", {"sig": ck.sign_local_commitment(
                         f["n"], f["tx"], f["funding_script"], f["funding_sat"])})

@@ -28,6 +28,7 @@ REQUIRED_CAP: dict[str, int] = {
     "hsmd_revoke_commitment_tx": CAP_COMMITMENT_POINT,
     "hsmd_sign_remote_commitment_tx": CAP_SIGN_REMOTE_TX,
     "hsmd_sign_remote_htlc_tx": CAP_SIGN_REMOTE_TX,
+    "hsmd_sign_remote_htlc_txs": CAP_SIGN_REMOTE_TX,
     "hsmd_sign_local_commitment_tx": CAP_SIGN_CLOSING_TX,
     "hsmd_sign_local_htlc_tx": CAP_SIGN_CLOSING_TX,
     "hsmd_sign_mutual_close_tx": CAP_SIGN_CLOSING_TX,

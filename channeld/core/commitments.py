@@ -56,7 +56,7 @@ def sign_remote(params: ChannelParams, signer: Signer, c: BuiltCommitment) -> tu
     """Our signatures on the peer's commitment: (commitment sig, HTLC sigs)."""
     assert c.view.holder is Side.REMOTE
     sig = signer.sign_remote_commitment(c.tx, params.funding_witness_script, params.funding_sat)
-    htlc_sigs = [signer.sign_remote_htlc_tx(h, c.per_commitment_point) for h in c.htlc_txs]
+    htlc_sigs = signer.sign_remote_htlc_txs(list(c.htlc_txs), c.per_commitment_point) if c.htlc_txs else []
     return sig, htlc_sigs
 
 

@@ -69,6 +69,10 @@ class Signer(Protocol):
         """Counterparty signature on an HTLC tx of the peer's commitment."""
         ...
 
+    def sign_remote_htlc_txs(self, htlc_txs: list[HtlcTx], remote_per_commitment_point: bytes) -> list[bytes]:
+        """The same for every HTLC tx of one peer commitment (one round trip to hsmd)."""
+        ...
+
     def sign_closing_tx(self, tx: Tx, funding_witness_script: bytes, funding_sat: int) -> bytes: ...
 
 
@@ -148,6 +152,9 @@ class LocalSigner:
     def sign_remote_htlc_tx(self, htlc_tx: HtlcTx, remote_per_commitment_point: bytes) -> bytes:
         priv = derive_privkey(self._secrets.htlc, remote_per_commitment_point)
         return der_to_compact(htlc_tx.sign_as_counterparty(priv))
+
+    def sign_remote_htlc_txs(self, htlc_txs: list[HtlcTx], remote_per_commitment_point: bytes) -> list[bytes]:
+        return [self.sign_remote_htlc_tx(h, remote_per_commitment_point) for h in htlc_txs]
 
     def sign_closing_tx(self, tx: Tx, funding_witness_script: bytes, funding_sat: int) -> bytes:
         digest = tx.sighash_segwit_v0(0, funding_witness_script, funding_sat, SIGHASH_ALL)
