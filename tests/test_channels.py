@@ -26,6 +26,19 @@ def open_channel(l1, l2, amount=1_000_000, **kw):
     return r
 
 
+def three_in_a_line(node_factory, opts=None):
+    """l1 -> l2 -> l3 with 1,000,000-sat channels opened by the first of
+    each pair, every node at the chain tip (for hand-built routes)."""
+    from node_factory import sync_blockheight
+    l1, l2, l3 = node_factory.get_nodes(3, opts=opts)
+    fund(l1)
+    fund(l2)
+    open_channel(l1, l2, 1_000_000)
+    open_channel(l2, l3, 1_000_000)
+    sync_blockheight(l1, l2, l3)
+    return l1, l2, l3
+
+
 def test_open_and_mutual_close(node_factory):
     l1, l2 = node_factory.get_nodes(2)
     fund(l1)

@@ -9,7 +9,7 @@ import pytest
 from pyln.client import RpcError
 
 from node_factory import sync_blockheight, wait_for
-from test_channels import channel, fund, open_channel
+from test_channels import channel, fund, open_channel, three_in_a_line
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -90,12 +90,7 @@ def test_waitanyinvoice_queue_under_concurrent_payments(node_factory):
 
 
 def test_hand_built_route_through_a_forwarder(node_factory):
-    l1, l2, l3 = node_factory.get_nodes(3)
-    fund(l1)
-    fund(l2)
-    open_channel(l1, l2, 1_000_000)
-    open_channel(l2, l3, 1_000_000)
-    sync_blockheight(l1, l2, l3)
+    l1, l2, l3 = three_in_a_line(node_factory)
     l2.rpc.setchannel(channel(l2, l3)["short_channel_id"], feebase=2000, feeppm=1000, enforcedelay=0)
     inv = l3.rpc.invoice(500_000, "fw", "forward")
     fee = 2000 + 500_000 * 1000 // 1_000_000
@@ -219,12 +214,7 @@ def test_kill9_and_restart_in_the_middle_of_a_multihop_payment(node_factory):
 
 def test_payment_notifications_on_payer_forwarder_and_payee(node_factory):
     opts = {"plugin": str(PLUGINS / "recorder.py")}
-    l1, l2, l3 = node_factory.get_nodes(3, opts=opts)
-    fund(l1)
-    fund(l2)
-    open_channel(l1, l2, 1_000_000)
-    open_channel(l2, l3, 1_000_000)
-    sync_blockheight(l1, l2, l3)
+    l1, l2, l3 = three_in_a_line(node_factory, opts=opts)
     opened = l2.rpc.recorded("channel_opened")["events"]
     assert {e["payload"]["id"] for e in opened} == {l1.node_id}   # l2 was the fundee only of l1's channel
     assert any(e["payload"]["new_state"] == "CHANNELD_NORMAL" for e in l1.rpc.recorded("channel_state_changed")["events"])

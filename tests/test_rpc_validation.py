@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pyln.client import RpcError
 
-from node_factory import sync_blockheight, wait_for
-from test_channels import channel, fund, open_channel
+from node_factory import wait_for
+from test_channels import channel, fund, open_channel, three_in_a_line
 
 PLUGINS = Path(__file__).parent / "plugins"
 INVALID_PARAMS = -32602
@@ -161,12 +161,7 @@ def test_sendonion_refuses_duplicates_like_sendpay(node_factory):
 
 
 def test_setchannel_htlc_range_enforced_on_forwards(node_factory):
-    l1, l2, l3 = node_factory.get_nodes(3)
-    fund(l1)
-    fund(l2)
-    open_channel(l1, l2, 1_000_000)
-    open_channel(l2, l3, 1_000_000)
-    sync_blockheight(l1, l2, l3)
+    l1, l2, l3 = three_in_a_line(node_factory)
     scid12 = channel(l1, l2)["short_channel_id"]
     scid23 = channel(l2, l3)["short_channel_id"]
     local = channel(l2, l3)["updates"]["local"]
@@ -230,12 +225,7 @@ def test_setchannel_enforcedelay_keeps_the_old_fee_for_a_while(node_factory):
     """Core Lightning's enforcedelay (600 s by default): after a fee change
     the previous fee is still accepted on forwards for that long, since the
     new channel_update takes time to reach payers; then it is refused."""
-    l1, l2, l3 = node_factory.get_nodes(3)
-    fund(l1)
-    fund(l2)
-    open_channel(l1, l2, 1_000_000)
-    open_channel(l2, l3, 1_000_000)
-    sync_blockheight(l1, l2, l3)
+    l1, l2, l3 = three_in_a_line(node_factory)
     scid12, scid23 = channel(l1, l2)["short_channel_id"], channel(l2, l3)["short_channel_id"]
 
     def forward(fee_base, label):
