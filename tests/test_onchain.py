@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 from bitcoin.hashes import sha256
+from bitcoinrpc.authproxy import JSONRPCException
 from node_factory import sync_blockheight, wait_for
 from test_channels import channel, fund, open_channel
 
@@ -588,7 +589,10 @@ def test_penalty_fee_raised_by_rbf_while_unconfirmed(node_factory):
 
     def penalty():
         for t in mempool(l1):
-            tx = l1.chain.rpc.getrawtransaction(t, True)
+            try:
+                tx = l1.chain.rpc.getrawtransaction(t, True)
+            except JSONRPCException:      # replaced (RBF) since getrawmempool
+                continue
             w = tx["vin"][0].get("txinwitness", [])
             if tx["vin"][0]["txid"] == old_txid and len(w) == 3 and w[1] == "01":
                 return tx
