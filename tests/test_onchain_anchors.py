@@ -10,6 +10,7 @@ import os
 from decimal import Decimal
 
 import pytest
+from bitcoinrpc.authproxy import JSONRPCException
 
 from node_factory import wait_for
 from test_channels import channel, fund, open_channel
@@ -128,7 +129,10 @@ def test_anchors_htlc_txs_paid_by_the_wallet(node_factory):
     def htlc_tx(kind):
         wait_for(lambda: any(kind in s and "broadcast" in s for s in status(l1, l2)), timeout=60)
         for t in mempool(l1):
-            tx = decoded(l1, t)
+            try:
+                tx = decoded(l1, t)
+            except JSONRPCException:     # mined or replaced since getrawmempool
+                continue
             if len(tx["vin"]) >= 2 and len(tx["vin"][0]["txinwitness"]) == 5:   # 0, two sigs, preimage/empty, script
                 return tx
         return None
