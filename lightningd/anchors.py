@@ -21,11 +21,13 @@ Nothing is recorded as spent until it is mined (the wallet sees its coins
 spent, and its change arrive, in blocks): a child that can never confirm
 (the peer's commitment won) only keeps its coins reserved until the
 reservation runs out.  The coins chosen for an output are remembered (in
-memory) so that a rebuilt transaction replaces the first one instead of
-double-spending other coins.
+the database, `vars`) so that a rebuilt transaction, also after a restart,
+replaces the first one on the same coins: those stay reserved, and a
+wallet without other coins could not pay for it again otherwise.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -107,6 +109,34 @@ class AnchorSpender:
         #: commitment txid -> its CPFP child
         self.children: dict[bytes, Child] = {}
 
+    # ------------------------------------------------------------------ coins per funded output
+    @staticmethod
+    def _var(key: tuple[int, bytes, int]) -> str:
+        return f"anchor_fee_inputs:{key[0]}:{key[1][::-1].hex()}:{key[2]}"
+
+    def _chosen(self, key: tuple[int, bytes, int]) -> tuple[list[Utxo], int]:
+        """The coins (still unspent) and change key chosen before for this
+        output, from memory or, after a restart, from the database."""
+        got = self.coins.get(key)
+        if got is not None:
+            return got
+        raw = self.ld.db.get_var(self._var(key)) if self.ld.db is not None else None
+        if not raw:
+            return [], 0
+        d = json.loads(raw)
+        w = self.ld.wallet
+        coins = [u for u in (w.get(bytes.fromhex(t)[::-1], n) for t, n in d["coins"])
+                 if u is not None and u.spend_txid is None]
+        return coins, int(d["keyidx"])
+
+    def _remember(self, key: tuple[int, bytes, int], coins: list[Utxo], keyidx: int) -> None:
+        self.coins[key] = (coins, keyidx)
+        db = self.ld.db
+        assert db is not None
+        with db.transaction():
+            db.set_var(self._var(key), json.dumps({"coins": [[u.txid[::-1].hex(), u.outnum] for u in coins],
+                                                   "keyidx": keyidx}))
+
     # ------------------------------------------------------------------ our commitment
     async def broadcast_commitment(self, rec: "ChannelRecord", raw: bytes, what: str) -> bool:
         """Broadcast our commitment and, for an anchors channel, its CPFP child."""
@@ -141,7 +171,7 @@ class AnchorSpender:
             await self._send(prev.tx)
             return prev
         key = (rec.dbid, txid, idx)
-        chosen, keyidx = self.coins.get(key, ([], 0))
+        chosen, keyidx = self._chosen(key)
         anchor_sat = commitment.outputs[idx].value
 
         def package_fee(weight: int) -> int:
@@ -157,7 +187,7 @@ class AnchorSpender:
         w.reserve([u.outpoint for u in funded.coins], RESERVATION_BLOCKS)
         if not keyidx:
             keyidx = w.new_keyidx("p2tr")
-        self.coins[key] = (funded.coins, keyidx)
+        self._remember(key, funded.coins, keyidx)
         tx = Tx(version=2, inputs=[TxIn(OutPoint(txid, idx), b"", SEQUENCE_RBF)]
                 + [TxIn(u.outpoint, b"", SEQUENCE_RBF) for u in funded.coins],
                 outputs=[TxOut(funded.change_sat, w.scripts_for(keyidx)["p2tr"])])
@@ -189,12 +219,12 @@ class AnchorSpender:
         well after it can be mined.  Raises InsufficientFunds."""
         w = self.ld.wallet
         key = (dbid, outpoint.txid, outpoint.index)
-        chosen, keyidx = self.coins.get(key, ([], 0))
+        chosen, keyidx = self._chosen(key)
         funded = add_coins(w.spendable(1), chosen, weight, 0, lambda wt: -(-feerate * wt // 1000))
         w.reserve([u.outpoint for u in funded.coins], max(0, not_before - w.tip_height) + RESERVATION_BLOCKS)
         if not keyidx:
             keyidx = w.new_keyidx("p2tr")
-        self.coins[key] = (funded.coins, keyidx)
+        self._remember(key, funded.coins, keyidx)
         return funded.coins, w.scripts_for(keyidx)["p2tr"], funded.change_sat
 
     async def sign_fee_inputs(self, tx: Tx, wallet_inputs: int, spent_sat: int, spent_script: bytes) -> Tx:

@@ -147,6 +147,10 @@ def test_anchors_htlc_txs_paid_by_the_wallet(node_factory):
     assert success["txid"] in l1.chain.rpc.getblock(l1.chain.rpc.getblockhash(height(l1)))["tx"]
     wait_for(lambda: pay_status(l2, hb) == "complete")
     assert l2.rpc.listsendpays(payment_hash=hb)["payments"][0]["payment_preimage"] == pb.hex()
+    # a restart before the HTLC-timeout can be mined: the coin reserved for it
+    # (the 50,000-sat one) is the one it spends, not another
+    l1.restart()
+    wait_for(lambda: state(l1, l2) == "ONCHAIN")
 
     # ha: l2 never releases it; l1 times it out with its HTLC-timeout at expiry
     while height(l1) < expiry - 1:
@@ -159,6 +163,7 @@ def test_anchors_htlc_txs_paid_by_the_wallet(node_factory):
     print(f"[anchors HTLC-timeout] {len(timeout['vin'])} inputs, fee {fee} sat "
           f"({fee * 1000 // timeout['weight']} sat/kw), locktime {timeout['locktime']}")
     assert timeout["locktime"] == expiry
+    assert [sats(decoded(l1, i["txid"])["vout"][i["vout"]]["value"]) for i in timeout["vin"][1:]] == [50_000]
     # listpeerchannels names the transaction broadcast, not the zero-fee one the peer signed
     wait_for(lambda: any(timeout["txid"] in s and "wallet inputs" in s for s in status(l1, l2)))
     assert FAST_PERKW <= fee * 1000 // timeout["weight"] <= FAST_PERKW * 11 // 10
