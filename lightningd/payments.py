@@ -147,6 +147,14 @@ class Payments:
         return d
 
     # ------------------------------------------------------------------ sending
+    def _same_part(self, p: dict, what: str, amount_msat: int, destination: bytes | None) -> None:
+        """A repeat of part ``p`` must be for the same amount and destination."""
+        if p["amount_msat"] != amount_msat:
+            raise RpcError(PAY_RHASH_ALREADY_USED, f"Already {what} with amount {p['amount_msat']}msat "
+                           f"(not {amount_msat}msat)", self.json(p))
+        if p["destination"] and destination and p["destination"] != destination:
+            raise RpcError(PAY_RHASH_ALREADY_USED, f"Already {what} to {p['destination'].hex()}", self.json(p))
+
     def check_progress(self, payment_hash: bytes, partid: int, groupid: int, amount_msat: int, total_msat: int,
                        destination: bytes | None) -> dict | None:
         """Reconcile a new payment part with earlier ones for the same hash
@@ -164,12 +172,7 @@ class Payments:
                 have_complete = True
                 if p["partid"] != partid:
                     continue
-                if p["amount_msat"] != amount_msat:
-                    raise RpcError(PAY_RHASH_ALREADY_USED, f"Already succeeded with amount {p['amount_msat']}msat "
-                                   f"(not {amount_msat}msat)", self.json(p))
-                if p["destination"] and destination and p["destination"] != destination:
-                    raise RpcError(PAY_RHASH_ALREADY_USED, f"Already succeeded to {p['destination'].hex()}",
-                                   self.json(p))
+                self._same_part(p, "succeeded", amount_msat, destination)
                 return p
             if p["status"] != "pending":
                 continue
@@ -182,12 +185,7 @@ class Payments:
                 raise RpcError(PAY_IN_PROGRESS, "Already have "
                                f"{'parallel' if p['partid'] else 'non-parallel'} payment in progress", self.json(p))
             if p["partid"] == partid:
-                if p["amount_msat"] != amount_msat:
-                    raise RpcError(PAY_RHASH_ALREADY_USED, f"Already pending with amount {p['amount_msat']}msat "
-                                   f"(not {amount_msat}msat)", self.json(p))
-                if p["destination"] and destination and p["destination"] != destination:
-                    raise RpcError(PAY_RHASH_ALREADY_USED, f"Already pending to {p['destination'].hex()}",
-                                   self.json(p))
+                self._same_part(p, "pending", amount_msat, destination)
                 raise RpcError(PAY_IN_PROGRESS, f"Already have parallel payment in progress with partid {partid}"
                                if partid else "Already have non-parallel payment in progress", self.json(p))
             if total_msat and p["total_msat"] != total_msat:

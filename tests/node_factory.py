@@ -164,15 +164,9 @@ class LightningNode:
         return p.read_text(errors="replace") if p.exists() else ""
 
     def subdaemon_pids(self) -> dict[str, int]:
-        """name -> pid of each subdaemon of this node, from the process table."""
-        assert self.proc is not None
-        out = {}
-        for pid in child_pids(self.proc.pid):
-            cl = cmdline(pid)
-            for name in ("hsmd", "connectd", "gossipd", "channeld", "onchaind"):
-                if f"-m {name}" in cl:
-                    out[name] = pid
-        return out
+        """name -> pid of each subdaemon of this node (one of them if several
+        share a name), from the process table."""
+        return {name: pid for pid, name in self.subdaemon_pids_all().items()}
 
     def subdaemon_pids_all(self) -> dict[int, str]:
         """pid -> daemon name for every subdaemon (several channelds)."""
