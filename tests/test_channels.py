@@ -18,6 +18,8 @@ def channel(node, peer):
 
 
 def open_channel(l1, l2, amount=1_000_000, **kw):
+    from node_factory import sync_blockheight
+    sync_blockheight(l1)      # fundchannel refuses (304) while the node catches up with blocks just mined
     if not l1.is_connected(l2):
         l1.connect(l2)
     r = l1.rpc.fundchannel(l2.node_id, amount, **kw)
