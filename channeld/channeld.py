@@ -38,6 +38,13 @@ class ChannelFailed(Exception):
     pass
 
 
+class WarnAndDisconnect(Exception):
+    """The peer's stream is out of step with ours (a channel_reestablish in
+    the middle of normal operation, anything else before it): a warning and
+    a new connection, on which both sides reestablish.  Never a reason to
+    close the channel: the usual cause is a restarted daemon, not a thief."""
+
+
 class ChannelDaemon:
     MASTER_HANDLERS = {
         "channeld_init": "handle_init",
@@ -218,6 +225,9 @@ class ChannelDaemon:
                     await self.send_peer("error", {"channel_id": self.temp_id, "data": str(e).encode()[:1000]})
                 except ChannelFailed:
                     pass
+        except WarnAndDisconnect as e:
+            self.status.info(f"peer out of step: {e}; warning and reconnecting", self.peer_id)
+            self._warn_and_disconnect(str(e))
         except (PeerError, ChannelError, SignerError) as e:
             await self._fail_channel(str(e), data_loss=isinstance(e, DataLossError))
         finally:
@@ -282,7 +292,7 @@ class ChannelDaemon:
                 return
             if name in ("warning",):
                 continue
-            raise PeerError(f"expected channel_reestablish, got {name}")
+            raise WarnAndDisconnect(f"expected channel_reestablish, got {name}")
         async with self.lock:
             r = ch.recv_reestablish(fields)
             for m in r.messages:
@@ -370,7 +380,7 @@ class ChannelDaemon:
             if result.reply is not None:
                 await self.send_peer(*result.reply)
         elif name == "channel_reestablish":
-            raise PeerError("unexpected channel_reestablish")
+            raise WarnAndDisconnect("unexpected channel_reestablish")
         elif name == "error":
             await self._handle_peer_error(f)
             return
@@ -461,6 +471,14 @@ class ChannelDaemon:
         except ChannelFailed:
             pass
         await self._go_onchain(reason, data_loss)
+
+    def _warn_and_disconnect(self, reason: str) -> None:
+        cid = self.ch.channel_id if self.ch is not None else (self.temp_id or b"\x00" * 32)
+        try:
+            self.peer.send(self.schema.encode("warning", {"channel_id": cid, "data": reason.encode()[:1000]}))
+            self.peer.send(internal_schema("peer_stream").encode("stream_disconnect", {}))
+        except ConnectionClosed:
+            pass
 
     async def _go_onchain(self, reason: str, data_loss: bool = False) -> None:
         tx = b""

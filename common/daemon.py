@@ -52,9 +52,16 @@ class Daemon:
 
 def run(name: str, main: Callable[[Daemon], Awaitable[None]], hsm_sync: bool = False) -> None:
     """Entry point of a subdaemon: `python -m connectd` ends up here."""
-    # The master handles signals for the node; a ^C in the terminal must not
-    # kill subdaemons before the master has stopped them in order.
+    # The master handles signals for the node: a ^C in the terminal (SIGINT to
+    # the process group) or systemd's SIGTERM to the whole cgroup must not
+    # kill subdaemons before the master has stopped them in order (it closes
+    # our link, then escalates to SIGKILL).  The master spawned us with both
+    # blocked, so one that came during interpreter start-up waits, pending;
+    # ignoring it discards it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    set_process_name(name)
     # stdout is not ours to use: keep stray prints away from any protocol.
     os.dup2(2, 1)
 
@@ -80,6 +87,14 @@ def run(name: str, main: Callable[[Daemon], Awaitable[None]], hsm_sync: bool = F
         return 0
 
     sys.exit(profiled(name, lambda: asyncio.run(_amain())))
+
+
+def set_process_name(name: str) -> None:
+    """`ps` and `top` show lightning_channeld, ... (Core Lightning's names)
+    instead of python, followed by our own arguments."""
+    import setproctitle
+    args = sys.argv[1:]
+    setproctitle.setproctitle(" ".join([f"lightning_{name}"] + args))
 
 
 MASTER_WATCH_INTERVAL = 1.0

@@ -220,13 +220,15 @@ class ChannelControl:
         if self.ld.stopping or not rec.active or subd._stopping:
             return
         if rc != 0 and self.ld.is_connected(rec.peer_id):
-            # a crash: the peer is still there; restart from the database
-            await asyncio.sleep(self.ld.restart_delay())
-            if rec.subd is None and rec.active and self.ld.is_connected(rec.peer_id):
-                self.ld.log.info(f"restarting channeld for channel {rec.dbid}")
-                fd = await self.start_channeld(rec)
-                if fd is not None:
-                    self.ld.connectd.attach_channel(rec.peer_id, rec.channel_id, fd)
+            # A crash while the peer is still connected: what the peer sent it
+            # and what it had half-sent are lost, so the stream is in an
+            # unknown state.  (A clean exit has already hung up if it had to.)
+            # As Core Lightning: drop the connection; both sides reestablish
+            # from their stored state when it comes back (we redial with
+            # backoff), and the new connection gets a new channeld.
+            self.ld.log.child("lightningd", rec.peer_id.hex()).info(
+                f"channeld of channel {rec.dbid} exited ({rc}) with the peer connected: reconnecting")
+            self.ld.connectd.discard(rec.peer_id)
 
     # ------------------------------------------------------------------ channeld requests
     async def handle_funding_needed(self, dbid: int, msg: Msg) -> None:

@@ -110,7 +110,8 @@ class ConnectControl:
             await self.start(activate=True)
             self.ld.gossipd.link_connectd()
         except Exception as e:
-            self.ld.log.broken(f"could not restart connectd: {e}")
+            if not self.ld.stopping:   # (a shutdown during the restart ends it quietly)
+                self.ld.log.broken(f"could not restart connectd: {e!r}")
 
     # -- requests ----------------------------------------------------------------------
     async def connect(self, node_id: bytes, addrs: list[str], timeout: float = 90.0) -> None:

@@ -173,7 +173,8 @@ class GossipControl:
             for rec in self.ld.channels.channels.values():
                 self.local_channel(rec)
         except Exception as e:
-            self.ld.log.broken(f"could not restart gossipd: {e}")
+            if not self.ld.stopping:   # (a shutdown during the restart ends it quietly)
+                self.ld.log.broken(f"could not restart gossipd: {e!r}")
 
 
 def register(ld: "LightningD") -> None:

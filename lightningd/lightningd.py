@@ -30,6 +30,7 @@ from .invoices import Invoices
 from .jsonrpc import CommandRegistry, RpcServer
 from .log import LogBook, Logger, level_from_name
 from .plugins import PluginManager
+from .reconnect import Reconnector
 
 VERSION = "v0.1.0"
 
@@ -80,7 +81,7 @@ class LightningD:
         from .anchors import AnchorSpender
         self.anchors = AnchorSpender(self)
         self._channel_peers: set[bytes] = set()
-        self._reconnecting: set[bytes] = set()
+        self.reconnector = Reconnector(self)
         self.node_id = b""
         self.alias = ""
         self.color = b""
@@ -299,6 +300,7 @@ class LightningD:
         self.log.info("Shutting down")
         for t in self._tasks:
             t.cancel()
+        self.reconnector.stop()
         if self.topology is not None:
             self.topology.stop()
         await self.plugins.shutdown()
@@ -342,6 +344,7 @@ class LightningD:
         if p is None:
             p = self.peers[node_id] = PeerState(node_id)
         p.connected, p.incoming, p.addr, p.features = True, incoming, addr, features
+        self.reconnector.connected(node_id)
         if not incoming and node_id in self._channel_peers and self.db is not None:
             with self.db.transaction():
                 self.db.execute("UPDATE peers SET address = ? WHERE node_id = ?", (addr, node_id))
@@ -413,33 +416,7 @@ class LightningD:
 
     async def _reconnect_all(self) -> None:
         for node_id in list(self._channel_peers):
-            if any(c.active for c in self.channels.by_peer(node_id)):
-                self._schedule_reconnect(node_id)
-
-    def _schedule_reconnect(self, node_id: bytes) -> None:
-        if self.stopping or node_id in self._reconnecting or (self.cfg.developer and self.cfg.get("dev-no-reconnect")):
-            return
-        if not self.known_addresses(node_id):
-            return   # it connected to us: it will come back the same way
-        self._reconnecting.add(node_id)
-        asyncio.ensure_future(self._reconnect(node_id))
-
-    async def _reconnect(self, node_id: bytes) -> None:
-        """Peers with channels are reconnected automatically, with backoff."""
-        delay = 1.0
-        try:
-            while not self.stopping and not self.is_connected(node_id):
-                if not any(c.active for c in self.channels.by_peer(node_id)):
-                    return
-                try:
-                    await self.connectd.connect(node_id, self.known_addresses(node_id), timeout=60)
-                    return
-                except Exception as e:
-                    self.log.child("lightningd", node_id.hex()).debug(f"reconnect failed: {e}; retry in {delay:.0f}s")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 300.0)
-        finally:
-            self._reconnecting.discard(node_id)
+            self.reconnector.schedule(node_id)
 
     def wait_peer_disconnected(self, node_id: bytes) -> asyncio.Future:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -459,7 +436,7 @@ class LightningD:
         if node_id not in self._channel_peers:
             del self.peers[node_id]
         else:
-            self._schedule_reconnect(node_id)
+            self.reconnector.disconnected(node_id)
         self.log.child("lightningd", node_id.hex()).debug("peer disconnected")
         self.plugins.notify("disconnect", {"id": node_id.hex()})
 

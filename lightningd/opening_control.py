@@ -158,9 +158,11 @@ async def peer_spoke(ld: "LightningD", node_id: bytes, raw: bytes) -> None:
     cid = m.fields.get("channel_id", m.fields.get("temporary_channel_id", b"\x00" * 32))
     for rec in ld.channels.by_peer(node_id):
         if rec.channel_id == cid and rec.active:
-            fd = await ld.channels.start_channeld(rec)
-            if fd is not None:
-                ld.connectd.attach_channel(node_id, cid, fd)
+            # its daemon died (or is being replaced) on this connection: a new
+            # one could only reestablish on a fresh connection, so ask for one
+            ld.log.child("lightningd", node_id.hex()).info(
+                f"{m.name} for channel {rec.dbid} with no daemon: reconnecting to reestablish")
+            ld.connectd.discard(node_id)
             return
     known = any(rec.channel_id == cid for rec in ld.channels.by_peer(node_id))
     if m.name == "channel_reestablish" and known:

@@ -50,7 +50,7 @@ def register(ld: "LightningD") -> None:
         p = ld.peers.get(node_id)
         if not (p is not None and p.connected):
             if not addrs:
-                addrs = ld.known_addresses(node_id) if hasattr(ld, "known_addresses") else []
+                addrs = await ld.reconnector.addresses(node_id)
             if not addrs:
                 raise RpcError(CONNECT_NO_KNOWN_ADDRESS, "Unable to connect, no address known for peer")
             try:
@@ -73,6 +73,7 @@ def register(ld: "LightningD") -> None:
         if not force and any(c.active for c in ld.channels.by_peer(id)):
             raise RpcError(LIGHTNINGD, "Peer has active channel, use force=true to disconnect")
         waiter = ld.wait_peer_disconnected(id)
+        ld.reconnector.disconnect_requested(id)    # asked for: not undone by a redial
         ld.connectd.discard(id)
         try:
             await asyncio.wait_for(waiter, 30)

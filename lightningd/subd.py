@@ -21,7 +21,7 @@ from common.daemon_conn import DaemonConn, Handler, Msg, ProtocolError
 from common.msgconn import MsgConn
 from wire import MessageSchema
 
-from .log import BROKEN, LEVELS, Logger
+from .log import BROKEN, LEVELS, UNUSUAL, Logger
 
 ExitCallback = Callable[["Subd", int], Any]
 
@@ -86,7 +86,10 @@ class Subd:
                 argv.append("--fds=" + ",".join(str(4 + i) for i in range(len(extra_fds))))
             env = dict(os.environ)
             env.setdefault("PYTHONUNBUFFERED", "1")
-            self.pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions)
+            # SIGINT/SIGTERM blocked until the daemon ignores them (common/daemon.run):
+            # a ^C right after the spawn would otherwise hit interpreter start-up
+            self.pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions,
+                                      setsigmask={signal.SIGINT, signal.SIGTERM})
         finally:
             for fd in sources:
                 os.close(fd)
@@ -140,7 +143,9 @@ class Subd:
         if not self._stopping and (rc != 0 or self.failure):
             how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
             why = f": {self.failure}" if self.failure else ""
-            self.log.log(BROKEN, f"{self.name} died ({how}){why}")
+            # our own failure (an exception: status_fail, a bad exit) is a bug;
+            # a kill from outside (an operator, the OOM killer) is recovered from
+            self.log.log(UNUSUAL if rc < 0 and not self.failure else BROKEN, f"{self.name} died ({how}){why}")
         elif not self._stopping:
             self.log.debug(f"{self.name} exited")
         else:

@@ -175,7 +175,8 @@ class LightningNode:
         for pid in child_pids(self.proc.pid):
             cl = cmdline(pid)
             for name in ("hsmd", "connectd", "gossipd", "channeld", "onchaind"):
-                if f"-m {name}" in cl:
+                # a subdaemon names itself lightning_<name> (ps/top) once started
+                if cl.startswith(f"lightning_{name} ") or f"-m {name} " in cl:
                     out[pid] = name
         return out
 

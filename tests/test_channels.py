@@ -144,20 +144,6 @@ def test_restart_both_nodes_channel_comes_back(node_factory):
     wait_for(lambda: channel(l1, l2)["spendable_msat"] > 0)
 
 
-def test_kill9_channeld_is_restarted(node_factory):
-    import os
-    import signal
-    l1, l2 = node_factory.get_nodes(2)
-    for n in (l1, l2):
-        n.allow_broken_log = True
-    fund(l1)
-    open_channel(l1, l2, 1_000_000)
-    pid = [p for p, name in l1.subdaemon_pids_all().items() if name == "channeld"][0]
-    os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: [p for p, name in l1.subdaemon_pids_all().items() if name == "channeld" and p != pid])
-    wait_for(lambda: channel(l1, l2)["state"] == "CHANNELD_NORMAL" and channel(l1, l2)["spendable_msat"] > 0)
-
-
 def test_dev_sign_last_tx_is_valid_on_chain(node_factory):
     l1, l2 = node_factory.get_nodes(2)
     fund(l1)
@@ -176,7 +162,6 @@ def test_kill9_connectd_peers_come_back(node_factory):
     import os
     import signal
     l1, l2 = node_factory.get_nodes(2)
-    l1.allow_broken_log = True
     fund(l1)
     open_channel(l1, l2, 1_000_000)
     pay_and_check(l1, l2, "before")

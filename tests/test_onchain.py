@@ -445,7 +445,6 @@ def test_restart_and_reorg_during_resolution(node_factory):
     mine(l1, 2, l1)
     wait_for(lambda: any(f"waiting {DELAY - 3} more blocks" in s for s in status(l1, l2)))
     # onchaind killed: the master restarts it from its saved state
-    l1.allow_broken_log = True           # (it logs the crash)
     pid = l1.subdaemon_pids()["onchaind"]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: l1.subdaemon_pids().get("onchaind", pid) != pid)

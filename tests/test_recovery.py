@@ -1,0 +1,167 @@
+"""Recovery without casualties: a channel daemon killed at any moment never
+costs the channel.  Each test asserts the final state of both peers after
+things settle: both back in CHANNELD_NORMAL, no commitment in the mempool or
+on chain, every invoice paid exactly once or not at all, balances that sum
+to the capacity and no HTLC left.
+
+As Core Lightning does, the master drops the peer's connection when a
+channeld dies (its stream is in an unknown state) and the nodes reestablish
+on reconnection, which happens by itself."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+import pytest
+from pyln.client import RpcError
+
+from node_factory import wait_for
+from test_channels import channel, fund, open_channel
+
+CAPACITY = 1_000_000
+PAYMENTS = 20
+AMOUNT = 10_000
+
+
+def invoice(node, label: str) -> dict:
+    return dict(node.rpc.invoice(AMOUNT, label, "kill matrix"), label=label)
+
+
+def channelds(node) -> list[int]:
+    return [p for p, name in node.subdaemon_pids_all().items() if name == "channeld"]
+
+
+def kill_channeld(node) -> int:
+    pid = channelds(node)[0]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def funding_outpoint(node, peer) -> tuple[str, int]:
+    c = channel(node, peer)
+    return c["funding_txid"], c["funding_outnum"]
+
+
+def assert_settled(l1, l2, invoices: list[dict], results: dict[str, Any]) -> None:
+    """Both sides: normal, connected, no HTLC, balances summing to the
+    capacity; the funding output unspent (no commitment on chain or in the
+    mempool); each invoice paid exactly once or not at all, as pay said."""
+    def settled() -> bool:
+        a, b = channel(l1, l2), channel(l2, l1)
+        return (a["state"] == b["state"] == "CHANNELD_NORMAL" and a["peer_connected"] and b["peer_connected"]
+                and not a["htlcs"] and not b["htlcs"])
+    wait_for(settled, timeout=90)
+    a, b = channel(l1, l2), channel(l2, l1)
+    assert a["to_us_msat"] + b["to_us_msat"] == CAPACITY * 1000
+    txid, outnum = funding_outpoint(l1, l2)
+    assert l1.chain.rpc.gettxout(txid, outnum, True) is not None, "funding output spent"
+    for tx in l1.chain.rpc.getrawmempool():
+        vin = l1.chain.rpc.getrawtransaction(tx, True)["vin"]
+        assert not any(i.get("txid") == txid and i.get("vout") == outnum for i in vin), "commitment in mempool"
+    paid = 0
+    for inv in invoices:
+        status = l2.rpc.listinvoices(inv["label"])["invoices"][0]["status"]
+        sends = l1.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"]
+        complete = [s for s in sends if s["status"] == "complete"]
+        assert len(complete) <= 1
+        assert (status == "paid") == bool(complete), (inv["label"], status, sends)
+        assert not any(s["status"] == "pending" for s in sends)
+        r = results.get(inv["label"])
+        if r is not None:   # what pay answered agrees with what happened
+            assert (r == "complete") == (status == "paid"), (inv["label"], r, status)
+        paid += status == "paid"
+    assert b["to_us_msat"] == paid * AMOUNT
+    print(f"paid {paid} of {len(invoices)}; pay said {sorted(results.values(), key=str)}")
+
+
+def pay_all(payer, invoices: list[dict], results: dict[str, Any]) -> list[threading.Thread]:
+    def one(inv: dict) -> None:
+        try:
+            results[inv["label"]] = payer.rpc.pay(inv["bolt11"], retry_for=60)["status"]
+        except RpcError as e:
+            results[inv["label"]] = e.error.get("code")
+    threads = [threading.Thread(target=one, args=(inv,)) for inv in invoices]
+    for t in threads:
+        t.start()
+    return threads
+
+
+@pytest.mark.parametrize("moment", ["idle", "mid-payment"])
+@pytest.mark.parametrize("victim", ["opener", "accepter"])
+def test_killed_channeld_never_closes_the_channel(node_factory, victim, moment):
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, CAPACITY)
+    node = l1 if victim == "opener" else l2
+    invoices = [invoice(l2, f"k{i}") for i in range(PAYMENTS if moment != "idle" else 0)]
+    results: dict[str, Any] = {}
+    threads = pay_all(l1, invoices, results)
+    if moment == "mid-payment":
+        # HTLCs on the wire: some offered, some committed, some being fulfilled
+        wait_for(lambda: channel(l1, l2)["htlcs"], interval=0.01)
+    old = kill_channeld(node)
+    wait_for(lambda: [p for p in channelds(node) if p != old], timeout=60)
+    for t in threads:
+        t.join(120)
+        assert not t.is_alive()
+    assert_settled(l1, l2, invoices, results)
+    # and the channel still works both ways
+    inv = invoice(l2, "after")
+    assert l1.rpc.pay(inv["bolt11"])["status"] == "complete"
+    invoices.append(inv)
+    results["after"] = "complete"
+    assert_settled(l1, l2, invoices, results)
+
+
+def test_kill_both_channelds_mid_payment(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, CAPACITY)
+    invoices = [invoice(l2, f"b{i}") for i in range(PAYMENTS)]
+    results: dict[str, Any] = {}
+    threads = pay_all(l1, invoices, results)
+    wait_for(lambda: channel(l1, l2)["htlcs"], interval=0.01)
+    kill_channeld(l1)
+    kill_channeld(l2)
+    for t in threads:
+        t.join(120)
+        assert not t.is_alive()
+    assert_settled(l1, l2, invoices, results)
+
+
+def test_operator_disconnect_is_not_undone_but_a_blip_is(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, CAPACITY)
+    # a blip we did not ask for (the peer's connectd dies): l1 redials
+    os.kill(l2.subdaemon_pids()["connectd"], signal.SIGKILL)
+    wait_for(lambda: not l1.is_connected(l2), interval=0.01)   # l2's connectd is restarting: l1 retries in 1 s
+    wait_for(lambda: l1.is_connected(l2) and channel(l1, l2)["peer_connected"], timeout=60)
+    wait_for(lambda: channel(l1, l2)["state"] == channel(l2, l1)["state"] == "CHANNELD_NORMAL")
+    # the operator's disconnect stays: no redial from l1
+    l1.rpc.disconnect(l2.node_id, force=True)
+    import time
+    time.sleep(4)    # several first-retry delays
+    assert not l1.is_connected(l2)
+    l1.connect(l2)
+    wait_for(lambda: channel(l1, l2)["peer_connected"] and channel(l2, l1)["peer_connected"])
+    assert channel(l1, l2)["state"] == channel(l2, l1)["state"] == "CHANNELD_NORMAL"
+
+
+def test_accepter_redials_from_the_announced_address(node_factory):
+    """l1 dialled l2; l1 comes back unwilling to dial (dev-no-reconnect): l2
+    finds l1's address in its node_announcement and dials it."""
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, CAPACITY, announce=True)
+    l1.chain.mine(6)
+    wait_for(lambda: any(n["nodeid"] == l1.node_id and n.get("addresses")
+                         for n in l2.rpc.listnodes(l1.node_id)["nodes"]), timeout=60)
+    l1.options["dev-no-reconnect"] = None
+    l1.restart()
+    wait_for(lambda: l1.is_connected(l2), timeout=60)
+    wait_for(lambda: channel(l1, l2)["state"] == channel(l2, l1)["state"] == "CHANNELD_NORMAL"
+             and channel(l2, l1)["peer_connected"])
+    assert l1.rpc.listpeers(l2.node_id)["peers"][0]["netaddr"]   # l2 is the one who dialled
