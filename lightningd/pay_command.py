@@ -188,7 +188,11 @@ async def pay_with_retries(ld: "LightningD", req: PaymentRequest, max_fee: int, 
             await pay.sendpay(route, req.payment_hash, req.label, req.total_msat, req.bolt11, req.payment_secret,
                               0, attempts, req.description, req.metadata, keysend_preimage=req.keysend_preimage)
             sent = True
-            res = await pay.waitsendpay(req.payment_hash, max(1, int(deadline - time.monotonic())), 0, attempts)
+            # No timeout: once an HTLC is out, only its resolution tells whether
+            # the payment happened.  retry_for bounds new attempts, not this
+            # wait (as Core Lightning): a pay that gave up with a part in flight
+            # could see it succeed, and its caller pay twice.
+            res = await pay.waitsendpay(req.payment_hash, None, 0, attempts)
         except RpcError as e:
             last_error = e
             if e.code == PAY_DESTINATION_PERM_FAIL:
@@ -251,6 +255,10 @@ def register(ld: "LightningD") -> None:
             raise RpcError(INVALID_PARAMS, "amount_msat parameter required")
         total = inv.amount_msat if inv.amount_msat is not None else amount_msat
         assert total is not None
+        if total == 0:
+            raise RpcError(INVALID_PARAMS, "amount_msat: must be positive")
+        if partial_msat == 0:
+            raise RpcError(INVALID_PARAMS, "partial_msat: must be positive")
         if partial_msat is not None and partial_msat > total:
             raise RpcError(INVALID_PARAMS, f"partial_msat must be less or equal to total amount {total}msat")
         # what this command sends (all of the invoice, or the caller's part of it)

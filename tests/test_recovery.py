@@ -165,3 +165,80 @@ def test_accepter_redials_from_the_announced_address(node_factory):
     wait_for(lambda: channel(l1, l2)["state"] == channel(l2, l1)["state"] == "CHANNELD_NORMAL"
              and channel(l2, l1)["peer_connected"])
     assert l1.rpc.listpeers(l2.node_id)["peers"][0]["netaddr"]   # l2 is the one who dialled
+
+
+def test_unexpected_channel_reestablish_is_a_warning_not_a_close(node_factory):
+    """A channel_reestablish in the middle of normal operation (what a peer
+    whose channeld restarted sends) gets a warning and a disconnection, never
+    a force-close; the channel reestablishes on the next connection."""
+    from test_misbehaving_peer import SCHEMA, funding_spend_in_mempool, open_with_fake_peer
+    node = node_factory.get_node()
+    peer = open_with_fake_peer(node, 0x52, 0)
+    chan = node.rpc.listpeerchannels(peer.node_id)["channels"][0]
+    peer.ch.disconnect()     # (the core builds a channel_reestablish only after a disconnection)
+    peer.send(*peer.ch.reestablish_msg())
+    got = []
+    try:
+        while True:
+            name, fields = SCHEMA.decode(peer.conn.read_message())
+            got.append(name)
+            if name in ("warning", "error"):
+                break
+    except Exception:
+        pass
+    assert "warning" in got and "error" not in got, got
+    assert fields["channel_id"] == peer.ch.channel_id
+    wait_for(lambda: not node.rpc.listpeers(peer.node_id)["peers"][0]["connected"])
+    c = node.rpc.listpeerchannels(peer.node_id)["channels"][0]
+    assert c["state"] == "CHANNELD_NORMAL"
+    assert funding_spend_in_mempool(node, chan["funding_txid"]) is None
+
+
+@pytest.mark.parametrize("outcome", ["continue", "fail"])
+def test_pay_waits_for_a_part_in_flight_past_retry_for(node_factory, outcome):
+    """retry_for bounds new attempts, not the wait for one in flight: pay
+    answers only once the HTLC is resolved, with what really happened."""
+    from pathlib import Path
+    plugin = Path(__file__).parent / "plugins" / "hold_htlcs.py"
+    l1 = node_factory.get_node()
+    l2 = node_factory.get_node(options={"plugin": str(plugin)})
+    fund(l1)
+    open_channel(l1, l2, CAPACITY)
+    inv = invoice(l2, "held")
+    results: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: results.update(
+        r=_pay_or_code(l1, inv["bolt11"], retry_for=2)))
+    t.start()
+    wait_for(lambda: l2.rpc.held()["held"] == 1)
+    t.join(5)            # well past retry_for
+    assert t.is_alive() and not results, results
+    assert l1.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"][0]["status"] == "pending"
+    l2.rpc.release(outcome)
+    t.join(60)
+    status = l2.rpc.listinvoices("held")["invoices"][0]["status"]
+    if outcome == "continue":
+        assert results["r"] == "complete" and status == "paid"
+    else:
+        # a definite failure, once nothing is in flight (past retry_for: no new attempt)
+        assert results["r"] in (205, 210) and status == "unpaid"
+        assert l1.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"][0]["status"] == "failed"
+
+
+def _pay_or_code(node, bolt11: str, **kw: Any) -> Any:
+    try:
+        return node.rpc.pay(bolt11, **kw)["status"]
+    except RpcError as e:
+        return e.error["code"]
+
+
+def test_pay_refuses_zero_amounts_at_once(node_factory):
+    l1, l2 = node_factory.get_nodes(2)
+    any_amount = l2.rpc.invoice("any", "any", "any amount")["bolt11"]
+    fixed = l2.rpc.invoice(AMOUNT, "fixed", "fixed")["bolt11"]
+    import time
+    for bolt11, kw in ((any_amount, {"amount_msat": 0}), (fixed, {"partial_msat": 0})):
+        start = time.monotonic()
+        with pytest.raises(RpcError) as e:
+            l1.rpc.call("pay", dict(bolt11=bolt11, **kw))
+        assert e.value.error["code"] == -32602
+        assert time.monotonic() - start < 5
