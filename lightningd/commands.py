@@ -69,7 +69,12 @@ def register(ld: "LightningD") -> None:
 
     @cmd("stop", [], category="utility", description="Shut down the lightningd process")
     async def stop(ctx: RequestContext) -> dict:
-        ctx.after_response.append(ld.request_shutdown)
+        # As Core Lightning: the answer comes once shutdown is complete, so a
+        # script may reuse the directory and port the moment it has it.
+        if ctx.conn is not None:
+            ctx.conn.linger = True
+        ld.request_shutdown()
+        await ld.stopped.wait()
         return {"result": "Shutdown complete"}
 
     @cmd("getlog", [opt("level", P.one_of("broken", "unusual", "info", "debug", "trace", "io"), "info")],

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from common.ownfile import identity, unlink_if_ours
+
 from .jsonrpc_errors import INVALID_REQUEST, LIGHTNINGD, METHOD_NOT_FOUND, PARSE_ERROR, RpcError
 from .log import Logger
 from .params import Param, resolve_params
@@ -49,7 +51,6 @@ class RequestContext:
     conn: "RpcConnection | None"
     raw_params: Any = None
     extra: dict = field(default_factory=dict)
-    after_response: list[Callable[[], None]] = field(default_factory=list)
 
     async def notify(self, method: str, params: dict) -> None:
         """Send a notification on this connection if the client enabled them."""
@@ -152,6 +153,7 @@ class RpcConnection:
         self.tasks: set[asyncio.Task] = set()
         self.write_lock = asyncio.Lock()
         self.closed = False
+        self.linger = False     # kept open through shutdown (the `stop` caller)
 
     async def send(self, obj: dict) -> None:
         if self.closed:
@@ -236,8 +238,6 @@ class RpcConnection:
         resp = await self.server.execute(ctx, method, req.get("params"))
         resp["id"] = rid
         await self.send(resp)
-        for cb in ctx.after_response:  # e.g. `stop` shuts down once its answer is out
-            cb()
 
 
 def _json_default(o: Any) -> Any:
@@ -258,6 +258,7 @@ class RpcServer:
         self.developer = developer
         self.server: asyncio.base_events.Server | None = None
         self.path: str | None = None
+        self._identity: tuple[int, int] | None = None
         self.conns: set[RpcConnection] = set()
         self._next_conn = 0
         # set by the plugin layer: async (ctx, method, params) -> replacement response or None
@@ -273,6 +274,7 @@ class RpcServer:
             os.umask(old)
         os.chmod(path, mode)
         self.path = path
+        self._identity = identity(path)
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._next_conn += 1
@@ -288,12 +290,26 @@ class RpcServer:
             self.server.close()
             self.server = None
         for c in list(self.conns):
+            if c.linger:
+                continue
             try:
                 c.writer.close()
             except Exception:
                 pass
-        if self.path and os.path.exists(self.path):
-            os.unlink(self.path)
+        if self.path:
+            unlink_if_ours(self.path, self._identity)   # (a new node's socket is not ours to remove)
+
+    async def finish_lingering(self, timeout: float = 10.0) -> None:
+        """Let the connections kept through shutdown send their answers."""
+        tasks = [t for c in self.conns if c.linger for t in c.tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        for c in list(self.conns):
+            if c.linger:
+                try:
+                    c.writer.close()
+                except Exception:
+                    pass
 
     async def execute(self, ctx: RequestContext, method: str, params: Any) -> dict:
         """Run one command (also used internally, e.g. by plugins' RPC calls

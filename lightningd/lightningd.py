@@ -13,6 +13,7 @@ from typing import Any
 
 from bitcoin.networks import Network, network_by_name
 from common.features import Context
+from common.ownfile import unlink_if_ours
 from common.wireaddr import WireAddr, parse_wireaddr
 
 from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
@@ -90,6 +91,7 @@ class LightningD:
         self.exit_code = 0
         self.started_at = time.time()
         self._shutdown = asyncio.Event()
+        self.stopped = asyncio.Event()       # shutdown is complete (`stop` answers then)
         self._pidfile_fd: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._disconnect_waiters: dict[bytes, list[asyncio.Future]] = {}
@@ -291,6 +293,7 @@ class LightningD:
             raise
         await self._shutdown.wait()
         await self.stop()
+        await self.rpc.finish_lingering()   # `stop`'s own answer, now that all is done
         return self.exit_code
 
     async def stop(self) -> None:
@@ -314,12 +317,11 @@ class LightningD:
         if self.db is not None:
             self.db.close()
         if self._pidfile_fd is not None:
-            try:
-                os.unlink(self._pidfile)
-            except OSError:
-                pass
+            st = os.fstat(self._pidfile_fd)
+            unlink_if_ours(self._pidfile, (st.st_dev, st.st_ino))   # (a new node's is not ours to remove)
             os.close(self._pidfile_fd)
             self._pidfile_fd = None
+        self.stopped.set()
 
     # -- peers ------------------------------------------------------------------------
     async def peer_connected(self, node_id: bytes, incoming: bool, addr: str, features: bytes) -> Exception | None:

@@ -242,3 +242,51 @@ def test_pay_refuses_zero_amounts_at_once(node_factory):
             l1.rpc.call("pay", dict(bolt11=bolt11, **kw))
         assert e.value.error["code"] == -32602
         assert time.monotonic() - start < 5
+
+
+def test_stop_answers_when_shutdown_is_complete(node_factory):
+    """A script that stops, wipes the directory and starts a new node there
+    on the same port: the old process has finished everything it does to
+    that directory before `stop` answers, and never touches the new node's
+    socket or pid file."""
+    import shutil
+    from node_factory import pid_alive
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2, CAPACITY)
+    old = l1.proc
+    children = list(l1.subdaemon_pids_all())
+    assert "channeld" in l1.subdaemon_pids_all().values()
+    assert l1.rpc.stop() == {"result": "Shutdown complete"}
+    # at the answer: every subdaemon is gone, socket and pid file removed
+    assert not any(pid_alive(p) for p in children)
+    assert not l1.rpc_path.exists()
+    assert not (l1.base_dir / "lightningd-regtest.pid").exists()
+    l1.stderr.close()
+    shutil.rmtree(l1.base_dir)
+    l1.start()                         # same directory, same port, new identity
+    assert old.wait(30) == 0
+    assert l1.rpc_path.exists() and (l1.base_dir / "lightningd-regtest.pid").exists()
+    assert l1.rpc.getinfo()["id"] != l2.node_id
+
+
+def test_socket_and_pid_file_of_another_node_are_left_alone(node_factory, monkeypatch):
+    l1 = node_factory.get_node()
+    pidfile = l1.base_dir / "lightningd-regtest.pid"
+    for p in (l1.rpc_path, pidfile):
+        p.rename(p.with_suffix(".moved"))
+        p.write_text("someone else's")
+    import socket as socketlib
+    s = socketlib.socket(socketlib.AF_UNIX)
+    monkeypatch.chdir(l1.lightning_dir)    # (a socket path is limited to 108 bytes)
+    s.connect("lightning-rpc.moved")
+    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"stop","params":{}}')
+    reply = b""
+    while b"\n\n" not in reply:
+        chunk = s.recv(4096)
+        assert chunk
+        reply += chunk
+    assert b"Shutdown complete" in reply
+    assert l1.proc.wait(30) == 0
+    for p in (l1.rpc_path, pidfile):
+        assert p.read_text() == "someone else's"
