@@ -485,7 +485,9 @@ class ChannelControl:
         for c in list(self.channels.values()):
             if c.funding_height is not None and c.subd is not None and c.subd.running and c.active:
                 depth = height - c.funding_height + 1
-                if depth <= max(c.minimum_depth, 6) + 1:
+                # several blocks connected in one go run these afterwards: a
+                # funding tx in a later block of the batch has no depth yet here
+                if 1 <= depth <= max(c.minimum_depth, 6) + 1:
                     c.subd.send("channeld_funding_depth", {"depth": depth, "scid": c.scid.to_int() if c.scid else 0})
             if not self.on_funding_spent and c.spend_height is not None and \
                     c.state in (C.FUNDING_SPEND_SEEN, C.ONCHAIN) and height - c.spend_height + 1 >= IRREVOCABLE_DEPTH:

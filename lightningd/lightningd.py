@@ -32,6 +32,7 @@ from .jsonrpc import CommandRegistry, RpcServer
 from .log import LogBook, Logger, level_from_name
 from .plugins import PluginManager
 from .reconnect import Reconnector
+from . import early_signals
 
 VERSION = "v0.1.0"
 
@@ -283,18 +284,42 @@ class LightningD:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
         loop.add_signal_handler(signal.SIGTERM, self.request_shutdown)
         loop.add_signal_handler(signal.SIGINT, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, self.log_book.reopen)
+        if early_signals.RECEIVED:       # a ^C before the loop was ours
+            self.request_shutdown()
+        # A shutdown asked during start-up (^C while waiting for bitcoind, say)
+        # stops it where it is, then the usual stop() cleans up what started.
+        starting = asyncio.ensure_future(self.start())
+        asked = asyncio.ensure_future(self._shutdown.wait())
+        await asyncio.wait([starting, asked], return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            self.log.info("Shutdown requested during start-up")
+            starting.cancel()
         try:
-            await self.start()
+            await starting
+        except asyncio.CancelledError:
+            pass
         except StartupError:
+            asked.cancel()
             await self.stop()
             raise
-        await self._shutdown.wait()
+        await asked
         await self.stop()
         await self.rpc.finish_lingering()   # `stop`'s own answer, now that all is done
         return self.exit_code
+
+    def _loop_exception(self, _loop: asyncio.AbstractEventLoop, ctx: dict) -> None:
+        """An exception nobody awaited (a callback, a forgotten task) is a bug:
+        in the log as broken, with its traceback, not on stderr."""
+        exc = ctx.get("exception")
+        self.log.broken(f"unhandled: {ctx.get('message')}: {exc!r}" if exc else f"unhandled: {ctx.get('message')}")
+        if exc is not None:
+            import traceback
+            for line in "".join(traceback.format_exception(exc)).splitlines():
+                self.log.broken(line)
 
     async def stop(self) -> None:
         if self.stopping:

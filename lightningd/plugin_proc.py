@@ -105,7 +105,10 @@ class PluginProcess:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 self.path, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=self.cwd, env=env, limit=64 * 1024 * 1024)
+                stderr=asyncio.subprocess.PIPE, cwd=self.cwd, env=env, limit=64 * 1024 * 1024,
+                # its own process group: a terminal's ^C reaches only us, and we
+                # stop plugins in order (shutdown notification, then close)
+                process_group=0)
         except OSError as e:
             raise PluginError(f"{self.path}: {e.strerror or e}") from None
         self._tasks = [asyncio.ensure_future(self._read_stdout()), asyncio.ensure_future(self._read_stderr())]

@@ -7,6 +7,7 @@ options are final (plugin options are claimed from the unknown ones), and
 from __future__ import annotations
 
 import asyncio
+import signal
 import os
 import stat
 from typing import TYPE_CHECKING, Any
@@ -257,6 +258,15 @@ class PluginManager:
         if p in self.plugins:
             self.plugins.remove(p)
         if p.stopping or self.ld.stopping:
+            return
+        rc = p.proc.returncode if p.proc else None
+        if rc in (-signal.SIGTERM, -signal.SIGINT):
+            # stopped from outside (systemd stops every process of the service
+            # at once): not a crash; an important plugin takes us down with it
+            self.log.info(f"plugin {p.name} terminated by {signal.Signals(-rc).name}"
+                          + (": shutting down" if p.important else ""))
+            if p.important:
+                self.ld.request_shutdown()
             return
         if p.important:
             self.log.broken(f"important plugin {p.name} died: shutting down")

@@ -73,6 +73,16 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below pid (children, theirs, ...)."""
+    out, todo = [], [pid]
+    while todo:
+        kids = child_pids(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -140,8 +150,10 @@ class LightningNode:
         self.stderr = open(self.base_dir / "stderr", "ab")
         # Plugins run with `#!/usr/bin/env python3`: make that this venv's python.
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        # its own process group, as a node started from a shell is: a test can
+        # send it a terminal's ^C (killpg) without hitting pytest
         self.proc = subprocess.Popen(self.cmd_line(), stdout=subprocess.DEVNULL, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL, env=env)
+                                     stdin=subprocess.DEVNULL, env=env, process_group=0)
         self._rpc = None
         if not wait_for_rpc:
             return
@@ -266,6 +278,8 @@ class NodeFactory:
                         pass
             if not node.allow_broken_log and node.broken_lines():
                 problems.append(f"node {node.num} logged BROKEN: {node.broken_lines()[:5]}")
+            if not node.allow_broken_log and "Traceback" in node.stderr_text():
+                problems.append(f"node {node.num} printed a traceback: {node.stderr_text()[-2000:]}")
         return problems
 
 

@@ -290,3 +290,21 @@ def test_socket_and_pid_file_of_another_node_are_left_alone(node_factory, monkey
     assert l1.proc.wait(30) == 0
     for p in (l1.rpc_path, pidfile):
         assert p.read_text() == "someone else's"
+
+
+def test_funding_confirmed_after_empty_blocks_in_one_poll(node_factory):
+    """Blocks arriving together (one poll) with the funding tx in a later one:
+    no negative depth reaches channeld (it once failed to encode, on stderr)."""
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    l1.connect(l2)
+    from node_factory import sync_blockheight
+    sync_blockheight(l1)
+    l1.rpc.fundchannel(l2.node_id, CAPACITY)
+    rpc = l1.chain.rpc
+    for _ in range(3):
+        rpc.generateblock(l1.chain.faucet_address, [])
+    l1.chain.mine(3)
+    wait_for(lambda: channel(l1, l2)["state"] == channel(l2, l1)["state"] == "CHANNELD_NORMAL")
+    for n in (l1, l2):
+        assert "EncodeError" not in n.stderr_text() and "Traceback" not in n.stderr_text()
