@@ -101,6 +101,10 @@ class NoiseConnection:
 
     async def write_message(self, message: bytes) -> None:
         """Encrypts and sends one message (<= 65535 bytes), then drains."""
+        # A lost connection: asyncio would drop the bytes (and complain on
+        # stderr after a few); the caller must learn it is gone.
+        if self.writer.is_closing():
+            raise ConnectionClosed("connection closed")
         # Encrypt and queue synchronously so concurrent writers can't reorder
         # frames relative to their nonces.
         self.writer.write(self.transport.encrypt_message(message))

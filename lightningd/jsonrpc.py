@@ -282,6 +282,11 @@ class RpcServer:
         self.conns.add(conn)
         try:
             await conn.run()
+        except asyncio.CancelledError:
+            # the loop is closing with this client still connected: end
+            # quietly (Python 3.11's stream callback would report a
+            # cancelled handler as an exception)
+            pass
         finally:
             self.conns.discard(conn)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from common.daemon import VERSION
 from common.daemon_conn import DaemonConn, Handler, Msg, ProtocolError
-from common.msgconn import MsgConn
+from common.msgconn import ConnectionClosed, MsgConn
 from wire import MessageSchema
 
 from .log import BROKEN, LEVELS, UNUSUAL, Logger
@@ -181,8 +181,14 @@ class Subd:
 
     # -- messages --------------------------------------------------------------------
     def send(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = ()) -> None:
+        """Fire and forget.  To a daemon that is dying (its link already shut,
+        the exit not yet reaped) the message is dropped: what it carried is
+        in our records and is sent again to the daemon that replaces it."""
         assert self.conn is not None
-        self.conn.send(name, fields, fds)
+        try:
+            self.conn.send(name, fields, fds)
+        except ConnectionClosed:
+            self.log.debug(f"{self.name} is gone: {name} not sent")
 
     async def request(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = (),
                       timeout: float | None = None) -> Msg:
