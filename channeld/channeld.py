@@ -191,7 +191,7 @@ class ChannelDaemon:
         from common.sync_hsm import HsmError
         try:
             return self.hsm.call("hsmd_ecdh_req", {"point": onion[1:34]})["ss"]
-        except (HsmError, ValueError, Exception):
+        except (HsmError, ValueError):    # (HsmLinkBroken stops the daemon)
             return None
 
     async def funding_needed(self, funding_sat: int, script: bytes) -> tuple[bytes, int]:

@@ -69,16 +69,28 @@ def run(name: str, main: Callable[[Daemon], Awaitable[None]], hsm_sync: bool = F
         d = Daemon(name, hsm_sync)
         loop = asyncio.get_running_loop()
 
+        # An exception nobody handled, in any task, leaves the daemon in an
+        # unknown state: report it and stop (the master restarts us from
+        # what it stored), never carry on half-broken.
+        fatal: asyncio.Future = loop.create_future()
+
         def on_exc(_loop: asyncio.AbstractEventLoop, ctx: dict) -> None:
             exc = ctx.get("exception")
-            if exc is not None:
-                d.status.fail_exception(exc)
-            else:
+            if exc is None:
                 d.status.broken(str(ctx.get("message")))
+            elif not fatal.done():
+                d.status.fail_exception(exc)
+                fatal.set_result(None)
         loop.set_exception_handler(on_exc)
         watch_master(loop, os.getppid())
+        task = asyncio.ensure_future(main(d))
+        await asyncio.wait([task, fatal], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            await d.master.drain()
+            return 1
         try:
-            await main(d)
+            task.result()
         except Exception as e:
             d.status.fail_exception(e)
             await d.master.drain()

@@ -70,5 +70,9 @@ class Status:
         self._send("status_fail", {"reason": reason, "desc": desc[:65000]})
 
     def fail_exception(self, e: BaseException) -> None:
+        from .sync_hsm import HsmLinkBroken
+        if isinstance(e, HsmLinkBroken):   # not our bug: hsmd is gone
+            self.fail(FAIL_HSM_IO, str(e))
+            return
         tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
         self.fail(FAIL_INTERNAL, f"{type(e).__name__}: {e}\n{tb}")

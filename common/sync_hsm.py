@@ -14,7 +14,13 @@ from .msgconn import HEADER
 
 
 class HsmError(Exception):
-    """hsmd refused (its failure message's reason) or the link broke."""
+    """hsmd refused (its failure message's reason) or answered nonsense."""
+
+
+class HsmLinkBroken(Exception):
+    """The link to hsmd is gone (hsmd died: the node is going down).  Not an
+    HsmError on purpose: nothing may treat it as a refusal to sign and act on
+    the channel (fail it, tell the peer); the daemon just stops."""
 
 
 class SyncHsm:
@@ -28,7 +34,7 @@ class SyncHsm:
         while len(buf) < n:
             chunk = self.sock.recv(n - len(buf))
             if not chunk:
-                raise HsmError("hsmd closed the connection")
+                raise HsmLinkBroken("hsmd closed the connection")
             buf += chunk
         return bytes(buf)
 
@@ -39,7 +45,7 @@ class SyncHsm:
             length, nfds = HEADER.unpack(self._recv_exact(HEADER.size))
             raw = self._recv_exact(length)
         except OSError as e:
-            raise HsmError(f"hsmd link: {e}") from None
+            raise HsmLinkBroken(f"hsmd link: {e}") from None
         m = self.schema.decode(raw)
         req = self.schema.messages[name].number
         if m.type == req + REPLY_OFFSET:

@@ -81,7 +81,8 @@ def pay_all(payer, invoices: list[dict], results: dict[str, Any]) -> list[thread
         try:
             results[inv["label"]] = payer.rpc.pay(inv["bolt11"], retry_for=60)["status"]
         except RpcError as e:
-            results[inv["label"]] = e.error.get("code")
+            if isinstance(e.error, dict):    # (else pyln's "Connection to RPC server lost": no answer)
+                results[inv["label"]] = e.error.get("code")
         except Exception:      # the payer's own master was killed: no answer
             pass
     threads = [threading.Thread(target=one, args=(inv,)) for inv in invoices]
