@@ -16,7 +16,7 @@ from common.ownfile import identity, unlink_if_ours
 
 from .jsonrpc_errors import INVALID_REQUEST, LIGHTNINGD, METHOD_NOT_FOUND, PARSE_ERROR, RpcError
 from .log import Logger
-from .params import Param, resolve_params
+from .params import Param, reject_lone_surrogates, resolve_params
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
@@ -321,6 +321,8 @@ class RpcServer:
             return {"jsonrpc": "2.0", "error": {"code": METHOD_NOT_FOUND,
                                                 "message": f"Command '{method}' is developer-only"}}
         try:
+            # not a string anything could store or encode: refused for every command
+            reject_lone_surrogates(cmd.params, params)
             if self.rpc_command_hook is not None:
                 replaced = await self.rpc_command_hook(ctx, method, params)
                 if replaced is not None:

@@ -49,6 +49,46 @@ def _tok(v: Any) -> str:
     return json.dumps(v) if not isinstance(v, str) else f"'{v}'"
 
 
+def _lone_surrogate(v: Any) -> bool:
+    """Whether `v` holds a string (or key) with a lone UTF-16 surrogate
+    ("\\ud800"): valid JSON text, but no Unicode string, so nothing can store,
+    sign or encode it.  Iterative: the value's depth is bounded by the
+    server, but the walk needs no recursion anyway."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
+
+
+def reject_lone_surrogates(params: list[Param], given: Any) -> None:
+    """ParamError (-32602) naming the first parameter whose value contains a
+    lone surrogate.  Checked for every command before it runs, so none of
+    them (nor a plugin) ever sees a string that cannot be encoded."""
+    items: list[tuple[str, Any]]
+    if isinstance(given, dict):
+        if any(_lone_surrogate(k) for k in given):
+            raise ParamError("parameter names should be valid Unicode: invalid token (lone surrogate)")
+        items = list(given.items())
+    elif isinstance(given, list):
+        names = [p.name for p in params]
+        items = [(names[i] if i < len(names) else f"parameter {i}", v) for i, v in enumerate(given)]
+    else:
+        items = [("params", given)]
+    for name, v in items:
+        if _lone_surrogate(v):
+            raise ParamError(f"{name}: should be valid Unicode: invalid token (lone surrogate)")
+
+
 def resolve_params(params: list[Param], given: Any) -> dict[str, Any]:
     """Bind a JSON-RPC `params` (array, object or null) to declared params."""
     out: dict[str, Any] = {}
