@@ -165,6 +165,20 @@ def u64(v: Any) -> int:
     return _integer(v, 0, 0xFFFFFFFFFFFFFFFF, "an unsigned 64 bit integer")
 
 
+# SQLite integers are signed 64-bit: no stored index, counter or limit can
+# exceed this.
+MAX_STORED_INT = 2 ** 63 - 1
+
+
+def u64_bound(v: Any) -> int:
+    """A u64 only ever compared with stored integers (a listing's `start`,
+    `lastpay_index`, an expiry time): Core Lightning accepts the whole u64
+    range, and a value past what the database can hold compares like its
+    largest value (nothing is stored beyond it), so it is clamped there:
+    `start=2^63` matches nothing."""
+    return min(u64(v), MAX_STORED_INT)
+
+
 def number(v: Any) -> int:
     return _integer(v, -(2 ** 63), 2 ** 63 - 1, "an integer")
 

@@ -23,6 +23,7 @@ from common.scid import ShortChannelId
 
 from . import channel as C
 from . import params as P
+from .db import from_sql_u64, to_sql_u64
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import (INVALID_PARAMS, LIGHTNINGD, PAY_DESTINATION_PERM_FAIL, PAY_IN_PROGRESS,
                              PAY_NO_SUCH_PAYMENT, PAY_RHASH_ALREADY_USED, PAY_TRY_OTHER_ROUTE, PAY_UNPARSEABLE_ONION,
@@ -37,6 +38,12 @@ _COLS = ("id", "payment_hash", "partid", "groupid", "destination", "amount_msat"
          "route", "erroronion", "failure")
 
 
+def _from_row(r: tuple) -> dict:
+    p = dict(zip(_COLS, r))
+    p["partid"], p["groupid"] = from_sql_u64(p["partid"]), from_sql_u64(p["groupid"])
+    return p
+
+
 class Payments:
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
@@ -48,11 +55,11 @@ class Payments:
 
     def row(self, pid: int) -> dict | None:
         r = self.db.one(f"SELECT {', '.join(_COLS)} FROM payments WHERE id = ?", (pid,))
-        return dict(zip(_COLS, r)) if r else None
+        return _from_row(r) if r else None
 
     def rows(self, where: str = "", args: tuple = ()) -> list[dict]:
-        return [dict(zip(_COLS, r)) for r in self.db.query(f"SELECT {', '.join(_COLS)} FROM payments {where} "
-                                                           "ORDER BY id", args)]
+        return [_from_row(r) for r in self.db.query(f"SELECT {', '.join(_COLS)} FROM payments {where} "
+                                                    "ORDER BY id", args)]
 
     # ------------------------------------------------------------------ results (inside persist tx)
     def payment_succeeded(self, pid: int, preimage: bytes) -> None:
@@ -246,13 +253,14 @@ class Payments:
         now = int(time.time())
         with self.db.transaction():
             self.db.execute("DELETE FROM payments WHERE payment_hash = ? AND partid = ? AND groupid = ? AND "
-                            "status = 'failed'", (payment_hash, partid, groupid))
+                            "status = 'failed'", (payment_hash, to_sql_u64(partid), to_sql_u64(groupid)))
             cur = self.db.execute(
                 "INSERT INTO payments(payment_hash, partid, groupid, destination, amount_msat, amount_sent_msat, "
                 "total_msat, status, created_at, bolt11, label, description, shared_secrets, route) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
-                (payment_hash, partid, groupid, destination, amount_msat, first_amount, total, now, bolt11, label,
-                 description, b"".join(secrets) if secrets else None, json.dumps(route) if route else None))
+                (payment_hash, to_sql_u64(partid), to_sql_u64(groupid), destination, amount_msat, first_amount, total,
+                 now, bolt11, label, description, b"".join(secrets) if secrets else None,
+                 json.dumps(route) if route else None))
             pid = cur.lastrowid
         from common.daemon_conn import RequestFailed
         try:
@@ -291,7 +299,7 @@ class Payments:
 
     async def waitsendpay(self, payment_hash: bytes, timeout: int | None, partid: int, groupid: int | None) -> dict:
         where = "WHERE payment_hash = ? AND partid = ?" + (" AND groupid = ?" if groupid is not None else "")
-        args: tuple = (payment_hash, partid) + ((groupid,) if groupid is not None else ())
+        args: tuple = (payment_hash, to_sql_u64(partid)) + ((to_sql_u64(groupid),) if groupid is not None else ())
         rows = self.rows(where, args)
         if not rows:
             raise RpcError(PAY_NO_SUCH_PAYMENT, "Never attempted payment part")
@@ -358,7 +366,7 @@ def register(ld: "LightningD") -> None:
 
     @cmd("listsendpays", [opt("bolt11", P.string), opt("payment_hash", P.sha256_hex),
                           opt("status", P.one_of("pending", "complete", "failed")), opt("index", P.string),
-                          opt("start", P.u64), opt("limit", P.u32)], category="payment",
+                          opt("start", P.u64_bound), opt("limit", P.u32)], category="payment",
          description="Show sendpay, old and current, optionally limiting to {bolt11} or {payment_hash}.")
     async def listsendpays(ctx: RequestContext, bolt11: str | None, payment_hash: bytes | None, status: str | None,
                            index: str | None, start: int | None, limit: int | None) -> dict:
@@ -382,7 +390,7 @@ def register(ld: "LightningD") -> None:
 
     @cmd("listforwards", [opt("status", P.one_of("offered", "settled", "failed", "local_failed")),
                           opt("in_channel", P.short_channel_id), opt("out_channel", P.short_channel_id),
-                          opt("index", P.string), opt("start", P.u64), opt("limit", P.u32)], category="channels",
+                          opt("index", P.string), opt("start", P.u64_bound), opt("limit", P.u32)], category="channels",
          description="List all forwarded payments and their information optionally filtering by [status], "
                      "[in_channel] and [out_channel]")
     async def listforwards(ctx: RequestContext, status: str | None, in_channel: Any, out_channel: Any,
