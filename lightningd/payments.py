@@ -15,7 +15,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from common.onion import create_onion
+from bitcoin.keys import is_valid_secret
+from common.onion import ROUTING_INFO_SIZE, create_onion, onion_frame_size
 from common.onion_errors import (FailureCode, MalformedFailureMessage, UnknownFailureSource, decode_failure,
                                  decode_failure_data, failure_code_name)
 from common.onion_payload import HopPayload, PaymentData, encode_payload
@@ -217,14 +218,21 @@ class Payments:
         hops = []
         for i, hop in enumerate(route):
             if i == len(route) - 1:
-                pl = HopPayload(amt_to_forward=hop["amount_msat"], outgoing_cltv_value=base + hop["delay"],
+                pl = HopPayload(amt_to_forward=hop["amount_msat"],
+                                outgoing_cltv_value=cltv_expiry(base, hop["delay"], f"route[{i}]"),
                                 payment_data=PaymentData(payment_secret, total) if payment_secret else None,
                                 payment_metadata=payment_metadata, keysend_preimage=keysend_preimage)
             else:
                 nxt = route[i + 1]
-                pl = HopPayload(amt_to_forward=nxt["amount_msat"], outgoing_cltv_value=base + nxt["delay"],
+                pl = HopPayload(amt_to_forward=nxt["amount_msat"],
+                                outgoing_cltv_value=cltv_expiry(base, nxt["delay"], f"route[{i + 1}]"),
                                 short_channel_id=ShortChannelId.parse(nxt["channel"]).to_int())
             hops.append((bytes.fromhex(hop["id"]), encode_payload(pl)))
+        payloads = sum(onion_frame_size(pl) for _, pl in hops)
+        if payloads > ROUTING_INFO_SIZE:
+            # too many hops, or a payment_metadata too large for the final hop
+            raise RpcError(INVALID_PARAMS, f"Payloads exceed maximum onion packet size: {len(route)} hops need "
+                                           f"{payloads} bytes of the {ROUTING_INFO_SIZE}")
         onion, secrets = create_onion(os.urandom(32), hops, payment_hash)
         return await self.send_onion(first, base + first["delay"], onion, list(secrets), payment_hash, partid,
                                      groupid, bytes.fromhex(final["id"]), final["amount_msat"], total, bolt11, label,
@@ -241,6 +249,7 @@ class Payments:
         the duplicate checks go by (default `total`; 0 skips the total
         checks).  Nothing awaits between the checks and the record, so two
         concurrent calls cannot both pass."""
+        cltv_expiry(first_cltv - first_hop["delay"], first_hop["delay"], "first_hop")
         done = self.check_progress(payment_hash, partid, groupid, amount_msat,
                                    total if check_total is None else check_total, destination)
         if done is not None:
@@ -318,6 +327,16 @@ class Payments:
         data = dict(self.json(p), **{k: v for k, v in failure.items() if v is not None and k != "message"})
         msg = failure.get("message") or ("failed: " + failure.get("failcodename", "WIRE_UNKNOWN"))
         raise RpcError(code, msg, data)
+
+
+def cltv_expiry(base: int, delay: int, what: str) -> int:
+    """The absolute expiry of a hop `delay` blocks after `base`: it travels as
+    a u32 (update_add_htlc's cltv_expiry, the onion's outgoing_cltv_value),
+    so a delay that overflows it is the caller's bad parameter."""
+    cltv = base + delay
+    if cltv > 0xFFFFFFFF:
+        raise RpcError(INVALID_PARAMS, f"{what}: delay {delay} overflows a 32-bit block height at height {base}")
+    return cltv
 
 
 def _route_hop(h: Any, name: str, need_channel: bool = True) -> dict:
@@ -433,6 +452,8 @@ def register(ld: "LightningD") -> None:
             if pos + n != len(pl):
                 raise RpcError(INVALID_PARAMS, "hops: payload length prefix does not match")
             stripped.append((pk, pl[pos:]))
+        if session_key is not None and not is_valid_secret(session_key):
+            raise RpcError(INVALID_PARAMS, "session_key: should be a valid secret key (0 < key < curve order)")
         try:
             packet, secrets = create_onion(session_key or os.urandom(32), stripped, assocdata,
                                            routing_info_size=onion_size)
