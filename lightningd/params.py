@@ -318,6 +318,20 @@ def array(v: Any) -> list:
     return v
 
 
+def array_of(check: Checker) -> Checker:
+    """An array whose every element passes `check` (the offending element
+    is named in the error)."""
+    def check_array(v: Any) -> list:
+        out = []
+        for item in array(v):
+            try:
+                out.append(check(item))
+            except BadType as e:
+                raise BadType(f"{e} (in an array)", token=item) from None
+        return out
+    return check_array
+
+
 def obj(v: Any) -> dict:
     if not isinstance(v, dict):
         raise BadType("should be an object")

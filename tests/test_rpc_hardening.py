@@ -265,3 +265,23 @@ def test_rpc_calls_open_at_shutdown_end_quietly(node_factory, how):
     no_traceback(l1)
     assert not l1.broken_lines()
     assert not os.path.exists(l1.rpc_path)
+
+
+def test_what_the_fuzzer_found(node_factory):
+    """Inputs tests/rpc_fuzz.py found crashing a command (-1 Internal error
+    and a BROKEN traceback), kept as plain regressions: each is -32602."""
+    l1 = node_factory.get_node()
+    for method, params, name in (
+            ("plugin", {"subcommand": "list", "options": "9b17"}, "options"),        # options not an object
+            ("plugin", {"subcommand": "list", "options": -1}, "options"),
+            ("plugin", {"subcommand": "start", "plugin": 5}, "plugin"),
+            ("fundchannel", {"id": l1.node_id, "amount": 100_000, "channel_type": [None, None]},
+             "channel_type"),                                                        # sorted() of nulls
+            ("fundchannel", {"id": l1.node_id, "amount": 100_000, "channel_type": ["x"]}, "channel_type"),
+            ("withdraw", {"destination": "bcrt1q", "satoshi": 1000, "feerate": "0" * 5000}, "feerate"),  # int() limit
+            ("withdraw", {"destination": "bcrt1q", "satoshi": 1000, "feerate": "\u00b2perkw"}, "feerate"),
+            ("withdraw", {"destination": "bcrt1q", "satoshi": 1000, "feerate": 2 ** 32}, "feerate"),
+            ("txprepare", {"outputs": [], "feerate": "99999999999perkb"}, "feerate")):
+        err = raw_call(l1, method, params)["error"]
+        assert err["code"] == INVALID_PARAMS and name in err["message"], (method, params, err)
+    no_traceback(l1)
