@@ -50,3 +50,12 @@ def is_valid_pubkey(pubkey: bytes) -> bool:
     except Exception:
         return False
     return len(pubkey) == 33
+
+
+def is_valid_secret(secret: bytes) -> bool:
+    """A usable private key: 32 bytes, 0 < key < the group order."""
+    try:
+        PrivateKey(secret)
+    except Exception:
+        return False
+    return len(secret) == 32

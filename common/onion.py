@@ -105,6 +105,12 @@ def _hop_frame(payload: bytes) -> bytes:
     return encode_bigsize(len(payload)) + payload
 
 
+def onion_frame_size(payload: bytes) -> int:
+    """Bytes of the routing info a hop's payload takes (length prefix,
+    payload, HMAC): a route fits when these sum to at most the onion size."""
+    return len(_hop_frame(payload)) + _HMAC_LEN
+
+
 def _generate_filler(frame_sizes: Sequence[int], shared_secrets: Sequence[bytes], size: int) -> bytes:
     """The filler: what hops 0..n-2 shift into the tail while peeling.
 
@@ -150,7 +156,7 @@ def create_onion(
     if not hops:
         raise ValueError("create_onion: empty route")
     frames = [_hop_frame(payload) for _, payload in hops]
-    frame_sizes = [len(f) + _HMAC_LEN for f in frames]
+    frame_sizes = [onion_frame_size(payload) for _, payload in hops]
     if sum(frame_sizes) > routing_info_size:
         raise ValueError(f"create_onion: payloads need {sum(frame_sizes)} > {routing_info_size} bytes")
 

@@ -244,9 +244,10 @@ class ChannelControl:
                                            po.policy["minconf"], po.policy["utxos"],
                                            self.ld.spender.emergency_reserve(opening_anchors=anchors))
         except RpcError as e:
-            subd.send("channeld_funding_needed_fail", {"code": e.code, "reason": e.message})
             if po.done is not None and not po.done.done():
                 po.done.set_exception(e)   # fundchannel answers with the wallet's error code
+            # channeld tells the peer the open failed: nothing about our wallet goes with it
+            subd.send("channeld_funding_needed_fail", {"code": e.code, "reason": "could not fund the channel"})
             return
         outnum = next(i for i, o in enumerate(prep.tx.outputs) if o.script_pubkey == msg["script"])
         po.funding = prep

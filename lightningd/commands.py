@@ -139,9 +139,13 @@ def register(ld: "LightningD") -> None:
             sub = params.pop("subcommand", None)
             target = params.pop("plugin", None) or params.pop("directory", None)
             opts = params.pop("options", None) or {}
+            if not isinstance(opts, dict):
+                raise RpcError(INVALID_PARAMS, "options: should be an object")
             opts.update(params)
         else:
             raise RpcError(INVALID_PARAMS, "missing required parameter: subcommand")
+        if target is not None and not isinstance(target, str):
+            raise RpcError(INVALID_PARAMS, "plugin: should be a string")
         try:
             if sub == "start":
                 if not target:

@@ -199,6 +199,18 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def to_sql_u64(v: int) -> int:
+    """A u64 identifier (a payment's partid, groupid) as SQLite's signed
+    64-bit integer: two's complement, as Core Lightning's db_bind_u64.  Only
+    for values matched by equality, never ordered or compared in SQL."""
+    return v - 2 ** 64 if v >= 2 ** 63 else v
+
+
+def from_sql_u64(v: int) -> int:
+    """The inverse of to_sql_u64."""
+    return v + 2 ** 64 if v < 0 else v
+
+
 class Db:
     def __init__(self, path: str) -> None:
         self.path = path

@@ -84,7 +84,9 @@ def parse_feerate(v: Any) -> int:
     for suffix in ("perkw", "perkb"):
         if text.endswith(suffix):
             unit, text = suffix, text[: -len(suffix)]
-    if not text.isdigit():
+    # ASCII digits only (str.isdigit() takes superscripts, int() does not),
+    # and a u32 as Core Lightning's: nothing larger is a fee rate
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > 0xFFFFFFFF:
         raise BadType("should be a feerate")
     n = int(text)
     perkw = n if unit == "perkw" else n // 4

@@ -270,7 +270,7 @@ def register(ld: "LightningD") -> None:
 
     @cmd("listinvoices", [opt("label", P.label), opt("invstring", P.string), opt("payment_hash", P.sha256_hex),
                           opt("offer_id", P.sha256_hex), opt("index", P.one_of("created", "updated")),
-                          opt("start", P.u64, 0), opt("limit", P.u32)],
+                          opt("start", P.u64_bound, 0), opt("limit", P.u32)],
          category="payment", description="Show invoice matching {label}, {invstring}, {payment_hash} or {offer_id} "
                                          "(or all, if no query parameter specified)")
     async def listinvoices(ctx: RequestContext, label: str | None, invstring: str | None,
@@ -304,7 +304,7 @@ def register(ld: "LightningD") -> None:
         except InvoiceError as e:
             raise invoice_error(e) from None
 
-    @cmd("waitanyinvoice", [opt("lastpay_index", P.u64, 0), opt("timeout", P.u64)], category="payment",
+    @cmd("waitanyinvoice", [opt("lastpay_index", P.u64_bound, 0), opt("timeout", P.u64)], category="payment",
          description="Wait for the next invoice to be paid, after {lastpay_index} (if supplied).  If {timeout} "
                      "seconds is reached while waiting, fail with an error.")
     async def waitanyinvoice(ctx: RequestContext, lastpay_index: int, timeout: int | None) -> dict:
@@ -321,7 +321,7 @@ def register(ld: "LightningD") -> None:
         except InvoiceError as e:
             raise invoice_error(e) from None
 
-    @cmd("delexpiredinvoice", [opt("maxexpirytime", P.u64)], category="payment",
+    @cmd("delexpiredinvoice", [opt("maxexpirytime", P.u64_bound)], category="payment",
          description="Delete all expired invoices that expired as of given {maxexpirytime} (a UNIX epoch time), "
                      "or all expired invoices if not specified")
     async def delexpiredinvoice(ctx: RequestContext, maxexpirytime: int | None) -> dict:

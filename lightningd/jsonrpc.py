@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -16,9 +17,19 @@ from common.ownfile import identity, unlink_if_ours
 
 from .jsonrpc_errors import INVALID_REQUEST, LIGHTNINGD, METHOD_NOT_FOUND, PARSE_ERROR, RpcError
 from .log import Logger
-from .params import Param, resolve_params
+from .params import Param, reject_lone_surrogates, resolve_params
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# Deeper requests are refused (-32600) without being decoded: Python's JSON
+# decoder recurses once per level, and no command takes anything this deep.
+MAX_JSON_DEPTH = 100
+# Commands one connection may have running before we stop reading from it.
+MAX_INFLIGHT = 256
+READ_CHUNK = 65536
+# asyncio's StreamReader stops reading the socket once it buffers twice
+# this: small, since we consume it in READ_CHUNKs (a large request only
+# needs our splitter's buffer, bounded by MAX_REQUEST_BYTES).
+READER_LIMIT = 4 * READ_CHUNK
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -81,15 +92,28 @@ class CommandRegistry:
         return deco
 
 
+class _TooDeep:
+    """What the splitter returns for a value nested deeper than it accepts."""
+
+
+TOO_DEEP = _TooDeep()
+
+
 class _JsonStreamSplitter:
     """Finds where each top-level JSON value ends in a byte stream, so a
     request needs no delimiter and a partial one waits for more bytes.  Scan
-    state persists across reads: a large request is scanned once."""
+    state persists across reads: a large request is scanned once.
 
-    def __init__(self) -> None:
+    A value nested deeper than `max_depth` is consumed whole and returned as
+    TOO_DEEP: Python's decoder recurses once per level, so such a value must
+    never reach it, and consuming it keeps the connection usable."""
+
+    def __init__(self, max_depth: int = MAX_JSON_DEPTH) -> None:
         self.buf = bytearray()
         self.pos = 0
         self.depth = 0
+        self.max_depth = max_depth
+        self.too_deep = False
         self.in_str = False
         self.escape = False
         self.started = False
@@ -97,9 +121,10 @@ class _JsonStreamSplitter:
     def feed(self, data: bytes) -> None:
         self.buf += data
 
-    def next_value(self) -> bytes | None:
-        """The next complete value's bytes, or None if incomplete.  Raises
-        ValueError if the stream cannot be JSON (top level not an object/array)."""
+    def next_value(self) -> bytes | _TooDeep | None:
+        """The next complete value's bytes (TOO_DEEP if nested too deep), or
+        None if incomplete.  Raises ValueError if the stream cannot be JSON
+        (top level not an object/array)."""
         buf = self.buf
         n = len(buf)
         i = self.pos
@@ -126,13 +151,16 @@ class _JsonStreamSplitter:
                 self.in_str = True
             elif c in b"{[":
                 self.depth += 1
+                if self.depth > self.max_depth:
+                    self.too_deep = True
             elif c in b"}]":
                 self.depth -= 1
                 if self.depth == 0:
-                    value = bytes(buf[:i + 1])
+                    value: bytes | _TooDeep = TOO_DEEP if self.too_deep else bytes(buf[:i + 1])
                     del buf[:i + 1]
                     self.pos = 0
                     self.started = False
+                    self.too_deep = False
                     return value
             i += 1
         self.pos = i
@@ -143,6 +171,12 @@ class _JsonStreamSplitter:
 
 
 class RpcConnection:
+    """One client.  Requests run concurrently, but the connection applies
+    backpressure: it reads no more while its writes are not drained or
+    MAX_INFLIGHT commands are still running, so a client that pipelines
+    without reading its answers costs bounded memory (its own socket buffer
+    fills up instead of ours)."""
+
     def __init__(self, server: "RpcServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  num: int) -> None:
         self.server = server
@@ -154,23 +188,45 @@ class RpcConnection:
         self.write_lock = asyncio.Lock()
         self.closed = False
         self.linger = False     # kept open through shutdown (the `stop` caller)
+        self._room = asyncio.Event()     # set whenever a command finishes
 
     async def send(self, obj: dict) -> None:
-        if self.closed:
-            return
         data = json.dumps(obj, separators=(",", ":"), default=_json_default).encode() + b"\n\n"
         async with self.write_lock:
+            # checked under the lock: once one write found the client gone,
+            # the others queued behind it write nothing (asyncio would log
+            # every write to a lost connection)
+            if self.closed or self.writer.is_closing():
+                self.closed = True
+                return
             try:
                 self.writer.write(data)
                 await self.writer.drain()
             except (ConnectionError, OSError):
                 self.closed = True
 
+    async def _wait_for_room(self) -> None:
+        """Backpressure: return once our answers are drained (or below the
+        transport's high-water mark) and fewer than MAX_INFLIGHT commands run."""
+        while not self.closed:
+            if len(self.tasks) >= MAX_INFLIGHT:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                self.closed = True
+            return
+
     async def run(self) -> None:
         splitter = _JsonStreamSplitter()
         try:
-            while True:
-                data = await self.reader.read(65536)
+            while not self.closed:
+                await self._wait_for_room()
+                if self.closed:
+                    break
+                data = await self.reader.read(READ_CHUNK)
                 if not data:
                     break
                 splitter.feed(data)
@@ -203,23 +259,49 @@ class RpcConnection:
             except Exception:
                 pass
 
-    def _dispatch_raw(self, raw: bytes) -> None:
+    def abort(self) -> None:
+        """Shutdown: cancel what still runs (a pending `waitanyinvoice`...)
+        and hang up; the client sees the connection close."""
+        self.closed = True
+        for t in list(self.tasks):
+            t.cancel()
         try:
-            req = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            t = asyncio.ensure_future(self.send({"jsonrpc": "2.0", "id": None,
-                                                 "error": {"code": PARSE_ERROR, "message": f"Parse error: {e}"}}))
-        else:
-            t = asyncio.ensure_future(self.handle(req))
-        self.tasks.add(t)
-        t.add_done_callback(self.tasks.discard)
+            self.writer.close()
+        except Exception:
+            pass
 
+    def _dispatch_raw(self, raw: bytes | _TooDeep) -> None:
+        if raw is TOO_DEEP:
+            t = asyncio.ensure_future(self.send({"jsonrpc": "2.0", "id": None, "error": {
+                "code": INVALID_REQUEST, "message": f"Request nested deeper than {MAX_JSON_DEPTH} levels"}}))
+        else:
+            assert isinstance(raw, bytes)
+            try:
+                req = json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError) as e:
+                t = asyncio.ensure_future(self.send({"jsonrpc": "2.0", "id": None,
+                                                     "error": {"code": PARSE_ERROR, "message": f"Parse error: {e}"}}))
+            else:
+                t = asyncio.ensure_future(self.handle(req))
+        self.tasks.add(t)
+        t.add_done_callback(self._done)
+
+    def _done(self, t: asyncio.Task) -> None:
+        self.tasks.discard(t)
+        self._room.set()
+        if not t.cancelled() and t.exception() is not None:
+            # handle() answers every error itself: this is a bug in the server
+            self.server.log.broken(f"RPC connection {self.num}: {type(t.exception()).__name__}: {t.exception()}")
     async def handle(self, req: Any) -> None:
         if not isinstance(req, dict):
             await self.send({"jsonrpc": "2.0", "id": None,
                              "error": {"code": INVALID_REQUEST, "message": "Expected {} for json command"}})
             return
         rid = req.get("id")
+        if isinstance(rid, (dict, list)) or (isinstance(rid, float) and not math.isfinite(rid)):
+            await self.send({"jsonrpc": "2.0", "id": None,
+                             "error": {"code": INVALID_REQUEST, "message": "Expected string or number for id"}})
+            return
         method = req.get("method")
         if not isinstance(method, str):
             await self.send({"jsonrpc": "2.0", "id": rid,
@@ -259,7 +341,7 @@ class RpcServer:
         self.server: asyncio.base_events.Server | None = None
         self.path: str | None = None
         self._identity: tuple[int, int] | None = None
-        self.conns: set[RpcConnection] = set()
+        self.conns: dict[RpcConnection, asyncio.Task] = {}     # each with the task serving it
         self._next_conn = 0
         # set by the plugin layer: async (ctx, method, params) -> replacement response or None
         self.rpc_command_hook: Callable[[RequestContext, str, Any], Awaitable[dict | None]] | None = None
@@ -269,7 +351,7 @@ class RpcServer:
             os.unlink(path)
         old = os.umask(0o777 & ~mode)
         try:
-            self.server = await asyncio.start_unix_server(self._on_client, path=path, limit=MAX_REQUEST_BYTES)
+            self.server = await asyncio.start_unix_server(self._on_client, path=path, limit=READER_LIMIT)
         finally:
             os.umask(old)
         os.chmod(path, mode)
@@ -279,28 +361,28 @@ class RpcServer:
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._next_conn += 1
         conn = RpcConnection(self, reader, writer, self._next_conn)
-        self.conns.add(conn)
+        task = asyncio.current_task()
+        assert task is not None
+        self.conns[conn] = task
         try:
             await conn.run()
         except asyncio.CancelledError:
-            # the loop is closing with this client still connected: end
-            # quietly (Python 3.11's stream callback would report a
-            # cancelled handler as an exception)
+            # shutdown (close() below), or the loop closing with this client
+            # still connected: end quietly (Python 3.11's stream callback would
+            # report a cancelled handler as an exception)
             pass
         finally:
-            self.conns.discard(conn)
+            self.conns.pop(conn, None)
 
     async def close(self) -> None:
+        """Stop listening and end every connection but the lingering ones
+        (the `stop` caller's, see finish_lingering), cancelling commands
+        still running: a `waitanyinvoice` at shutdown ends quietly, its
+        client sees the connection close."""
         if self.server is not None:
             self.server.close()
             self.server = None
-        for c in list(self.conns):
-            if c.linger:
-                continue
-            try:
-                c.writer.close()
-            except Exception:
-                pass
+        await self._end([c for c in self.conns if not c.linger])
         if self.path:
             unlink_if_ours(self.path, self._identity)   # (a new node's socket is not ours to remove)
 
@@ -309,12 +391,21 @@ class RpcServer:
         tasks = [t for c in self.conns if c.linger for t in c.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
-        for c in list(self.conns):
-            if c.linger:
-                try:
-                    c.writer.close()
-                except Exception:
-                    pass
+        await self._end([c for c in self.conns if c.linger])
+
+    async def _end(self, conns: list[RpcConnection]) -> None:
+        """Cancel these connections' commands, hang up, and wait until the
+        tasks serving them are done: nothing is left for the event loop's
+        teardown to cancel (which would print tracebacks)."""
+        current = asyncio.current_task()
+        tasks = [self.conns[c] for c in conns if c in self.conns]
+        for c in conns:
+            c.abort()
+        tasks = [t for t in tasks if t is not current]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def execute(self, ctx: RequestContext, method: str, params: Any) -> dict:
         """Run one command (also used internally, e.g. by plugins' RPC calls
@@ -326,6 +417,8 @@ class RpcServer:
             return {"jsonrpc": "2.0", "error": {"code": METHOD_NOT_FOUND,
                                                 "message": f"Command '{method}' is developer-only"}}
         try:
+            # not a string anything could store or encode: refused for every command
+            reject_lone_surrogates(cmd.params, params)
             if self.rpc_command_hook is not None:
                 replaced = await self.rpc_command_hook(ctx, method, params)
                 if replaced is not None:

@@ -63,12 +63,16 @@ class LogEntry:
 class _Output:
     def __init__(self, path: str) -> None:
         self.path = path
-        self.stream: TextIO = sys.stdout if path == "-" else open(path, "a", encoding="utf-8", buffering=1)
+        self.stream: TextIO = sys.stdout if path == "-" else self._open()
+
+    def _open(self) -> TextIO:
+        # a line quoting client input may hold a lone surrogate: escape it, never drop the line
+        return open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
 
     def reopen(self) -> None:
         if self.path != "-":
             self.stream.close()
-            self.stream = open(self.path, "a", encoding="utf-8", buffering=1)
+            self.stream = self._open()
 
     def write(self, line: str) -> None:
         try:

@@ -36,7 +36,8 @@ def register(ld: "LightningD") -> None:
     @cmd("fundchannel", [req("id", P.node_id), req("amount", P.sat_or_all), opt("feerate", feerate_param),
                          opt("announce", P.boolean, True), opt("minconf", P.u32, 1), opt("utxos", P.array),
                          opt("push_msat", P.msat, 0), opt("close_to", P.string), opt("request_amt", P.sat),
-                         opt("compact_lease", P.string), opt("reserve", P.sat), opt("channel_type", P.array),
+                         opt("compact_lease", P.string), opt("reserve", P.sat),
+                         opt("channel_type", P.array_of(P.u32)),
                          opt("mindepth", P.u32)], category="channels",
          description="Fund channel with {id} using {amount} satoshis with feerate of {feerate} (uses default "
                      "feerate if unset).")
@@ -58,11 +59,17 @@ def register(ld: "LightningD") -> None:
         ops = _outpoints(utxos)
         if channel_type is not None and sorted(channel_type) not in ([12], [12, 22]):
             raise RpcError(INVALID_PARAMS, f"channel_type {channel_type} not supported (12, or 12 and 22)")
+        emergency = ld.spender.emergency_reserve(opening_anchors=22 in (channel_type or []))
         if amount is None:
-            amount = _all_amount(ld, rate, minconf, ops,
-                                 ld.spender.emergency_reserve(opening_anchors=22 in (channel_type or [])))
+            amount = _all_amount(ld, rate, minconf, ops, emergency)
         if amount < MIN_FUNDING_SAT:
             raise RpcError(INVALID_PARAMS, f"amount: {amount}sat is below the minimum {MIN_FUNDING_SAT}sat")
+        # Can the wallet pay for it (these coins, this feerate, the emergency
+        # reserve)?  Asked before the peer hears of the channel, so an
+        # unaffordable open costs it nothing and tells it nothing.  The
+        # funding tx itself is built once the peer accepted (its script
+        # needs the peer's key); coins spent in between fail it there.
+        ld.spender.plan([Target(DUMMY_FUNDING_SCRIPT, amount)], rate, minconf, ops, emergency)
         if push_msat > amount * 1000:
             raise RpcError(INVALID_PARAMS, "push_msat must not exceed the channel amount")
         upfront = ""
@@ -117,7 +124,7 @@ def _all_amount(ld: "LightningD", rate: int, minconf: int, ops: list | None, eme
     """What "all" funds: every coin, less the fee and the emergency reserve
     (kept as change, whose output the funding tx pays for)."""
     w = ld.wallet
-    cands = w.spendable(minconf) if ops is None else [w.get(o.txid, o.index) for o in ops]
+    cands = w.spendable(minconf) if ops is None else ld.spender.candidates(minconf, ops)
     coins = [CoinUtxo.of_type(u.value_sat, "p2tr" if u.addrtype == "p2tr" else "p2wpkh", u) for u in cands if u]
     others = sum(u.value_sat for u in w.spendable(0) if u not in cands) if emergency_sat else 0
     need = max(emergency_sat - others, 0)

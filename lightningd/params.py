@@ -49,6 +49,46 @@ def _tok(v: Any) -> str:
     return json.dumps(v) if not isinstance(v, str) else f"'{v}'"
 
 
+def _lone_surrogate(v: Any) -> bool:
+    """Whether `v` holds a string (or key) with a lone UTF-16 surrogate
+    ("\\ud800"): valid JSON text, but no Unicode string, so nothing can store,
+    sign or encode it.  Iterative: the value's depth is bounded by the
+    server, but the walk needs no recursion anyway."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
+
+
+def reject_lone_surrogates(params: list[Param], given: Any) -> None:
+    """ParamError (-32602) naming the first parameter whose value contains a
+    lone surrogate.  Checked for every command before it runs, so none of
+    them (nor a plugin) ever sees a string that cannot be encoded."""
+    items: list[tuple[str, Any]]
+    if isinstance(given, dict):
+        if any(_lone_surrogate(k) for k in given):
+            raise ParamError("parameter names should be valid Unicode: invalid token (lone surrogate)")
+        items = list(given.items())
+    elif isinstance(given, list):
+        names = [p.name for p in params]
+        items = [(names[i] if i < len(names) else f"parameter {i}", v) for i, v in enumerate(given)]
+    else:
+        items = [("params", given)]
+    for name, v in items:
+        if _lone_surrogate(v):
+            raise ParamError(f"{name}: should be valid Unicode: invalid token (lone surrogate)")
+
+
 def resolve_params(params: list[Param], given: Any) -> dict[str, Any]:
     """Bind a JSON-RPC `params` (array, object or null) to declared params."""
     out: dict[str, Any] = {}
@@ -123,6 +163,20 @@ def u32(v: Any) -> int:
 
 def u64(v: Any) -> int:
     return _integer(v, 0, 0xFFFFFFFFFFFFFFFF, "an unsigned 64 bit integer")
+
+
+# SQLite integers are signed 64-bit: no stored index, counter or limit can
+# exceed this.
+MAX_STORED_INT = 2 ** 63 - 1
+
+
+def u64_bound(v: Any) -> int:
+    """A u64 only ever compared with stored integers (a listing's `start`,
+    `lastpay_index`, an expiry time): Core Lightning accepts the whole u64
+    range, and a value past what the database can hold compares like its
+    largest value (nothing is stored beyond it), so it is clamped there:
+    `start=2^63` matches nothing."""
+    return min(u64(v), MAX_STORED_INT)
 
 
 def number(v: Any) -> int:
@@ -262,6 +316,20 @@ def array(v: Any) -> list:
     if not isinstance(v, list):
         raise BadType("should be an array")
     return v
+
+
+def array_of(check: Checker) -> Checker:
+    """An array whose every element passes `check` (the offending element
+    is named in the error)."""
+    def check_array(v: Any) -> list:
+        out = []
+        for item in array(v):
+            try:
+                out.append(check(item))
+            except BadType as e:
+                raise BadType(f"{e} (in an array)", token=item) from None
+        return out
+    return check_array
 
 
 def obj(v: Any) -> dict:

@@ -197,8 +197,9 @@ async def pay_with_retries(ld: "LightningD", req: PaymentRequest, max_fee: int, 
             last_error = e
             if e.code == PAY_DESTINATION_PERM_FAIL:
                 raise
-            if not sent and e.code in (PAY_IN_PROGRESS, PAY_RHASH_ALREADY_USED):
-                # sendpay's duplicate checks: already paid, or another attempt still in flight
+            if not sent and e.code in (PAY_IN_PROGRESS, PAY_RHASH_ALREADY_USED, INVALID_PARAMS):
+                # sendpay's duplicate checks: already paid, or another attempt still in flight;
+                # or what we were asked to send cannot be sent (an onion too large, an overflowing cltv)
                 raise
             data = e.data if isinstance(e.data, dict) else {}
             if e.data is None or (data.get("erring_index") == 0 and data.get("failcode") == 0x1007):

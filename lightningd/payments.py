@@ -15,7 +15,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from common.onion import create_onion
+from bitcoin.keys import is_valid_secret
+from common.onion import ROUTING_INFO_SIZE, create_onion, onion_frame_size
 from common.onion_errors import (FailureCode, MalformedFailureMessage, UnknownFailureSource, decode_failure,
                                  decode_failure_data, failure_code_name)
 from common.onion_payload import HopPayload, PaymentData, encode_payload
@@ -23,6 +24,7 @@ from common.scid import ShortChannelId
 
 from . import channel as C
 from . import params as P
+from .db import from_sql_u64, to_sql_u64
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import (INVALID_PARAMS, LIGHTNINGD, PAY_DESTINATION_PERM_FAIL, PAY_IN_PROGRESS,
                              PAY_NO_SUCH_PAYMENT, PAY_RHASH_ALREADY_USED, PAY_TRY_OTHER_ROUTE, PAY_UNPARSEABLE_ONION,
@@ -37,6 +39,12 @@ _COLS = ("id", "payment_hash", "partid", "groupid", "destination", "amount_msat"
          "route", "erroronion", "failure")
 
 
+def _from_row(r: tuple) -> dict:
+    p = dict(zip(_COLS, r))
+    p["partid"], p["groupid"] = from_sql_u64(p["partid"]), from_sql_u64(p["groupid"])
+    return p
+
+
 class Payments:
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
@@ -48,11 +56,11 @@ class Payments:
 
     def row(self, pid: int) -> dict | None:
         r = self.db.one(f"SELECT {', '.join(_COLS)} FROM payments WHERE id = ?", (pid,))
-        return dict(zip(_COLS, r)) if r else None
+        return _from_row(r) if r else None
 
     def rows(self, where: str = "", args: tuple = ()) -> list[dict]:
-        return [dict(zip(_COLS, r)) for r in self.db.query(f"SELECT {', '.join(_COLS)} FROM payments {where} "
-                                                           "ORDER BY id", args)]
+        return [_from_row(r) for r in self.db.query(f"SELECT {', '.join(_COLS)} FROM payments {where} "
+                                                    "ORDER BY id", args)]
 
     # ------------------------------------------------------------------ results (inside persist tx)
     def payment_succeeded(self, pid: int, preimage: bytes) -> None:
@@ -210,14 +218,21 @@ class Payments:
         hops = []
         for i, hop in enumerate(route):
             if i == len(route) - 1:
-                pl = HopPayload(amt_to_forward=hop["amount_msat"], outgoing_cltv_value=base + hop["delay"],
+                pl = HopPayload(amt_to_forward=hop["amount_msat"],
+                                outgoing_cltv_value=cltv_expiry(base, hop["delay"], f"route[{i}]"),
                                 payment_data=PaymentData(payment_secret, total) if payment_secret else None,
                                 payment_metadata=payment_metadata, keysend_preimage=keysend_preimage)
             else:
                 nxt = route[i + 1]
-                pl = HopPayload(amt_to_forward=nxt["amount_msat"], outgoing_cltv_value=base + nxt["delay"],
+                pl = HopPayload(amt_to_forward=nxt["amount_msat"],
+                                outgoing_cltv_value=cltv_expiry(base, nxt["delay"], f"route[{i + 1}]"),
                                 short_channel_id=ShortChannelId.parse(nxt["channel"]).to_int())
             hops.append((bytes.fromhex(hop["id"]), encode_payload(pl)))
+        payloads = sum(onion_frame_size(pl) for _, pl in hops)
+        if payloads > ROUTING_INFO_SIZE:
+            # too many hops, or a payment_metadata too large for the final hop
+            raise RpcError(INVALID_PARAMS, f"Payloads exceed maximum onion packet size: {len(route)} hops need "
+                                           f"{payloads} bytes of the {ROUTING_INFO_SIZE}")
         onion, secrets = create_onion(os.urandom(32), hops, payment_hash)
         return await self.send_onion(first, base + first["delay"], onion, list(secrets), payment_hash, partid,
                                      groupid, bytes.fromhex(final["id"]), final["amount_msat"], total, bolt11, label,
@@ -234,6 +249,7 @@ class Payments:
         the duplicate checks go by (default `total`; 0 skips the total
         checks).  Nothing awaits between the checks and the record, so two
         concurrent calls cannot both pass."""
+        cltv_expiry(first_cltv - first_hop["delay"], first_hop["delay"], "first_hop")
         done = self.check_progress(payment_hash, partid, groupid, amount_msat,
                                    total if check_total is None else check_total, destination)
         if done is not None:
@@ -246,13 +262,14 @@ class Payments:
         now = int(time.time())
         with self.db.transaction():
             self.db.execute("DELETE FROM payments WHERE payment_hash = ? AND partid = ? AND groupid = ? AND "
-                            "status = 'failed'", (payment_hash, partid, groupid))
+                            "status = 'failed'", (payment_hash, to_sql_u64(partid), to_sql_u64(groupid)))
             cur = self.db.execute(
                 "INSERT INTO payments(payment_hash, partid, groupid, destination, amount_msat, amount_sent_msat, "
                 "total_msat, status, created_at, bolt11, label, description, shared_secrets, route) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
-                (payment_hash, partid, groupid, destination, amount_msat, first_amount, total, now, bolt11, label,
-                 description, b"".join(secrets) if secrets else None, json.dumps(route) if route else None))
+                (payment_hash, to_sql_u64(partid), to_sql_u64(groupid), destination, amount_msat, first_amount, total,
+                 now, bolt11, label, description, b"".join(secrets) if secrets else None,
+                 json.dumps(route) if route else None))
             pid = cur.lastrowid
         from common.daemon_conn import RequestFailed
         try:
@@ -291,7 +308,7 @@ class Payments:
 
     async def waitsendpay(self, payment_hash: bytes, timeout: int | None, partid: int, groupid: int | None) -> dict:
         where = "WHERE payment_hash = ? AND partid = ?" + (" AND groupid = ?" if groupid is not None else "")
-        args: tuple = (payment_hash, partid) + ((groupid,) if groupid is not None else ())
+        args: tuple = (payment_hash, to_sql_u64(partid)) + ((to_sql_u64(groupid),) if groupid is not None else ())
         rows = self.rows(where, args)
         if not rows:
             raise RpcError(PAY_NO_SUCH_PAYMENT, "Never attempted payment part")
@@ -310,6 +327,16 @@ class Payments:
         data = dict(self.json(p), **{k: v for k, v in failure.items() if v is not None and k != "message"})
         msg = failure.get("message") or ("failed: " + failure.get("failcodename", "WIRE_UNKNOWN"))
         raise RpcError(code, msg, data)
+
+
+def cltv_expiry(base: int, delay: int, what: str) -> int:
+    """The absolute expiry of a hop `delay` blocks after `base`: it travels as
+    a u32 (update_add_htlc's cltv_expiry, the onion's outgoing_cltv_value),
+    so a delay that overflows it is the caller's bad parameter."""
+    cltv = base + delay
+    if cltv > 0xFFFFFFFF:
+        raise RpcError(INVALID_PARAMS, f"{what}: delay {delay} overflows a 32-bit block height at height {base}")
+    return cltv
 
 
 def _route_hop(h: Any, name: str, need_channel: bool = True) -> dict:
@@ -358,7 +385,7 @@ def register(ld: "LightningD") -> None:
 
     @cmd("listsendpays", [opt("bolt11", P.string), opt("payment_hash", P.sha256_hex),
                           opt("status", P.one_of("pending", "complete", "failed")), opt("index", P.string),
-                          opt("start", P.u64), opt("limit", P.u32)], category="payment",
+                          opt("start", P.u64_bound), opt("limit", P.u32)], category="payment",
          description="Show sendpay, old and current, optionally limiting to {bolt11} or {payment_hash}.")
     async def listsendpays(ctx: RequestContext, bolt11: str | None, payment_hash: bytes | None, status: str | None,
                            index: str | None, start: int | None, limit: int | None) -> dict:
@@ -382,7 +409,7 @@ def register(ld: "LightningD") -> None:
 
     @cmd("listforwards", [opt("status", P.one_of("offered", "settled", "failed", "local_failed")),
                           opt("in_channel", P.short_channel_id), opt("out_channel", P.short_channel_id),
-                          opt("index", P.string), opt("start", P.u64), opt("limit", P.u32)], category="channels",
+                          opt("index", P.string), opt("start", P.u64_bound), opt("limit", P.u32)], category="channels",
          description="List all forwarded payments and their information optionally filtering by [status], "
                      "[in_channel] and [out_channel]")
     async def listforwards(ctx: RequestContext, status: str | None, in_channel: Any, out_channel: Any,
@@ -425,6 +452,8 @@ def register(ld: "LightningD") -> None:
             if pos + n != len(pl):
                 raise RpcError(INVALID_PARAMS, "hops: payload length prefix does not match")
             stripped.append((pk, pl[pos:]))
+        if session_key is not None and not is_valid_secret(session_key):
+            raise RpcError(INVALID_PARAMS, "session_key: should be a valid secret key (0 < key < curve order)")
         try:
             packet, secrets = create_onion(session_key or os.urandom(32), stripped, assocdata,
                                            routing_info_size=onion_size)

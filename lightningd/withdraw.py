@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
 
 SEQUENCE_RBF = 0xFFFFFFFD
+# stands for the reserve's change output while planning: a P2TR output, the
+# size of the real one (whose key is issued only when the spend is built)
+RESERVE_SCRIPT = b"\x51\x20" + bytes(32)
 
 
 @dataclass
@@ -42,7 +45,8 @@ def outpoint(v: Any) -> OutPoint:
     if isinstance(v, str) and ":" in v:
         txid, _, n = v.partition(":")
         try:
-            if len(txid) == 64 and n.isdigit():
+            # an output index is a u32 (it is stored, and looked up, as an integer)
+            if len(txid) == 64 and n.isascii() and n.isdigit() and len(n) <= 10 and int(n) <= 0xFFFFFFFF:
                 return OutPoint.from_hex(txid, int(n))
         except ValueError:
             pass
@@ -62,7 +66,7 @@ class WalletSpender:
         self.ld = ld
         self.prepared: dict[bytes, Prepared] = {}
 
-    def _candidates(self, minconf: int, utxos: list[OutPoint] | None) -> list[Utxo]:
+    def candidates(self, minconf: int, utxos: list[OutPoint] | None) -> list[Utxo]:
         w = self.ld.wallet
         if utxos is None:
             return w.spendable(minconf)
@@ -89,34 +93,47 @@ class WalletSpender:
             return int(self.ld.cfg.get("min-emergency-msat") or 0) // 1000
         return 0
 
+    def plan(self, targets: list[Target], feerate_perkw: int, minconf: int, utxos: list[OutPoint] | None,
+             emergency_sat: int = 0) -> tuple[Selection, int | None]:
+        """Coin selection with no side effect (nothing reserved, no key
+        issued): the selection, and the reserve kept as change (its output
+        last) when the emergency reserve needs one.  RpcError as `prepare`,
+        so a caller can learn whether a spend is affordable before it
+        commits to anything (fundchannel, before the peer hears of it)."""
+        w = self.ld.wallet
+        for t in targets:
+            if t.amount is not None and t.amount < dust_limit(t.script_pubkey):
+                raise RpcError(FUND_OUTPUT_IS_DUST, f"Output {t.amount}sat would be dust")
+        cands = self.candidates(minconf, utxos)
+        sel = self._select(cands, targets, feerate_perkw, utxos is not None)
+        chosen_ops = {c.ref.outpoint for c in sel.inputs}
+        others = sum(u.value_sat for u in w.spendable(0) if u.outpoint not in chosen_ops)
+        if others + sel.change >= emergency_sat:
+            return sel, None
+        # keep the reserve as change: one more output the selection must pay for
+        reserve_sat = max(emergency_sat - others, dust_limit("p2tr"))
+        try:
+            sel = self._select(cands, targets + [Target(RESERVE_SCRIPT, reserve_sat)], feerate_perkw, False)
+        except RpcError:
+            raise RpcError(FUND_CANNOT_AFFORD_WITH_EMERGENCY, "We would not have enough left for "
+                                                              f"min-emergency-msat {emergency_sat * 1000}") from None
+        return sel, reserve_sat
+
     def prepare(self, targets: list[Target], feerate_perkw: int, minconf: int,
                 utxos: list[OutPoint] | None, emergency_sat: int = 0) -> Prepared:
         """Select, reserve and build (unsigned); synchronous on purpose.
         ``emergency_sat``: what must stay in the wallet (as change, or in
         other coins), else FUND_CANNOT_AFFORD_WITH_EMERGENCY."""
         w = self.ld.wallet
-        for t in targets:
-            if t.amount is not None and t.amount < dust_limit(t.script_pubkey):
-                raise RpcError(FUND_OUTPUT_IS_DUST, f"Output {t.amount}sat would be dust")
-        cands = self._candidates(minconf, utxos)
-        sel = self._select(cands, targets, feerate_perkw, utxos is not None)
-        chosen_ops = {c.ref.outpoint for c in sel.inputs}
-        others = sum(u.value_sat for u in w.spendable(0) if u.outpoint not in chosen_ops)
-        change_idx = None
-        if others + sel.change < emergency_sat:
-            # keep the reserve as change: one more output the selection must pay for
-            change_idx = w.new_keyidx("p2tr")
-            reserve = Target(w.scripts_for(change_idx)["p2tr"], max(emergency_sat - others, dust_limit("p2tr")))
-            try:
-                sel = self._select(cands, targets + [reserve], feerate_perkw, False)
-            except RpcError:
-                raise RpcError(FUND_CANNOT_AFFORD_WITH_EMERGENCY, "We would not have enough left for "
-                                                                  f"min-emergency-msat {emergency_sat * 1000}") from None
+        sel, reserve_sat = self.plan(targets, feerate_perkw, minconf, utxos, emergency_sat)
         chosen: list[Utxo] = [c.ref for c in sel.inputs]
         outputs = list(sel.outputs)
-        if change_idx is not None:
+        change_idx = None
+        if reserve_sat is not None:
+            change_idx = w.new_keyidx("p2tr")
             kept = outputs.pop()       # the reserve (last target) takes any change too
-            outputs.insert(random.randint(0, len(outputs)), TxOut(kept.value + sel.change, kept.script_pubkey))
+            outputs.insert(random.randint(0, len(outputs)),
+                           TxOut(kept.value + sel.change, w.scripts_for(change_idx)["p2tr"]))
         elif sel.has_change:
             change_idx = w.new_keyidx("p2tr")
             pos = random.randint(0, len(outputs))
