@@ -171,7 +171,7 @@ class ChannelControl:
         old = rec.subd
         if old is not None and old.running:
             await old.stop()
-        self.ld.htlcs.reconcile_lost(rec)
+        self.ld.htlcs.reconcile(rec)
         depth = self.depth(rec)
         config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
                       minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex())
@@ -215,7 +215,7 @@ class ChannelControl:
     async def _on_channeld_exit(self, rec: ChannelRecord, subd: Subd, rc: int) -> None:
         if rec.subd is subd:
             rec.subd = None
-        self.ld.htlcs.reconcile_lost(rec)
+        self.ld.htlcs.reconcile(rec)
         rec.billboard = None
         if self.ld.stopping or not rec.active or subd._stopping:
             return

@@ -288,26 +288,66 @@ class HtlcEngine:
         if out_cltv <= self.ld.blockheight + 2:
             await local_fail(F.EXPIRY_TOO_SOON, "WIRE_EXPIRY_TOO_SOON")
             return
-        from common.daemon_conn import RequestFailed
-        try:
-            r = await out.subd.request("channeld_offer_htlc", {
-                "amount_msat": out_amt, "payment_hash": phash, "cltv_expiry": out_cltv, "onion": next_onion,
-                "blockheight": self.ld.blockheight}, timeout=30)
-        except (RequestFailed, asyncio.TimeoutError, Exception) as e:
-            reason = e.msg.fields.get("reason") if isinstance(e, RequestFailed) else str(e)
-            self.ld.log.debug(f"forward of htlc {row_id} failed at offer: {reason}")
-            await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
-            return
+        # The outgoing row exists before channeld hears of the HTLC, in the
+        # transaction that marks the incoming one forwarded: a crash at any
+        # point leaves a record that reconcile() can settle, never an HTLC
+        # in a commitment we know nothing about (nor a second forward).
         with self.db.transaction():
-            cur = self.db.execute(
-                "INSERT INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, cltv_expiry, state, "
-                "origin, received_time) VALUES (?, ?, 'out', ?, ?, ?, 'offered', ?, ?)",
-                (out.dbid, r["htlc_id"], out_amt, phash, out_cltv, row_id, time.time()))
+            out_row = self.record_offer(out.dbid, out_amt, phash, out_cltv, origin=row_id)
             self.db.execute("UPDATE htlcs SET state = 'forwarded' WHERE id = ?", (row_id,))
             self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, out_htlc, in_channel, out_channel, in_msat, "
                             "out_msat, fee_msat, status, received_time) VALUES (?, ?, ?, ?, ?, ?, ?, 'offered', ?)",
-                            (row_id, cur.lastrowid, in_scid, out_scid, amount, out_amt, amount - out_amt, now))
+                            (row_id, out_row, in_scid, out_scid, amount, out_amt, amount - out_amt, now))
+        refused = await self.offer(out, out_row, out_amt, phash, out_cltv, next_onion)
+        if refused is not None:
+            self.ld.log.debug(f"forward of htlc {row_id} refused by channeld: {refused}")
+            await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
+            return
         self._notify_forward(row_id)
+
+    # ------------------------------------------------------------------ offering outgoing HTLCs
+    def record_offer(self, chan_dbid: int, amount: int, phash: bytes, cltv: int, origin: int | None = None,
+                     payment_id: int | None = None) -> int:
+        """The outgoing HTLC's row, in the caller's transaction, before
+        channeld is asked to offer it: state 'offering', its channel id not
+        known yet (a placeholder, minus the row id, keeps it unique)."""
+        cur = self.db.execute(
+            "INSERT INTO htlcs(id, channel_dbid, htlc_id, direction, amount_msat, payment_hash, cltv_expiry, state, "
+            "origin, payment_id, received_time) SELECT m, ?, -m, 'out', ?, ?, ?, 'offering', ?, ?, ? "
+            "FROM (SELECT COALESCE(MAX(id), 0) + 1 AS m FROM htlcs)",
+            (chan_dbid, amount, phash, cltv, origin, payment_id, time.time()))
+        return cur.lastrowid
+
+    async def offer(self, chan: "ChannelRecord", out_row: int, amount: int, phash: bytes, cltv: int,
+                    onion: bytes) -> str | None:
+        """Ask chan's channeld to offer the recorded HTLC.  None: it has it
+        (the row now carries its id), or its daemon went away before
+        answering (the row stays 'offering' until reconcile() learns from
+        the channel's stored state whether it was committed).  A string:
+        channeld refused it, the HTLC never existed and its row is gone."""
+        from common.daemon_conn import RequestFailed
+        from common.msgconn import ConnectionClosed
+        subd = chan.subd
+        if subd is None or not subd.running:
+            return self._drop_offer(out_row, "channel daemon not running")
+        try:
+            r = await subd.request("channeld_offer_htlc", {
+                "amount_msat": amount, "payment_hash": phash, "cltv_expiry": cltv, "onion": onion,
+                "blockheight": self.ld.blockheight})
+        except RequestFailed as e:
+            return self._drop_offer(out_row, e.msg.fields.get("reason") or "refused")
+        except ConnectionClosed:
+            return None
+        with self.db.transaction():
+            self.db.execute("UPDATE htlcs SET htlc_id = ?, state = 'offered' WHERE id = ? AND state = 'offering'",
+                            (r["htlc_id"], out_row))
+        return None
+
+    def _drop_offer(self, out_row: int, reason: str) -> str:
+        with self.db.transaction():
+            self.db.execute("DELETE FROM htlcs WHERE id = ? AND state = 'offering'", (out_row,))
+            self.db.execute("UPDATE forwards SET out_htlc = NULL WHERE out_htlc = ?", (out_row,))
+        return reason
 
     # ------------------------------------------------------------------ outgoing results (inside persist tx)
     def _outgoing_fulfilled(self, rec: "ChannelRecord", htlc_id: int, preimage: bytes) -> None:
@@ -444,17 +484,37 @@ class HtlcEngine:
             rec.subd.send("channeld_fail_htlc", {"htlc_id": htlc_id, "failure_code": code or 0,
                                                  "sha256_of_onion": sha or b"\x00" * 32, "reason": failure or b""})
 
-    def reconcile_lost(self, rec: "ChannelRecord") -> None:
-        """HTLCs we offered that the channel's stored state does not have were
-        never committed (the daemon stopped before signing them; BOLT 2 has
-        the peer forget them too): fail them back, once."""
-        known = {h["id"] for h in rec.summary.get("htlcs", []) if h["direction"] == "out"}
+    def reconcile(self, rec: "ChannelRecord") -> None:
+        """With no daemon running for rec, its stored state is the truth
+        about our offered HTLCs: an 'offering' row (the daemon went away
+        before we learned the id) is the HTLC in that state with the same
+        hash, amount and expiry that no row claims, or was never committed;
+        an 'offered' row the state does not have, with an id the channel has
+        not used yet, was never committed either (BOLT 2 has the peer forget
+        it too).  Those never committed fail back, once."""
+        out = [h for h in rec.summary.get("htlcs", []) if h["direction"] == "out"]
+        known = {h["id"] for h in out}
+        claimed = {hid for (hid,) in self.db.query(
+            "SELECT htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND htlc_id >= 0", (rec.dbid,))}
+        offering = self.db.query("SELECT id, payment_hash, amount_msat, cltv_expiry FROM htlcs WHERE channel_dbid = ? "
+                                 "AND direction = 'out' AND state = 'offering' ORDER BY id", (rec.dbid,))
+        nxt = rec.summary.get("next_local_htlc_id", 0)
         lost = [(rid, hid) for rid, hid in self.db.query(
             "SELECT id, htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND state = 'offered'",
-            (rec.dbid,)) if hid not in known and hid >= rec.summary.get("next_local_htlc_id", 0)]
-        if not lost:
+            (rec.dbid,)) if hid not in known and hid >= nxt]
+        if not offering and not lost:
             return
         with self.db.transaction():
+            for rid, phash, amount, cltv in offering:
+                h = next((h for h in out if h["id"] not in claimed and h["payment_hash"] == phash.hex()
+                          and h["amount_msat"] == amount and h["expiry"] == cltv), None)
+                if h is not None:
+                    claimed.add(h["id"])
+                    self.db.execute("UPDATE htlcs SET htlc_id = ?, state = 'offered' WHERE id = ?", (h["id"], rid))
+                else:
+                    self.db.execute("UPDATE htlcs SET state = 'offered' WHERE id = ?", (rid,))
+                    self._outgoing_failed(rec, {"id": -rid, "failure_code": int(F.TEMPORARY_CHANNEL_FAILURE),
+                                                "lost": True})
             for rid, hid in lost:
                 self._outgoing_failed(rec, {"id": hid, "failure_code": int(F.TEMPORARY_CHANNEL_FAILURE),
                                             "lost": True})
@@ -468,7 +528,11 @@ class HtlcEngine:
             self._send_resolution(row_id)
 
     def restart(self) -> None:
-        """At start-up: incoming HTLCs not yet decided are processed again."""
+        """At start-up (no channel daemon runs yet): our offered HTLCs are
+        settled against each channel's stored state, and incoming HTLCs not
+        yet decided are processed again."""
+        for rec in list(self.ld.channels.channels.values()):
+            self.reconcile(rec)
         for (row_id,) in self.db.query("SELECT id FROM htlcs WHERE direction = 'in' AND state IN ('locked', 'held')"):
             self.db.execute("UPDATE htlcs SET state = 'locked' WHERE id = ?", (row_id,))
             self._spawn_process(row_id)

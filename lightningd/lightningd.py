@@ -234,6 +234,7 @@ class LightningD:
         await self._start_chain()
         await self.onchain.start()
         self.htlcs.restart()
+        self.payments.fail_unoffered()
         for rec in self.channels.channels.values():
             self.gossipd.local_channel(rec)
         self.on_channel_policy = [self.gossipd.local_channel]

@@ -26,7 +26,7 @@ from . import channel as C
 from . import params as P
 from .db import from_sql_u64, to_sql_u64
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import (INVALID_PARAMS, LIGHTNINGD, PAY_DESTINATION_PERM_FAIL, PAY_IN_PROGRESS,
+from .jsonrpc_errors import (INVALID_PARAMS, PAY_DESTINATION_PERM_FAIL, PAY_IN_PROGRESS,
                              PAY_NO_SUCH_PAYMENT, PAY_RHASH_ALREADY_USED, PAY_TRY_OTHER_ROUTE, PAY_UNPARSEABLE_ONION,
                              RpcError)
 from .params import opt, req
@@ -67,6 +67,16 @@ class Payments:
         self.db.execute("UPDATE payments SET status = 'complete', preimage = ?, completed_at = ? WHERE id = ? "
                         "AND status = 'pending'", (preimage, int(time.time()), pid))
         asyncio.get_running_loop().call_soon(self._finished, pid)
+
+    def fail_unoffered(self) -> None:
+        """At start-up: a pending part with no outgoing HTLC row was never
+        offered (a database from before a part and its HTLC were recorded
+        together): it failed."""
+        rows = self.db.query("SELECT id FROM payments WHERE status = 'pending' AND id NOT IN "
+                             "(SELECT payment_id FROM htlcs WHERE payment_id IS NOT NULL)")
+        with self.db.transaction():
+            for (pid,) in rows:
+                self.payment_failed(pid, None, 0x1007, lost=True)
 
     def payment_failed(self, pid: int, onion: bytes | None, code: int | None, lost: bool = False) -> None:
         p = self.row(pid)
@@ -260,6 +270,9 @@ class Payments:
         first_amount = first_hop["amount_msat"]
         first = {"amount_msat": first_amount, "channel": str(chan.scid) if chan.scid else ""}
         now = int(time.time())
+        htlcs = self.ld.htlcs
+        # the part and its outgoing HTLC's row in one transaction, before
+        # channeld hears of it (HtlcEngine.offer, shared with forwards)
         with self.db.transaction():
             self.db.execute("DELETE FROM payments WHERE payment_hash = ? AND partid = ? AND groupid = ? AND "
                             "status = 'failed'", (payment_hash, to_sql_u64(partid), to_sql_u64(groupid)))
@@ -271,26 +284,17 @@ class Payments:
                  now, bolt11, label, description, b"".join(secrets) if secrets else None,
                  json.dumps(route) if route else None))
             pid = cur.lastrowid
-        from common.daemon_conn import RequestFailed
-        try:
-            r = await chan.subd.request("channeld_offer_htlc", {
-                "amount_msat": first_amount, "payment_hash": payment_hash, "cltv_expiry": first_cltv,
-                "onion": onion, "blockheight": self.ld.blockheight}, timeout=30)
-        except (RequestFailed, asyncio.TimeoutError, Exception) as e:
-            reason = e.msg.fields.get("reason") if isinstance(e, RequestFailed) else str(e)
+            out_row = htlcs.record_offer(chan.dbid, first_amount, payment_hash, first_cltv, payment_id=pid)
+        refused = await htlcs.offer(chan, out_row, first_amount, payment_hash, first_cltv, onion)
+        if refused is not None:
             with self.db.transaction():
                 self.db.execute("UPDATE payments SET status = 'failed', completed_at = ?, failure = ? WHERE id = ?",
                                 (int(time.time()), json.dumps({"erring_index": 0, "failcode": 0x1007,
                                                                "erring_node": self.ld.node_id.hex(),
                                                                "erring_channel": first["channel"],
-                                                               "message": reason}), pid))
+                                                               "message": refused}), pid))
             self._finished(pid)
-            raise RpcError(PAY_TRY_OTHER_ROUTE, f"First peer could not take the HTLC: {reason}") from None
-        with self.db.transaction():
-            self.db.execute("INSERT INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
-                            "cltv_expiry, state, payment_id, received_time) VALUES (?, ?, 'out', ?, ?, ?, 'offered', "
-                            "?, ?)", (chan.dbid, r["htlc_id"], first_amount, payment_hash, first_cltv,
-                                      pid, time.time()))
+            raise RpcError(PAY_TRY_OTHER_ROUTE, f"First peer could not take the HTLC: {refused}")
         p = self.row(pid)
         assert p is not None
         out = self.json(p)
