@@ -348,3 +348,36 @@ def test_processes_say_what_they_are(node_factory):
         assert comm == f"lightning_{name}"[:15]      # (the kernel keeps 15 characters)
         names.add(name)
     assert names == {"hsmd", "connectd", "gossipd", "channeld"}
+
+
+def test_killed_hook_plugin_mid_payment(node_factory):
+    """The payee's htlc_accepted plugin holds 20 HTLCs and is killed: the
+    hook calls it never answered count as `continue` (Core Lightning), the
+    payments complete, both sides settle."""
+    from pathlib import Path
+    plugin = Path(__file__).parent / "plugins" / "hold_htlcs.py"
+    l1 = node_factory.get_node()
+    l2 = node_factory.get_node(options={"plugin": str(plugin)})
+    fund(l1)
+    open_channel(l1, l2, CAPACITY)
+    invoices = [invoice(l2, f"p{i}") for i in range(PAYMENTS)]
+    results: dict[str, Any] = {}
+    threads = pay_all(l1, invoices, results)
+    wait_for(lambda: l2.rpc.held()["held"] >= PAYMENTS // 2)
+    pid = next(p for p in descendants_of(l2) if "hold_htlcs.py" in cmdline_of(p))
+    os.kill(pid, signal.SIGKILL)
+    for t in threads:
+        t.join(120)
+        assert not t.is_alive()
+    assert_settled(l1, l2, invoices, results)
+    assert list(results.values()).count("complete") == PAYMENTS
+
+
+def descendants_of(node) -> list[int]:
+    from node_factory import descendants
+    return descendants(node.proc.pid)
+
+
+def cmdline_of(pid: int) -> str:
+    from node_factory import cmdline
+    return cmdline(pid)
