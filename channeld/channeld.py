@@ -101,6 +101,8 @@ class ChannelDaemon:
         self.status.billboard(text)
 
     async def send_peer(self, name: str, fields: dict) -> None:
+        # Core Lightning's debug line per peer message (the bytes are connectd's io lines)
+        self.status.debug(f"peer_out WIRE_{name.upper()}", self.peer_id)
         try:
             self.peer.send(self.schema.encode(name, fields))
         except ConnectionClosed:
@@ -124,6 +126,7 @@ class ChannelDaemon:
                     if m.type % 2 == 0:
                         await self._inbox.put(("_malformed", {"error": f"unknown even message {m.type}"}))
                     continue
+                self.status.debug(f"peer_in WIRE_{m.name.upper()}", self.peer_id)
                 await self._inbox.put((m.name, m.fields))
         except ConnectionClosed:
             await self._inbox.put(None)

@@ -56,6 +56,18 @@ class HtlcEngine:
     def db(self):
         return self.ld.db
 
+    def _trace(self, row_id: int, what: str) -> None:
+        """A debug line for an HTLC's state change, under its channel and peer
+        (an operator following a payment in a --log-level=debug file)."""
+        row = self.db.one("SELECT channel_dbid, direction, htlc_id, amount_msat, payment_hash FROM htlcs WHERE id = ?",
+                          (row_id,))
+        if row is None:
+            return
+        dbid, direction, hid, amount, phash = row
+        rec = self.ld.channels.channels.get(dbid)
+        log = self.ld.log.child(f"chan#{dbid}", rec.peer_id.hex() if rec is not None else None)
+        log.debug(f"HTLC {direction} {hid if hid >= 0 else '(new)'} {amount}msat {phash.hex()[:16]}: {what}")
+
     # ------------------------------------------------------------------ events (inside the persist tx)
     def on_event(self, rec: "ChannelRecord", ev: dict) -> None:
         now = time.time()
@@ -72,6 +84,7 @@ class HtlcEngine:
                                            bytes.fromhex(h["shared_secret"]) if h.get("shared_secret") else None,
                                            now))
                 if cur.rowcount:
+                    self._trace(cur.lastrowid, f"locked in (expiry {h['expiry']})")
                     asyncio.get_running_loop().call_soon(self._spawn_process, cur.lastrowid)
         for h in ev.get("resolved", []):
             if h["direction"] == "out":
@@ -85,6 +98,8 @@ class HtlcEngine:
                                 "WHEN 'failing' THEN 'failed' ELSE state END, resolved_time = ? "
                                 "WHERE channel_dbid = ? AND direction = 'in' AND htlc_id = ?",
                                 (now, rec.dbid, h["id"]))
+                self.ld.log.child(f"chan#{rec.dbid}", rec.peer_id.hex()).debug(
+                    f"HTLC in {h['id']}: resolution irrevocably committed")
 
     def _spawn_process(self, row_id: int) -> None:
         if row_id in self.processing:
@@ -209,6 +224,7 @@ class HtlcEngine:
             held.parts.append(row_id)
             held.received_msat += amount
             self.db.execute("UPDATE htlcs SET state = 'held' WHERE id = ?", (row_id,))
+            self._trace(row_id, f"held: {held.received_msat} of {held.total_msat}msat of the payment arrived")
             if held.received_msat < held.total_msat:
                 return
             if held.timer is not None:
@@ -298,6 +314,7 @@ class HtlcEngine:
             self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, out_htlc, in_channel, out_channel, in_msat, "
                             "out_msat, fee_msat, status, received_time) VALUES (?, ?, ?, ?, ?, ?, ?, 'offered', ?)",
                             (row_id, out_row, in_scid, out_scid, amount, out_amt, amount - out_amt, now))
+        self._trace(row_id, f"forwarded to chan#{out.dbid}")
         refused = await self.offer(out, out_row, out_amt, phash, out_cltv, next_onion)
         if refused is not None:
             self.ld.log.debug(f"forward of htlc {row_id} refused by channeld: {refused}")
@@ -341,9 +358,11 @@ class HtlcEngine:
         with self.db.transaction():
             self.db.execute("UPDATE htlcs SET htlc_id = ?, state = 'offered' WHERE id = ? AND state = 'offering'",
                             (r["htlc_id"], out_row))
+        self._trace(out_row, f"offered (expiry {cltv})")
         return None
 
     def _drop_offer(self, out_row: int, reason: str) -> str:
+        self._trace(out_row, f"refused by channeld: {reason}")
         with self.db.transaction():
             self.db.execute("DELETE FROM htlcs WHERE id = ? AND state = 'offering'", (out_row,))
             self.db.execute("UPDATE forwards SET out_htlc = NULL WHERE out_htlc = ?", (out_row,))
@@ -359,6 +378,7 @@ class HtlcEngine:
         now = time.time()
         self.db.execute("UPDATE htlcs SET state = 'fulfilled', preimage = ?, resolved_time = ? WHERE id = ?",
                         (preimage, now, out_id))
+        self._trace(out_id, "fulfilled")
         if origin is not None:
             self._fulfill_incoming(origin, preimage, commit=False)
             fee = self.db.one("SELECT fee_msat FROM forwards WHERE in_htlc = ?", (origin,))
@@ -383,6 +403,7 @@ class HtlcEngine:
         now = time.time()
         self.db.execute("UPDATE htlcs SET state = 'failed', failure = ?, failure_code = ?, resolved_time = ? "
                         "WHERE id = ?", (reason, code, now, out_id))
+        self._trace(out_id, "lost: never committed" if lost else "failed" + (f" ({_code_name(code)})" if code else ""))
         if origin is not None:
             ss = self._ss(origin)
             if lost:
@@ -441,6 +462,7 @@ class HtlcEngine:
         def do() -> None:
             self.db.execute("UPDATE htlcs SET state = 'fulfilling', preimage = ? WHERE id = ? AND state NOT IN "
                             "('fulfilled', 'fulfilling')", (preimage, row_id))
+            self._trace(row_id, "fulfilling")
         if commit:
             with self.db.transaction():
                 do()
@@ -455,6 +477,7 @@ class HtlcEngine:
         def do() -> None:
             self.db.execute("UPDATE htlcs SET state = 'failing', failure = ?, failure_code = ? WHERE id = ? AND "
                             "state NOT IN ('fulfilled', 'fulfilling', 'failed')", (failure, code, row_id))
+            self._trace(row_id, f"failing ({_code_name(code)})" if code is not None else "failing (downstream's error)")
         if commit:
             with self.db.transaction():
                 do()
@@ -544,6 +567,13 @@ class HtlcEngine:
             return
         ph = self.db.one("SELECT payment_hash FROM htlcs WHERE id = ?", (in_id,))
         self.ld.plugins.notify("forward_event", {"forward_event": forward_json(row, ph[0] if ph else None)})
+
+
+def _code_name(code: int) -> str:
+    try:
+        return FailureCode(code).name
+    except ValueError:
+        return f"{code:#06x}"
 
 
 def forward_json(row: tuple, payment_hash: bytes | None) -> dict:

@@ -163,6 +163,7 @@ async def pay_with_retries(ld: "LightningD", req: PaymentRequest, max_fee: int, 
     ``retry_for`` seconds have passed (Core Lightning's pay, one part)."""
     pay = ld.payments
     amount = req.amount_msat
+    log = ld.log.child(f"pay {req.payment_hash.hex()[:16]}", req.payee.hex())
     policies: dict[str, dict] = {}    # channel -> policy from an onion error (this payment only)
     deadline = time.monotonic() + retry_for
     attempts = 0
@@ -183,6 +184,8 @@ async def pay_with_retries(ld: "LightningD", req: PaymentRequest, max_fee: int, 
             raise RpcError(PAY_ROUTE_TOO_EXPENSIVE,
                            f"CLTV delay exceeds our CLTV budget: {route[0]['delay']} > {maxdelay}")
         attempts += 1
+        log.debug(f"attempt {attempts}: {amount}msat via "
+                  + " -> ".join(f"{h['channel']}" for h in route) + f", fee {fee}msat, delay {route[0]['delay']}")
         sent = False
         try:
             await pay.sendpay(route, req.payment_hash, req.label, req.total_msat, req.bolt11, req.payment_secret,
@@ -195,6 +198,9 @@ async def pay_with_retries(ld: "LightningD", req: PaymentRequest, max_fee: int, 
             res = await pay.waitsendpay(req.payment_hash, None, 0, attempts)
         except RpcError as e:
             last_error = e
+            d = e.data if isinstance(e.data, dict) else {}
+            log.debug(f"attempt {attempts} failed: {e.message}"
+                      + (f" (at {d.get('erring_channel')}, {d.get('failcodename')})" if d.get("erring_channel") else ""))
             if e.code == PAY_DESTINATION_PERM_FAIL:
                 raise
             if not sent and e.code in (PAY_IN_PROGRESS, PAY_RHASH_ALREADY_USED, INVALID_PARAMS):
@@ -223,6 +229,7 @@ async def pay_with_retries(ld: "LightningD", req: PaymentRequest, max_fee: int, 
             else:
                 excluded.update(f"{h['channel']}/{h.get('direction', 0)}" for h in route)
             continue
+        log.debug(f"attempt {attempts} succeeded: {res['amount_sent_msat']}msat sent")
         return {"destination": req.payee.hex(), "payment_hash": req.payment_hash.hex(), "created_at": started,
                 "parts": 1, "amount_msat": amount, "amount_sent_msat": res["amount_sent_msat"],
                 "payment_preimage": res["payment_preimage"], "status": "complete"}

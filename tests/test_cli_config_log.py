@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from node_factory import wait_for
+
 
 CLI = [str(Path(sys.executable).parent / "lightning-cli")]
 
@@ -104,3 +106,48 @@ def test_log_lines_name_daemon_and_peer(node_factory):
     # connectd's status line reached the master before its peer_connected event
     assert f"{l2.node_id}-connectd: connected out" in l1.log_text()
     assert " hsmd: new client connectd" in l1.log_text()
+
+
+def test_debug_log_follows_a_payment(node_factory):
+    """The seed's operators pipe --log-level=debug to a file to see what the
+    node does: each peer message in and out per peer and channel, each HTLC
+    state change, each payment attempt and its result; at io, the bytes."""
+    from test_channels import fund, open_channel
+    l1 = node_factory.get_node(options={"log-level": "io"})
+    l2 = node_factory.get_node()     # debug, the factory's default
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    inv = l2.rpc.invoice(40_000, "dbg", "debug log")
+    assert l1.rpc.pay(inv["bolt11"])["status"] == "complete"
+    wait_for(lambda: "HTLC in 0 40000msat" in l2.log_text() and "resolution irrevocably" in l2.log_text())
+    short = inv["payment_hash"][:16]
+    for node, peer in ((l1, l2), (l2, l1)):
+        chan = f"{peer.node_id}-channeld-chan#1: "
+        text = node.log_text()
+        for msg in ("UPDATE_ADD_HTLC", "COMMITMENT_SIGNED", "REVOKE_AND_ACK", "UPDATE_FULFILL_HTLC"):
+            assert f"DEBUG   {chan}peer_in WIRE_{msg}" in text or f"DEBUG   {chan}peer_out WIRE_{msg}" in text
+    payer, payee = l1.log_text(), l2.log_text()
+    assert f"peer_out WIRE_UPDATE_ADD_HTLC" in payer and "peer_in WIRE_UPDATE_ADD_HTLC" in payee
+    assert f"-chan#1: HTLC out 0 40000msat {short}: offered" in payer
+    assert f"-chan#1: HTLC out 0 40000msat {short}: fulfilled" in payer
+    assert f"-chan#1: HTLC in 0 40000msat {short}: locked in" in payee
+    assert f"-chan#1: HTLC in 0 40000msat {short}: fulfilling" in payee
+    assert f"pay {short}: attempt 1: 40000msat via" in payer
+    assert f"pay {short}: attempt 1 succeeded" in payer
+    # at io, the bytes: update_add_htlc is type 0x0080
+    assert any("IO_OUT" in ln and "peer_out" in ln and "0080" in ln.split("peer_out", 1)[1][:6]
+               for ln in payer.splitlines())
+    assert "IO_" not in payee
+
+
+def test_debug_lines_cost_nothing_at_info(node_factory):
+    """At info the channel daemons do not even send their debug lines."""
+    from test_channels import fund, open_channel
+    l1 = node_factory.get_node(options={"log-level": "info"})
+    l2 = node_factory.get_node(options={"log-level": "info"})
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    inv = l2.rpc.invoice(40_000, "dbg", "debug log")
+    assert l1.rpc.pay(inv["bolt11"])["status"] == "complete"
+    assert not any("peer_in WIRE" in e.get("log", "") for e in l1.rpc.getlog("debug")["log"])
+    assert " DEBUG " not in l1.log_text()
