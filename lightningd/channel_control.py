@@ -296,7 +296,8 @@ class ChannelControl:
             minimum_depth=ev.get("minimum_depth", 3), summary=summary, core=core, config=po.config,
             fee_base_msat=int(cfg.get("fee-base")), fee_ppm=int(cfg.get("fee-per-satoshi")),
             htlc_minimum_msat=max(1, int(cfg.get("htlc-minimum-msat") or 0)),
-            htlc_maximum_msat=int(cfg.get("htlc-maximum-msat") or summary["funding_sat"] * 1000),
+            # the option's default (2^64-1) means "no limit": the channel's capacity
+            htlc_maximum_msat=min(int(cfg.get("htlc-maximum-msat")), summary["funding_sat"] * 1000),
             cltv_delta=int(cfg.get("cltv-delta")),
             announce=po.announce if summary["opener"] == "local" else bool(ev.get("channel_flags", 1) & 1))
         rec.state_changes.append({"timestamp": _now(), "old_state": "CHANNELD_AWAITING_LOCKIN",

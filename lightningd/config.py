@@ -113,7 +113,12 @@ def _apply(values: dict[str, OptionValue], raw: RawOption, unclaimed: list[RawOp
         return
     if in_file and spec.cmdline_only:
         raise OptionError(f"{raw.source}: option '{raw.name}' is not valid in a configuration file")
-    value = convert_value(spec, raw.value)
+    try:
+        value = convert_value(spec, raw.value)
+    except OptionError as e:
+        if in_file:  # say which line to fix
+            raise OptionError(f"{raw.source}: {e}") from None
+        raise
     cur = values[spec.name]
     if spec.multi:
         if cur.source == "default":
