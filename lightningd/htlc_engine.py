@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
 
 MPP_TIMEOUT = 60.0
+# Core Lightning gives a channel 30 seconds to put an HTLC we offered into a
+# commitment_signed; a channel that cannot (stuck awaiting the peer's
+# revoke_and_ack) has its connection killed, to reestablish (peer_htlcs.c
+# htlc_offer_timeout).  --dev-no-htlc-timeout turns that off.
+HTLC_OFFER_TIMEOUT = 30.0
 F = FailureCode
 
 
@@ -341,7 +346,30 @@ class HtlcEngine:
         with self.db.transaction():
             self.db.execute("UPDATE htlcs SET htlc_id = ?, state = 'offered' WHERE id = ? AND state = 'offering'",
                             (r["htlc_id"], out_row))
+        if not self.ld.cfg.get("dev-no-htlc-timeout"):
+            asyncio.get_running_loop().call_later(HTLC_OFFER_TIMEOUT, self._offer_timeout, chan, subd, out_row,
+                                                  r["htlc_id"])
         return None
+
+    def _offer_timeout(self, chan: "ChannelRecord", subd: Any, out_row: int, htlc_id: int) -> None:
+        """HTLC_OFFER_TIMEOUT after channeld took our HTLC: if it is still
+        in no commitment we signed (SENT_ADD_HTLC, or channeld has not
+        stored it yet), drop the peer's connection, as Core Lightning's
+        channel_fail_transient; the reconnection reestablishes the channel.
+        A daemon that went away meanwhile was dealt with by reconcile()."""
+        if self.ld.stopping or chan.subd is not subd or not subd.running or chan.state not in C.ACTIVE:
+            return
+        row = self.db.one("SELECT state FROM htlcs WHERE id = ?", (out_row,))
+        if row is None or row[0] != "offered":
+            return
+        h = next((h for h in chan.summary.get("htlcs", []) if h["direction"] == "out" and h["id"] == htlc_id),
+                 None)
+        if h is not None and h["state"] != "SENT_ADD_HTLC":
+            return
+        self.ld.log.child("lightningd", chan.peer_id.hex()).unusual(
+            f"Adding HTLC {htlc_id} too slow: killing connection")
+        chan.billboard = "Adding HTLC timed out: killed connection"
+        self.ld.connectd.discard(chan.peer_id)
 
     def _drop_offer(self, out_row: int, reason: str) -> str:
         with self.db.transaction():
