@@ -8,6 +8,7 @@ the master's requests never interleave inside the state machine."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from typing import Any
@@ -510,7 +511,8 @@ class ChannelDaemon:
         self.chain_hash = msg["chain_hash"]
         cfg = json.loads(msg["config_json"]) if msg["config_json"] else {}
         if "feerate_min" in cfg:
-            self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"])
+            self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"],
+                                            cfg.get("max_dust_htlc_exposure_msat"))
         if "commit_time_ms" in cfg:
             self.commit_delay = cfg["commit_time_ms"] / 1000
         self.init_event.set()
@@ -593,7 +595,8 @@ class ChannelDaemon:
 
     async def handle_feerates(self, msg: Msg) -> None:
         f = msg.fields
-        self.fee_bounds = FeerateBounds(f["min_feerate"], f["max_feerate"])
+        self.fee_bounds = dataclasses.replace(self.fee_bounds, min_per_kw=f["min_feerate"],
+                                              max_per_kw=f["max_feerate"])
         ch = self.ch
         if ch is None:
             return

@@ -165,6 +165,7 @@ class ChannelControl:
             "feerate_min": lo,
             "feerate_max": hi,
             "commit_time_ms": int(cfg.get("commit-time")),
+            "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
             "minimum_depth": int(cfg.get("funding-confirms")),
             "channel_type": [12, 22],
             "our_node_id": self.ld.node_id.hex(),
@@ -187,7 +188,8 @@ class ChannelControl:
         # what the options say now, not what they said when the channel was opened
         config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
                       minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex(),
-                      feerate_min=lo, feerate_max=hi, commit_time_ms=int(self.ld.cfg.get("commit-time")))
+                      feerate_min=lo, feerate_max=hi, commit_time_ms=int(self.ld.cfg.get("commit-time")),
+                      max_dust_htlc_exposure_msat=int(self.ld.cfg.get("max-dust-htlc-exposure-msat")))
         subd, fd = await self.spawn(rec.peer_id, rec.dbid, MODE_RESUME, config, rec.core,
                                     on_exit=lambda s, rc, r=rec: self._on_channeld_exit(r, s, rc))
         rec.subd = subd

@@ -77,7 +77,8 @@ class HtlcEngine:
                                            bytes.fromhex(h["shared_secret"]) if h.get("shared_secret") else None,
                                            now))
                 if cur.rowcount:
-                    asyncio.get_running_loop().call_soon(self._spawn_process, cur.lastrowid)
+                    asyncio.get_running_loop().call_soon(
+                        self._fail_immediate if h.get("fail_immediate") else self._spawn_process, cur.lastrowid)
         for h in ev.get("resolved", []):
             if h["direction"] == "out":
                 if h.get("preimage"):
@@ -97,6 +98,19 @@ class HtlcEngine:
         self.processing.add(row_id)
         t = asyncio.ensure_future(self._process_incoming(row_id))
         t.add_done_callback(lambda _t, r=row_id: self.processing.discard(r))
+
+    def _fail_immediate(self, row_id: int) -> None:
+        """channeld took this HTLC over our max-dust-htlc-exposure-msat:
+        fail it now it is committed, without looking at it (Core
+        Lightning: temporary_node_failure)."""
+        row = self.db.one("SELECT shared_secret, state, htlc_id FROM htlcs WHERE id = ?", (row_id,))
+        if row is None or row[1] != "locked":
+            return
+        if row[0] is None:                 # no onion key to wrap an error with: the onion is bad anyway
+            self._spawn_process(row_id)
+            return
+        self.ld.log.debug(f"incoming htlc {row[2]}: over our dust exposure limit, failing it")
+        self._fail(row_id, row[0], F.TEMPORARY_NODE_FAILURE, b"")
 
     # ------------------------------------------------------------------ incoming
     async def _process_incoming(self, row_id: int) -> None:

@@ -144,3 +144,33 @@ def test_dev_allow_localhost_announces_loopback(node_factory):
     assert dev.rpc.getinfo()["address"] == [{"type": "ipv4", "address": "127.0.0.1", "port": dev.port}]
     # both listen there all the same
     assert plain.rpc.getinfo()["binding"] == [{"type": "ipv4", "address": "127.0.0.1", "port": plain.port}]
+
+
+def test_max_dust_htlc_exposure(node_factory):
+    """A node with a low max-dust-htlc-exposure-msat fails a small incoming
+    HTLC once committed (temporary_node_failure, as Core Lightning), refuses
+    to offer one itself, and still takes HTLCs big enough to get an output."""
+    from test_channels import fund, open_channel
+    l1, l2 = node_factory.get_nodes(2, opts=[{}, {"max-dust-htlc-exposure-msat": "1000sat"}])
+    fund(l1)
+    open_channel(l1, l2, 1_000_000, push_msat=100_000_000)
+    scid = l1.rpc.listpeerchannels(l2.node_id)["channels"][0]["short_channel_id"]
+
+    def route(dest, amount_msat):
+        return [{"id": dest.node_id, "channel": scid, "amount_msat": amount_msat, "delay": 20}]
+    # 2000 sat is trimmed at regtest's feerates: over l2's 1000 sat
+    inv = l2.rpc.invoice(2_000_000, "dust", "d")
+    l1.rpc.sendpay(route(l2, 2_000_000), inv["payment_hash"], payment_secret=inv["payment_secret"])
+    with pytest.raises(RpcError) as e:
+        l1.rpc.waitsendpay(inv["payment_hash"], 30)
+    assert e.value.error["data"]["failcode"] == 0x2002               # temporary_node_failure
+    assert e.value.error["data"]["erring_node"] == l2.node_id
+    assert l2.rpc.listinvoices("dust")["invoices"][0]["status"] == "unpaid"
+    # l2 will not offer such an HTLC either
+    inv1 = l1.rpc.invoice(2_000_000, "dust-back", "d")
+    with pytest.raises(RpcError, match="max_dust_htlc_exposure_msat 1000000"):
+        l2.rpc.sendpay(route(l1, 2_000_000), inv1["payment_hash"], payment_secret=inv1["payment_secret"])
+    # an HTLC with its own output is not dust: paid
+    inv = l2.rpc.invoice(50_000_000, "big", "d")
+    l1.rpc.sendpay(route(l2, 50_000_000), inv["payment_hash"], payment_secret=inv["payment_secret"])
+    assert l1.rpc.waitsendpay(inv["payment_hash"], 30)["status"] == "complete"
