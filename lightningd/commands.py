@@ -253,9 +253,7 @@ def _configs_json(ld: "LightningD") -> dict:
             else:
                 val = raws[-1].value if raws else o.default
                 if o.type == "flag":
-                    if not raws:
-                        continue
-                    entry["value_bool"] = True
+                    entry["set"] = bool(raws)
                 elif o.type == "bool":
                     entry["value_bool"] = val if isinstance(val, bool) else str(val).lower() == "true"
                 elif o.type == "int":

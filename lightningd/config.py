@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .options import FLAG, OPTIONS, OPTIONS_BY_NAME, OptionError, OptionSpec, OptionValue, convert_value
+from .options import ALIASES, FLAG, OPTIONS, OPTIONS_BY_NAME, OptionError, OptionSpec, OptionValue, convert_value
 
 NETWORK_ALIASES = {"mainnet": "bitcoin", "testnet": "testnet", "signet": "signet", "regtest": "regtest"}
 
@@ -107,7 +107,7 @@ def read_config_file(path: str, seen: set[str] | None = None) -> list[RawOption]
 
 
 def _apply(values: dict[str, OptionValue], raw: RawOption, unclaimed: list[RawOption], in_file: bool) -> None:
-    spec = OPTIONS_BY_NAME.get(raw.name)
+    spec = OPTIONS_BY_NAME.get(ALIASES.get(raw.name, raw.name))
     if spec is None:
         unclaimed.append(raw)
         return

@@ -151,6 +151,9 @@ OPTIONS: list[OptionSpec] = [
 ]
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
+# Core Lightning's second names ("--large-channels|--wumbo"): the same
+# option, shown by listconfigs under the first name.
+ALIASES: dict[str, str] = {"wumbo": "large-channels"}
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}

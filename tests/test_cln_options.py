@@ -100,6 +100,14 @@ def test_config_file_error_names_file_and_line(tmp_path):
     assert parse(tmp_path)["htlc-minimum-msat"] == 10_000
 
 
+def test_large_channels_alias_wumbo(tmp_path):
+    """Deprecated and ignored in Core Lightning (large channels are always
+    allowed), still accepted under both its names."""
+    assert parse(tmp_path)["large-channels"] is False
+    assert parse(tmp_path, ("wumbo", None))["large-channels"] is True
+    assert parse(tmp_path, ("large-channels", None))["large-channels"] is True
+
+
 # -- --dev-force-* -----------------------------------------------------------------------
 
 def test_dev_force_values_are_checked_as_core_lightning(tmp_path):
