@@ -20,7 +20,7 @@ from pyln.client import RpcError
 from bitcoin.networks import network_by_name
 from common.features import features_from_bits
 from node_factory import wait_for
-from test_misbehaving_peer import ONION_SIZE, FakePeer, open_with_fake_peer
+from test_misbehaving_peer import FakePeer, open_with_fake_peer
 
 PLUGINS = Path(__file__).parent / "plugins"
 

@@ -8,7 +8,6 @@ message, its listconfigs, what reaches a channel."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
