@@ -8,6 +8,7 @@ the master's requests never interleave inside the state machine."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from typing import Any
@@ -29,7 +30,8 @@ from .summary import changes_json, summary
 MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 MODE_EXPORT_ONCHAIN = 4      # only to answer channeld_export_onchain (funding spent)
 BALANCE_REFRESH = 0.5       # seconds between recomputations of spendable/receivable under load
-COMMIT_DELAY = 0.0           # next loop turn: updates arriving together share one commitment
+# --commit-time (Core Lightning's default 10 ms): updates arriving together share one commitment
+COMMIT_DELAY = 0.010
 TEMPORARY_CHANNEL_FAILURE = 0x1007
 FAILED_STATES = (ChannelState.CLOSED,)
 
@@ -82,6 +84,7 @@ class ChannelDaemon:
         self.scid: int | None = None
         self.funding_depth = 0
         self._commit_scheduled = False
+        self.commit_delay = COMMIT_DELAY
         self._shutdown_request: dict | None = None
         self._inbox: asyncio.Queue[tuple[str, dict] | None] = asyncio.Queue()
         # HTLC resolutions from the master that arrived before the channel was
@@ -406,7 +409,8 @@ class ChannelDaemon:
         move shutdown/closing along."""
         if not self._commit_scheduled:
             self._commit_scheduled = True
-            asyncio.get_running_loop().call_later(COMMIT_DELAY, lambda: asyncio.ensure_future(self._progress()))
+            asyncio.get_running_loop().call_later(self.commit_delay,
+                                                  lambda: asyncio.ensure_future(self._progress()))
         self.billboard(self._state_text())
 
     async def _progress(self) -> None:
@@ -510,7 +514,10 @@ class ChannelDaemon:
         self.chain_hash = msg["chain_hash"]
         cfg = json.loads(msg["config_json"]) if msg["config_json"] else {}
         if "feerate_min" in cfg:
-            self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"])
+            self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"],
+                                            cfg.get("max_dust_htlc_exposure_msat"))
+        if "commit_time_ms" in cfg:
+            self.commit_delay = cfg["commit_time_ms"] / 1000
         self.init_event.set()
 
     async def handle_funding_depth(self, msg: Msg) -> None:
@@ -591,7 +598,8 @@ class ChannelDaemon:
 
     async def handle_feerates(self, msg: Msg) -> None:
         f = msg.fields
-        self.fee_bounds = FeerateBounds(f["min_feerate"], f["max_feerate"])
+        self.fee_bounds = dataclasses.replace(self.fee_bounds, min_per_kw=f["min_feerate"],
+                                              max_per_kw=f["max_feerate"])
         ch = self.ch
         if ch is None:
             return

@@ -22,6 +22,8 @@ def htlc_json(h: HtlcStatus) -> dict[str, Any]:
         d["fail_reason"] = h.fail_reason.hex()
     if h.failure_code is not None:
         d["failure_code"] = h.failure_code
+    if h.fail_immediate:
+        d["fail_immediate"] = True
     return d
 
 

@@ -33,16 +33,17 @@ class AmountError(ValueError):
     """An amount string or value that is not acceptable; the message says why."""
 
 
-def _check_range(msat: int, what: str) -> int:
+def _check_range(msat: int, what: str, limit: int = MAX_MSAT) -> int:
     if msat < 0:
         raise AmountError(f"{what}: amount must not be negative")
-    if msat > MAX_MSAT:
-        raise AmountError(f"{what}: amount exceeds 21 million BTC")
+    if msat > limit:
+        raise AmountError(f"{what}: amount exceeds 21 million BTC" if limit == MAX_MSAT
+                          else f"{what}: amount exceeds {limit}msat")
     return msat
 
 
 def parse_amount_msat(value: str | int, default_unit: Unit = "msat",
-                      allow_any: bool = False) -> int | None:
+                      allow_any: bool = False, limit: int = MAX_MSAT) -> int | None:
     """Parse a Core Lightning-style amount into millisatoshis.
 
     Accepts ``"10000msat"``, ``"10sat"``, ``"1.5sat"`` (= 1500msat),
@@ -51,7 +52,8 @@ def parse_amount_msat(value: str | int, default_unit: Unit = "msat",
     sat-typed ones, as Core Lightning does.  ``"any"`` returns ``None`` when
     ``allow_any`` (e.g. the invoice ``amount_msat`` parameter), else it is an
     error.  Raises :class:`AmountError` for negative values, values above 21M
-    BTC, sub-millisatoshi precision and anything unparseable.
+    BTC (``limit``: options take up to a u64 of msat, as Core Lightning's),
+    sub-millisatoshi precision and anything unparseable.
     """
     if default_unit not in _UNIT_MSAT:
         raise ValueError(f"unknown default unit {default_unit!r}")
@@ -59,7 +61,7 @@ def parse_amount_msat(value: str | int, default_unit: Unit = "msat",
     if isinstance(value, bool):
         raise AmountError(f"{value!r}: not an amount")
     if isinstance(value, int):
-        return _check_range(value * _UNIT_MSAT[default_unit], repr(value))
+        return _check_range(value * _UNIT_MSAT[default_unit], repr(value), limit)
     if not isinstance(value, str):
         raise AmountError(f"{value!r}: not an amount")
     if value == "any":
@@ -79,7 +81,7 @@ def parse_amount_msat(value: str | int, default_unit: Unit = "msat",
     denom = 10 ** len(frac)
     if scaled % denom:
         raise AmountError(f"{value!r}: sub-millisatoshi precision is not allowed")
-    return _check_range(scaled // denom, repr(value))
+    return _check_range(scaled // denom, repr(value), limit)
 
 
 def parse_amount_sat(value: str | int) -> int:

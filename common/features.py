@@ -276,3 +276,41 @@ def feature_names(features: bytes | Iterable[int]) -> list[str]:
         f = FEATURES_BY_BIT.get(compulsory(b))
         out.append(f"{f.name if f else f'unknown_{b}'}/{'odd' if b % 2 else 'even'}")
     return out
+
+
+# Core Lightning's names, by feature pair (bit // 2), as its feature_name()
+# (common/features.c) spells them: "option_" everywhere, and names for pairs
+# BOLT 9 no longer lists.  `lightningd --list-features-only` prints these,
+# and test runners (lnprototest's `has_option`) look features up by them.
+CLN_FEATURE_NAMES: dict[int, str] = {
+    0: "option_data_loss_protect", 1: "option_initial_routing_sync", 2: "option_upfront_shutdown_script",
+    3: "option_gossip_queries", 4: "option_var_onion_optin", 5: "option_gossip_queries_ex",
+    6: "option_static_remotekey", 7: "option_payment_secret", 8: "option_basic_mpp",
+    9: "option_support_large_channel", 10: "option_anchor_outputs", 11: "option_anchors",
+    12: "option_route_blinding", 13: "option_shutdown_anysegwit", 14: "option_dual_fund", 15: "option_amp",
+    17: "option_quiesce", 19: "option_onion_messages", 21: "option_provide_storage",
+    22: "option_channel_type", 23: "option_scid_alias", 24: "option_payment_metadata", 25: "option_zeroconf",
+    27: "option_keysend", 28: "option_trampoline_routing", 30: "option_simple_close", 31: "option_splice",
+    81: "option_experimental_splice",
+}
+
+
+def cln_feature_name(bit: int) -> str:
+    """``"option_basic_mpp/odd"``; a pair Core Lightning has no name for is
+    ``option_unknown_<even bit>/<parity>``, as there."""
+    parity = "odd" if bit % 2 else "even"
+    name = CLN_FEATURE_NAMES.get(bit // 2)
+    return f"{name}/{parity}" if name else f"option_unknown_{compulsory(bit)}/{parity}"
+
+
+# What Core Lightning's `--list-features-only` prints after the feature
+# names: protocol behaviours that have no feature bit.  The only one there
+# is that open_channel/accept_channel carry a channel_type TLV, which we do.
+SUPPORTS_LINES: tuple[str, ...] = ("supports_open_accept_channel_type",)
+
+
+def list_features_lines(init_features: bytes | Iterable[int]) -> list[str]:
+    """The lines of ``lightningd --list-features-only``: each bit of our
+    ``init`` features in ascending order, then the ``supports_`` lines
+    (Core Lightning's list_features_and_exit)."""
+    return [cln_feature_name(b) for b in sorted(_bits(init_features))] + list(SUPPORTS_LINES)

@@ -49,7 +49,31 @@ class BitcoindConfig:
     def url(self) -> str:
         u, p = self.credentials()
         from urllib.parse import quote
-        return f"http://{quote(u, safe='')}:{quote(p, safe='')}@{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{quote(u, safe='')}:{quote(p, safe='')}@{host}:{self.port}"
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """bitcoin-cli's -rpcconnect (Core Lightning hands --bitcoin-rpcconnect
+    to it): `HOST`, `HOST:PORT`, `[IPV6]:PORT`, or a bare IPv6 address.
+    Raises ValueError on an empty host or a port that is not 1..65535."""
+    text = text.strip()
+    host, port = text, None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or end + 1 < len(text) and text[end + 1] != ":":
+            raise ValueError(f"'{text}' is not HOST or HOST:PORT")
+        host, rest = text[1:end], text[end + 2:]
+        port = rest if end + 1 < len(text) else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host:
+        raise ValueError(f"'{text}' has no host")
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid port '{port}' in '{text}'")
+    return host, int(port)
 
 
 def read_bitcoin_conf(datadir: str, net: Network) -> dict[str, str]:
@@ -80,11 +104,16 @@ def make_config(opts: dict[str, Any], net: Network) -> BitcoindConfig:
     """From --bitcoin-* options, bitcoin.conf and the .cookie; options win."""
     datadir = os.path.expanduser(opts.get("bitcoin-datadir") or "~/.bitcoin")
     conf = read_bitcoin_conf(datadir, net)
-    host = opts.get("bitcoin-rpcconnect") or conf.get("rpcconnect") or "127.0.0.1"
-    port = opts.get("bitcoin-rpcport") or int(conf.get("rpcport") or net.rpc_port)
-    if ":" in host and host.count(":") == 1:
-        host, p = host.split(":")
-        port = opts.get("bitcoin-rpcport") or int(p)
+    connect = opts.get("bitcoin-rpcconnect") or conf.get("rpcconnect") or "127.0.0.1"
+    try:
+        host, connect_port = split_host_port(connect)
+    except ValueError as e:
+        # the option itself was checked when parsed; this is bitcoin.conf's
+        from .options import OptionError
+        raise OptionError(f"rpcconnect in {os.path.join(datadir, 'bitcoin.conf')}: {e}") from None
+    # the port: --bitcoin-rpcport, else the one written in rpcconnect, else
+    # bitcoin.conf's rpcport, else the network's
+    port = opts.get("bitcoin-rpcport") or connect_port or int(conf.get("rpcport") or net.rpc_port)
     user = opts.get("bitcoin-rpcuser") or conf.get("rpcuser")
     password = opts.get("bitcoin-rpcpassword") or conf.get("rpcpassword")
     cookie = os.path.join(datadir, net.cookie_subdir, ".cookie") if net.cookie_subdir else os.path.join(datadir, ".cookie")

@@ -143,9 +143,18 @@ class ChannelControl:
         fn = getattr(self, meth)
         return lambda msg: fn(dbid, msg)
 
+    def fee_bounds(self) -> tuple[int, int]:
+        """The feerates (perkw) we accept from a peer, in open_channel and
+        update_fee: our estimates' bounds, or anything with
+        --ignore-fee-limits (Core Lightning's 1..0xFFFFFFFF)."""
+        if self.ld.cfg.get("ignore-fee-limits"):
+            return 1, 0xFFFFFFFF
+        f = self.ld.feerates
+        return (f.min_acceptable(), f.max_acceptable()) if f else (253, 100_000)
+
     def channel_config(self, rec_or_policy: Any, extra: dict | None = None) -> dict:
         cfg = self.ld.cfg
-        f = self.ld.feerates
+        lo, hi = self.fee_bounds()
         d = {
             "our": {"dust_limit_sat": 546, "max_htlc_value_in_flight_msat": 2**63 // 1000 * 1000,
                     "htlc_minimum_msat": max(1, int(cfg.get("htlc-minimum-msat") or 0)),
@@ -153,8 +162,10 @@ class ChannelControl:
                     "max_accepted_htlcs": int(cfg.get("max-concurrent-htlcs")), "reserve_percent": 1.0},
             "max_to_self_delay": int(cfg.get("max-locktime-blocks")),
             "min_funding_sat": int(cfg.get("min-capacity-sat")),
-            "feerate_min": f.min_acceptable() if f else 253,
-            "feerate_max": f.max_acceptable() if f else 100_000,
+            "feerate_min": lo,
+            "feerate_max": hi,
+            "commit_time_ms": int(cfg.get("commit-time")),
+            "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
             "minimum_depth": int(cfg.get("funding-confirms")),
             "channel_type": [12, 22],
             "our_node_id": self.ld.node_id.hex(),
@@ -173,8 +184,12 @@ class ChannelControl:
             await old.stop()
         self.ld.htlcs.reconcile(rec)
         depth = self.depth(rec)
+        lo, hi = self.fee_bounds()
+        # what the options say now, not what they said when the channel was opened
         config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
-                      minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex())
+                      minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex(),
+                      feerate_min=lo, feerate_max=hi, commit_time_ms=int(self.ld.cfg.get("commit-time")),
+                      max_dust_htlc_exposure_msat=int(self.ld.cfg.get("max-dust-htlc-exposure-msat")))
         subd, fd = await self.spawn(rec.peer_id, rec.dbid, MODE_RESUME, config, rec.core,
                                     on_exit=lambda s, rc, r=rec: self._on_channeld_exit(r, s, rc))
         rec.subd = subd
@@ -189,7 +204,7 @@ class ChannelControl:
         f = self.ld.feerates
         if f is None:
             return
-        lo, hi = f.min_acceptable(), f.max_acceptable()
+        lo, hi = self.fee_bounds()
         for rec in self.channels.values():
             if rec.subd is None or not rec.subd.running or rec.state != C.NORMAL:
                 continue
@@ -296,7 +311,8 @@ class ChannelControl:
             minimum_depth=ev.get("minimum_depth", 3), summary=summary, core=core, config=po.config,
             fee_base_msat=int(cfg.get("fee-base")), fee_ppm=int(cfg.get("fee-per-satoshi")),
             htlc_minimum_msat=max(1, int(cfg.get("htlc-minimum-msat") or 0)),
-            htlc_maximum_msat=int(cfg.get("htlc-maximum-msat") or summary["funding_sat"] * 1000),
+            # the option's default (2^64-1) means "no limit": the channel's capacity
+            htlc_maximum_msat=min(int(cfg.get("htlc-maximum-msat")), summary["funding_sat"] * 1000),
             cltv_delta=int(cfg.get("cltv-delta")),
             announce=po.announce if summary["opener"] == "local" else bool(ev.get("channel_flags", 1) & 1))
         rec.state_changes.append({"timestamp": _now(), "old_state": "CHANNELD_AWAITING_LOCKIN",

@@ -8,7 +8,7 @@ from . import params as P
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
 from .log import level_from_name
-from .options import BOOL, FLAG, INT, MSAT, OptionError
+from .options import BOOL, FLAG, INT, MSAT, SAT, OptionError
 from .params import opt, req, resolve_params
 from .plugin_proc import PluginError
 from common.features import Context
@@ -199,22 +199,32 @@ def _binding_json(addr: str) -> dict:
 
 
 def _value_json(kind: str, value: Any) -> tuple[str, Any]:
-    if kind in (BOOL, FLAG):
+    if kind == BOOL:
         return "value_bool", bool(value)
     if kind == INT:
         return "value_int", value
-    if kind == MSAT:
+    if kind in (MSAT, SAT):
+        # Core Lightning shows amount options as a plain number of msat
+        # (min-emergency-msat, kept in sats there, too)
         return "value_msat", value
     return "value_str", value
 
 
 def _configs_json(ld: "LightningD") -> dict:
+    """Core Lightning's listconfigs (lightningd/configs.c): a flag is
+    {"set", "source"}, shown even when not set; developer and deprecated
+    (hidden) options only when they were given; options that only make the
+    process exit (list-features-only) never."""
     out: dict[str, Any] = {}
     for name, v in ld.cfg.values.items():
         spec = v.spec
-        if spec.dev and not ld.cfg.developer:
+        given = v.source != "default"
+        if (spec.dev or spec.hidden) and not given:
             continue
-        if spec.kind == FLAG and not v.value and name not in ("developer",):
+        if name == "list-features-only":
+            continue
+        if spec.kind == FLAG:
+            out[name] = {"set": given and bool(v.value), "source": v.source}
             continue
         if v.value is None and not spec.multi:
             continue
@@ -243,9 +253,7 @@ def _configs_json(ld: "LightningD") -> dict:
             else:
                 val = raws[-1].value if raws else o.default
                 if o.type == "flag":
-                    if not raws:
-                        continue
-                    entry["value_bool"] = True
+                    entry["set"] = bool(raws)
                 elif o.type == "bool":
                     entry["value_bool"] = val if isinstance(val, bool) else str(val).lower() == "true"
                 elif o.type == "int":

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .options import FLAG, OPTIONS, OPTIONS_BY_NAME, OptionError, OptionSpec, OptionValue, convert_value
+from .options import ALIASES, FLAG, OPTIONS, OPTIONS_BY_NAME, OptionError, OptionSpec, OptionValue, convert_value
 
 NETWORK_ALIASES = {"mainnet": "bitcoin", "testnet": "testnet", "signet": "signet", "regtest": "regtest"}
 
@@ -107,13 +107,18 @@ def read_config_file(path: str, seen: set[str] | None = None) -> list[RawOption]
 
 
 def _apply(values: dict[str, OptionValue], raw: RawOption, unclaimed: list[RawOption], in_file: bool) -> None:
-    spec = OPTIONS_BY_NAME.get(raw.name)
+    spec = OPTIONS_BY_NAME.get(ALIASES.get(raw.name, raw.name))
     if spec is None:
         unclaimed.append(raw)
         return
     if in_file and spec.cmdline_only:
         raise OptionError(f"{raw.source}: option '{raw.name}' is not valid in a configuration file")
-    value = convert_value(spec, raw.value)
+    try:
+        value = convert_value(spec, raw.value)
+    except OptionError as e:
+        if in_file:  # say which line to fix
+            raise OptionError(f"{raw.source}: {e}") from None
+        raise
     cur = values[spec.name]
     if spec.multi:
         if cur.source == "default":

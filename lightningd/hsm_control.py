@@ -42,23 +42,16 @@ class HsmControl:
         self.subd.start()
         cfg = self.ld.cfg
 
-        def dev_hex(name: str, size: int | None = None) -> bytes:
+        def dev_hex(name: str) -> bytes:
+            # checked when the option was parsed (options.py, Core Lightning's messages)
             v = cfg.get(name)
-            if not v:
-                return b""
-            try:
-                b = bytes.fromhex(v)
-            except ValueError:
-                raise HsmError(f"--{name}: not hex") from None
-            if size is not None and len(b) != size:
-                raise HsmError(f"--{name}: must be {size} bytes")
-            return b
+            return bytes.fromhex(v) if v else b""
         secrets = cfg.get("dev-force-channel-secrets")
         try:
             reply = await self.subd.request("hsmd_init", {
                 "chain_hash": self.ld.network.chain_hash,
-                "dev_force_privkey": dev_hex("dev-force-privkey", 32),
-                "dev_force_bip32_seed": dev_hex("dev-force-bip32-seed", 32),
+                "dev_force_privkey": dev_hex("dev-force-privkey"),
+                "dev_force_bip32_seed": dev_hex("dev-force-bip32-seed"),
                 "dev_force_channel_secrets": secrets.encode() if secrets else b"",
             })
         except Exception as e:

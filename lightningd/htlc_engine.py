@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
 
 MPP_TIMEOUT = 60.0
+# Core Lightning gives a channel 30 seconds to put an HTLC we offered into a
+# commitment_signed; a channel that cannot (stuck awaiting the peer's
+# revoke_and_ack) has its connection killed, to reestablish (peer_htlcs.c
+# htlc_offer_timeout).  --dev-no-htlc-timeout turns that off.
+HTLC_OFFER_TIMEOUT = 30.0
 F = FailureCode
 
 
@@ -85,7 +90,8 @@ class HtlcEngine:
                                            now))
                 if cur.rowcount:
                     self._trace(cur.lastrowid, f"locked in (expiry {h['expiry']})")
-                    asyncio.get_running_loop().call_soon(self._spawn_process, cur.lastrowid)
+                    asyncio.get_running_loop().call_soon(
+                        self._fail_immediate if h.get("fail_immediate") else self._spawn_process, cur.lastrowid)
         for h in ev.get("resolved", []):
             if h["direction"] == "out":
                 if h.get("preimage"):
@@ -107,6 +113,19 @@ class HtlcEngine:
         self.processing.add(row_id)
         t = asyncio.ensure_future(self._process_incoming(row_id))
         t.add_done_callback(lambda _t, r=row_id: self.processing.discard(r))
+
+    def _fail_immediate(self, row_id: int) -> None:
+        """channeld took this HTLC over our max-dust-htlc-exposure-msat:
+        fail it now it is committed, without looking at it (Core
+        Lightning: temporary_node_failure)."""
+        row = self.db.one("SELECT shared_secret, state, htlc_id FROM htlcs WHERE id = ?", (row_id,))
+        if row is None or row[1] != "locked":
+            return
+        if row[0] is None:                 # no onion key to wrap an error with: the onion is bad anyway
+            self._spawn_process(row_id)
+            return
+        self.ld.log.debug(f"incoming htlc {row[2]}: over our dust exposure limit, failing it")
+        self._fail(row_id, row[0], F.TEMPORARY_NODE_FAILURE, b"")
 
     # ------------------------------------------------------------------ incoming
     async def _process_incoming(self, row_id: int) -> None:
@@ -359,7 +378,30 @@ class HtlcEngine:
             self.db.execute("UPDATE htlcs SET htlc_id = ?, state = 'offered' WHERE id = ? AND state = 'offering'",
                             (r["htlc_id"], out_row))
         self._trace(out_row, f"offered (expiry {cltv})")
+        if not self.ld.cfg.get("dev-no-htlc-timeout"):
+            asyncio.get_running_loop().call_later(HTLC_OFFER_TIMEOUT, self._offer_timeout, chan, subd, out_row,
+                                                  r["htlc_id"])
         return None
+
+    def _offer_timeout(self, chan: "ChannelRecord", subd: Any, out_row: int, htlc_id: int) -> None:
+        """HTLC_OFFER_TIMEOUT after channeld took our HTLC: if it is still
+        in no commitment we signed (SENT_ADD_HTLC, or channeld has not
+        stored it yet), drop the peer's connection, as Core Lightning's
+        channel_fail_transient; the reconnection reestablishes the channel.
+        A daemon that went away meanwhile was dealt with by reconcile()."""
+        if self.ld.stopping or chan.subd is not subd or not subd.running or chan.state not in C.ACTIVE:
+            return
+        row = self.db.one("SELECT state FROM htlcs WHERE id = ?", (out_row,))
+        if row is None or row[0] != "offered":
+            return
+        h = next((h for h in chan.summary.get("htlcs", []) if h["direction"] == "out" and h["id"] == htlc_id),
+                 None)
+        if h is not None and h["state"] != "SENT_ADD_HTLC":
+            return
+        self.ld.log.child("lightningd", chan.peer_id.hex()).unusual(
+            f"Adding HTLC {htlc_id} too slow: killing connection")
+        chan.billboard = "Adding HTLC timed out: killed connection"
+        self.ld.connectd.discard(chan.peer_id)
 
     def _drop_offer(self, out_row: int, reason: str) -> str:
         self._trace(out_row, f"refused by channeld: {reason}")

@@ -52,9 +52,11 @@ def _run(ctx: click.Context, **values: object) -> None:
         click.echo(f"lightningd: {e}", err=True)
         sys.exit(1)
     if cfg.get("list-features-only"):
-        from common.features import Context, feature_names, our_features
-        for ctx_ in (Context.INIT, Context.NODE_ANNOUNCEMENT, Context.INVOICE):
-            click.echo(f"{ctx_.name.lower()}: {' '.join(feature_names(our_features(ctx_)))}")
+        # As Core Lightning: our init features, one `name/parity` a line,
+        # before any plugin could add its own (the runners parse this).
+        from common.features import Context, list_features_lines, our_features
+        for line in list_features_lines(our_features(Context.INIT)):
+            click.echo(line)
         return
     book = LogBook()
     try:
@@ -77,8 +79,8 @@ def _run(ctx: click.Context, **values: object) -> None:
         _daemonize()
 
     async def amain() -> int:
-        ld = LightningD(cfg, book)
         try:
+            ld = LightningD(cfg, book)
             return await ld.run()
         except (StartupError, OptionError) as e:
             book.logger("lightningd").broken(str(e))

@@ -6,12 +6,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from common.amount import AmountError, parse_amount_msat
+
 # Option kinds (how a value is written and shown in listconfigs)
 STR = "string"
 INT = "int"
 BOOL = "bool"      # takes a value: true/false
 FLAG = "flag"      # takes no value: presence means set
-MSAT = "msat"
+MSAT = "msat"      # an amount with Core Lightning's units, kept and shown in msat
+SAT = "sat"        # an amount that must be whole satoshis over dust, kept and shown in msat
+
+U32 = (0, 2**32 - 1)
+U64 = (0, 2**64 - 1)
+S32 = (-2**31, 2**31 - 1)
+# Core Lightning keeps amounts in a u64 of msat (htlc-maximum-msat's "no
+# limit" default is 2^64-1), so options take anything up to that, not only
+# amounts up to 21 million BTC as RPC parameters do.
+MAX_OPTION_MSAT = 2**64 - 1
+# Bitcoin's dust limit (Core Lightning's chainparams->dust_limit): an amount
+# option kept in sats must be at least this (min-emergency-msat).
+DUST_LIMIT_SAT = 546
 
 
 @dataclass(frozen=True)
@@ -25,9 +39,14 @@ class OptionSpec:
     dynamic: bool = False       # settable at run time (setconfig, later)
     cmdline_only: bool = False  # makes no sense in a config file
     conceal: bool = False       # a secret: listconfigs shows "..."
+    hidden: bool = False        # deprecated: listconfigs shows it only when set (Core Lightning's opt_hidden)
+    int_range: tuple[int, int] | None = None  # INT bounds; None (plugins' ints): any integer
+    check: Callable[[str, Any], Any] | None = None  # extra validation/conversion of the value, may raise
 
 
 def _o(name: str, kind: str, default: Any, help: str, **kw: Any) -> OptionSpec:
+    if kind == INT:
+        kw.setdefault("int_range", U32)   # most of Core Lightning's are u32
     return OptionSpec(name, kind, default, help, **kw)
 
 
@@ -67,13 +86,15 @@ OPTIONS: list[OptionSpec] = [
     _o("bitcoin-datadir", STR, None, "-datadir arg for bitcoind (reads bitcoin.conf and .cookie there)"),
     _o("bitcoin-rpcuser", STR, None, "bitcoind RPC username"),
     _o("bitcoin-rpcpassword", STR, None, "bitcoind RPC password", conceal=True),
-    _o("bitcoin-rpcconnect", STR, None, "bitcoind RPC host to connect to"),
-    _o("bitcoin-rpcport", INT, None, "bitcoind RPC port"),
+    _o("bitcoin-rpcconnect", STR, None, "bitcoind RPC host to connect to (HOST or HOST:PORT)",
+       check=lambda n, v: _check_host_port(n, v)),
+    _o("bitcoin-rpcport", INT, None, "bitcoind RPC port", int_range=(1, 65535)),
     _o("bitcoin-rpcclienttimeout", INT, 60, "bitcoind RPC timeout in seconds during HTTP requests"),
     _o("bitcoin-retry-timeout", INT, 60, "how long to keep retrying to contact bitcoind before fatally exiting"),
     _o("bitcoin-zmqpubrawblock", STR, None, "bitcoind's -zmqpubrawblock endpoint: wake up on each new block"),
     _o("bitcoin-poll", INT, 30, "seconds between polls of the bitcoin backend for new blocks"),
-    _o("rescan", INT, 15, "Number of blocks to rescan from the current head, or absolute blockheight if negative"),
+    _o("rescan", INT, 15, "Number of blocks to rescan from the current head, or absolute blockheight if negative",
+       int_range=S32),
     # --- channels and payments policy
     _o("fee-base", INT, 1000, "Millisatoshi minimum to charge for HTLC"),
     _o("fee-per-satoshi", INT, 10, "Microsatoshi fee for every satoshi in HTLC"),
@@ -83,20 +104,23 @@ OPTIONS: list[OptionSpec] = [
     _o("watchtime-blocks", INT, 144, "Blocks before peer can unilaterally spend funds"),
     _o("max-locktime-blocks", INT, 2016, "Maximum blocks funds may be locked for"),
     _o("htlc-minimum-msat", MSAT, 0, "the default minimal value an HTLC must carry in order to be forwardable for new channels"),
-    _o("htlc-maximum-msat", MSAT, None, "the default maximal value an HTLC must carry in order to be forwardable for new channel"),
+    _o("htlc-maximum-msat", MSAT, MAX_OPTION_MSAT,
+       "the default maximal value an HTLC must carry in order to be forwardable for new channel"),
     _o("max-concurrent-htlcs", INT, 30, "Number of HTLCs one channel can handle concurrently. Should be between 1 and 483"),
     _o("max-dust-htlc-exposure-msat", MSAT, 50_000_000, "Max HTLC amount that can be trimmed"),
-    _o("min-emergency-msat", MSAT, 25_000_000, "Amount to leave in wallet for spending anchor closes"),
+    _o("min-emergency-msat", SAT, 25_000_000, "Amount to leave in wallet for spending anchor closes"),
     _o("commit-time", INT, 10, "Time after changes before sending out COMMIT"),
-    _o("large-channels", FLAG, True, "Allow channels larger than 2^24 (16M) satoshis (always on)"),
-    _o("min-capacity-sat", INT, 10000, "Minimum capacity in satoshis for accepting channels", dynamic=True),
+    # Core Lightning ignores it since v23.11: large channels are always allowed
+    _o("large-channels", FLAG, False, "(deprecated, ignored) large channels are always allowed", hidden=True),
+    _o("min-capacity-sat", INT, 10000, "Minimum capacity in satoshis for accepting channels", dynamic=True,
+       int_range=U64),
     _o("ignore-fee-limits", BOOL, False, "Allow peer to set any feerate"),
     _o("disable-mpp", FLAG, False, "Disable multi-part payments."),
-    _o("autoclean-cycle", INT, 3600, "Perform cleanup every given seconds", dynamic=True),
+    _o("autoclean-cycle", INT, 3600, "Perform cleanup every given seconds", dynamic=True, int_range=U64),
     _o("autoclean-expiredinvoices-age", INT, 0, "How old do expired invoices have to be before deletion (0 = never)",
-       dynamic=True),
+       dynamic=True, int_range=U64),
     _o("autoclean-paidinvoices-age", INT, 0, "How old do paid invoices have to be before deletion (0 = never)",
-       dynamic=True),
+       dynamic=True, int_range=U64),
     # --- plugins
     _o("plugin", STR, None, "Add a plugin to be run (can be used multiple times)", multi=True),
     _o("plugin-dir", STR, None, "Add a directory to load plugins from (can be used multiple times)", multi=True),
@@ -112,10 +136,14 @@ OPTIONS: list[OptionSpec] = [
     _o("dev-no-htlc-timeout", FLAG, False, "Don't kill channeld if HTLCs not confirmed within 30 seconds", dev=True),
     _o("dev-no-reconnect", FLAG, False, "Disable automatic reconnect-attempts by this node", dev=True),
     _o("dev-disconnect", STR, None, "File containing disconnection points", dev=True),
-    _o("dev-force-privkey", STR, None, "Force HSM to use this as node private key", dev=True, conceal=True),
-    _o("dev-force-bip32-seed", STR, None, "Force HSM to use this as bip32 seed", dev=True, conceal=True),
+    # Shown by listconfigs as given, as Core Lightning does: test keys, not secrets.
+    _o("dev-force-privkey", STR, None, "Force HSM to use this as node private key", dev=True,
+       check=lambda n, v: _check_privkey(n, v, "privkey")),
+    _o("dev-force-bip32-seed", STR, None, "Force HSM to use this as bip32 seed", dev=True,
+       check=lambda n, v: _check_hex32(n, v, "secret")),
     _o("dev-force-channel-secrets", STR, None, "Force HSM to use these for all per-channel secrets "
-       "(funding/revocation/payment/delayed_payment/htlc/shaseed, '/' separated)", dev=True, conceal=True),
+       "(funding/revocation/payment/delayed_payment/htlc/shaseed, '/' separated)", dev=True,
+       check=lambda n, v: _check_channel_secrets(n, v)),
     _o("dev-no-plugin-checksum", FLAG, False, "Don't checksum plugins to detect changes", dev=True),
     _o("dev-plugin-start-timeout", INT, None, "Seconds a plugin has for getmanifest and for init (default 60)",
        dev=True),
@@ -123,6 +151,9 @@ OPTIONS: list[OptionSpec] = [
 ]
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
+# Core Lightning's second names ("--large-channels|--wumbo"): the same
+# option, shown by listconfigs under the first name.
+ALIASES: dict[str, str] = {"wumbo": "large-channels"}
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -153,16 +184,97 @@ def convert_value(spec: OptionSpec, raw: str | None) -> Any:
         raise OptionError(f"--{spec.name}: requires an argument")
     if spec.kind == BOOL:
         return parse_bool(spec.name, raw)
-    if spec.kind in (INT, MSAT):
-        text = raw.strip()
-        if spec.kind == MSAT and text.endswith("msat"):
-            text = text[:-4]
-        try:
-            return int(text, 0) if text.lower().startswith("0x") else int(text)
-        except ValueError:
-            raise OptionError(f"--{spec.name}: '{raw}' is not a number") from None
-    # strings: trailing whitespace trimmed except where Core Lightning keeps it
-    return raw if spec.name in ("log-prefix", "alias") else raw.rstrip()
+    if spec.kind == INT:
+        value = _parse_int(spec, raw.strip())
+    elif spec.kind in (MSAT, SAT):
+        value = parse_option_msat(spec.name, raw.strip())
+        if spec.kind == SAT:
+            value = _check_sat_nondust(spec.name, raw.strip(), value)
+    else:
+        # strings: trailing whitespace trimmed except where Core Lightning keeps it
+        value = raw if spec.name in ("log-prefix", "alias") else raw.rstrip()
+    return spec.check(spec.name, value) if spec.check is not None else value
+
+
+def _parse_int(spec: OptionSpec, text: str) -> int:
+    """Core Lightning's strtoul-style numbers: decimal or 0x hex, nothing
+    else (no units: `fee-base=1sat` is not a number there either)."""
+    try:
+        value = int(text, 0) if text.lower().lstrip("-").startswith("0x") else int(text, 10)
+    except ValueError:
+        raise OptionError(f"--{spec.name}: '{text}' is not a number") from None
+    if spec.int_range is not None and not spec.int_range[0] <= value <= spec.int_range[1]:
+        raise OptionError(f"--{spec.name}: '{text}' is out of range")
+    return value
+
+
+def parse_option_msat(name: str, text: str) -> int:
+    """An amount option as Core Lightning's parse_amount_msat reads it: a
+    plain number is msat; `msat`, `sat` and `btc` suffixes are accepted
+    (`2000sat` = 2000000, `0.001btc` = 100000000)."""
+    try:
+        value = parse_amount_msat(text, "msat", limit=MAX_OPTION_MSAT)
+    except AmountError:
+        raise OptionError(f"--{name}: Unable to parse millisatoshi '{text}'") from None
+    assert value is not None
+    return value
+
+
+def _check_sat_nondust(name: str, text: str, msat: int) -> int:
+    """Core Lightning's opt_set_sat_nondust: a whole number of sats, at
+    least the dust limit (min-emergency-msat is kept in sats there)."""
+    if msat % 1000:
+        raise OptionError(f"--{name}: '{text}' is not a whole number of sats")
+    if msat < DUST_LIMIT_SAT * 1000:
+        raise OptionError(f"--{name}: Option must be over dust limit!")
+    return msat
+
+
+def _hex_bytes(text: str, size: int) -> bytes | None:
+    try:
+        b = bytes.fromhex(text)
+    except ValueError:
+        return None
+    # bytes.fromhex skips spaces; Core Lightning's hex_decode does not
+    return b if len(b) == size and len(text) == 2 * size else None
+
+
+def _check_hex32(name: str, text: str, what: str) -> str:
+    if _hex_bytes(text, 32) is None:
+        raise OptionError(f"--{name}: Unable to parse {what} '{text}'")
+    return text
+
+
+def _check_privkey(name: str, text: str, what: str) -> str:
+    b = _hex_bytes(text, 32)
+    if b is None:
+        raise OptionError(f"--{name}: Unable to parse {what} '{text}'")
+    # caught here rather than by hsmd at start-up, where Core Lightning fails
+    if not 0 < int.from_bytes(b, "big") < SECP256K1_ORDER:
+        raise OptionError(f"--{name}: '{text}' is not a valid secp256k1 private key")
+    return text
+
+
+def _check_channel_secrets(name: str, text: str) -> str:
+    """funding/revocation/payment/delayed_payment/htlc/shaseed, each 32 bytes of hex."""
+    parts = text.split("/")
+    if len(parts) != 6 or any(_hex_bytes(p, 32) is None for p in parts):
+        raise OptionError(f"--{name}: Expected 6 hex secrets separated by /")
+    if not 0 < int(parts[0], 16) < SECP256K1_ORDER:
+        raise OptionError(f"--{name}: the funding secret is not a valid secp256k1 private key")
+    return text
+
+
+def _check_host_port(name: str, text: str) -> str:
+    from .bitcoind import split_host_port
+    try:
+        split_host_port(text)
+    except ValueError as e:
+        raise OptionError(f"--{name}: {e}") from None
+    return text
+
+
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 @dataclass

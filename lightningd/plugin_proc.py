@@ -99,6 +99,7 @@ class PluginProcess:
         self.on_notification: Callable[["PluginProcess", str, Any], None] | None = None
         self.on_exit: Callable[["PluginProcess"], None] | None = None
         self.stopping = False
+        self.checksum = 0      # of the file when started (PluginManager._checksum)
 
     async def spawn(self) -> None:
         env = dict(os.environ, LIGHTNINGD_PLUGIN="1", LIGHTNINGD_VERSION="v0.1.0")

@@ -48,11 +48,15 @@ _UPDATING = (_S.NORMAL, _S.SHUTTING_DOWN)
 
 @dataclass(frozen=True)
 class FeerateBounds:
-    """Policy for the peer's ``update_fee`` (BOLT 2: too low for timely
-    processing, or unreasonably large); the shell updates it from estimates."""
+    """Our fee policy: the peer's ``update_fee`` range (BOLT 2: too low for
+    timely processing, or unreasonably large), which the shell updates from
+    estimates, and the most HTLC value we let be trimmed (dust) on either
+    commitment, Core Lightning's ``max-dust-htlc-exposure-msat`` (None: no
+    limit) - what dust is depends on the feerate."""
 
     min_per_kw: int = 253
     max_per_kw: int = 100_000
+    max_dust_htlc_exposure_msat: int | None = None
 
 
 class ChannelBase:

@@ -132,6 +132,54 @@ def check_add(params: ChannelParams, log: HtlcLog, h: HtlcInfo, *, sending: bool
             raise err(f"cannot add HTLC of {h.amount_msat} msat: balance too low")
 
 
+#: BOLT 2's ``dust_buffer_feerate`` floor: dust is judged at the larger of
+#: 125% of the feerate or the feerate plus this, so a fee rise cannot
+#: suddenly trim HTLCs past the limit (Core Lightning's HTLC_FEE_MIN_RANGE).
+DUST_BUFFER_MIN_RANGE = 2530
+
+
+def dust_buffer_feerate(feerate_per_kw: int) -> int:
+    return max(feerate_per_kw + feerate_per_kw // 4, feerate_per_kw + DUST_BUFFER_MIN_RANGE)
+
+
+def dust_exposure_msat(params: ChannelParams, view: CommitmentView, feerate_per_kw: int) -> int:
+    """Value of the HTLCs that would be trimmed (go to fees) on ``view``'s
+    holder's commitment at ``feerate_per_kw``."""
+    dust = params.party(view.holder).dust_limit_sat
+    return sum(h.amount_msat for h in view.htlcs
+               if htlc_is_trimmed(h.offered_by(view.holder), h.amount_msat, dust, feerate_per_kw,
+                                  params.option_anchors))
+
+
+def dust_exposure_exceeded(params: ChannelParams, log: HtlcLog, h: HtlcInfo, limit: int | None) -> str | None:
+    """Core Lightning's htlc_dust_ok for a new HTLC: on both sides' next
+    commitments with ``h``, at their dust buffer feerates, the trimmed HTLCs
+    must stay within ``limit``.  Returns why not, or None."""
+    if limit is None:
+        return None
+    for side in (Side.LOCAL, Side.REMOTE):
+        view = with_htlc(log.next_view(side), h)
+        exposure = dust_exposure_msat(params, view, dust_buffer_feerate(view.feerate_per_kw))
+        if exposure > limit:
+            return (f"HTLC of {h.amount_msat} msat would make {exposure} msat of dust on the "
+                    f"{side.name.lower()} commitment, over max_dust_htlc_exposure_msat {limit}")
+    return None
+
+
+def fee_update_dust_exceeded(params: ChannelParams, log: HtlcLog, feerate_per_kw: int,
+                             limit: int | None) -> str | None:
+    """Core Lightning will not send an update_fee that trims HTLCs past the
+    limit on either commitment (at the new rate's dust buffer)."""
+    if limit is None:
+        return None
+    for side in (Side.LOCAL, Side.REMOTE):
+        exposure = dust_exposure_msat(params, log.next_view(side), dust_buffer_feerate(feerate_per_kw))
+        if exposure > limit:
+            return (f"feerate {feerate_per_kw} would make {exposure} msat of dust on the "
+                    f"{side.name.lower()} commitment, over max_dust_htlc_exposure_msat {limit}")
+    return None
+
+
 def check_fee_update(params: ChannelParams, log: HtlcLog, sender: Side, feerate_per_kw: int, *,
                      sending: bool, err: type[ChannelError]) -> None:
     """Raise ``err`` if the opener cannot afford ``feerate_per_kw`` (BOLT 2: on

@@ -65,6 +65,9 @@ class Htlc:
     blinding_point: bytes | None = None
     add_at: list[int | None] = field(default_factory=lambda: [None, None])
     removal: Removal | None = None
+    #: an incoming HTLC over our dust exposure limit: accepted (refusing it
+    #: would fail the channel), to be failed back as soon as it is committed
+    fail_immediate: bool = False
 
     @property
     def key(self) -> tuple[Side, int]:

@@ -131,6 +131,7 @@ def log_to_dict(log: HtlcLog) -> dict[str, Any]:
             "payment_hash": h.payment_hash.hex(), "cltv_expiry": h.cltv_expiry,
             "onion": h.onion.hex(), "blinding_point": _h(h.blinding_point),
             "add_at": list(h.add_at), "removal": _removal_to(h.removal),
+            **({"fail_immediate": True} if h.fail_immediate else {}),
         } for h in log.htlcs.values()],
         "fee_updates": [{"sender": _SIDE[f.sender], "feerate_per_kw": f.feerate_per_kw,
                          "at": list(f.at)} for f in log.fee_updates],
@@ -143,7 +144,7 @@ def log_from_dict(d: Mapping[str, Any]) -> HtlcLog:
     for x in d["htlcs"]:
         h = Htlc(_SIDE_OF[x["offerer"]], x["id"], x["amount_msat"], _bb(x["payment_hash"]),
                  x["cltv_expiry"], _bb(x["onion"]), _b(x["blinding_point"]), list(x["add_at"]),
-                 _removal_from(x["removal"]))
+                 _removal_from(x["removal"]), x.get("fail_immediate", False))
         log.htlcs[h.key] = h
     log.fee_updates = [FeeUpdate(_SIDE_OF[f["sender"]], f["feerate_per_kw"], list(f["at"]))
                        for f in d["fee_updates"]]

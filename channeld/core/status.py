@@ -40,6 +40,7 @@ class HtlcStatus:
     fail_reason: bytes | None = None
     failure_code: int | None = None
     sha256_of_onion: bytes | None = None
+    fail_immediate: bool = False     # see Htlc.fail_immediate
 
     @property
     def offered_by_us(self) -> bool:
@@ -78,7 +79,7 @@ def htlc_status(log: HtlcLog, h: Htlc) -> HtlcStatus:
         cltv_expiry=h.cltv_expiry, state=state_name(log, h), onion=h.onion,
         removal=r.kind if r else None, preimage=r.preimage if r else None,
         fail_reason=r.reason if r else None, failure_code=r.failure_code if r else None,
-        sha256_of_onion=r.sha256_of_onion if r else None,
+        sha256_of_onion=r.sha256_of_onion if r else None, fail_immediate=h.fail_immediate,
     )
 
 

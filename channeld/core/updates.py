@@ -30,6 +30,10 @@ class UpdatesMixin(ChannelBase):
             raise UsageError(f"cltv_expiry {cltv_expiry} is not after the current block {blockheight}")
         info = HtlcInfo(Side.LOCAL, amount_msat, payment_hash, cltv_expiry, self.log.next_id[Side.LOCAL])
         checks.check_add(self.params, self.log, info, sending=True, err=UsageError)
+        too_dusty = checks.dust_exposure_exceeded(self.params, self.log, info,
+                                                  self.fee_bounds.max_dust_htlc_exposure_msat)
+        if too_dusty:
+            raise UsageError(too_dusty)
         h = self.log.add(Side.LOCAL, amount_msat, payment_hash, cltv_expiry, onion, blinding_point)
         fields: dict[str, Any] = {
             "channel_id": self.channel_id, "id": h.htlc_id, "amount_msat": amount_msat,
@@ -83,6 +87,10 @@ class UpdatesMixin(ChannelBase):
             raise UsageError("no updates once shutdown left no HTLCs")
         checks.check_fee_update(self.params, self.log, Side.LOCAL, feerate_per_kw, sending=True,
                                 err=UsageError)
+        too_dusty = checks.fee_update_dust_exceeded(self.params, self.log, feerate_per_kw,
+                                                    self.fee_bounds.max_dust_htlc_exposure_msat)
+        if too_dusty:
+            raise UsageError(too_dusty)
         fu = self.log.update_fee(Side.LOCAL, feerate_per_kw)
         return self._sent_update(("update_fee", {"channel_id": self.channel_id,
                                                  "feerate_per_kw": feerate_per_kw}),
@@ -111,9 +119,15 @@ class UpdatesMixin(ChannelBase):
         info = HtlcInfo(Side.REMOTE, fields["amount_msat"], fields["payment_hash"],
                         fields["cltv_expiry"], htlc_id)
         checks.check_add(self.params, self.log, info, sending=False, err=PeerError)
+        # Over our dust limit: not a protocol violation (the peer may not
+        # know our limit), so accept it and have it failed once committed,
+        # as Core Lightning does.
+        too_dusty = checks.dust_exposure_exceeded(self.params, self.log, info,
+                                                  self.fee_bounds.max_dust_htlc_exposure_msat)
         blinding = ((fields.get("tlvs") or {}).get("blinded_path") or {}).get("path_key")
         h = self.log.add(Side.REMOTE, info.amount_msat, info.payment_hash, info.cltv_expiry,
                          onion, blinding)
+        h.fail_immediate = too_dusty is not None
         return htlc_status(self.log, h)
 
     def _their_removal(self, what: str, fields: Mapping[str, Any]) -> Htlc:
