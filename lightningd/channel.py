@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from common.features import feature_names, features_from_bits
@@ -15,16 +16,48 @@ from common.scid import ShortChannelId
 if TYPE_CHECKING:
     from .subd import Subd
 
-# Core Lightning's state names (stored by value)
-AWAITING_LOCKIN = "CHANNELD_AWAITING_LOCKIN"
-NORMAL = "CHANNELD_NORMAL"
-SHUTTING_DOWN = "CHANNELD_SHUTTING_DOWN"
-SIGEXCHANGE = "CLOSINGD_SIGEXCHANGE"
-CLOSING_COMPLETE = "CLOSINGD_COMPLETE"
-AWAITING_UNILATERAL = "AWAITING_UNILATERAL"
-FUNDING_SPEND_SEEN = "FUNDING_SPEND_SEEN"
-ONCHAIN = "ONCHAIN"
-CLOSED = "CLOSED"
+class ChannelState(StrEnum):
+    """Core Lightning's state names (stored by value)."""
+    AWAITING_LOCKIN = "CHANNELD_AWAITING_LOCKIN"
+    NORMAL = "CHANNELD_NORMAL"
+    SHUTTING_DOWN = "CHANNELD_SHUTTING_DOWN"
+    SIGEXCHANGE = "CLOSINGD_SIGEXCHANGE"
+    CLOSING_COMPLETE = "CLOSINGD_COMPLETE"
+    AWAITING_UNILATERAL = "AWAITING_UNILATERAL"
+    FUNDING_SPEND_SEEN = "FUNDING_SPEND_SEEN"
+    ONCHAIN = "ONCHAIN"
+    CLOSED = "CLOSED"
+
+
+AWAITING_LOCKIN = ChannelState.AWAITING_LOCKIN
+NORMAL = ChannelState.NORMAL
+SHUTTING_DOWN = ChannelState.SHUTTING_DOWN
+SIGEXCHANGE = ChannelState.SIGEXCHANGE
+CLOSING_COMPLETE = ChannelState.CLOSING_COMPLETE
+AWAITING_UNILATERAL = ChannelState.AWAITING_UNILATERAL
+FUNDING_SPEND_SEEN = ChannelState.FUNDING_SPEND_SEEN
+ONCHAIN = ChannelState.ONCHAIN
+CLOSED = ChannelState.CLOSED
+
+# Where each state may go.  Any state before the funding output is spent can
+# end in our unilateral close or see the funding spent (by anyone); the
+# protocol states follow channeld's core.
+_BEFORE_SPEND = frozenset({AWAITING_UNILATERAL, FUNDING_SPEND_SEEN})
+TRANSITIONS: dict[ChannelState, frozenset[ChannelState]] = {
+    AWAITING_LOCKIN: frozenset({NORMAL, SHUTTING_DOWN, SIGEXCHANGE}) | _BEFORE_SPEND,
+    NORMAL: frozenset({SHUTTING_DOWN, SIGEXCHANGE, CLOSING_COMPLETE}) | _BEFORE_SPEND,
+    SHUTTING_DOWN: frozenset({SIGEXCHANGE, CLOSING_COMPLETE}) | _BEFORE_SPEND,
+    SIGEXCHANGE: frozenset({CLOSING_COMPLETE}) | _BEFORE_SPEND,
+    CLOSING_COMPLETE: _BEFORE_SPEND,           # (a mutual close that never confirms can still be forced)
+    AWAITING_UNILATERAL: frozenset({FUNDING_SPEND_SEEN}),
+    FUNDING_SPEND_SEEN: frozenset({ONCHAIN}),
+    ONCHAIN: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
+
+
+class InvalidTransition(Exception):
+    """A move the state table does not have: a bug of ours."""
 
 # channeld/core state -> ours, while channeld runs the channel
 FROM_CORE = {"awaiting_lockin": AWAITING_LOCKIN, "normal": NORMAL, "shutting_down": SHUTTING_DOWN,
@@ -38,7 +71,7 @@ class ChannelRecord:
     dbid: int
     peer_id: bytes
     channel_id: bytes
-    state: str
+    state: ChannelState
     opener: str
     funding_txid: bytes
     funding_outnum: int
@@ -103,9 +136,15 @@ class ChannelRecord:
         names = ["anchors/even" if n.startswith("anchors") else n for n in names]
         return {"bits": sorted(bits), "names": names}
 
-    def set_state(self, new: str, cause: str, message: str) -> dict | None:
+    def set_state(self, new: ChannelState, cause: str, message: str) -> dict | None:
+        """Move to `new` (no-op if there already); the change as Core
+        Lightning's state_changes entry.  InvalidTransition for a move the
+        table does not allow."""
+        new = ChannelState(new)
         if new == self.state:
             return None
+        if new not in TRANSITIONS[ChannelState(self.state)]:
+            raise InvalidTransition(f"channel {self.dbid}: {self.state} -> {new} ({message})")
         change = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "old_state": self.state,
                   "new_state": new, "cause": cause, "message": message}
         self.state_changes.append(change)
@@ -133,6 +172,7 @@ class ChannelRecord:
         d["summary"] = json.loads(d["summary"])
         d["config"] = json.loads(d["config"])
         d["announce"] = bool(d["announce"])
+        d["state"] = ChannelState(d["state"])
         return cls(**d)
 
     # -- listpeerchannels ------------------------------------------------------------
@@ -140,7 +180,7 @@ class ChannelRecord:
         s = self.summary
         total = self.funding_sat * 1000
         d: dict[str, Any] = {
-            "peer_id": self.peer_id.hex(), "peer_connected": connected, "state": self.state,
+            "peer_id": self.peer_id.hex(), "peer_connected": connected, "state": str(self.state),
             "channel_type": self.channel_type_json(), "opener": self.opener,
             "features": ["option_static_remotekey"] + (["option_anchors"] if 22 in s.get("channel_type", []) else []),
             "channel_id": self.channel_id.hex(), "funding_txid": self.funding_txid_hex,

@@ -315,7 +315,7 @@ class ChannelControl:
             htlc_maximum_msat=min(int(cfg.get("htlc-maximum-msat")), summary["funding_sat"] * 1000),
             cltv_delta=int(cfg.get("cltv-delta")),
             announce=po.announce if summary["opener"] == "local" else bool(ev.get("channel_flags", 1) & 1))
-        rec.state_changes.append({"timestamp": _now(), "old_state": "CHANNELD_AWAITING_LOCKIN",
+        rec.state_changes.append({"timestamp": _now(), "old_state": C.AWAITING_LOCKIN,
                                   "new_state": C.AWAITING_LOCKIN, "cause": "user" if rec.opener == "local"
                                   else "remote", "message": "new channel opened"})
         db = self.ld.db
@@ -513,8 +513,9 @@ class ChannelControl:
 
     def _funding_spent(self, rec: ChannelRecord) -> None:
         cause = "onchain"
-        self.set_state(rec, C.FUNDING_SPEND_SEEN, cause, f"funding spent by {rec.spend_txid[::-1].hex()}")
-        self.set_state(rec, C.ONCHAIN, cause, "resolving on chain")
+        if rec.state not in (C.ONCHAIN, C.CLOSED):   # (seen again after a reorg: already resolving)
+            self.set_state(rec, C.FUNDING_SPEND_SEEN, cause, f"funding spent by {rec.spend_txid[::-1].hex()}")
+            self.set_state(rec, C.ONCHAIN, cause, "resolving on chain")
         if rec.subd is not None:
             asyncio.ensure_future(rec.subd.stop())
         for hook in self.on_funding_spent:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.hashes import sha256
@@ -27,6 +26,9 @@ from common.onion_payload import check_payload, decode_payload
 from common.scid import ShortChannelId
 
 from . import channel as C
+from .htlc_core import (RESOLVED, HeldSet, Offering, OutChannel, Refusal, check_final_onion, check_forward,
+                        reconcile)
+from .htlc_core import HtlcState as S
 
 if TYPE_CHECKING:
     from .channel import ChannelRecord
@@ -41,19 +43,11 @@ HTLC_OFFER_TIMEOUT = 30.0
 F = FailureCode
 
 
-@dataclass
-class HeldSet:
-    """Parts of one multi-part payment waiting for the total to arrive."""
-    total_msat: int
-    parts: list[int] = field(default_factory=list)     # htlcs.id
-    received_msat: int = 0
-    timer: asyncio.TimerHandle | None = None
-
-
 class HtlcEngine:
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
         self.held: dict[bytes, HeldSet] = {}
+        self.held_timers: dict[bytes, asyncio.TimerHandle] = {}
         self.processing: set[int] = set()
         ld.channels.htlc_event_handlers.append(self.on_event)
 
@@ -84,10 +78,9 @@ class HtlcEngine:
                 cur = self.db.execute(
                     "INSERT OR IGNORE INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
                     "cltv_expiry, state, onion, shared_secret, received_time) VALUES (?, ?, 'in', ?, ?, ?, "
-                    "'locked', ?, ?, ?)", (rec.dbid, h["id"], h["amount_msat"], bytes.fromhex(h["payment_hash"]),
-                                           h["expiry"], bytes.fromhex(h["onion"]),
-                                           bytes.fromhex(h["shared_secret"]) if h.get("shared_secret") else None,
-                                           now))
+                    "?, ?, ?, ?)", (rec.dbid, h["id"], h["amount_msat"], bytes.fromhex(h["payment_hash"]),
+                                    h["expiry"], S.LOCKED, bytes.fromhex(h["onion"]),
+                                    bytes.fromhex(h["shared_secret"]) if h.get("shared_secret") else None, now))
                 if cur.rowcount:
                     self._trace(cur.lastrowid, f"locked in (expiry {h['expiry']})")
                     asyncio.get_running_loop().call_soon(
@@ -100,10 +93,9 @@ class HtlcEngine:
                     self._outgoing_failed(rec, h)
             else:
                 # our fulfill/fail of an incoming HTLC is now irrevocable
-                self.db.execute("UPDATE htlcs SET state = CASE state WHEN 'fulfilling' THEN 'fulfilled' "
-                                "WHEN 'failing' THEN 'failed' ELSE state END, resolved_time = ? "
-                                "WHERE channel_dbid = ? AND direction = 'in' AND htlc_id = ?",
-                                (now, rec.dbid, h["id"]))
+                self.db.execute("UPDATE htlcs SET state = CASE state WHEN ? THEN ? WHEN ? THEN ? ELSE state END, "
+                                "resolved_time = ? WHERE channel_dbid = ? AND direction = 'in' AND htlc_id = ?",
+                                (S.FULFILLING, S.FULFILLED, S.FAILING, S.FAILED, now, rec.dbid, h["id"]))
                 self.ld.log.child(f"chan#{rec.dbid}", rec.peer_id.hex()).debug(
                     f"HTLC in {h['id']}: resolution irrevocably committed")
 
@@ -119,7 +111,7 @@ class HtlcEngine:
         fail it now it is committed, without looking at it (Core
         Lightning: temporary_node_failure)."""
         row = self.db.one("SELECT shared_secret, state, htlc_id FROM htlcs WHERE id = ?", (row_id,))
-        if row is None or row[1] != "locked":
+        if row is None or row[1] != S.LOCKED:
             return
         if row[0] is None:                 # no onion key to wrap an error with: the onion is bad anyway
             self._spawn_process(row_id)
@@ -131,7 +123,7 @@ class HtlcEngine:
     async def _process_incoming(self, row_id: int) -> None:
         row = self.db.one("SELECT channel_dbid, htlc_id, amount_msat, payment_hash, cltv_expiry, onion, "
                           "shared_secret, state FROM htlcs WHERE id = ?", (row_id,))
-        if row is None or row[7] != "locked":
+        if row is None or row[7] != S.LOCKED:
             return
         chan_dbid, htlc_id, amount, phash, cltv, onion, ss, _ = row
         in_rec = self.ld.channels.channels.get(chan_dbid)
@@ -207,13 +199,9 @@ class HtlcEngine:
 
     async def _final_hop(self, row_id: int, amount: int, phash: bytes, cltv: int, payload, ss: bytes) -> None:
         height = self.ld.blockheight
-        if payload.amt_to_forward is not None and payload.amt_to_forward > amount:
-            self._fail(row_id, ss, F.FINAL_INCORRECT_HTLC_AMOUNT, encode_failure_data(
-                F.FINAL_INCORRECT_HTLC_AMOUNT, incoming_htlc_amt=amount))
-            return
-        if payload.outgoing_cltv_value is not None and payload.outgoing_cltv_value > cltv:
-            self._fail(row_id, ss, F.FINAL_INCORRECT_CLTV_EXPIRY, encode_failure_data(
-                F.FINAL_INCORRECT_CLTV_EXPIRY, cltv_expiry=cltv))
+        refusal = check_final_onion(amount, cltv, payload.amt_to_forward, payload.outgoing_cltv_value)
+        if refusal is not None:
+            self._fail(row_id, ss, refusal.code, encode_failure_data(refusal.code, **refusal.fields))
             return
         pd = payload.payment_data
         total = pd.total_msat if pd is not None else amount
@@ -239,15 +227,14 @@ class HtlcEngine:
             held = self.held.get(phash)
             if held is None:
                 held = self.held[phash] = HeldSet(total)
-                held.timer = asyncio.get_running_loop().call_later(MPP_TIMEOUT, self._mpp_timeout, phash)
-            held.parts.append(row_id)
-            held.received_msat += amount
-            self.db.execute("UPDATE htlcs SET state = 'held' WHERE id = ?", (row_id,))
+                self.held_timers[phash] = asyncio.get_running_loop().call_later(MPP_TIMEOUT, self._mpp_timeout,
+                                                                                phash)
+            complete = held.add(row_id, amount)
+            self.db.execute("UPDATE htlcs SET state = ? WHERE id = ?", (S.HELD, row_id))
             self._trace(row_id, f"held: {held.received_msat} of {held.total_msat}msat of the payment arrived")
-            if held.received_msat < held.total_msat:
+            if not complete:
                 return
-            if held.timer is not None:
-                held.timer.cancel()
+            self.held_timers.pop(phash).cancel()
             del self.held[phash]
             parts, received = held.parts, held.received_msat
         else:
@@ -266,6 +253,7 @@ class HtlcEngine:
             self._send_resolution(r)
 
     def _mpp_timeout(self, phash: bytes) -> None:
+        self.held_timers.pop(phash, None)
         held = self.held.pop(phash, None)
         if held is None:
             return
@@ -285,7 +273,8 @@ class HtlcEngine:
         out_scid = str(ShortChannelId.from_int(scid)) if scid is not None else ""
         now = time.time()
 
-        async def local_fail(code: int, reason: str, **fields: int) -> None:
+        async def local_fail(refusal: Refusal) -> None:
+            code, fields = refusal.code, dict(refusal.fields)
             # UPDATE errors carry our channel_update of the outgoing channel
             # (public channels only, as Core Lightning): a payer may retry with it
             if code & UPDATE:
@@ -296,40 +285,31 @@ class HtlcEngine:
                 self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, in_channel, out_channel, in_msat, out_msat, "
                                 "status, failcode, failreason, received_time, resolved_time) VALUES (?, ?, ?, ?, ?, "
                                 "'local_failed', ?, ?, ?, ?)", (row_id, in_scid, out_scid, amount, out_amt, code,
-                                                                reason, now, now))
+                                                                refusal.name, now, now))
                 self._fail(row_id, ss, code, data, commit=False)
             self._send_resolution(row_id)
             self._notify_forward(row_id)
 
-        if out is None or out.state not in (C.NORMAL,):
-            await local_fail(F.UNKNOWN_NEXT_PEER, "WIRE_UNKNOWN_NEXT_PEER")
+        facts = None
+        if out is not None:
+            # our policy for the outgoing channel (setchannel; the previous one
+            # too during enforcedelay)
+            fee_ok, range_ok = out.forward_allowed(amount, out_amt, time.monotonic())
+            facts = OutChannel(normal=out.state == C.NORMAL,
+                               ready=self.ld.is_connected(out.peer_id) and out.subd is not None and out.subd.running,
+                               fee_ok=fee_ok, range_ok=range_ok, cltv_delta=out.cltv_delta)
+        refusal = check_forward(facts, amount, cltv, out_cltv, self.ld.blockheight)
+        if refusal is not None:
+            await local_fail(refusal)
             return
-        if not self.ld.is_connected(out.peer_id) or out.subd is None or not out.subd.running:
-            await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
-            return
-        # our policy for the outgoing channel (setchannel; the previous one
-        # too during enforcedelay); Core Lightning fails either htlc bound
-        # with temporary_channel_failure
-        fee_ok, range_ok = out.forward_allowed(amount, out_amt, time.monotonic())
-        if not fee_ok:
-            await local_fail(F.FEE_INSUFFICIENT, "WIRE_FEE_INSUFFICIENT", htlc_msat=amount)
-            return
-        if not range_ok:
-            await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
-            return
-        if cltv < out_cltv + out.cltv_delta:
-            await local_fail(F.INCORRECT_CLTV_EXPIRY, "WIRE_INCORRECT_CLTV_EXPIRY", cltv_expiry=cltv)
-            return
-        if out_cltv <= self.ld.blockheight + 2:
-            await local_fail(F.EXPIRY_TOO_SOON, "WIRE_EXPIRY_TOO_SOON")
-            return
+        assert out is not None
         # The outgoing row exists before channeld hears of the HTLC, in the
         # transaction that marks the incoming one forwarded: a crash at any
         # point leaves a record that reconcile() can settle, never an HTLC
         # in a commitment we know nothing about (nor a second forward).
         with self.db.transaction():
             out_row = self.record_offer(out.dbid, out_amt, phash, out_cltv, origin=row_id)
-            self.db.execute("UPDATE htlcs SET state = 'forwarded' WHERE id = ?", (row_id,))
+            self.db.execute("UPDATE htlcs SET state = ? WHERE id = ?", (S.FORWARDED, row_id))
             self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, out_htlc, in_channel, out_channel, in_msat, "
                             "out_msat, fee_msat, status, received_time) VALUES (?, ?, ?, ?, ?, ?, ?, 'offered', ?)",
                             (row_id, out_row, in_scid, out_scid, amount, out_amt, amount - out_amt, now))
@@ -337,7 +317,7 @@ class HtlcEngine:
         refused = await self.offer(out, out_row, out_amt, phash, out_cltv, next_onion)
         if refused is not None:
             self.ld.log.debug(f"forward of htlc {row_id} refused by channeld: {refused}")
-            await local_fail(F.TEMPORARY_CHANNEL_FAILURE, "WIRE_TEMPORARY_CHANNEL_FAILURE")
+            await local_fail(Refusal(F.TEMPORARY_CHANNEL_FAILURE))
             return
         self._notify_forward(row_id)
 
@@ -349,9 +329,9 @@ class HtlcEngine:
         known yet (a placeholder, minus the row id, keeps it unique)."""
         cur = self.db.execute(
             "INSERT INTO htlcs(id, channel_dbid, htlc_id, direction, amount_msat, payment_hash, cltv_expiry, state, "
-            "origin, payment_id, received_time) SELECT m, ?, -m, 'out', ?, ?, ?, 'offering', ?, ?, ? "
+            "origin, payment_id, received_time) SELECT m, ?, -m, 'out', ?, ?, ?, ?, ?, ?, ? "
             "FROM (SELECT COALESCE(MAX(id), 0) + 1 AS m FROM htlcs)",
-            (chan_dbid, amount, phash, cltv, origin, payment_id, time.time()))
+            (chan_dbid, amount, phash, cltv, S.OFFERING, origin, payment_id, time.time()))
         return cur.lastrowid
 
     async def offer(self, chan: "ChannelRecord", out_row: int, amount: int, phash: bytes, cltv: int,
@@ -375,8 +355,8 @@ class HtlcEngine:
         except ConnectionClosed:
             return None
         with self.db.transaction():
-            self.db.execute("UPDATE htlcs SET htlc_id = ?, state = 'offered' WHERE id = ? AND state = 'offering'",
-                            (r["htlc_id"], out_row))
+            self.db.execute("UPDATE htlcs SET htlc_id = ?, state = ? WHERE id = ? AND state = ?",
+                            (r["htlc_id"], S.OFFERED, out_row, S.OFFERING))
         self._trace(out_row, f"offered (expiry {cltv})")
         if not self.ld.cfg.get("dev-no-htlc-timeout"):
             asyncio.get_running_loop().call_later(HTLC_OFFER_TIMEOUT, self._offer_timeout, chan, subd, out_row,
@@ -392,7 +372,7 @@ class HtlcEngine:
         if self.ld.stopping or chan.subd is not subd or not subd.running or chan.state not in C.ACTIVE:
             return
         row = self.db.one("SELECT state FROM htlcs WHERE id = ?", (out_row,))
-        if row is None or row[0] != "offered":
+        if row is None or row[0] != S.OFFERED:
             return
         h = next((h for h in chan.summary.get("htlcs", []) if h["direction"] == "out" and h["id"] == htlc_id),
                  None)
@@ -406,7 +386,7 @@ class HtlcEngine:
     def _drop_offer(self, out_row: int, reason: str) -> str:
         self._trace(out_row, f"refused by channeld: {reason}")
         with self.db.transaction():
-            self.db.execute("DELETE FROM htlcs WHERE id = ? AND state = 'offering'", (out_row,))
+            self.db.execute("DELETE FROM htlcs WHERE id = ? AND state = ?", (out_row, S.OFFERING))
             self.db.execute("UPDATE forwards SET out_htlc = NULL WHERE out_htlc = ?", (out_row,))
         return reason
 
@@ -414,12 +394,12 @@ class HtlcEngine:
     def _outgoing_fulfilled(self, rec: "ChannelRecord", htlc_id: int, preimage: bytes) -> None:
         row = self.db.one("SELECT id, origin, payment_id, state, amount_msat FROM htlcs WHERE channel_dbid = ? AND "
                           "direction = 'out' AND htlc_id = ?", (rec.dbid, htlc_id))
-        if row is None or row[3] == "fulfilled":
+        if row is None or row[3] == S.FULFILLED:
             return
         out_id, origin, payment_id, _, amount = row
         now = time.time()
-        self.db.execute("UPDATE htlcs SET state = 'fulfilled', preimage = ?, resolved_time = ? WHERE id = ?",
-                        (preimage, now, out_id))
+        self.db.execute("UPDATE htlcs SET state = ?, preimage = ?, resolved_time = ? WHERE id = ?",
+                        (S.FULFILLED, preimage, now, out_id))
         self._trace(out_id, "fulfilled")
         if origin is not None:
             self._fulfill_incoming(origin, preimage, commit=False)
@@ -436,15 +416,15 @@ class HtlcEngine:
     def _outgoing_failed(self, rec: "ChannelRecord", h: dict) -> None:
         row = self.db.one("SELECT id, origin, payment_id, state FROM htlcs WHERE channel_dbid = ? AND "
                           "direction = 'out' AND htlc_id = ?", (rec.dbid, h["id"]))
-        if row is None or row[3] in ("failed", "fulfilled"):
+        if row is None or row[3] in RESOLVED:
             return
         out_id, origin, payment_id, _ = row
         reason = bytes.fromhex(h["fail_reason"]) if h.get("fail_reason") else None
         code = h.get("failure_code")
         lost = bool(h.get("lost"))
         now = time.time()
-        self.db.execute("UPDATE htlcs SET state = 'failed', failure = ?, failure_code = ?, resolved_time = ? "
-                        "WHERE id = ?", (reason, code, now, out_id))
+        self.db.execute("UPDATE htlcs SET state = ?, failure = ?, failure_code = ?, resolved_time = ? "
+                        "WHERE id = ?", (S.FAILED, reason, code, now, out_id))
         self._trace(out_id, "lost: never committed" if lost else "failed" + (f" ({_code_name(code)})" if code else ""))
         if origin is not None:
             ss = self._ss(origin)
@@ -474,7 +454,7 @@ class HtlcEngine:
         if rec is None:
             return
         for (htlc_id,) in self.db.query("SELECT htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' "
-                                        "AND payment_hash = ? AND state = 'offered'", (channel_dbid, payment_hash)):
+                                        "AND payment_hash = ? AND state = ?", (channel_dbid, payment_hash, S.OFFERED)):
             self._outgoing_fulfilled(rec, htlc_id, preimage)
 
     def onchain_htlc_failed(self, channel_dbid: int, htlc_id: int) -> None:
@@ -483,13 +463,13 @@ class HtlcEngine:
         our payment fails (call inside a db transaction)."""
         row = self.db.one("SELECT id, origin, payment_id, state FROM htlcs WHERE channel_dbid = ? AND "
                           "direction = 'out' AND htlc_id = ?", (channel_dbid, htlc_id))
-        if row is None or row[3] in ("failed", "fulfilled"):
+        if row is None or row[3] in RESOLVED:
             return
         out_id, origin, payment_id, _ = row
         code = int(F.PERMANENT_CHANNEL_FAILURE)
         now = time.time()
-        self.db.execute("UPDATE htlcs SET state = 'failed', failure_code = ?, resolved_time = ? WHERE id = ?",
-                        (code, now, out_id))
+        self.db.execute("UPDATE htlcs SET state = ?, failure_code = ?, resolved_time = ? WHERE id = ?",
+                        (S.FAILED, code, now, out_id))
         if origin is not None:
             self._fail(origin, self._ss(origin), code, b"", commit=False)
             self.db.execute("UPDATE forwards SET status = 'failed', failcode = ?, failreason = ?, resolved_time = ? "
@@ -502,8 +482,8 @@ class HtlcEngine:
     # ------------------------------------------------------------------ resolving incoming HTLCs
     def _fulfill_incoming(self, row_id: int, preimage: bytes, commit: bool = True) -> None:
         def do() -> None:
-            self.db.execute("UPDATE htlcs SET state = 'fulfilling', preimage = ? WHERE id = ? AND state NOT IN "
-                            "('fulfilled', 'fulfilling')", (preimage, row_id))
+            self.db.execute("UPDATE htlcs SET state = ?, preimage = ? WHERE id = ? AND state NOT IN (?, ?)",
+                            (S.FULFILLING, preimage, row_id, S.FULFILLED, S.FULFILLING))
             self._trace(row_id, "fulfilling")
         if commit:
             with self.db.transaction():
@@ -517,8 +497,9 @@ class HtlcEngine:
 
     def _set_failing(self, row_id: int, failure: bytes, code: int | None = None, commit: bool = True) -> None:
         def do() -> None:
-            self.db.execute("UPDATE htlcs SET state = 'failing', failure = ?, failure_code = ? WHERE id = ? AND "
-                            "state NOT IN ('fulfilled', 'fulfilling', 'failed')", (failure, code, row_id))
+            self.db.execute("UPDATE htlcs SET state = ?, failure = ?, failure_code = ? WHERE id = ? AND "
+                            "state NOT IN (?, ?, ?)", (S.FAILING, failure, code, row_id, S.FULFILLED, S.FULFILLING,
+                                                       S.FAILED))
             self._trace(row_id, f"failing ({_code_name(code)})" if code is not None else "failing (downstream's error)")
         if commit:
             with self.db.transaction():
@@ -529,8 +510,8 @@ class HtlcEngine:
 
     def _fail_malformed(self, row_id: int, code: int, onion: bytes) -> None:
         with self.db.transaction():
-            self.db.execute("UPDATE htlcs SET state = 'failing', failure = NULL, failure_code = ?, sha256_of_onion = ? "
-                            "WHERE id = ?", (int(code), sha256(onion), row_id))
+            self.db.execute("UPDATE htlcs SET state = ?, failure = NULL, failure_code = ?, sha256_of_onion = ? "
+                            "WHERE id = ?", (S.FAILING, int(code), sha256(onion), row_id))
         self._send_resolution(row_id)
 
     def _send_resolution(self, row_id: int) -> None:
@@ -543,53 +524,43 @@ class HtlcEngine:
         rec = self.ld.channels.channels.get(chan_dbid)
         if rec is None or rec.subd is None or not rec.subd.running:
             return
-        if state == "fulfilling":
+        if state == S.FULFILLING:
             rec.subd.send("channeld_fulfill_htlc", {"htlc_id": htlc_id, "preimage": preimage})
-        elif state == "failing":
+        elif state == S.FAILING:
             rec.subd.send("channeld_fail_htlc", {"htlc_id": htlc_id, "failure_code": code or 0,
                                                  "sha256_of_onion": sha or b"\x00" * 32, "reason": failure or b""})
 
     def reconcile(self, rec: "ChannelRecord") -> None:
-        """With no daemon running for rec, its stored state is the truth
-        about our offered HTLCs: an 'offering' row (the daemon went away
-        before we learned the id) is the HTLC in that state with the same
-        hash, amount and expiry that no row claims, or was never committed;
-        an 'offered' row the state does not have, with an id the channel has
-        not used yet, was never committed either (BOLT 2 has the peer forget
-        it too).  Those never committed fail back, once."""
-        out = [h for h in rec.summary.get("htlcs", []) if h["direction"] == "out"]
-        known = {h["id"] for h in out}
+        """Call with no daemon running for rec (then its stored state is the
+        truth): our offered HTLCs settled against it (htlc_core.reconcile);
+        those never committed fail back, once."""
+        stored_out = [h for h in rec.summary.get("htlcs", []) if h["direction"] == "out"]
         claimed = {hid for (hid,) in self.db.query(
             "SELECT htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND htlc_id >= 0", (rec.dbid,))}
-        offering = self.db.query("SELECT id, payment_hash, amount_msat, cltv_expiry FROM htlcs WHERE channel_dbid = ? "
-                                 "AND direction = 'out' AND state = 'offering' ORDER BY id", (rec.dbid,))
-        nxt = rec.summary.get("next_local_htlc_id", 0)
-        lost = [(rid, hid) for rid, hid in self.db.query(
-            "SELECT id, htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND state = 'offered'",
-            (rec.dbid,)) if hid not in known and hid >= nxt]
-        if not offering and not lost:
+        offering = [Offering(*r) for r in self.db.query(
+            "SELECT id, payment_hash, amount_msat, cltv_expiry FROM htlcs WHERE channel_dbid = ? AND direction = 'out' "
+            "AND state = ? ORDER BY id", (rec.dbid, S.OFFERING))]
+        offered = self.db.query("SELECT id, htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND "
+                                "state = ?", (rec.dbid, S.OFFERED))
+        r = reconcile(stored_out, claimed, offering, offered, rec.summary.get("next_local_htlc_id", 0))
+        if not (r.assign or r.never_committed or r.lost):
             return
+        code = int(F.TEMPORARY_CHANNEL_FAILURE)
         with self.db.transaction():
-            for rid, phash, amount, cltv in offering:
-                h = next((h for h in out if h["id"] not in claimed and h["payment_hash"] == phash.hex()
-                          and h["amount_msat"] == amount and h["expiry"] == cltv), None)
-                if h is not None:
-                    claimed.add(h["id"])
-                    self.db.execute("UPDATE htlcs SET htlc_id = ?, state = 'offered' WHERE id = ?", (h["id"], rid))
-                else:
-                    self.db.execute("UPDATE htlcs SET state = 'offered' WHERE id = ?", (rid,))
-                    self._outgoing_failed(rec, {"id": -rid, "failure_code": int(F.TEMPORARY_CHANNEL_FAILURE),
-                                                "lost": True})
-            for rid, hid in lost:
-                self._outgoing_failed(rec, {"id": hid, "failure_code": int(F.TEMPORARY_CHANNEL_FAILURE),
-                                            "lost": True})
+            for rid, hid in r.assign:
+                self.db.execute("UPDATE htlcs SET htlc_id = ?, state = ? WHERE id = ?", (hid, S.OFFERED, rid))
+                self._trace(rid, "offered (its id learned from the channel's stored state)")
+            for rid in r.never_committed:
+                self._outgoing_failed(rec, {"id": -rid, "failure_code": code, "lost": True})
+            for rid, hid in r.lost:
+                self._outgoing_failed(rec, {"id": hid, "failure_code": code, "lost": True})
                 # the channel will reuse this id: keep the row, out of the way
                 self.db.execute("UPDATE htlcs SET htlc_id = ? WHERE id = ?", (-rid, rid))
 
     def channel_started(self, rec: "ChannelRecord") -> None:
         """A channel daemon (re)started: re-send what is pending on it."""
         for (row_id,) in self.db.query("SELECT id FROM htlcs WHERE channel_dbid = ? AND direction = 'in' AND "
-                                       "state IN ('fulfilling', 'failing')", (rec.dbid,)):
+                                       "state IN (?, ?)", (rec.dbid, S.FULFILLING, S.FAILING)):
             self._send_resolution(row_id)
 
     def restart(self) -> None:
@@ -598,8 +569,9 @@ class HtlcEngine:
         yet decided are processed again."""
         for rec in list(self.ld.channels.channels.values()):
             self.reconcile(rec)
-        for (row_id,) in self.db.query("SELECT id FROM htlcs WHERE direction = 'in' AND state IN ('locked', 'held')"):
-            self.db.execute("UPDATE htlcs SET state = 'locked' WHERE id = ?", (row_id,))
+        for (row_id,) in self.db.query("SELECT id FROM htlcs WHERE direction = 'in' AND state IN (?, ?)",
+                                       (S.LOCKED, S.HELD)):
+            self.db.execute("UPDATE htlcs SET state = ? WHERE id = ?", (S.LOCKED, row_id))
             self._spawn_process(row_id)
 
     def _notify_forward(self, in_id: int) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from common.daemon_conn import RequestFailed
 from common.wireaddr import AddressParseError, parse_wireaddr
 
+from . import channel as C
 from . import params as P
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import (CONNECT_DISCONNECTED_DURING, CONNECT_NO_KNOWN_ADDRESS, INVALID_PARAMS, LIGHTNINGD,
@@ -111,7 +112,7 @@ def _addr_json(addr: str) -> dict:
 
 
 def _peer_json(ld: "LightningD", p: "PeerState", level: str | None) -> dict[str, Any]:
-    num = len([c for c in ld.channels.by_peer(p.id) if c.state != "CLOSED"])
+    num = len([c for c in ld.channels.by_peer(p.id) if c.state != C.CLOSED])
     d: dict[str, Any] = {"id": p.id.hex(), "connected": p.connected, "num_channels": num}
     if p.connected:
         d["netaddr"] = [p.addr]
