@@ -31,7 +31,6 @@ MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 # ECDH: channeld computes each incoming HTLC's onion shared secret (as Core Lightning's)
 # SIGN_GOSSIP: channeld signs its channel's announcement (node and funding keys)
 CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX | CAP_ECDH | CAP_SIGN_GOSSIP
-IRREVOCABLE_DEPTH = 100
 
 
 @dataclass
@@ -63,11 +62,10 @@ class ChannelControl:
         self.channels: dict[int, ChannelRecord] = {}
         self.pending: dict[int, PendingOpen] = {}
         self._next_dbid = 1
-        # hooks for the payments layer: called inside the persist transaction
-        self.htlc_event_handlers: list[Callable[[ChannelRecord, dict], None]] = []
         self.close_waiters: dict[int, list[asyncio.Future]] = {}
-        # the on-chain layer: called when a channel's funding output is spent
-        self.on_funding_spent: list[Callable[[ChannelRecord], None]] = []
+        # `close` asked for these channels (dbid -> shutdown script and feerate):
+        # sent to their channeld now, or when it next starts
+        self.close_requests: dict[int, dict] = {}
 
     # ------------------------------------------------------------------ start-up
     def load(self) -> None:
@@ -353,12 +351,11 @@ class ChannelControl:
             for ev in events:
                 if ev["type"] == "closing_tx":
                     rec.closing_tx = bytes.fromhex(ev["tx"])
-                    asked = rec.dbid in getattr(self.ld, "close_requests", {})
+                    asked = rec.dbid in self.close_requests
                     rec.closer = rec.closer or ("local" if asked else "remote")
                     rec.close_cause = rec.close_cause or ("user" if asked else "remote")
                 elif ev["type"] in ("htlcs", "preimage"):
-                    for h in self.htlc_event_handlers:
-                        h(rec, ev)
+                    self.ld.htlcs.on_event(rec, ev)
                 elif ev["type"] == "channel_announcement":
                     rec.config["channel_announcement"] = ev["msg"]
                     db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (json.dumps(rec.config), rec.dbid))
@@ -506,10 +503,6 @@ class ChannelControl:
                 # funding tx in a later block of the batch has no depth yet here
                 if 1 <= depth <= max(c.minimum_depth, 6) + 1:
                     c.subd.send("channeld_funding_depth", {"depth": depth, "scid": c.scid.to_int() if c.scid else 0})
-            if not self.on_funding_spent and c.spend_height is not None and \
-                    c.state in (C.FUNDING_SPEND_SEEN, C.ONCHAIN) and height - c.spend_height + 1 >= IRREVOCABLE_DEPTH:
-                # (nobody resolves on chain: onchain_control closes it once onchaind is done)
-                self.set_state(c, C.CLOSED, "onchain", "funding spend irrevocably resolved")
 
     def _funding_spent(self, rec: ChannelRecord) -> None:
         cause = "onchain"
@@ -518,8 +511,14 @@ class ChannelControl:
             self.set_state(rec, C.ONCHAIN, cause, "resolving on chain")
         if rec.subd is not None:
             asyncio.ensure_future(rec.subd.stop())
-        for hook in self.on_funding_spent:
-            hook(rec)
+        self.ld.onchain.funding_spent(rec)
+
+    def send_shutdown(self, rec: ChannelRecord) -> None:
+        """The `close` asked for rec goes to its channeld, if one runs."""
+        r = self.close_requests.get(rec.dbid)
+        if r is not None and rec.subd is not None and rec.subd.running:
+            rec.subd.send("channeld_shutdown", {"script": r["script"], "min_feerate": 0, "max_feerate": 0,
+                                                "feerate": r["feerate"]})
 
 
 class ChannelOpenFailed(Exception):

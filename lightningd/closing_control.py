@@ -22,15 +22,6 @@ if TYPE_CHECKING:
 
 def register(ld: "LightningD") -> None:
     cc = ld.channels
-    requests: dict[int, dict] = {}
-    ld.close_requests = requests  # type: ignore[attr-defined]
-
-    def send_shutdown(rec: "ChannelRecord") -> None:
-        r = requests.get(rec.dbid)
-        if r is not None and rec.subd is not None and rec.subd.running:
-            rec.subd.send("channeld_shutdown", {"script": r["script"], "min_feerate": 0, "max_feerate": 0,
-                                                "feerate": r["feerate"]})
-    ld.send_shutdown = send_shutdown  # type: ignore[attr-defined]
 
     @ld.registry.command("close", [req("id", P.string), opt("unilateraltimeout", P.u32, 172800),
                                    opt("destination", P.string), opt("fee_negotiation_step", P.string),
@@ -69,10 +60,10 @@ def register(ld: "LightningD") -> None:
                 feerate = ld.feerates.resolve(feerange[0])
             except Exception:
                 raise RpcError(INVALID_PARAMS, "feerange: should be [min, max] feerates") from None
-        requests[rec.dbid] = {"script": script, "feerate": feerate}
+        cc.close_requests[rec.dbid] = {"script": script, "feerate": feerate}
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         cc.close_waiters.setdefault(rec.dbid, []).append(fut)
-        send_shutdown(rec)
+        cc.send_shutdown(rec)
         try:
             kind = await asyncio.wait_for(asyncio.shield(fut), unilateraltimeout or None)
         except asyncio.TimeoutError:

@@ -30,9 +30,9 @@ def register(ld: "LightningD") -> None:
             "alias": ld.alias,
             "color": ld.color.hex(),
             "num_peers": sum(1 for p in peers if p.connected),
-            "num_pending_channels": ld_channel_count(ld, "pending"),
-            "num_active_channels": ld_channel_count(ld, "active"),
-            "num_inactive_channels": ld_channel_count(ld, "inactive"),
+            "num_pending_channels": ld.channels.count("pending"),
+            "num_active_channels": ld.channels.count("active"),
+            "num_inactive_channels": ld.channels.count("inactive"),
             "address": [a.to_json() for a in ld.announce_addrs()],
             "binding": [_binding_json(b) for b in ld.connectd.binding],
             "version": VERSION,
@@ -47,7 +47,7 @@ def register(ld: "LightningD") -> None:
         }
         if not ld.bitcoind_synced:
             r["warning_bitcoind_sync"] = "Bitcoind is not up-to-date with network."
-        if getattr(ld, "lightningd_syncing", False):
+        if ld.lightningd_syncing:
             r["warning_lightningd_sync"] = "Lightningd is still loading latest blocks from bitcoind."
         return r
 
@@ -186,11 +186,6 @@ def register(ld: "LightningD") -> None:
         except PluginError as e:
             raise RpcError(-3, str(e)) from None
         return {"command": sub, "plugins": ld.plugins.list()}
-
-
-def ld_channel_count(ld: "LightningD", kind: str) -> int:
-    counter = getattr(ld, "channel_count", None)
-    return counter(kind) if counter is not None else 0
 
 
 def _binding_json(addr: str) -> dict:

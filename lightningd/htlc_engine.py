@@ -49,7 +49,6 @@ class HtlcEngine:
         self.held: dict[bytes, HeldSet] = {}
         self.held_timers: dict[bytes, asyncio.TimerHandle] = {}
         self.processing: set[int] = set()
-        ld.channels.htlc_event_handlers.append(self.on_event)
 
     @property
     def db(self):
@@ -206,10 +205,7 @@ class HtlcEngine:
         pd = payload.payment_data
         total = pd.total_msat if pd is not None else amount
         secret = pd.payment_secret if pd is not None else None
-        inv = getattr(self.ld, "invoices", None)
-        if inv is None:
-            self._fail(row_id, ss, F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS, _unknown_details(amount, height))
-            return
+        inv = self.ld.invoices
         if payload.keysend_preimage is not None and pd is None:
             # keysend: the payer chose the preimage; an invoice is made for it
             # (none may exist for this hash already)

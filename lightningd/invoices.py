@@ -81,12 +81,13 @@ class Invoices:
         # report nothing beyond it (it is committed)
         self._notified = self._counter("next_pay_index") - 1
         self._expiry_changed = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
         if start_tasks:
-            tasks = getattr(ld, "_tasks", None)
-            for coro in (self._expiry_loop(), self._autoclean_loop()):
-                t = asyncio.ensure_future(coro)
-                if tasks is not None:
-                    tasks.append(t)  # cancelled by LightningD.stop
+            self.tasks = [asyncio.ensure_future(c) for c in (self._expiry_loop(), self._autoclean_loop())]
+
+    def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
 
     # -- rows and JSON ------------------------------------------------------------------
     def _counter(self, name: str) -> int:

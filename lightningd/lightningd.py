@@ -32,6 +32,7 @@ from .jsonrpc import CommandRegistry, RpcServer
 from .log import LogBook, Logger, level_from_name
 from .plugins import PluginManager
 from .reconnect import Reconnector
+from .withdraw import WalletSpender
 from . import early_signals
 
 VERSION = "v0.1.0"
@@ -73,6 +74,7 @@ class LightningD:
         self.feerates: Feerates = None  # type: ignore[assignment]
         self.peers: dict[bytes, PeerState] = {}
         self.channels = ChannelControl(self)
+        self.spender = WalletSpender(self)
         self.invoices: Invoices = None  # type: ignore[assignment]  (set in start)
         from .htlc_engine import HtlcEngine
         from .payments import Payments
@@ -237,7 +239,6 @@ class LightningD:
         self.payments.fail_unoffered()
         for rec in self.channels.channels.values():
             self.gossipd.local_channel(rec)
-        self.on_channel_policy = [self.gossipd.local_channel]
         await self.connectd.activate()
         self._tasks.append(asyncio.ensure_future(self._reconnect_all()))
         self.log.info(f"Server started with public key {self.node_id.hex()}, alias {self.alias} "
@@ -329,6 +330,8 @@ class LightningD:
         self.log.info("Shutting down")
         for t in self._tasks:
             t.cancel()
+        if self.invoices is not None:
+            self.invoices.stop()
         self.reconnector.stop()
         if self.topology is not None:
             self.topology.stop()
@@ -336,7 +339,7 @@ class LightningD:
         await self.rpc.close()
         daemons = [c.subd for c in self.channels.channels.values() if c.subd is not None]
         daemons += [p.subd for p in self.channels.pending.values() if p.subd is not None]
-        daemons += getattr(self, "extra_subds", [])
+        daemons += self.onchain.subds
         await asyncio.gather(*(s.stop() for s in daemons), return_exceptions=True)
         await asyncio.gather(self.connectd.stop(), self.gossipd.stop(), return_exceptions=True)
         await self.hsm.stop()
@@ -389,7 +392,7 @@ class LightningD:
         peer needs now (its active channels, resumed from the database)."""
         out = await self.channels.peer_channel_fds(node_id)
         for rec in self.channels.by_peer(node_id):
-            self.send_shutdown(rec)  # type: ignore[attr-defined]  (a close asked while it was away)
+            self.channels.send_shutdown(rec)   # (a close asked while it was away)
         return out
 
     async def peer_spoke(self, node_id: bytes, raw: bytes) -> None:
@@ -428,9 +431,6 @@ class LightningD:
     def is_connected(self, node_id: bytes) -> bool:
         p = self.peers.get(node_id)
         return p is not None and p.connected
-
-    def channel_count(self, kind: str) -> int:
-        return self.channels.count(kind)
 
     def listfunds_channels(self) -> list[dict]:
         from .peer_channels import listfunds_channels

@@ -2,7 +2,7 @@
 onchaind per channel whose funding output was spent, from that block until
 every output is irrevocably resolved (the channel is then CLOSED).
 
-- Start: `ChannelControl.on_funding_spent` calls us; a one-off channeld
+- Start: `ChannelControl._funding_spent` calls us; a one-off channeld
   (mode 4) exports the channel as onchaind needs it (onchaind/channel_json.py
   documents the JSON), we add what the database knows (every HTLC the
   channel carried, the preimages we know, our closing tx) and spawn onchaind
@@ -103,8 +103,7 @@ class OnchainControl:
         self._reorg_floor: int | None = None     # reorgs before the resolvers started
         self._going_onchain: set[int] = set()
         self.subds: list[Subd] = []
-        ld.extra_subds = self.subds  # type: ignore[attr-defined]  (stopped with the node)
-        ld.channels.on_funding_spent.append(self.funding_spent)
+
 
     @property
     def db(self):

@@ -120,9 +120,8 @@ def register(ld: "LightningD") -> None:
                 if rec.scid is not None:
                     d["short_channel_id"] = str(rec.scid)
                 out.append(d)
-        for hook in getattr(ld, "on_channel_policy", []):
-            for rec in targets:
-                hook(rec)
+        for rec in targets:
+            ld.gossipd.local_channel(rec)     # our channel_update with the new policy
         return {"channels": out}
 
     @cmd("dev-sign-last-tx", [req("id", P.node_id)], category="developer", dev_only=True,

@@ -43,7 +43,7 @@ def register(ld: "LightningD") -> None:
          description="Show available funds from the internal wallet (and channels)")
     async def listfunds(ctx: RequestContext, spent: bool) -> dict:
         outputs = [ld.wallet.output_json(u) for u in ld.wallet.utxos(include_spent=spent)]
-        channels = ld.listfunds_channels() if hasattr(ld, "listfunds_channels") else []
+        channels = ld.listfunds_channels()
         return {"outputs": outputs, "channels": channels}
 
     @cmd("listtransactions", [], category="bitcoin",

@@ -194,8 +194,7 @@ class WalletSpender:
 
 
 def register(ld: "LightningD") -> None:
-    spender = WalletSpender(ld)
-    ld.spender = spender  # type: ignore[attr-defined]
+    spender = ld.spender
     cmd = ld.registry.command
 
     @cmd("withdraw", [req("destination", P.string), req("satoshi", P.sat_or_all), opt("feerate", feerate_param),
