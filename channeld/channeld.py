@@ -14,6 +14,7 @@ from typing import Any
 
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg, RequestFailed
+from common.logtext import fit_utf8, peer_data
 from common.msgconn import ConnectionClosed, MsgConn
 from common.sync_hsm import SyncHsm
 from wire import DecodeError, bolt_schema
@@ -129,9 +130,9 @@ class ChannelDaemon:
                 raise ChannelFailed("peer disconnected during opening")
             mname, fields = item
             if mname == "error":
-                raise ChannelFailed(f"peer sent error: {fields['data'].decode(errors='replace')}")
+                raise ChannelFailed(f"peer sent error: {peer_data(fields['data'])}")
             if mname == "warning":
-                self.status.unusual(f"peer warning: {fields['data'].decode(errors='replace')}", self.peer_id)
+                self.status.unusual(f"peer warning: {peer_data(fields['data'])}", self.peer_id)
                 continue
             if mname != name:
                 raise PeerError(f"expected {name}, got {mname}")
@@ -375,7 +376,7 @@ class ChannelDaemon:
             await self._handle_peer_error(f)
             return
         elif name == "warning":
-            self.status.unusual(f"peer warning: {f['data'].decode(errors='replace')}", self.peer_id)
+            self.status.unusual(f"peer warning: {peer_data(f['data'])}", self.peer_id)
         elif name == "_malformed":
             raise PeerError(f["error"])
         else:
@@ -383,7 +384,7 @@ class ChannelDaemon:
         self._after_progress()
 
     async def _handle_peer_error(self, f: dict) -> None:
-        text = f["data"].decode(errors="replace")
+        text = peer_data(f["data"])
         self.status.unusual(f"peer sent error: {text}", self.peer_id)
         await self._go_onchain(f"peer sent error: {text}")
 
@@ -476,7 +477,7 @@ class ChannelDaemon:
                 except (SignerError, UsageError) as e:
                     self.status.broken(f"cannot sign our commitment: {e}", self.peer_id)
             ch.fail()
-        self.master.send("channeld_failed", {"tx": tx, "reason": reason, "data_loss": self._data_lost})
+        self.master.send("channeld_failed", {"tx": tx, "reason": fit_utf8(reason), "data_loss": self._data_lost})
         try:
             self.peer.send(internal_schema("peer_stream").encode("stream_disconnect", {}))
         except ConnectionClosed:
