@@ -14,7 +14,7 @@ from typing import Any
 
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg, RequestFailed
-from common.logtext import fit_utf8, peer_data
+from common.logtext import MAX_PEER_TEXT, fit_utf8, peer_data
 from common.msgconn import ConnectionClosed, MsgConn
 from common.sync_hsm import SyncHsm
 from wire import DecodeError, bolt_schema
@@ -32,6 +32,8 @@ MODE_EXPORT_ONCHAIN = 4      # only to answer channeld_export_onchain (funding s
 BALANCE_REFRESH = 0.5       # seconds between recomputations of spendable/receivable under load
 COMMIT_DELAY = 0.0           # next loop turn: updates arriving together share one commitment
 TEMPORARY_CHANNEL_FAILURE = 0x1007
+OPENING_TIMEOUT = 120.0     # seconds the peer has for each opening message (--dev-opening-timeout-secs)
+REESTABLISH_TIMEOUT = 120.0  # seconds the peer has to answer our channel_reestablish
 FAILED_STATES = (ChannelState.CLOSED,)
 
 
@@ -73,6 +75,7 @@ class ChannelDaemon:
         self.chain_hash = b""
         self.fee_bounds = FeerateBounds()
         self.minimum_depth = 3
+        self.opening_timeout = OPENING_TIMEOUT
         self.scid: int | None = None
         self.funding_depth = 0
         self._commit_scheduled = False
@@ -122,10 +125,15 @@ class ChannelDaemon:
         except ConnectionClosed:
             await self._inbox.put(None)
 
-    async def expect_peer(self, name: str, cid: bytes, timeout: float = 120.0) -> dict:
-        """During opening: the next message must be `name` (errors end it)."""
+    async def expect_peer(self, name: str, cid: bytes) -> dict:
+        """During opening: the next message must be `name` (errors end it).
+        A peer that goes silent is forgotten after `opening_timeout` seconds:
+        an open is cheap to start and must not hold a process forever."""
         while True:
-            item = await asyncio.wait_for(self._inbox.get(), timeout)
+            try:
+                item = await asyncio.wait_for(self._inbox.get(), self.opening_timeout)
+            except asyncio.TimeoutError:
+                raise ChannelFailed(f"timed out after {self.opening_timeout:g}s waiting for {name}") from None
             if item is None:
                 raise ChannelFailed("peer disconnected during opening")
             mname, fields = item
@@ -213,14 +221,15 @@ class ChannelDaemon:
             await main
         except ChannelFailed as e:
             self.status.info(f"channel stopped: {e}", self.peer_id)
-            if self.ch is None and self.temp_id is not None and "disconnected" not in str(e):
-                # an opening that cannot go on: tell the peer so it forgets it too
-                try:
-                    await self.send_peer("error", {"channel_id": self.temp_id, "data": str(e).encode()[:1000]})
-                except ChannelFailed:
-                    pass
+            if self.ch is None and self.temp_id is not None:
+                await self._abort_opening(str(e), tell_peer="disconnected" not in str(e))
         except (PeerError, ChannelError, SignerError) as e:
-            await self._fail_channel(str(e), data_loss=isinstance(e, DataLossError))
+            if self.ch is None and self.temp_id is not None:
+                # nothing is committed yet: refuse this open, keep the connection
+                self.status.info(f"opening refused: {e}", self.peer_id)
+                await self._abort_opening(str(e), tell_peer=True)
+            else:
+                await self._fail_channel(str(e), data_loss=isinstance(e, DataLossError))
         finally:
             reader.cancel()
             await self.master.conn.drain()
@@ -272,7 +281,12 @@ class ChannelDaemon:
         await self.send_peer(*ch.reestablish_msg())
         self.billboard("Reconnected: waiting for channel_reestablish")
         while True:
-            item = await asyncio.wait_for(self._inbox.get(), 120)
+            try:
+                item = await asyncio.wait_for(self._inbox.get(), REESTABLISH_TIMEOUT)
+            except asyncio.TimeoutError:
+                # the channel is intact: its next channel_reestablish (routed
+                # to the master while we are gone) starts a new channeld
+                raise ChannelFailed("timed out waiting for channel_reestablish") from None
             if item is None:
                 raise ChannelFailed("peer disconnected during reestablish")
             name, fields = item
@@ -451,6 +465,21 @@ class ChannelDaemon:
                 await self.send_peer(*msg)
         self.billboard(self._state_text())
 
+    async def _abort_opening(self, reason: str, tell_peer: bool) -> None:
+        """An open that cannot go on, before any commitment exists (Core
+        Lightning's negotiation_failed): an `error` for its temporary id, so
+        the peer forgets it too, and the master forgets the pending open (a
+        `fundchannel` gets the reason).  The connection stays: other
+        channels with this peer are not concerned."""
+        assert self.temp_id is not None
+        if tell_peer:
+            try:
+                await self.send_peer("error", {"channel_id": self.temp_id,
+                                               "data": reason.encode("utf-8", "replace")[:MAX_PEER_TEXT]})
+            except ChannelFailed:
+                pass
+        self.master.send("channeld_failed", {"tx": b"", "reason": fit_utf8(reason), "data_loss": False})
+
     async def _fail_channel(self, reason: str, data_loss: bool = False) -> None:
         """BOLT 2: a misbehaving peer gets an error and we go on chain.  If the
         peer proved we lost data, the error asks it to close: our commitment
@@ -489,6 +518,7 @@ class ChannelDaemon:
         self.peer_id = msg["peer_id"]
         self.chain_hash = msg["chain_hash"]
         cfg = json.loads(msg["config_json"]) if msg["config_json"] else {}
+        self.opening_timeout = float(cfg.get("opening_timeout", OPENING_TIMEOUT))
         if "feerate_min" in cfg:
             self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"])
         self.init_event.set()

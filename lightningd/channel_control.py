@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -48,6 +49,7 @@ class PendingOpen:
     funding_sat: int = 0
     announce: bool = True
     result: dict = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)   # compared with the peer's connected_at
 
 
 class ChannelControl:
@@ -62,6 +64,9 @@ class ChannelControl:
         self.ld = ld
         self.channels: dict[int, ChannelRecord] = {}
         self.pending: dict[int, PendingOpen] = {}
+        # peers whose open_channel is being considered (hook running, daemon
+        # starting): no PendingOpen yet, but a second open must wait
+        self.opening_peers: set[bytes] = set()
         self._next_dbid = 1
         # hooks for the payments layer: called inside the persist transaction
         self.htlc_event_handlers: list[Callable[[ChannelRecord, dict], None]] = []
@@ -157,6 +162,7 @@ class ChannelControl:
             "feerate_max": f.max_acceptable() if f else 100_000,
             "minimum_depth": int(cfg.get("funding-confirms")),
             "channel_type": [12, 22],
+            "opening_timeout": int(cfg.get("dev-opening-timeout-secs") or 120) if cfg.developer else 120,
             "our_node_id": self.ld.node_id.hex(),
             "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"].hex()
             if self.ld.wallet.xpub is not None else "",
