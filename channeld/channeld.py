@@ -206,7 +206,16 @@ class ChannelDaemon:
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         self.master.start()
-        await self.init_event.wait()
+        # The master may close our link before init reaches us (the peer was
+        # already gone again, and a reconnection replaces this daemon): the
+        # link closing is then the only news we get, and it means exit.
+        init = asyncio.ensure_future(self.init_event.wait())
+        closed = asyncio.ensure_future(self.master.wait_closed())
+        await asyncio.wait([init, closed], return_when=asyncio.FIRST_COMPLETED)
+        init.cancel()
+        closed.cancel()
+        if not self.init_event.is_set():
+            return
         reader = asyncio.ensure_future(self._peer_reader())
         main = asyncio.ensure_future(self._run_channel())
         # the master closing our link means stop now (it stores everything itself)

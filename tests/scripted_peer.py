@@ -8,6 +8,7 @@ whatever a test wants, well-formed or not.
 """
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -15,8 +16,11 @@ from typing import Any
 from pyln.proto.wire import PrivateKey, connect as pyln_connect
 
 import wire
+from bitcoin.tx import OutPoint
+from channeld.core import Channel, ChannelParams, ChannelType, PartyConfig
 from channeld.core.signer import LocalSigner
 from channeld.core.testing import party_config
+from common.commitment import Side
 from common.features import features_from_bits
 
 SCHEMA = wire.bolt_schema()
@@ -52,6 +56,7 @@ class _WholeReads:
 class ScriptedPeer:
     def __init__(self, node: Any, seed: int = 0x51, timeout: float = 30.0, init: bool = True) -> None:
         self.node = node
+        self.seed = seed
         self.privkey = PrivateKey(bytes([seed] * 32))
         self.node_id = self.privkey.public_key().serializeCompressed().hex()
         self.signer = LocalSigner.from_seed(bytes([seed]) * 32)
@@ -160,6 +165,42 @@ def open_channel_fields(peer: ScriptedPeer, temp_id: bytes, funding_sat: int = 1
               "tlvs": tlvs}
     fields.update(overrides)
     return fields
+
+
+def open_unconfirmed_channel(peer: ScriptedPeer, timeout: float = 20.0) -> Channel | None:
+    """We (the peer) open a channel with a made-up funding outpoint: the
+    node signs it and keeps it awaiting a funding that never confirms, with
+    a channeld that takes channel messages.  Our side of it, or None if the
+    node refused."""
+    temp_id = os.urandom(32)
+    oc = open_channel_fields(peer, temp_id)
+    peer.send("open_channel", oc)
+    acc = await_channel_message(peer, "accept_channel", temp_id, timeout)
+    if acc is None:
+        return None
+    params = ChannelParams(OutPoint(os.urandom(32), 0), oc["funding_satoshis"], Side.LOCAL,
+                           PartyConfig.from_wire(oc), PartyConfig.from_wire(acc), ChannelType())
+    ch = Channel.new(params, peer.signer, push_msat=0, feerate_per_kw=oc["feerate_per_kw"],
+                     remote_first_per_commitment_point=acc["first_per_commitment_point"])
+    peer.send("funding_created", {"temporary_channel_id": temp_id, "funding_txid": params.funding_outpoint.txid,
+                                  "funding_output_index": 0, "signature": ch.initial_remote_commitment_sig()})
+    fs = await_channel_message(peer, "funding_signed", ch.channel_id, timeout)
+    if fs is None:
+        return None
+    ch.recv_initial_commitment_sig(fs["signature"])
+    return ch
+
+
+def await_channel_message(peer: ScriptedPeer, name: str, cid: bytes, timeout: float) -> dict[str, Any] | None:
+    """`name` for channel `cid`, or None if the node fails that channel first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got, fields = peer.read(timeout)
+        if got == name and fields.get("temporary_channel_id", fields.get("channel_id")) == cid:
+            return fields
+        if got == "error" and fields["channel_id"] in (cid, bytes(32)):
+            return None
+    return None
 
 
 def channelds_of(node: Any) -> list[int]:
