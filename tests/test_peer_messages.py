@@ -257,3 +257,58 @@ def test_truncated_channel_message_closes_the_connection_not_the_channel(node_fa
     wait_for(lambda: not n.rpc.listpeers(fake.node_id)["peers"][0]["connected"])
     assert n.rpc.listpeerchannels(fake.node_id)["channels"][0]["state"] == "CHANNELD_NORMAL"
     node_is_well(n)
+
+
+# -- HTLCs with onions the node cannot use: failed back, nothing else ----------------------------
+def _pubkey() -> bytes:
+    from channeld.core.signer import LocalSigner
+    return LocalSigner.from_seed(os.urandom(32)).funding_pubkey()
+
+
+ONIONS = {
+    "random_bytes": lambda: os.urandom(1366),
+    "unknown_version": lambda: b"\x07" + _pubkey() + os.urandom(1366 - 34),
+    "invalid_ephemeral_key": lambda: b"\x00" + b"\x02" + bytes(32) + os.urandom(1366 - 34),
+    "bad_hmac": lambda: b"\x00" + _pubkey() + os.urandom(1366 - 34),
+    "all_zero": lambda: bytes(1366),
+}
+
+
+def _commit_dance(fake: Any) -> None:
+    """The peer signs, the node revokes and signs back, the peer revokes."""
+    ch = fake.ch
+    fake.send(*ch.send_commitment())
+    ch.recv_revoke_and_ack(fake.expect("revoke_and_ack"))
+    ch.recv_commitment_signed(fake.expect("commitment_signed"))
+    ch.mark_persisted()
+    fake.send(*ch.revoke().message)
+
+
+@pytest.mark.parametrize("onion", sorted(ONIONS))
+def test_htlc_with_an_unusable_onion_is_failed_back(node_factory, onion):
+    """A correctly committed HTLC whose onion is garbage: the node fails it
+    back (BOLT 2/4: update_fail_malformed_htlc with BADONION, or
+    update_fail_htlc), the channel stays up, no BROKEN line."""
+    from test_misbehaving_peer import open_with_fake_peer
+    n = node_factory.get_node()
+    fake = open_with_fake_peer(n, 0x47, 300_000_000)
+    height = n.rpc.getinfo()["blockheight"]
+    fake.send(*fake.ch.add_htlc(10_000_000, os.urandom(32), height + 40, ONIONS[onion](), height))
+    _commit_dance(fake)
+    name, fields = fake.read()
+    while name in ("warning",):
+        name, fields = fake.read()
+    assert name in ("update_fail_malformed_htlc", "update_fail_htlc"), (name, fields)
+    if name == "update_fail_malformed_htlc":
+        assert fields["failure_code"] & 0x8000   # BADONION
+        fake.ch.recv_update_fail_malformed_htlc(fields)
+    else:
+        fake.ch.recv_update_fail_htlc(fields)
+    ch = fake.ch
+    ch.recv_commitment_signed(fake.expect("commitment_signed"))
+    ch.mark_persisted()
+    fake.send(*ch.revoke().message)
+    fake.send(*ch.send_commitment())
+    ch.recv_revoke_and_ack(fake.expect("revoke_and_ack"))
+    assert n.rpc.listpeerchannels(fake.node_id)["channels"][0]["state"] == "CHANNELD_NORMAL"
+    node_is_well(n)
