@@ -99,7 +99,8 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     ch = Channel.new(params, signer, push_msat=push_msat, feerate_per_kw=feerate,
                      remote_first_per_commitment_point=acc["first_per_commitment_point"],
                      fee_bounds=d.fee_bounds, local_shutdown_script=cfg.get("close_to_script") and
-                     bytes.fromhex(cfg["close_to_script"]) or None)
+                     bytes.fromhex(cfg["close_to_script"]) or None,
+                     max_to_self_delay=cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY))
     d.minimum_depth = acc["minimum_depth"]
     d.route_channel_id(ch.channel_id)
     await d.send_peer("funding_created", {"temporary_channel_id": temp_id, "funding_txid": txid,
@@ -142,7 +143,8 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     params = ChannelParams(OutPoint(fc["funding_txid"], fc["funding_output_index"]), funding_sat, Side.REMOTE,
                            local, remote, ct)
     ch = Channel.new(params, signer, push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
-                     remote_first_per_commitment_point=oc["first_per_commitment_point"], fee_bounds=d.fee_bounds)
+                     remote_first_per_commitment_point=oc["first_per_commitment_point"], fee_bounds=d.fee_bounds,
+                     max_to_self_delay=max_delay)
     ch.recv_initial_commitment_sig(fc["signature"])
     sig = ch.initial_remote_commitment_sig()
     # Persist before reveal: once funding_signed is out the funder may broadcast.

@@ -167,21 +167,21 @@ def open_channel_fields(peer: ScriptedPeer, temp_id: bytes, funding_sat: int = 1
     return fields
 
 
-def open_unconfirmed_channel(peer: ScriptedPeer, timeout: float = 20.0) -> Channel | None:
+def open_unconfirmed_channel(peer: ScriptedPeer, timeout: float = 20.0, **overrides: Any) -> Channel | None:
     """We (the peer) open a channel with a made-up funding outpoint: the
     node signs it and keeps it awaiting a funding that never confirms, with
     a channeld that takes channel messages.  Our side of it, or None if the
     node refused."""
     temp_id = os.urandom(32)
-    oc = open_channel_fields(peer, temp_id)
+    oc = open_channel_fields(peer, temp_id, **overrides)
     peer.send("open_channel", oc)
     acc = await_channel_message(peer, "accept_channel", temp_id, timeout)
     if acc is None:
         return None
     params = ChannelParams(OutPoint(os.urandom(32), 0), oc["funding_satoshis"], Side.LOCAL,
                            PartyConfig.from_wire(oc), PartyConfig.from_wire(acc), ChannelType())
-    ch = Channel.new(params, peer.signer, push_msat=0, feerate_per_kw=oc["feerate_per_kw"],
-                     remote_first_per_commitment_point=acc["first_per_commitment_point"])
+    ch = Channel.new(params, peer.signer, push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
+                     remote_first_per_commitment_point=acc["first_per_commitment_point"], max_to_self_delay=2**16)
     peer.send("funding_created", {"temporary_channel_id": temp_id, "funding_txid": params.funding_outpoint.txid,
                                   "funding_output_index": 0, "signature": ch.initial_remote_commitment_sig()})
     fs = await_channel_message(peer, "funding_signed", ch.channel_id, timeout)

@@ -21,7 +21,7 @@ from pyln.client import RpcError
 from bitcoin.keys import is_valid_pubkey
 from channeld.core.testing import party_config
 from node_factory import NodeFactory, wait_for
-from scripted_peer import ScriptedPeer, channelds_of, open_channel_fields
+from scripted_peer import ScriptedPeer, channelds_of, open_channel_fields, open_unconfirmed_channel
 
 OPENING_TIMEOUT = 3
 NOT_A_POINT = b"\x02" + bytes(32)        # x = 0 is not on secp256k1
@@ -106,6 +106,20 @@ def test_bad_open_channel_is_refused_at_once(node, case):
     no_channel_left(node, peer)
     assert peer.ping_ok()   # the connection is fine
     peer.close()
+
+
+def test_to_self_delay_up_to_max_locktime_blocks_is_accepted(node_factory):
+    """--max-locktime-blocks above the default 2016 is what both the early
+    checks and the channel created at funding_created allow."""
+    n = node_factory.get_node({"max-locktime-blocks": 3000})
+    peer = ScriptedPeer(n)
+    wait_for(lambda: n.rpc.listpeers(peer.node_id)["peers"])
+    assert open_unconfirmed_channel(peer, to_self_delay=2500) is not None
+    wait_for(lambda: [c["state"] for c in n.rpc.listpeerchannels(peer.node_id)["channels"]]
+             == ["CHANNELD_AWAITING_LOCKIN"])
+    temp_id = os.urandom(32)
+    peer.send("open_channel", open_channel_fields(peer, temp_id, to_self_delay=3001))
+    assert "to_self_delay 3001 unreasonably large" in expect_error_for(peer, temp_id)
 
 
 def test_good_open_channel_is_accepted(node):

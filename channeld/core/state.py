@@ -95,7 +95,7 @@ class Channel(UpdatesMixin, ShutdownMixin):
     @classmethod
     def new(cls, params: ChannelParams, signer: Signer, *, push_msat: int, feerate_per_kw: int,
             remote_first_per_commitment_point: bytes, fee_bounds: FeerateBounds = FeerateBounds(),
-            local_shutdown_script: bytes | None = None) -> "Channel":
+            local_shutdown_script: bytes | None = None, max_to_self_delay: int | None = None) -> "Channel":
         """The channel right after open_channel/accept_channel: commitment 0 on
         both sides, the opener holding ``funding - push``."""
         if signer.funding_pubkey() != params.local.funding_pubkey or \
@@ -103,7 +103,7 @@ class Channel(UpdatesMixin, ShutdownMixin):
             raise UsageError("the signer's keys do not match our channel parameters")
         log = cls.check_opening(params, push_msat=push_msat, feerate_per_kw=feerate_per_kw,
                                 remote_first_per_commitment_point=remote_first_per_commitment_point,
-                                fee_bounds=fee_bounds)
+                                fee_bounds=fee_bounds, max_to_self_delay=max_to_self_delay)
         ch = cls(params, signer, log, fee_bounds=fee_bounds, local_shutdown_script=local_shutdown_script)
         ch.remote_points[0] = remote_first_per_commitment_point
         return ch
