@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from bitcoin.block import Block
 from common.daemon_conn import Msg
+from common.msgconn import ConnectionClosed
 from wire.internal import internal_schema
 
 from . import channel as C
@@ -33,6 +34,23 @@ MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 # SIGN_GOSSIP: channeld signs its channel's announcement (node and funding keys)
 CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX | CAP_ECDH | CAP_SIGN_GOSSIP
 IRREVOCABLE_DEPTH = 100
+
+
+def send_to_channeld(subd: Subd | None, name: str, fields: dict) -> bool:
+    """Fire and forget to a channel daemon, which may be on its way out: its
+    peer left, and its link closes before the process is reaped.  What it
+    misses it is sent again when it is started next (state, feerates,
+    funding depth, pending HTLC resolutions), so a closed link is not an
+    error here, and must not become one in the caller (a fee refresh for
+    every channel, after a block, once killed the chain loop).  True if
+    sent."""
+    if subd is None or not subd.running:
+        return False
+    try:
+        subd.send(name, fields)
+    except ConnectionClosed:
+        return False
+    return True
 
 
 @dataclass
@@ -201,8 +219,8 @@ class ChannelControl:
                 continue
             anchors = 22 in rec.summary.get("channel_type", [12])
             rate = f.perkw("slow" if anchors else "unilateral_close") or 0
-            rec.subd.send("channeld_feerates", {"feerate": max(lo, min(rate, hi)) if rate else 0,
-                                                "min_feerate": lo, "max_feerate": hi})
+            send_to_channeld(rec.subd, "channeld_feerates", {"feerate": max(lo, min(rate, hi)) if rate else 0,
+                                                             "min_feerate": lo, "max_feerate": hi})
 
     def depth(self, rec: ChannelRecord) -> int:
         if rec.funding_height is None:
@@ -490,7 +508,8 @@ class ChannelControl:
             if c.funding_height is not None and c.subd is not None and c.subd.running and c.active:
                 depth = height - c.funding_height + 1
                 if depth <= max(c.minimum_depth, 6) + 1:
-                    c.subd.send("channeld_funding_depth", {"depth": depth, "scid": c.scid.to_int() if c.scid else 0})
+                    send_to_channeld(c.subd, "channeld_funding_depth",
+                                     {"depth": depth, "scid": c.scid.to_int() if c.scid else 0})
             if not self.on_funding_spent and c.spend_height is not None and \
                     c.state in (C.FUNDING_SPEND_SEEN, C.ONCHAIN) and height - c.spend_height + 1 >= IRREVOCABLE_DEPTH:
                 # (nobody resolves on chain: onchain_control closes it once onchaind is done)

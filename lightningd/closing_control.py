@@ -10,6 +10,7 @@ from bitcoin.address import AddressError, address_to_script
 from bitcoin.tx import Tx
 
 from . import channel as C
+from .channel_control import send_to_channeld
 from . import params as P
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import INVALID_PARAMS, LIGHTNINGD, RpcError
@@ -27,9 +28,9 @@ def register(ld: "LightningD") -> None:
 
     def send_shutdown(rec: "ChannelRecord") -> None:
         r = requests.get(rec.dbid)
-        if r is not None and rec.subd is not None and rec.subd.running:
-            rec.subd.send("channeld_shutdown", {"script": r["script"], "min_feerate": 0, "max_feerate": 0,
-                                                "feerate": r["feerate"]})
+        if r is not None:
+            send_to_channeld(rec.subd, "channeld_shutdown", {"script": r["script"], "min_feerate": 0,
+                                                             "max_feerate": 0, "feerate": r["feerate"]})
     ld.send_shutdown = send_shutdown  # type: ignore[attr-defined]
 
     @ld.registry.command("close", [req("id", P.string), opt("unilateraltimeout", P.u32, 172800),

@@ -27,6 +27,7 @@ from common.onion_payload import check_payload, decode_payload
 from common.scid import ShortChannelId
 
 from . import channel as C
+from .channel_control import send_to_channeld
 
 if TYPE_CHECKING:
     from .channel import ChannelRecord
@@ -436,13 +437,14 @@ class HtlcEngine:
             return
         chan_dbid, htlc_id, state, preimage, failure, code, sha = row
         rec = self.ld.channels.channels.get(chan_dbid)
-        if rec is None or rec.subd is None or not rec.subd.running:
+        if rec is None:
             return
         if state == "fulfilling":
-            rec.subd.send("channeld_fulfill_htlc", {"htlc_id": htlc_id, "preimage": preimage})
+            send_to_channeld(rec.subd, "channeld_fulfill_htlc", {"htlc_id": htlc_id, "preimage": preimage})
         elif state == "failing":
-            rec.subd.send("channeld_fail_htlc", {"htlc_id": htlc_id, "failure_code": code or 0,
-                                                 "sha256_of_onion": sha or b"\x00" * 32, "reason": failure or b""})
+            send_to_channeld(rec.subd, "channeld_fail_htlc", {"htlc_id": htlc_id, "failure_code": code or 0,
+                                                              "sha256_of_onion": sha or b"\x00" * 32,
+                                                              "reason": failure or b""})
 
     def reconcile_lost(self, rec: "ChannelRecord") -> None:
         """HTLCs we offered that the channel's stored state does not have were

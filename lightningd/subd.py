@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from common.daemon import VERSION
 from common.daemon_conn import DaemonConn, Handler, Msg, ProtocolError
-from common.msgconn import ConnectionClosed, MsgConn
+from common.msgconn import MsgConn
 from wire import MessageSchema
 
 from .log import BROKEN, LEVELS, Logger
@@ -176,16 +176,8 @@ class Subd:
 
     # -- messages --------------------------------------------------------------------
     def send(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = ()) -> None:
-        """Fire and forget.  A daemon whose link is closed is on its way out
-        (a channeld whose peer left): the message would be lost with it
-        anyway, and whatever a restarted daemon needs is sent to it again, so
-        it is dropped here rather than raised into the caller (a fee update
-        for every channel must not fail because one daemon is exiting)."""
         assert self.conn is not None
-        try:
-            self.conn.send(name, fields, fds)
-        except ConnectionClosed:
-            self.log.debug(f"{self.name} link closed: {name} not sent")
+        self.conn.send(name, fields, fds)
 
     async def request(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = (),
                       timeout: float | None = None) -> Msg:

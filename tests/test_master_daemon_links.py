@@ -1,4 +1,4 @@
-"""The master keeps going when a daemon it talks to is on its way out.
+"""The master keeps going when a channel daemon it talks to is on its way out.
 
 Found by the peer fuzzer: a channeld whose peer had just left had its link
 closed but was not reaped yet; the fee refresh after a block sent it
@@ -13,21 +13,25 @@ from typing import Any
 from common.daemon_conn import DaemonConn
 from common.msgconn import MsgConn
 from lightningd.chaintopology import ChainTopology
+from lightningd.channel_control import send_to_channeld
 from lightningd.log import LogBook
 from lightningd.subd import Subd
 from wire.internal import internal_schema
 
 
-def test_send_to_a_daemon_whose_link_closed_is_dropped():
-    async def go() -> None:
+def test_send_to_a_channeld_whose_link_closed_is_dropped():
+    async def go() -> tuple[bool, bool]:
         book = LogBook()
         subd = Subd("channeld", internal_schema("channeld"), {}, book.logger("channeld"))
+        subd.pid = 1          # "running": not reaped yet
         ours, theirs = socket.socketpair()
         subd.conn = DaemonConn(MsgConn(ours), internal_schema("channeld"), {})
+        fields = {"feerate": 253, "min_feerate": 253, "max_feerate": 1000}
+        sent = send_to_channeld(subd, "channeld_feerates", fields)
         theirs.close()
         subd.conn.close()
-        subd.send("channeld_feerates", {"feerate": 253, "min_feerate": 253, "max_feerate": 1000})
-    asyncio.run(go())
+        return sent, send_to_channeld(subd, "channeld_feerates", fields)
+    assert asyncio.run(go()) == (True, False)
 
 
 class _Backend:
