@@ -1,5 +1,7 @@
 """Benchmarks: `./run bench [name ...]` (all by default); prints JSON figures.
-Options after a single bench's name go to it: `./run bench rpc_fuzz --examples 20000`."""
+
+Options after the names go to the benchmark (one name then): e.g.
+`./run bench peer_fuzz --examples 5000`."""
 from __future__ import annotations
 
 import importlib
@@ -11,13 +13,14 @@ BENCHES = ["node_startup", "codec", "gossip_graph", "chain_sync", "payments", "c
 
 def main() -> None:
     args = sys.argv[1:]
-    opts = args[next((i for i, a in enumerate(args) if a.startswith("-")), len(args)):]
-    names = args[:len(args) - len(opts)] or BENCHES
+    first_opt = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    names, opts = args[:first_opt] or BENCHES, args[first_opt:]
     if opts and len(names) != 1:
-        sys.exit("usage: ./run bench [name ...] | ./run bench NAME --option ...")
+        sys.exit("options go to one benchmark: ./run bench NAME [--option value ...]")
     for name in names:
         mod = importlib.import_module(f"bench.{name}")
-        print(json.dumps({name: mod.run(opts) if opts else mod.run()}, indent=2), flush=True)
+        result = mod.run(opts) if opts else mod.run()
+        print(json.dumps({name: result}, indent=2, default=str), flush=True)
 
 
 main()

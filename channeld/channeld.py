@@ -15,6 +15,7 @@ from typing import Any
 
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg, RequestFailed
+from common.logtext import MAX_PEER_TEXT, fit_utf8, peer_data
 from common.msgconn import ConnectionClosed, MsgConn
 from common.sync_hsm import SyncHsm
 from wire import DecodeError, bolt_schema
@@ -33,6 +34,8 @@ BALANCE_REFRESH = 0.5       # seconds between recomputations of spendable/receiv
 # --commit-time (Core Lightning's default 10 ms): updates arriving together share one commitment
 COMMIT_DELAY = 0.010
 TEMPORARY_CHANNEL_FAILURE = 0x1007
+OPENING_TIMEOUT = 120.0     # seconds the peer has for each opening message (--dev-opening-timeout-secs)
+REESTABLISH_TIMEOUT = 120.0  # seconds the peer has to answer our channel_reestablish
 FAILED_STATES = (ChannelState.CLOSED,)
 
 
@@ -81,6 +84,7 @@ class ChannelDaemon:
         self.chain_hash = b""
         self.fee_bounds = FeerateBounds()
         self.minimum_depth = 3
+        self.opening_timeout = OPENING_TIMEOUT
         self.scid: int | None = None
         self.funding_depth = 0
         self._commit_scheduled = False
@@ -134,17 +138,22 @@ class ChannelDaemon:
         except ConnectionClosed:
             await self._inbox.put(None)
 
-    async def expect_peer(self, name: str, cid: bytes, timeout: float = 120.0) -> dict:
-        """During opening: the next message must be `name` (errors end it)."""
+    async def expect_peer(self, name: str, cid: bytes) -> dict:
+        """During opening: the next message must be `name` (errors end it).
+        A peer that goes silent is forgotten after `opening_timeout` seconds:
+        an open is cheap to start and must not hold a process forever."""
         while True:
-            item = await asyncio.wait_for(self._inbox.get(), timeout)
+            try:
+                item = await asyncio.wait_for(self._inbox.get(), self.opening_timeout)
+            except asyncio.TimeoutError:
+                raise ChannelFailed(f"timed out after {self.opening_timeout:g}s waiting for {name}") from None
             if item is None:
                 raise ChannelFailed("peer disconnected during opening")
             mname, fields = item
             if mname == "error":
-                raise ChannelFailed(f"peer sent error: {fields['data'].decode(errors='replace')}")
+                raise ChannelFailed(f"peer sent error: {peer_data(fields['data'])}")
             if mname == "warning":
-                self.status.unusual(f"peer warning: {fields['data'].decode(errors='replace')}", self.peer_id)
+                self.status.unusual(f"peer warning: {peer_data(fields['data'])}", self.peer_id)
                 continue
             if mname != name:
                 raise PeerError(f"expected {name}, got {mname}")
@@ -210,7 +219,16 @@ class ChannelDaemon:
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         self.master.start()
-        await self.init_event.wait()
+        # The master may close our link before init reaches us (the peer was
+        # already gone again, and a reconnection replaces this daemon): the
+        # link closing is then the only news we get, and it means exit.
+        init = asyncio.ensure_future(self.init_event.wait())
+        closed = asyncio.ensure_future(self.master.wait_closed())
+        await asyncio.wait([init, closed], return_when=asyncio.FIRST_COMPLETED)
+        init.cancel()
+        closed.cancel()
+        if not self.init_event.is_set():
+            return
         reader = asyncio.ensure_future(self._peer_reader())
         main = asyncio.ensure_future(self._run_channel())
         # the master closing our link means stop now (it stores everything itself)
@@ -225,17 +243,18 @@ class ChannelDaemon:
             await main
         except ChannelFailed as e:
             self.status.info(f"channel stopped: {e}", self.peer_id)
-            if self.ch is None and self.temp_id is not None and "disconnected" not in str(e):
-                # an opening that cannot go on: tell the peer so it forgets it too
-                try:
-                    await self.send_peer("error", {"channel_id": self.temp_id, "data": str(e).encode()[:1000]})
-                except ChannelFailed:
-                    pass
+            if self.ch is None and self.temp_id is not None:
+                await self._abort_opening(str(e), tell_peer="disconnected" not in str(e))
         except WarnAndDisconnect as e:
             self.status.info(f"peer out of step: {e}; warning and reconnecting", self.peer_id)
             self._warn_and_disconnect(str(e))
         except (PeerError, ChannelError, SignerError) as e:
-            await self._fail_channel(str(e), data_loss=isinstance(e, DataLossError))
+            if self.ch is None and self.temp_id is not None:
+                # nothing is committed yet: refuse this open, keep the connection
+                self.status.info(f"opening refused: {e}", self.peer_id)
+                await self._abort_opening(str(e), tell_peer=True)
+            else:
+                await self._fail_channel(str(e), data_loss=isinstance(e, DataLossError))
         finally:
             reader.cancel()
             await self.master.conn.drain()
@@ -287,7 +306,12 @@ class ChannelDaemon:
         await self.send_peer(*ch.reestablish_msg())
         self.billboard("Reconnected: waiting for channel_reestablish")
         while True:
-            item = await asyncio.wait_for(self._inbox.get(), 120)
+            try:
+                item = await asyncio.wait_for(self._inbox.get(), REESTABLISH_TIMEOUT)
+            except asyncio.TimeoutError:
+                # the channel is intact: its next channel_reestablish (routed
+                # to the master while we are gone) starts a new channeld
+                raise ChannelFailed("timed out waiting for channel_reestablish") from None
             if item is None:
                 raise ChannelFailed("peer disconnected during reestablish")
             name, fields = item
@@ -391,7 +415,7 @@ class ChannelDaemon:
             await self._handle_peer_error(f)
             return
         elif name == "warning":
-            self.status.unusual(f"peer warning: {f['data'].decode(errors='replace')}", self.peer_id)
+            self.status.unusual(f"peer warning: {peer_data(f['data'])}", self.peer_id)
         elif name == "_malformed":
             raise PeerError(f["error"])
         else:
@@ -399,7 +423,7 @@ class ChannelDaemon:
         self._after_progress()
 
     async def _handle_peer_error(self, f: dict) -> None:
-        text = f["data"].decode(errors="replace")
+        text = peer_data(f["data"])
         self.status.unusual(f"peer sent error: {text}", self.peer_id)
         await self._go_onchain(f"peer sent error: {text}")
 
@@ -467,6 +491,21 @@ class ChannelDaemon:
                 await self.send_peer(*msg)
         self.billboard(self._state_text())
 
+    async def _abort_opening(self, reason: str, tell_peer: bool) -> None:
+        """An open that cannot go on, before any commitment exists (Core
+        Lightning's negotiation_failed): an `error` for its temporary id, so
+        the peer forgets it too, and the master forgets the pending open (a
+        `fundchannel` gets the reason).  The connection stays: other
+        channels with this peer are not concerned."""
+        assert self.temp_id is not None
+        if tell_peer:
+            try:
+                await self.send_peer("error", {"channel_id": self.temp_id,
+                                               "data": reason.encode("utf-8", "replace")[:MAX_PEER_TEXT]})
+            except ChannelFailed:
+                pass
+        self.master.send("channeld_failed", {"tx": b"", "reason": fit_utf8(reason), "data_loss": False})
+
     async def _fail_channel(self, reason: str, data_loss: bool = False) -> None:
         """BOLT 2: a misbehaving peer gets an error and we go on chain.  If the
         peer proved we lost data, the error asks it to close: our commitment
@@ -501,7 +540,7 @@ class ChannelDaemon:
                 except (SignerError, UsageError) as e:
                     self.status.broken(f"cannot sign our commitment: {e}", self.peer_id)
             ch.fail()
-        self.master.send("channeld_failed", {"tx": tx, "reason": reason, "data_loss": self._data_lost})
+        self.master.send("channeld_failed", {"tx": tx, "reason": fit_utf8(reason), "data_loss": self._data_lost})
         try:
             self.peer.send(internal_schema("peer_stream").encode("stream_disconnect", {}))
         except ConnectionClosed:
@@ -513,6 +552,7 @@ class ChannelDaemon:
         self.peer_id = msg["peer_id"]
         self.chain_hash = msg["chain_hash"]
         cfg = json.loads(msg["config_json"]) if msg["config_json"] else {}
+        self.opening_timeout = float(cfg.get("opening_timeout", OPENING_TIMEOUT))
         if "feerate_min" in cfg:
             self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"],
                                             cfg.get("max_dust_htlc_exposure_msat"))

@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.script import p2wsh_script
 from bitcoin.tx import OutPoint
 from common.commitment import Side
-from common.features import bits_from_features, features_from_bits
+from common.features import features_from_bits
 from common.scripts import funding_script
 
 from .core import Channel, ChannelParams, ChannelType, PartyConfig, PeerError
 from .core.params import DEFAULT_MAX_TO_SELF_DELAY
+from .open_checks import PLACEHOLDER_OUTPOINT, check_channel_params, check_open_channel, parse_channel_type
 
 if TYPE_CHECKING:
     from .channeld import ChannelDaemon
 
 MAX_MINIMUM_DEPTH = 10   # a fundee asking for more is unreasonable (BOLT 2 MAY reject)
-MAX_FUNDING_SAT_NO_WUMBO = 2**24 - 1
 
 
 @dataclass
@@ -37,8 +37,10 @@ class OurConfig:
     max_accepted_htlcs: int
     reserve_percent: float
 
-    def party(self, funding_sat: int, signer: Any, upfront: bytes) -> PartyConfig:
-        reserve = max(self.dust_limit_sat, int(funding_sat * self.reserve_percent / 100))
+    def party(self, funding_sat: int, signer: Any, upfront: bytes, their_dust_sat: int = 0) -> PartyConfig:
+        # BOLT 2: the reserve we ask of the peer is at least its dust limit
+        # (Core Lightning bumps it the same way), so its to_local can't be dust
+        reserve = max(self.dust_limit_sat, their_dust_sat, int(funding_sat * self.reserve_percent / 100))
         return PartyConfig(dust_limit_sat=self.dust_limit_sat,
                            max_htlc_value_in_flight_msat=min(self.max_htlc_value_in_flight_msat, funding_sat * 1000),
                            channel_reserve_sat=reserve, htlc_minimum_msat=self.htlc_minimum_msat,
@@ -53,18 +55,6 @@ def _channel_type(bits: list[int]) -> ChannelType:
 
 def _type_tlv(ct: ChannelType) -> bytes:
     return features_from_bits(set(ct.feature_bits))
-
-
-def _parse_type(raw: bytes | None, supported: set[int]) -> ChannelType:
-    """A channel_type from the peer: exactly one we support, else refuse."""
-    if raw is None:
-        return ChannelType()   # implied: static_remotekey (both advertise it compulsory)
-    bits = bits_from_features(raw)
-    if bits == {12}:
-        return ChannelType()
-    if bits == {12, 22} and 22 in supported:
-        return ChannelType(anchors=True)
-    raise PeerError(f"unsupported channel_type {sorted(bits)}")
 
 
 async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
@@ -91,20 +81,26 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     if acc["minimum_depth"] > MAX_MINIMUM_DEPTH:
         raise PeerError(f"minimum_depth {acc['minimum_depth']} unreasonably large")
     got_type = (acc.get("tlvs") or {}).get("channel_type")
-    their_ct = _parse_type(got_type["type"] if got_type else None, set(ct.feature_bits))
+    their_ct = parse_channel_type(got_type["type"] if got_type else None, set(ct.feature_bits), "accept_channel")
     if their_ct != ct:
         raise PeerError(f"accept_channel channel_type {their_ct.feature_bits} differs from ours {ct.feature_bits}")
     remote = PartyConfig.from_wire(acc)
+    # BOLT 2's checks of accept_channel before the wallet reserves any coin
+    check_channel_params(ChannelParams(PLACEHOLDER_OUTPOINT, funding_sat, Side.LOCAL, local, remote, ct),
+                         push_msat=push_msat, feerate_per_kw=feerate,
+                         remote_first_per_commitment_point=acc["first_per_commitment_point"],
+                         fee_bounds=d.fee_bounds,
+                         max_to_self_delay=cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY))
+    if remote.channel_reserve_sat > funding_sat // 5:
+        raise PeerError(f"accept_channel channel_reserve_satoshis {remote.channel_reserve_sat} unreasonable")
     script = p2wsh_script(funding_script(local.funding_pubkey, remote.funding_pubkey))
     txid, outnum = await d.funding_needed(funding_sat, script)
     params = ChannelParams(OutPoint(txid, outnum), funding_sat, Side.LOCAL, local, remote, ct)
-    params.validate(cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY))
-    if remote.channel_reserve_sat > funding_sat // 5 or local.channel_reserve_sat < remote.dust_limit_sat:
-        raise PeerError(f"accept_channel channel_reserve_satoshis {remote.channel_reserve_sat} unreasonable")
     ch = Channel.new(params, signer, push_msat=push_msat, feerate_per_kw=feerate,
                      remote_first_per_commitment_point=acc["first_per_commitment_point"],
                      fee_bounds=d.fee_bounds, local_shutdown_script=cfg.get("close_to_script") and
-                     bytes.fromhex(cfg["close_to_script"]) or None)
+                     bytes.fromhex(cfg["close_to_script"]) or None,
+                     max_to_self_delay=cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY))
     d.minimum_depth = acc["minimum_depth"]
     d.route_channel_id(ch.channel_id)
     await d.send_peer("funding_created", {"temporary_channel_id": temp_id, "funding_txid": txid,
@@ -118,37 +114,24 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     return ch
 
 
-def check_open_channel(d: "ChannelDaemon", oc: dict, cfg: dict) -> ChannelType:
-    """BOLT 2's checks of a received open_channel (and our policy)."""
-    if oc["chain_hash"] != d.chain_hash:
-        raise PeerError("open_channel for another chain")
-    if oc["funding_satoshis"] < cfg.get("min_funding_sat", 0):
-        raise PeerError(f"funding_satoshis {oc['funding_satoshis']} below our minimum {cfg['min_funding_sat']}")
-    if oc["funding_satoshis"] > MAX_FUNDING_SAT_NO_WUMBO and not cfg.get("large_channels", True):
-        raise PeerError("funding_satoshis too large")
-    if oc["push_msat"] > oc["funding_satoshis"] * 1000:
-        raise PeerError("push_msat greater than funding_satoshis * 1000")
-    if oc["to_self_delay"] > cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY):
-        raise PeerError(f"to_self_delay {oc['to_self_delay']} unreasonably large")
-    if not d.fee_bounds.min_per_kw <= oc["feerate_per_kw"] <= d.fee_bounds.max_per_kw:
-        raise PeerError(f"feerate_per_kw {oc['feerate_per_kw']} outside [{d.fee_bounds.min_per_kw}, "
-                        f"{d.fee_bounds.max_per_kw}]")
-    got = (oc.get("tlvs") or {}).get("channel_type")
-    return _parse_type(got["type"] if got else None, set(cfg.get("channel_type", [12, 22])))
-
-
 async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     signer = d.signer
     temp_id = oc["temporary_channel_id"]
     d.temp_id = temp_id
-    ct = check_open_channel(d, oc, cfg)
-    if d.announcer is not None:
-        d.announcer.enabled = bool(oc["channel_flags"] & 1)   # the funder decides
+    max_delay = cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY)
+    # every BOLT 2 check before we answer: a refused open costs nothing more
+    ct = check_open_channel(oc, d.chain_hash, d.fee_bounds, cfg)
     funding_sat = oc["funding_satoshis"]
     ours = OurConfig(**cfg["our"])
     upfront = bytes.fromhex(cfg.get("upfront_shutdown_script", ""))
-    local = ours.party(funding_sat, signer, upfront)
+    local = ours.party(funding_sat, signer, upfront, their_dust_sat=oc["dust_limit_satoshis"])
     remote = PartyConfig.from_wire(oc)
+    check_channel_params(ChannelParams(PLACEHOLDER_OUTPOINT, funding_sat, Side.REMOTE, local, remote, ct),
+                         push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
+                         remote_first_per_commitment_point=oc["first_per_commitment_point"],
+                         fee_bounds=d.fee_bounds, max_to_self_delay=max_delay)
+    if d.announcer is not None:
+        d.announcer.enabled = bool(oc["channel_flags"] & 1)   # the funder decides
     tlvs: dict[str, Any] = {"channel_type": {"type": _type_tlv(ct)},
                             "upfront_shutdown_script": {"shutdown_scriptpubkey": upfront}}
     d.minimum_depth = cfg.get("minimum_depth", 3)
@@ -159,9 +142,9 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     fc = await d.expect_peer("funding_created", temp_id)
     params = ChannelParams(OutPoint(fc["funding_txid"], fc["funding_output_index"]), funding_sat, Side.REMOTE,
                            local, remote, ct)
-    params.validate(cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY))
     ch = Channel.new(params, signer, push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
-                     remote_first_per_commitment_point=oc["first_per_commitment_point"], fee_bounds=d.fee_bounds)
+                     remote_first_per_commitment_point=oc["first_per_commitment_point"], fee_bounds=d.fee_bounds,
+                     max_to_self_delay=max_delay)
     ch.recv_initial_commitment_sig(fc["signature"])
     sig = ch.initial_remote_commitment_sig()
     # Persist before reveal: once funding_signed is out the funder may broadcast.

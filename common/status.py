@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 import traceback
 
+from wire import EncodeError
 from wire.internal import status_schema
 
+from .logtext import MAX_STATUS_TEXT, fit_utf8
 from .msgconn import ConnectionClosed, MsgConn
 
 # Same numbering as lightningd/log.py
@@ -25,10 +27,19 @@ class Status:
         self.level = level
 
     def _send(self, name: str, fields: dict) -> None:
+        """Logging must never fail: text fields are cut to fit their u16
+        length by the caller; anything else that cannot be encoded is a bug
+        of ours, reported as such rather than raised into whatever was
+        logging (an exception here would end the daemon on a peer's input)."""
         if self.conn is None or self.conn.closed:
             return
         try:
-            self.conn.send(status_schema().encode(name, fields))
+            raw = status_schema().encode(name, fields)
+        except (EncodeError, UnicodeError) as e:
+            raw = status_schema().encode("status_log", {"level": BROKEN, "peer": b"",
+                                                        "entry": fit_utf8(f"unencodable {name}: {e}")})
+        try:
+            self.conn.send(raw)
         except ConnectionClosed:
             pass
 
@@ -38,7 +49,7 @@ class Status:
         if self.conn is None:
             print(msg, file=sys.stderr)
             return
-        self._send("status_log", {"level": level, "peer": peer or b"", "entry": msg[:65000]})
+        self._send("status_log", {"level": level, "peer": peer or b"", "entry": fit_utf8(msg)})
 
     def trace(self, msg: str, peer: bytes | None = None) -> None:
         self.log(TRACE, msg, peer)
@@ -58,16 +69,17 @@ class Status:
     def io(self, outgoing: bool, who: str, data: bytes, peer: bytes | None = None) -> None:
         if self.level > IO:
             return
-        self._send("status_io", {"outgoing": outgoing, "peer": peer or b"", "who": who, "data": data})
+        self._send("status_io", {"outgoing": outgoing, "peer": peer or b"", "who": fit_utf8(who),
+                                 "data": data})
 
     def billboard(self, text: str, perm: bool = False) -> None:
-        self._send("status_peer_billboard", {"perm": perm, "happenings": text})
+        self._send("status_peer_billboard", {"perm": perm, "happenings": fit_utf8(text)})
 
     def version(self, version: str) -> None:
         self._send("status_version", {"version": version})
 
     def fail(self, reason: int, desc: str) -> None:
-        self._send("status_fail", {"reason": reason, "desc": desc[:65000]})
+        self._send("status_fail", {"reason": reason, "desc": fit_utf8(desc, MAX_STATUS_TEXT)})
 
     def fail_exception(self, e: BaseException) -> None:
         from .sync_hsm import HsmLinkBroken

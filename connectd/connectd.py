@@ -353,10 +353,9 @@ class Connectd:
 
     def _route(self, peer: Peer, name: str, fields: dict, raw: bytes):
         if name in ("warning", "error"):
-            text = fields["data"].decode("utf-8", "replace")
-            self.status.info(f"peer sent {name}: {text}", peer.id)
+            # the master logs it (sanitized): the raw bytes go up as they came
             self.master.send("connectd_peer_error", {"id": peer.id, "channel_id": fields["channel_id"],
-                                                     "warning": name == "warning", "text": text})
+                                                     "warning": name == "warning", "data": fields["data"]})
             target = self.channel_routes.get((peer.id, fields["channel_id"]))
             if target is not None:
                 target.deliver(raw)

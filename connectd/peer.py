@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 INIT = 16
 PING_MAX_PONG = 65531         # num_pong_bytes above this: no pong wanted
 CHANNEL_ID_ZERO = b"\x00" * 32
+MAX_ERROR_DATA = 65535 - 2 - 32 - 2   # error/warning: type, channel_id, length, data
 
 # Messages for gossipd (BOLT 7) and for channels (BOLT 2): routed, not handled here.
 GOSSIP_MSGS = {"channel_announcement", "node_announcement", "channel_update", "announcement_signatures",
@@ -96,7 +97,8 @@ class Peer:
     async def send_warning(self, text: str, channel_id: bytes = CHANNEL_ID_ZERO, error: bool = False) -> None:
         name = "error" if error else "warning"
         try:
-            await self.send(bolt_schema().encode(name, {"channel_id": channel_id, "data": text.encode()}))
+            data = text.encode("utf-8", "replace")[:MAX_ERROR_DATA]
+            await self.send(bolt_schema().encode(name, {"channel_id": channel_id, "data": data}))
         except (ConnectionClosed, OSError):
             pass
 

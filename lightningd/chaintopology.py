@@ -109,7 +109,10 @@ class ChainTopology:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception as e:  # a bug in a listener must not stop us following the chain
+                self.log.broken(f"chain sync failed: {type(e).__name__}: {e}")
 
     async def _zmq(self, endpoint: str) -> None:
         """bitcoind's -zmqpubrawblock: wake up at once on a new block."""

@@ -10,11 +10,13 @@ import asyncio
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from bitcoin.block import Block
 from common.daemon_conn import Msg
+from common.msgconn import ConnectionClosed
 from wire.internal import internal_schema
 
 from . import channel as C
@@ -33,6 +35,20 @@ MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX | CAP_ECDH | CAP_SIGN_GOSSIP
 
 
+def send_to_channeld(subd: Subd | None, name: str, fields: dict) -> bool:
+    """Fire and forget to a channel daemon, which may be on its way out: its
+    peer left, and its link closes before the process is reaped.  What it
+    misses it is sent again when it is started next (state, feerates,
+    funding depth, pending HTLC resolutions), so a closed link is not an
+    error here, and must not become one in the caller (a fee refresh for
+    every channel, after a block, once killed the chain loop).  True if
+    sent (Subd.send itself drops what a closed link cannot take)."""
+    if subd is None or not subd.running:
+        return False
+    subd.send(name, fields)
+    return True
+
+
 @dataclass
 class PendingOpen:
     """A channel being opened (not in the database until funding is signed)."""
@@ -47,6 +63,7 @@ class PendingOpen:
     funding_sat: int = 0
     announce: bool = True
     result: dict = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)   # compared with the peer's connected_at
 
 
 class ChannelControl:
@@ -61,6 +78,9 @@ class ChannelControl:
         self.ld = ld
         self.channels: dict[int, ChannelRecord] = {}
         self.pending: dict[int, PendingOpen] = {}
+        # peers whose open_channel is being considered (hook running, daemon
+        # starting): no PendingOpen yet, but a second open must wait
+        self.opening_peers: set[bytes] = set()
         self._next_dbid = 1
         self.close_waiters: dict[int, list[asyncio.Future]] = {}
         # `close` asked for these channels (dbid -> shutdown script and feerate):
@@ -166,6 +186,7 @@ class ChannelControl:
             "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
             "minimum_depth": int(cfg.get("funding-confirms")),
             "channel_type": [12, 22],
+            "opening_timeout": int(cfg.get("dev-opening-timeout-secs") or 120) if cfg.developer else 120,
             "our_node_id": self.ld.node_id.hex(),
             "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"].hex()
             if self.ld.wallet.xpub is not None else "",
@@ -208,8 +229,8 @@ class ChannelControl:
                 continue
             anchors = 22 in rec.summary.get("channel_type", [12])
             rate = f.perkw("slow" if anchors else "unilateral_close") or 0
-            rec.subd.send("channeld_feerates", {"feerate": max(lo, min(rate, hi)) if rate else 0,
-                                                "min_feerate": lo, "max_feerate": hi})
+            send_to_channeld(rec.subd, "channeld_feerates", {"feerate": max(lo, min(rate, hi)) if rate else 0,
+                                                             "min_feerate": lo, "max_feerate": hi})
 
     def depth(self, rec: ChannelRecord) -> int:
         if rec.funding_height is None:
@@ -502,7 +523,8 @@ class ChannelControl:
                 # several blocks connected in one go run these afterwards: a
                 # funding tx in a later block of the batch has no depth yet here
                 if 1 <= depth <= max(c.minimum_depth, 6) + 1:
-                    c.subd.send("channeld_funding_depth", {"depth": depth, "scid": c.scid.to_int() if c.scid else 0})
+                    send_to_channeld(c.subd, "channeld_funding_depth",
+                                     {"depth": depth, "scid": c.scid.to_int() if c.scid else 0})
 
     def _funding_spent(self, rec: ChannelRecord) -> None:
         cause = "onchain"
@@ -516,9 +538,9 @@ class ChannelControl:
     def send_shutdown(self, rec: ChannelRecord) -> None:
         """The `close` asked for rec goes to its channeld, if one runs."""
         r = self.close_requests.get(rec.dbid)
-        if r is not None and rec.subd is not None and rec.subd.running:
-            rec.subd.send("channeld_shutdown", {"script": r["script"], "min_feerate": 0, "max_feerate": 0,
-                                                "feerate": r["feerate"]})
+        if r is not None:
+            send_to_channeld(rec.subd, "channeld_shutdown", {"script": r["script"], "min_feerate": 0,
+                                                             "max_feerate": 0, "feerate": r["feerate"]})
 
 
 class ChannelOpenFailed(Exception):

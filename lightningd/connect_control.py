@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from common.daemon_conn import Msg, RequestFailed
 from common.features import Context
+from common.logtext import fit_utf8, peer_data
 from wire.internal import internal_schema
 
 from .hsm_control import CAP_ECDH
@@ -16,6 +17,10 @@ from .subd import Subd
 
 if TYPE_CHECKING:
     from .lightningd import LightningD
+
+
+# a BOLT 1 error/warning: u16 type, 32-byte channel_id, u16 length, then data
+MAX_ERROR_DATA = 65535 - 2 - 32 - 2
 
 
 class StartupError(Exception):
@@ -129,8 +134,10 @@ class ConnectControl:
     def send_error(self, node_id: bytes, text: str, warning: bool = True, disconnect: bool = False,
                    channel_id: bytes = b"\x00" * 32) -> None:
         if self.subd is not None and self.subd.running:
+            # the text may quote a plugin or a peer: it must fit the message (and the peer's)
             self.subd.send("connectd_send_peer_error", {"id": node_id, "channel_id": channel_id,
-                                                        "warning": warning, "disconnect": disconnect, "text": text})
+                                                        "warning": warning, "disconnect": disconnect,
+                                                        "text": fit_utf8(text, MAX_ERROR_DATA)})
 
     async def ping(self, node_id: bytes, num_pong_bytes: int, length: int) -> int:
         assert self.subd is not None
@@ -181,4 +188,4 @@ class ConnectControl:
     def handle_peer_error(self, msg: Msg) -> None:
         f = msg.fields
         kind = "warning" if f["warning"] else "error"
-        self.ld.log.child("connectd", f["id"].hex()).info(f"peer sent {kind}: {f['text']}")
+        self.ld.log.child("connectd", f["id"].hex()).info(f"peer sent {kind}: {peer_data(f['data'])}")

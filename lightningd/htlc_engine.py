@@ -29,6 +29,7 @@ from . import channel as C
 from .htlc_core import (RESOLVED, HeldSet, Offering, OutChannel, Refusal, check_final_onion, check_forward,
                         reconcile)
 from .htlc_core import HtlcState as S
+from .channel_control import send_to_channeld
 
 if TYPE_CHECKING:
     from .channel import ChannelRecord
@@ -518,13 +519,14 @@ class HtlcEngine:
             return
         chan_dbid, htlc_id, state, preimage, failure, code, sha = row
         rec = self.ld.channels.channels.get(chan_dbid)
-        if rec is None or rec.subd is None or not rec.subd.running:
+        if rec is None:
             return
         if state == S.FULFILLING:
-            rec.subd.send("channeld_fulfill_htlc", {"htlc_id": htlc_id, "preimage": preimage})
+            send_to_channeld(rec.subd, "channeld_fulfill_htlc", {"htlc_id": htlc_id, "preimage": preimage})
         elif state == S.FAILING:
-            rec.subd.send("channeld_fail_htlc", {"htlc_id": htlc_id, "failure_code": code or 0,
-                                                 "sha256_of_onion": sha or b"\x00" * 32, "reason": failure or b""})
+            send_to_channeld(rec.subd, "channeld_fail_htlc", {"htlc_id": htlc_id, "failure_code": code or 0,
+                                                              "sha256_of_onion": sha or b"\x00" * 32,
+                                                              "reason": failure or b""})
 
     def reconcile(self, rec: "ChannelRecord") -> None:
         """Call with no daemon running for rec (then its stored state is the

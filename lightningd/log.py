@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, TextIO
 
+from common.logtext import printable
+
 # Ordered as Core Lightning: lower is more verbose.
 LEVELS = ["io", "trace", "debug", "info", "unusual", "broken"]
 LEVEL_NUM = {name: i for i, name in enumerate(LEVELS)}
@@ -159,6 +161,9 @@ class LogBook:
         # after the fact is what an operator wants); io only when asked for.
         if e.level < min(DEBUG, self.min_level()):
             return
+        # Every line is printable ASCII, whoever wrote it (Core Lightning's
+        # logv): a peer's text can neither break a line nor fake one.
+        e.message = printable(e.message)
         self.ring.append(e)
         self.ring_bytes += e.size()
         while self.ring_bytes > self.max_bytes and self.ring:

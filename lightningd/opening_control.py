@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.address import AddressError, address_to_script
 from bitcoin.coinselect import InsufficientFunds, Target, Utxo as CoinUtxo, select_coins
 from bitcoin.script import p2wsh_script
+from common.features import OPTION_SUPPORT_LARGE_CHANNEL, Context, has_feature
 from wire import DecodeError, bolt_schema
 
 from . import params as P
@@ -179,7 +180,38 @@ async def peer_spoke(ld: "LightningD", node_id: bytes, raw: bytes) -> None:
     ld.connectd.send_error(node_id, f"Unknown channel for {m.name}", warning=True, channel_id=cid)
 
 
+def _opening_with(ld: "LightningD", node_id: bytes) -> bool:
+    """Is a channel with this peer being opened (by either side) on its
+    current connection?  BOLT 2: after a reconnection a new open_channel
+    replaces one that never got to funding_created; the old open's daemon
+    notices the disconnection and goes away by itself."""
+    peer = ld.peers.get(node_id)
+    since = peer.connected_at if peer is not None else 0.0
+    return node_id in ld.channels.opening_peers or any(
+        po.peer_id == node_id and po.started_at >= since for po in ld.channels.pending.values())
+
+
 async def _incoming_open(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) -> None:
+    cc = ld.channels
+    temp_id = oc["temporary_channel_id"]
+    if _opening_with(ld, node_id):
+        # One open at a time per peer, as Core Lightning: each open costs a
+        # daemon, and a peer must not make us start one per open_channel.
+        # The error names only this open's temporary id (BOLT 1: it fails
+        # that channel, not the one in progress); the connection stays.
+        ld.log.child("lightningd", node_id.hex()).info(
+            f"refusing open_channel {temp_id.hex()}: an open with this peer is in progress")
+        ld.connectd.send_error(node_id, "Multiple simultaneous opens not supported", warning=False,
+                               channel_id=temp_id)
+        return
+    cc.opening_peers.add(node_id)   # until the PendingOpen exists (the hook may take a while)
+    try:
+        await _start_fundee(ld, node_id, raw, oc)
+    finally:
+        cc.opening_peers.discard(node_id)
+
+
+async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) -> None:
     cc = ld.channels
     temp_id = oc["temporary_channel_id"]
     payload = {"openchannel": {
@@ -203,6 +235,10 @@ async def _incoming_open(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict)
             ld.log.unusual(f"openchannel hook close_to {result['close_to']} is not an address: ignored")
     if result.get("mindepth") is not None:
         extra["minimum_depth"] = int(result["mindepth"])
+    peer = ld.peers.get(node_id)
+    # BOLT 2: funding_satoshis >= 2^24 needs option_support_large_channel on both sides
+    extra["large_channels"] = peer is not None and has_feature(peer.features, OPTION_SUPPORT_LARGE_CHANNEL) and \
+        has_feature(ld.our_features(Context.INIT), OPTION_SUPPORT_LARGE_CHANNEL)
     dbid = cc.new_dbid()
     config = cc.channel_config(None, extra)
     if result.get("reserve") is not None:

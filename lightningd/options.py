@@ -148,6 +148,8 @@ OPTIONS: list[OptionSpec] = [
     _o("dev-plugin-start-timeout", INT, None, "Seconds a plugin has for getmanifest and for init (default 60)",
        dev=True),
     _o("dev-subdaemon-restart-delay", INT, 1, "Seconds to wait before restarting a crashed subdaemon", dev=True),
+    _o("dev-opening-timeout-secs", INT, None, "Seconds a peer has for each message of a channel opening before "
+       "the open is forgotten (default 120)", dev=True),
 ]
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from common.commitment import Side
 from common.keyderive import KeyDerivationError, pubkey_from_secret
+from common.shachain import MAX_INDEX
 
 from .errors import DataLossError, PeerError, UsageError
 from .status import HtlcChanges, HtlcStatus, htlc_status
@@ -55,6 +56,8 @@ def reestablish_msg(ch: "Channel") -> WireMsg:
 
 
 def _secret_is_ours(ch: "Channel", n: int, secret: bytes) -> bool:
+    if not 0 <= n <= MAX_INDEX:
+        return False   # a number from the peer no commitment of ours can have: don't ask the signer
     try:
         return pubkey_from_secret(secret) == ch.signer.per_commitment_point(n)
     except KeyDerivationError:

@@ -95,13 +95,30 @@ class Channel(UpdatesMixin, ShutdownMixin):
     @classmethod
     def new(cls, params: ChannelParams, signer: Signer, *, push_msat: int, feerate_per_kw: int,
             remote_first_per_commitment_point: bytes, fee_bounds: FeerateBounds = FeerateBounds(),
-            local_shutdown_script: bytes | None = None) -> "Channel":
+            local_shutdown_script: bytes | None = None, max_to_self_delay: int | None = None) -> "Channel":
         """The channel right after open_channel/accept_channel: commitment 0 on
         both sides, the opener holding ``funding - push``."""
-        params.validate()
         if signer.funding_pubkey() != params.local.funding_pubkey or \
                 signer.basepoints() != params.local.basepoints:
             raise UsageError("the signer's keys do not match our channel parameters")
+        log = cls.check_opening(params, push_msat=push_msat, feerate_per_kw=feerate_per_kw,
+                                remote_first_per_commitment_point=remote_first_per_commitment_point,
+                                fee_bounds=fee_bounds, max_to_self_delay=max_to_self_delay)
+        ch = cls(params, signer, log, fee_bounds=fee_bounds, local_shutdown_script=local_shutdown_script)
+        ch.remote_points[0] = remote_first_per_commitment_point
+        return ch
+
+    @staticmethod
+    def check_opening(params: ChannelParams, *, push_msat: int, feerate_per_kw: int,
+                      remote_first_per_commitment_point: bytes, fee_bounds: FeerateBounds = FeerateBounds(),
+                      max_to_self_delay: int | None = None) -> HtlcLog:
+        """Every BOLT 2 check of a new channel that does not need the funding
+        outpoint (so the shell can run them when open_channel/accept_channel
+        arrives, with a placeholder outpoint); returns the initial HtlcLog."""
+        if max_to_self_delay is None:
+            params.validate()
+        else:
+            params.validate(max_to_self_delay)
         err = UsageError if params.opener is Side.LOCAL else PeerError
         if not 0 <= push_msat <= params.funding_msat:
             raise err(f"push_msat {push_msat} exceeds the funding amount")
@@ -113,14 +130,12 @@ class Channel(UpdatesMixin, ShutdownMixin):
                             f"{fee_bounds.max_per_kw}]")
         bal = {params.opener: params.funding_msat - push_msat, params.opener.other: push_msat}
         log = HtlcLog(bal[Side.LOCAL], bal[Side.REMOTE], feerate_per_kw)
-        ch = cls(params, signer, log, fee_bounds=fee_bounds, local_shutdown_script=local_shutdown_script)
-        ch.remote_points[0] = remote_first_per_commitment_point
         fee = checks.commit_fee_sat(params, log.view(Side.LOCAL, 0))
         if bal[params.opener] < fee * 1000:
             raise err(f"the opener cannot pay the initial commitment fee of {fee} sat")
         if all(bal[s] <= params.party(s.other).channel_reserve_sat * 1000 for s in Side):
             raise err("both initial balances are at or below the channel reserve")
-        return ch
+        return log
 
     @classmethod
     def from_open_accept(cls, signer: Signer, open_channel: Mapping[str, Any],
