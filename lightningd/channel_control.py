@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from bitcoin.block import Block
 from common.daemon_conn import Msg
-from common.msgconn import ConnectionClosed
 from wire.internal import internal_schema
 
 from . import channel as C
