@@ -74,3 +74,26 @@ def parse_wireaddr(text: str, default_port: int) -> WireAddr:
             if not all(c.isalnum() or c in "-._" for c in host):
                 raise AddressParseError(f"invalid host '{host}'") from None
     return WireAddr(host, port)
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """bitcoin-cli's -rpcconnect (Core Lightning hands --bitcoin-rpcconnect
+    to it): `HOST`, `HOST:PORT`, `[IPV6]:PORT`, or a bare IPv6 address.
+    Raises ValueError on an empty host or a port that is not 1..65535."""
+    text = text.strip()
+    host, port = text, None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or end + 1 < len(text) and text[end + 1] != ":":
+            raise ValueError(f"'{text}' is not HOST or HOST:PORT")
+        host, rest = text[1:end], text[end + 2:]
+        port = rest if end + 1 < len(text) else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host:
+        raise ValueError(f"'{text}' has no host")
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid port '{port}' in '{text}'")
+    return host, int(port)

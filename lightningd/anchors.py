@@ -31,7 +31,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from bitcoin.coinselect import INPUT_WEIGHT, WITNESS_DUST_LIMIT, InsufficientFunds, core_weight, output_weight
+from bitcoin.coinselect import (
+    INPUT_WEIGHT,
+    WITNESS_DUST_LIMIT,
+    InsufficientFunds,
+    core_weight,
+    output_weight,
+)
 from bitcoin.script import p2wsh_script
 from bitcoin.tx import OutPoint, Tx, TxIn, TxOut
 from common.scripts import anchor_script

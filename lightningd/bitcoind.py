@@ -10,8 +10,14 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
+
+from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 
 from bitcoin.networks import Network
+from common.wireaddr import split_host_port
+
+from .options import OptionError
 
 
 class BitcoindError(Exception):
@@ -48,32 +54,8 @@ class BitcoindConfig:
 
     def url(self) -> str:
         u, p = self.credentials()
-        from urllib.parse import quote
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{quote(u, safe='')}:{quote(p, safe='')}@{host}:{self.port}"
-
-
-def split_host_port(text: str) -> tuple[str, int | None]:
-    """bitcoin-cli's -rpcconnect (Core Lightning hands --bitcoin-rpcconnect
-    to it): `HOST`, `HOST:PORT`, `[IPV6]:PORT`, or a bare IPv6 address.
-    Raises ValueError on an empty host or a port that is not 1..65535."""
-    text = text.strip()
-    host, port = text, None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or end + 1 < len(text) and text[end + 1] != ":":
-            raise ValueError(f"'{text}' is not HOST or HOST:PORT")
-        host, rest = text[1:end], text[end + 2:]
-        port = rest if end + 1 < len(text) else None
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not host:
-        raise ValueError(f"'{text}' has no host")
-    if port is None:
-        return host, None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid port '{port}' in '{text}'")
-    return host, int(port)
 
 
 def read_bitcoin_conf(datadir: str, net: Network) -> dict[str, str]:
@@ -109,7 +91,6 @@ def make_config(opts: dict[str, Any], net: Network) -> BitcoindConfig:
         host, connect_port = split_host_port(connect)
     except ValueError as e:
         # the option itself was checked when parsed; this is bitcoin.conf's
-        from .options import OptionError
         raise OptionError(f"rpcconnect in {os.path.join(datadir, 'bitcoin.conf')}: {e}") from None
     # the port: --bitcoin-rpcport, else the one written in rpcconnect, else
     # bitcoin.conf's rpcport, else the network's
@@ -135,7 +116,6 @@ class Bitcoind:
         self.cfg = cfg
 
     def _call_sync(self, method: str, params: tuple) -> Any:
-        from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
         try:
             proxy = AuthServiceProxy(self.cfg.url(), timeout=self.cfg.timeout)
             return getattr(proxy, method)(*params)

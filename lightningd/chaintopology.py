@@ -116,6 +116,7 @@ class ChainTopology:
 
     async def _zmq(self, endpoint: str) -> None:
         """bitcoind's -zmqpubrawblock: wake up at once on a new block."""
+        # (imported here: only a node given a ZMQ endpoint pays for pyzmq's start-up)
         import zmq
         import zmq.asyncio
         ctx = zmq.asyncio.Context.instance()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from bitcoin.tx import Tx
 from common.features import feature_names, features_from_bits
 from common.scid import ShortChannelId
 
@@ -223,5 +224,4 @@ class ChannelRecord:
 
 
 def _txid(raw: bytes) -> str:
-    from bitcoin.tx import Tx
     return Tx.parse(raw).txid_hex

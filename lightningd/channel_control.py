@@ -15,13 +15,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from bitcoin.block import Block
-from common.daemon_conn import Msg
+from bitcoin.coinselect import Target
+from common.daemon_conn import Msg, RequestFailed
 from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
-from .hsm_control import (CAP_COMMITMENT_POINT, CAP_ECDH, CAP_SIGN_CLOSING_TX, CAP_SIGN_GOSSIP,
-                          CAP_SIGN_REMOTE_TX)
+from .hsm_control import (
+    CAP_COMMITMENT_POINT,
+    CAP_ECDH,
+    CAP_SIGN_CLOSING_TX,
+    CAP_SIGN_GOSSIP,
+    CAP_SIGN_REMOTE_TX,
+)
+from .jsonrpc_errors import LIGHTNINGD, RpcError
 from .subd import Subd
 
 if TYPE_CHECKING:
@@ -265,8 +272,6 @@ class ChannelControl:
 
     # ------------------------------------------------------------------ channeld requests
     async def handle_funding_needed(self, dbid: int, msg: Msg) -> None:
-        from bitcoin.coinselect import Target
-        from .jsonrpc_errors import RpcError
         po = self.pending.get(dbid)
         subd = po.subd if po else None
         if po is None or subd is None:
@@ -412,7 +417,6 @@ class ChannelControl:
         self._notify_state(rec, change)
 
     async def _broadcast_funding(self, po: PendingOpen, rec: ChannelRecord) -> None:
-        from .jsonrpc_errors import RpcError
         assert po.funding is not None
         try:
             signed = await self.ld.spender.send(po.funding)
@@ -462,8 +466,6 @@ class ChannelControl:
     async def sign_last_tx(self, rec: ChannelRecord) -> bytes:
         """Our latest commitment signed by both (running channeld, or a one-off
         channeld started just to sign it: the master never holds keys)."""
-        from common.daemon_conn import RequestFailed
-        from .jsonrpc_errors import LIGHTNINGD, RpcError
         subd = rec.subd
         temp = None
         if subd is None or not subd.running:
@@ -547,5 +549,4 @@ class ChannelOpenFailed(Exception):
 
 
 def _now() -> str:
-    import time
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())

@@ -2,7 +2,11 @@
 listconfigs, check, plugin."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+from common.features import Context
+from common.wireaddr import parse_wireaddr
 
 from . import params as P
 from .jsonrpc import RequestContext
@@ -11,7 +15,6 @@ from .log import level_from_name
 from .options import BOOL, FLAG, INT, MSAT, SAT, OptionError
 from .params import opt, req, resolve_params
 from .plugin_proc import PluginError
-from common.features import Context
 
 if TYPE_CHECKING:
     from .lightningd import LightningD
@@ -158,7 +161,6 @@ def register(ld: "LightningD") -> None:
             elif sub == "startdir":
                 if not target:
                     raise RpcError(INVALID_PARAMS, "missing required parameter: directory")
-                import os
                 d = os.path.abspath(os.path.expanduser(target))
                 if not os.path.isdir(d):
                     raise RpcError(INVALID_PARAMS, f"Could not open {d}")
@@ -189,7 +191,6 @@ def register(ld: "LightningD") -> None:
 
 
 def _binding_json(addr: str) -> dict:
-    from common.wireaddr import parse_wireaddr
     return parse_wireaddr(addr, 0).to_json()
 
 

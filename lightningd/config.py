@@ -10,7 +10,18 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .options import ALIASES, FLAG, OPTIONS, OPTIONS_BY_NAME, OptionError, OptionSpec, OptionValue, convert_value
+from bitcoin.networks import NETWORKS
+
+from .options import (
+    ALIASES,
+    FLAG,
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    OptionError,
+    OptionSpec,
+    OptionValue,
+    convert_value,
+)
 
 NETWORK_ALIASES = {"mainnet": "bitcoin", "testnet": "testnet", "signet": "signet", "regtest": "regtest"}
 
@@ -179,7 +190,6 @@ def build_config(cmdline: list[RawOption]) -> Config:
         values["network"].source = next(
             (r.source for r in cmdline + file_opts if r.name == "network" or r.name in NETWORK_ALIASES), "default")
     values["lightning-dir"].value = base
-    from bitcoin.networks import NETWORKS  # local import: config is imported early by tools
     if network not in NETWORKS:
         raise OptionError(f"--network: unknown network '{network}' (bitcoin, testnet, signet, regtest)")
 

@@ -15,8 +15,10 @@ from common.daemon_conn import Msg, RequestFailed
 from common.features import Context
 from common.msgconn import ConnectionClosed
 from common.scid import ShortChannelId
+from common.wireaddr_bolt7 import encode_addresses
 from wire.internal import internal_schema
 
+from . import channel as C
 from . import params as P
 from .hsm_control import CAP_ECDH, CAP_SIGN_GOSSIP
 from .jsonrpc import RequestContext
@@ -71,7 +73,6 @@ class GossipControl:
     def send_node_info(self) -> None:
         if self.subd is None or not self.subd.running:
             return
-        from common.wireaddr_bolt7 import encode_addresses
         self.subd.send("gossipd_node_info", {
             "alias": self.ld.alias.encode()[:32].ljust(32, b"\x00"), "rgb": self.ld.color,
             "features": self.ld.our_features(Context.NODE_ANNOUNCEMENT),
@@ -85,7 +86,6 @@ class GossipControl:
         """Tell gossipd about one of our channels (and our policy) once it has an scid."""
         if self.subd is None or not self.subd.running or rec.scid is None:
             return
-        from . import channel as C
         ann = bytes.fromhex(rec.config.get("channel_announcement", "")) if rec.announce else b""
         enabled = rec.state == C.NORMAL and self.ld.is_connected(rec.peer_id)
         self.subd.send("gossipd_local_channel", {

@@ -19,17 +19,37 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.hashes import sha256
+from common.daemon_conn import RequestFailed
+from common.msgconn import ConnectionClosed
 from common.onion import peel_onion
-from common.onion_errors import (UPDATE, FailureCode, InvalidOnionHmac, InvalidOnionKey, InvalidOnionPayload,
-                                 InvalidOnionVersion, create_failure_message, encode_failure_data, wrap_failure)
+from common.onion_errors import (
+    UPDATE,
+    FailureCode,
+    InvalidOnionHmac,
+    InvalidOnionKey,
+    InvalidOnionPayload,
+    InvalidOnionVersion,
+    create_failure_message,
+    encode_failure_data,
+    wrap_failure,
+)
 from common.onion_payload import check_payload, decode_payload
 from common.scid import ShortChannelId
 
 from . import channel as C
-from .htlc_core import (RESOLVED, HeldSet, Offering, OutChannel, Refusal, check_final_onion, check_forward,
-                        reconcile)
-from .htlc_core import HtlcState as S
 from .channel_control import send_to_channeld
+from .htlc_core import (
+    RESOLVED,
+    HeldSet,
+    Offering,
+    OutChannel,
+    Refusal,
+    check_final_onion,
+    check_forward,
+    reconcile,
+)
+from .htlc_core import HtlcState as S
+from .invoice_commands import keysend_invoice
 
 if TYPE_CHECKING:
     from .channel import ChannelRecord
@@ -213,7 +233,6 @@ class HtlcEngine:
             if sha256(payload.keysend_preimage) != phash or inv.by_hash(phash) is not None:
                 self._fail(row_id, ss, F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS, _unknown_details(amount, height))
                 return
-            from .invoice_commands import keysend_invoice
             secret = await keysend_invoice(self.ld, amount, payload.keysend_preimage)
         preimage, code = inv.check_payment(phash, amount, total, secret, cltv, height)
         if code is not None:
@@ -338,8 +357,6 @@ class HtlcEngine:
         answering (the row stays 'offering' until reconcile() learns from
         the channel's stored state whether it was committed).  A string:
         channeld refused it, the HTLC never existed and its row is gone."""
-        from common.daemon_conn import RequestFailed
-        from common.msgconn import ConnectionClosed
         subd = chan.subd
         if subd is None or not subd.running:
             return self._drop_offer(out_row, "channel daemon not running")

@@ -20,15 +20,30 @@ from typing import TYPE_CHECKING, Any, Sequence
 from coincurve.ecdsa import cdata_to_der, deserialize_compact
 
 from bitcoin.address import AddressError, address_to_script
+from bitcoin.bech32 import CHARSET
 from bitcoin.hashes import sha256
 from bitcoin.networks import NETWORKS
-from common.bolt11 import Bolt11Error, Fallback, Invoice, InvoiceFields, RouteHintHop, decode as decode_bolt11, encode
+from common.bolt11 import (
+    Bolt11Error,
+    Fallback,
+    Invoice,
+    InvoiceFields,
+    RouteHintHop,
+    encode,
+)
+from common.bolt11 import decode as decode_bolt11
 from common.features import Context
 
 from . import params as P
 from .invoices import AUTOCLEAN_SUBSYSTEMS, InvoiceError
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import INVALID_PARAMS, INVOICE_HINTS_GAVE_NO_ROUTES, LIGHTNINGD, ParamError, RpcError
+from .jsonrpc_errors import (
+    INVALID_PARAMS,
+    INVOICE_HINTS_GAVE_NO_ROUTES,
+    LIGHTNINGD,
+    ParamError,
+    RpcError,
+)
 from .params import opt, req
 
 if TYPE_CHECKING:
@@ -165,7 +180,6 @@ def bolt11_json(inv: Invoice) -> dict:
                            "fee_proportional_millionths": h.fee_proportional_millionths,
                            "cltv_expiry_delta": h.cltv_expiry_delta} for h in route] for route in inv.route_hints]
     if inv.unknown_fields:
-        from bitcoin.bech32 import CHARSET
         out["extra"] = [{"tag": f.tag, "data": "".join(CHARSET[w] for w in f.data)} for f in inv.unknown_fields]
     out["payment_hash"] = inv.payment_hash.hex()
     out["signature"] = cdata_to_der(deserialize_compact(inv.signature[:64])).hex()

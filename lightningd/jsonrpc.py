@@ -10,12 +10,19 @@ import asyncio
 import json
 import math
 import os
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from common.ownfile import identity, unlink_if_ours
 
-from .jsonrpc_errors import INVALID_REQUEST, LIGHTNINGD, METHOD_NOT_FOUND, PARSE_ERROR, RpcError
+from .jsonrpc_errors import (
+    INVALID_REQUEST,
+    LIGHTNINGD,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RpcError,
+)
 from .log import Logger
 from .params import Param, reject_lone_surrogates, resolve_params
 
@@ -445,7 +452,6 @@ class RpcServer:
             raise
         except Exception as e:  # a bug in one command must not take the node down
             self.log.broken(f"command {method} crashed: {type(e).__name__}: {e}")
-            import traceback
             for line in traceback.format_exc().splitlines():
                 self.log.broken(line)
             return {"jsonrpc": "2.0", "error": {"code": LIGHTNINGD, "message": f"Internal error: {e}"}}

@@ -8,6 +8,7 @@ import fcntl
 import os
 import signal
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,24 +17,50 @@ from common.features import Context
 from common.ownfile import unlink_if_ours
 from common.wireaddr import WireAddr, parse_wireaddr
 
+from . import channel as C
+from . import (
+    closing_control,
+    commands,
+    early_signals,
+    feerates,
+    gossip_control,
+    invoice_commands,
+    keysend,
+    opening_control,
+    payments,
+    peer_channels,
+    peer_control,
+    wallet_commands,
+)
+from .anchors import AnchorSpender
 from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
-from .chain_backend import BitcoindBackend, ChainBackend, PluginBackend, find_backend_plugin
-from .channel_control import ChannelControl
+from .chain_backend import (
+    BitcoindBackend,
+    ChainBackend,
+    PluginBackend,
+    find_backend_plugin,
+)
 from .chaintopology import ChainTopology
-from .db import Db
-from .feerates import Feerates
-from .wallet import Wallet
+from .channel_control import ChannelControl
 from .config import Config
 from .connect_control import ConnectControl
+from .db import Db
+from .feerates import Feerates
 from .gossip_control import GossipControl
 from .hsm_control import HsmControl
+from .htlc_engine import HtlcEngine
 from .invoices import Invoices
 from .jsonrpc import CommandRegistry, RpcServer
+from .jsonrpc_errors import LIGHTNINGD, PAY_ROUTE_NOT_FOUND, RpcError
 from .log import LogBook, Logger, level_from_name
+from .onchain_control import OnchainControl
+from .opening_control import peer_spoke
+from .payments import Payments
+from .peer_channels import listfunds_channels
 from .plugins import PluginManager
 from .reconnect import Reconnector
+from .wallet import Wallet
 from .withdraw import WalletSpender
-from . import early_signals
 
 VERSION = "v0.1.0"
 
@@ -76,13 +103,9 @@ class LightningD:
         self.channels = ChannelControl(self)
         self.spender = WalletSpender(self)
         self.invoices: Invoices = None  # type: ignore[assignment]  (set in start)
-        from .htlc_engine import HtlcEngine
-        from .payments import Payments
         self.htlcs = HtlcEngine(self)
         self.payments = Payments(self)
-        from .onchain_control import OnchainControl
         self.onchain = OnchainControl(self)
-        from .anchors import AnchorSpender
         self.anchors = AnchorSpender(self)
         self._channel_peers: set[bytes] = set()
         self.reconnector = Reconnector(self)
@@ -98,21 +121,16 @@ class LightningD:
         self._pidfile_fd: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._disconnect_waiters: dict[bytes, list[asyncio.Future]] = {}
-        from . import (closing_control, commands, feerates, invoice_commands, opening_control, peer_channels,
-                       peer_control, wallet_commands)  # (register RPC commands)
         commands.register(self)
         peer_control.register(self)
         feerates.register(self)
         wallet_commands.register(self)
         invoice_commands.register(self)
         opening_control.register(self)
-        from . import gossip_control
         gossip_control.register(self)
-        from . import payments
         payments.register(self)
         closing_control.register(self)
         peer_channels.register(self)
-        from . import keysend
         keysend.register(self)
 
     # -- helpers ----------------------------------------------------------------------
@@ -319,7 +337,6 @@ class LightningD:
         exc = ctx.get("exception")
         self.log.broken(f"unhandled: {ctx.get('message')}: {exc!r}" if exc else f"unhandled: {ctx.get('message')}")
         if exc is not None:
-            import traceback
             for line in "".join(traceback.format_exception(exc)).splitlines():
                 self.log.broken(line)
 
@@ -357,7 +374,6 @@ class LightningD:
         """connectd finished init with a peer: run the peer_connected hook,
         then mark the peer connected (or disconnect it).  Returns an error for
         a waiting `connect` command, or None."""
-        from .jsonrpc_errors import RpcError, LIGHTNINGD
         p = self.peers.get(node_id)
         if p is not None and p.connected:
             return None  # connectd re-reported a live connection
@@ -397,7 +413,6 @@ class LightningD:
 
     async def peer_spoke(self, node_id: bytes, raw: bytes) -> None:
         """A peer message for no running channel daemon."""
-        from .opening_control import peer_spoke
         await peer_spoke(self, node_id, raw)
 
     def peer_has_channel(self, node_id: bytes) -> None:
@@ -410,8 +425,6 @@ class LightningD:
                          absolute_cltv: bool = False, policies: list[dict] | None = None) -> list[dict]:
         """Route through the gossip graph, our own channels with their real
         spendable amounts (gossipd's getroute); RpcError if none."""
-        from . import channel as C
-        from .jsonrpc_errors import PAY_ROUTE_NOT_FOUND, RpcError
         if self.gossipd.subd is None or not self.gossipd.subd.running:
             raise RpcError(PAY_ROUTE_NOT_FOUND, "gossipd is not running")
         locals_ = []
@@ -433,7 +446,6 @@ class LightningD:
         return p is not None and p.connected
 
     def listfunds_channels(self) -> list[dict]:
-        from .peer_channels import listfunds_channels
         return listfunds_channels(self)
 
     def known_addresses(self, node_id: bytes) -> list[str]:

@@ -9,6 +9,9 @@ import sys
 
 import click
 
+from common.daemon import profiled
+from common.features import Context, list_features_lines, our_features
+
 from .config import RawOption, build_config, parse_argv_extras
 from .log import LogBook
 from .options import FLAG, OPTIONS, OptionError
@@ -54,7 +57,6 @@ def _run(ctx: click.Context, **values: object) -> None:
     if cfg.get("list-features-only"):
         # As Core Lightning: our init features, one `name/parity` a line,
         # before any plugin could add its own (the runners parse this).
-        from common.features import Context, list_features_lines, our_features
         for line in list_features_lines(our_features(Context.INIT)):
             click.echo(line)
         return
@@ -74,6 +76,8 @@ def _run(ctx: click.Context, **values: object) -> None:
     except (ValueError, OSError) as e:
         click.echo(f"lightningd: {e}", err=True)
         sys.exit(1)
+    # (imported once the options are good: --help, --version and option
+    # errors answer without loading the whole node)
     from .lightningd import LightningD, StartupError
     if cfg.get("daemon"):
         _daemonize()
@@ -86,7 +90,6 @@ def _run(ctx: click.Context, **values: object) -> None:
             book.logger("lightningd").broken(str(e))
             click.echo(f"lightningd: {e}", err=True)
             return 1
-    from common.daemon import profiled
     code = profiled("lightningd", lambda: asyncio.run(amain()))
     book.close()
     sys.exit(code)

@@ -45,6 +45,7 @@ from common.daemon_conn import Msg, RequestFailed
 from wire.internal import internal_schema
 
 from . import channel as C
+from .closing_control import unilateral
 from .hsm_control import CAP_SIGN_ONCHAIN_TX
 from .subd import Subd
 
@@ -548,7 +549,6 @@ class OnchainControl:
                 break
 
     async def _go_onchain(self, rec: "ChannelRecord", reason: str) -> None:
-        from .closing_control import unilateral
         self.ld.log.unusual(f"channel {rec.dbid}: {reason}: going on chain")
         try:
             await unilateral(self.ld, rec, reason)

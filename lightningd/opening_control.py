@@ -7,7 +7,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.address import AddressError, address_to_script
-from bitcoin.coinselect import InsufficientFunds, Target, Utxo as CoinUtxo, select_coins
+from bitcoin.coinselect import InsufficientFunds, Target, select_coins
+from bitcoin.coinselect import Utxo as CoinUtxo
 from bitcoin.script import p2wsh_script
 from common.features import OPTION_SUPPORT_LARGE_CHANNEL, Context, has_feature
 from wire import DecodeError, bolt_schema
@@ -16,9 +17,17 @@ from . import params as P
 from .channel_control import MODE_FUNDEE, MODE_FUNDER, ChannelOpenFailed, PendingOpen
 from .feerates import feerate_param
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import (FUND_CANNOT_AFFORD, FUND_CANNOT_AFFORD_WITH_EMERGENCY, FUNDING_BROADCAST_FAIL, FUNDING_PEER_NOT_CONNECTED,
-                             FUNDING_STILL_SYNCING_BITCOIN, FUNDING_UNKNOWN_PEER, INVALID_PARAMS, LIGHTNINGD,
-                             RpcError)
+from .jsonrpc_errors import (
+    FUND_CANNOT_AFFORD,
+    FUND_CANNOT_AFFORD_WITH_EMERGENCY,
+    FUNDING_BROADCAST_FAIL,
+    FUNDING_PEER_NOT_CONNECTED,
+    FUNDING_STILL_SYNCING_BITCOIN,
+    FUNDING_UNKNOWN_PEER,
+    INVALID_PARAMS,
+    LIGHTNINGD,
+    RpcError,
+)
 from .params import opt, req
 from .withdraw import _outpoints
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from common.amount import AmountError, parse_amount_msat
+from common.wireaddr import split_host_port
 
 # Option kinds (how a value is written and shown in listconfigs)
 STR = "string"
@@ -268,7 +269,6 @@ def _check_channel_secrets(name: str, text: str) -> str:
 
 
 def _check_host_port(name: str, text: str) -> str:
-    from .bitcoind import split_host_port
     try:
         split_host_port(text)
     except ValueError as e:

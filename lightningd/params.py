@@ -8,8 +8,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from bitcoin.keys import is_valid_pubkey
 from common.amount import AmountError, parse_amount_msat
-from common.scid import ShortChannelId
+from common.scid import ShortChannelId, ShortChannelIdDir
 
 from .jsonrpc_errors import ParamError
 
@@ -213,7 +214,6 @@ def node_id(v: Any) -> bytes:
         except ValueError:
             b = b""
         if len(b) == 33 and b[0] in (2, 3):
-            from bitcoin.keys import is_valid_pubkey
             if is_valid_pubkey(b):
                 return b
     raise BadType("should be a node id")
@@ -297,7 +297,6 @@ def short_channel_id(v: Any) -> ShortChannelId:
 def route_exclusions(v: Any) -> list[str]:
     """`exclude` of pay/getroute: short_channel_id/direction strings or node
     ids, normalised ("BLOCKxTXxOUT/DIR", lower-case hex node id)."""
-    from common.scid import ShortChannelIdDir
     out = []
     for item in array(v):
         try:

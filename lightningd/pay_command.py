@@ -2,22 +2,32 @@
 (Core Lightning's pay plugin, built in), and `listpays`."""
 from __future__ import annotations
 
-import time
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.hashes import hash256
 from bitcoin.keys import verify_digest_compact
-from common.bolt11 import Bolt11Error, decode as decode_bolt11
+from common.bolt11 import Bolt11Error
+from common.bolt11 import decode as decode_bolt11
 from common.scid import ShortChannelId
 from wire import DecodeError, bolt_schema
 
+from . import channel as C
 from . import params as P
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import (INVALID_PARAMS, PAY_DESTINATION_PERM_FAIL, PAY_IN_PROGRESS, PAY_INVOICE_EXPIRED,
-                             PAY_RHASH_ALREADY_USED, PAY_ROUTE_NOT_FOUND, PAY_ROUTE_TOO_EXPENSIVE,
-                             PAY_STOPPED_RETRYING, RpcError)
+from .jsonrpc_errors import (
+    INVALID_PARAMS,
+    PAY_DESTINATION_PERM_FAIL,
+    PAY_IN_PROGRESS,
+    PAY_INVOICE_EXPIRED,
+    PAY_RHASH_ALREADY_USED,
+    PAY_ROUTE_NOT_FOUND,
+    PAY_ROUTE_TOO_EXPENSIVE,
+    PAY_STOPPED_RETRYING,
+    RpcError,
+)
 from .params import opt, req
 
 if TYPE_CHECKING:
@@ -65,7 +75,6 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
     graph (gossipd's getroute).  ``policies``: channel policies learnt from
     this payment's onion errors (by channel), over the hints' and the graph's."""
     policies = policies or {}
-    from . import channel as C
     delay = final_cltv
 
     def usable(c) -> bool:
@@ -120,7 +129,6 @@ def _pk(v: Any) -> bytes:
 
 
 def _scid_str(v: Any) -> str:
-    from common.scid import ShortChannelId
     if isinstance(v, int):
         return str(ShortChannelId.from_int(v))
     if isinstance(v, (bytes, bytearray)):

@@ -15,20 +15,36 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from bitcoin.keys import is_valid_secret
+from bitcoin.keys import is_valid_pubkey, is_valid_secret
 from common.onion import ROUTING_INFO_SIZE, create_onion, onion_frame_size
-from common.onion_errors import (FailureCode, MalformedFailureMessage, UnknownFailureSource, decode_failure,
-                                 decode_failure_data, failure_code_name)
+from common.onion_errors import (
+    FailureCode,
+    MalformedFailureMessage,
+    UnknownFailureSource,
+    decode_failure,
+    decode_failure_data,
+    failure_code_name,
+)
 from common.onion_payload import HopPayload, PaymentData, encode_payload
 from common.scid import ShortChannelId
+from wire import decode_bigsize
 
 from . import channel as C
 from . import params as P
+from . import pay_command
 from .db import from_sql_u64, to_sql_u64
+from .htlc_engine import forward_json
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import (INVALID_PARAMS, PAY_DESTINATION_PERM_FAIL, PAY_IN_PROGRESS,
-                             PAY_NO_SUCH_PAYMENT, PAY_RHASH_ALREADY_USED, PAY_TRY_OTHER_ROUTE, PAY_UNPARSEABLE_ONION,
-                             RpcError)
+from .jsonrpc_errors import (
+    INVALID_PARAMS,
+    PAY_DESTINATION_PERM_FAIL,
+    PAY_IN_PROGRESS,
+    PAY_NO_SUCH_PAYMENT,
+    PAY_RHASH_ALREADY_USED,
+    PAY_TRY_OTHER_ROUTE,
+    PAY_UNPARSEABLE_ONION,
+    RpcError,
+)
 from .params import opt, req
 
 if TYPE_CHECKING:
@@ -418,7 +434,6 @@ def register(ld: "LightningD") -> None:
                      "[in_channel] and [out_channel]")
     async def listforwards(ctx: RequestContext, status: str | None, in_channel: Any, out_channel: Any,
                            index: str | None, start: int | None, limit: int | None) -> dict:
-        from .htlc_engine import forward_json
         out = []
         for row in ld.db.query("SELECT f.in_channel, f.out_channel, f.in_msat, f.out_msat, f.fee_msat, f.status, "
                                "f.failcode, f.failreason, f.received_time, f.resolved_time, h.payment_hash, "
@@ -446,7 +461,6 @@ def register(ld: "LightningD") -> None:
         except (KeyError, TypeError, P.BadType) as e:
             raise RpcError(INVALID_PARAMS, f"hops: each needs pubkey and payload (hex): {e}") from None
         # payloads arrive with their bigsize length prefix (Core Lightning's form): strip it
-        from wire import decode_bigsize
         stripped = []
         for pk, pl in hs:
             try:
@@ -478,7 +492,6 @@ def register(ld: "LightningD") -> None:
         if len(onion) != 1366:
             raise RpcError(INVALID_PARAMS, "onion: must be 1366 bytes")
         # Core Lightning parses the packet first: version 0 and a valid ephemeral key
-        from bitcoin.keys import is_valid_pubkey
         if onion[0] != 0:
             raise RpcError(INVALID_PARAMS, "Could not parse the onion. Parsing failed with "
                            f"failcode={int(FailureCode.INVALID_ONION_VERSION)}")
@@ -497,5 +510,4 @@ def register(ld: "LightningD") -> None:
                                     groupid, destination, amount, total_amount_msat or amount, bolt11, label,
                                     description, None, check_total=total_amount_msat or 0)
 
-    from . import pay_command
     pay_command.register(ld)

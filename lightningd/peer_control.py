@@ -10,8 +10,13 @@ from common.wireaddr import AddressParseError, parse_wireaddr
 from . import channel as C
 from . import params as P
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import (CONNECT_DISCONNECTED_DURING, CONNECT_NO_KNOWN_ADDRESS, INVALID_PARAMS, LIGHTNINGD,
-                             RpcError)
+from .jsonrpc_errors import (
+    CONNECT_DISCONNECTED_DURING,
+    CONNECT_NO_KNOWN_ADDRESS,
+    INVALID_PARAMS,
+    LIGHTNINGD,
+    RpcError,
+)
 from .log import level_from_name
 from .params import opt, req
 

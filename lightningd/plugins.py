@@ -13,13 +13,27 @@ import stat
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from common.features import Context, bits_from_features, features_from_bits, our_features
+from common.features import (
+    Context,
+    bits_from_features,
+    features_from_bits,
+    our_features,
+)
 
 from .config import RawOption, claim_plugin_options
 from .jsonrpc import Command, RequestContext
 from .jsonrpc_errors import PLUGIN_ERROR, PLUGIN_TERMINATED, RpcError
-from .log import LogEntry, TYPE_NAME, UNUSUAL
-from .options import BOOL, FLAG, INT, STR, OPTIONS_BY_NAME, OptionError, OptionSpec, convert_value
+from .log import TYPE_NAME, UNUSUAL, LogEntry
+from .options import (
+    BOOL,
+    FLAG,
+    INT,
+    OPTIONS_BY_NAME,
+    STR,
+    OptionError,
+    OptionSpec,
+    convert_value,
+)
 from .plugin_hooks import HookManager
 from .plugin_proc import Manifest, PluginError, PluginProcess, log_level_of
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
 from bitcoin.address import script_to_address
+from bitcoin.bip32 import ExtendedPublicKey
 from bitcoin.block import Block
 from bitcoin.networks import Network
 from bitcoin.script import p2tr_script, p2wpkh_script
+from bitcoin.taproot import taproot_output_key
 from bitcoin.tx import OutPoint, Tx
 
 from .db import Db
@@ -70,7 +72,6 @@ class Wallet:
 
     # -- keys and addresses ------------------------------------------------------------
     def set_xpub(self, xpub_text: str) -> None:
-        from bitcoin.bip32 import ExtendedPublicKey
         self.xpub = ExtendedPublicKey.parse(xpub_text)
 
     def pubkey(self, keyidx: int) -> bytes:
@@ -78,7 +79,6 @@ class Wallet:
         return self.xpub.derive(f"{keyidx}").pubkey
 
     def scripts_for(self, keyidx: int) -> dict[str, bytes]:
-        from bitcoin.taproot import taproot_output_key
         pub = self.pubkey(keyidx)
         out_key, _parity = taproot_output_key(pub[1:], None)
         return {"p2wpkh": p2wpkh_script(pub), "p2tr": p2tr_script(out_key)}

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.tx import Tx
 
 from . import params as P
+from . import withdraw
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import LIGHTNINGD, RpcError
 from .params import opt
@@ -64,5 +65,4 @@ def register(ld: "LightningD") -> None:
             out.append(d)
         return {"transactions": out}
 
-    from . import withdraw
     withdraw.register(ld)

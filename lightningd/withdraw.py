@@ -13,15 +13,33 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.address import AddressError, address_to_script
-from bitcoin.coinselect import InsufficientFunds, Selection, Target, Utxo as CoinUtxo, dust_limit, select_coins
+from bitcoin.coinselect import (
+    SCRIPT_LEN,
+    InsufficientFunds,
+    Selection,
+    Target,
+    dust_limit,
+    select_coins,
+    tx_fee,
+    tx_weight,
+)
+from bitcoin.coinselect import Utxo as CoinUtxo
 from bitcoin.psbt import PSBT
 from bitcoin.tx import OutPoint, Tx, TxIn, TxOut
 
+from . import channel as C
 from . import params as P
+from .anchors import anchors_channel
 from .feerates import feerate_param
 from .jsonrpc import RequestContext
-from .jsonrpc_errors import (FUND_CANNOT_AFFORD, FUND_CANNOT_AFFORD_WITH_EMERGENCY, FUND_OUTPUT_IS_DUST,
-                             INVALID_PARAMS, LIGHTNINGD, RpcError)
+from .jsonrpc_errors import (
+    FUND_CANNOT_AFFORD,
+    FUND_CANNOT_AFFORD_WITH_EMERGENCY,
+    FUND_OUTPUT_IS_DUST,
+    INVALID_PARAMS,
+    LIGHTNINGD,
+    RpcError,
+)
 from .params import BadType, opt, req
 from .wallet import Utxo
 
@@ -86,8 +104,6 @@ class WalletSpender:
         """Sat to leave in the wallet (Core Lightning's min-emergency-msat):
         only while we have (or are opening) an anchors channel, whose
         commitment and HTLC txs the wallet must pay for (anchors.py)."""
-        from . import channel as C
-        from .anchors import anchors_channel
         if opening_anchors or any(anchors_channel(rec) and rec.state != C.CLOSED
                                   for rec in self.ld.channels.channels.values()):
             return int(self.ld.cfg.get("min-emergency-msat") or 0) // 1000
@@ -250,7 +266,6 @@ def register(ld: "LightningD") -> None:
 
 def _spend_exactly(coins: list[CoinUtxo], targets: list[Target], feerate_perkw: int) -> Selection:
     """The caller named the coins: spend every one of them, excess to change."""
-    from bitcoin.coinselect import SCRIPT_LEN, tx_fee, tx_weight
     outs = [TxOut(t.amount or 0, t.script_pubkey) for t in targets]
     lens = [len(t.script_pubkey) for t in targets]
     total_in = sum(c.amount for c in coins)

@@ -11,13 +11,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from node_factory import LIGHTNINGD, wait_for
 
+from bitcoin.networks import network_by_name
 from common.features import Context, bits_from_features, our_features
-from lightningd.bitcoind import make_config, split_host_port
+from common.wireaddr import split_host_port
+from lightningd.bitcoind import make_config
 from lightningd.config import RawOption, build_config
 from lightningd.options import OptionError
-from bitcoin.networks import network_by_name
-from node_factory import LIGHTNINGD, wait_for
 
 U64_MAX = 2**64 - 1
 
