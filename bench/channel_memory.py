@@ -90,13 +90,13 @@ def summarize(mems: list[Mem]) -> dict[str, Any]:
 # so refcount writes and new objects un-share the pages a working channeld
 # would touch: closer to what a channel costs once it has done something.
 # (It holds both ends of that pair, and the zygote also imports the small
-# channeld.core.testing driver, so the busy figure errs on the high side.)
+# channel_testing driver, so the busy figure errs on the high side.)
 ZYGOTE_SRC = r"""
 import gc, json, os, sys
 import channeld.__main__, channeld.channeld, channeld.onchain_export
 import channeld.core.reestablish, channeld.core.serialize, common.commitment, common.sync_hsm
 from bitcoin.hashes import sha256
-from channeld.core.testing import Pipe, make_pair
+from channel_testing import Pipe, make_pair
 
 def rollup():
     f = {}

@@ -1,5 +1,5 @@
 """gossipd's core at mainnet scale, on a synthetic graph with real
-signatures (gossipd/synthetic.py: 17,000 nodes, 51,000 channels, 323,000
+signatures (tests/synthetic_graph.py: 17,000 nodes, 51,000 channels, 323,000
 signatures; generated once, ~20 s, and cached in $GOSSIP_BENCH_CACHE or
 <tmp>/pylightning-gossip-bench).
 
@@ -25,16 +25,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from coincurve import PublicKey
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
-from bitcoin.keys import compact_to_der
+TESTS = str(Path(__file__).resolve().parent.parent / "tests")
+sys.path.insert(0, TESTS)   # synthetic_graph
+
+from bitcoin.keys import compact_to_der  # noqa: E402
 from gossipd.manager import GossipManager
 from gossipd.routing import RouteNotFound, Router
 from gossipd.store import GossipStore
-from gossipd.synthetic import CHAIN_HASH, build_store
+from synthetic_graph import CHAIN_HASH, build_store
 from gossipd.validate import (
     CHANNEL_ANNOUNCEMENT, CHANNEL_UPDATE, NODE_ANNOUNCEMENT, hash256, parse_channel_announcement,
     parse_channel_update,
@@ -147,6 +151,7 @@ def getroute_times(m: GossipManager, pairs: int = 100) -> dict:
 
 _RSS_CHILD = r"""
 import gc, json, sys
+sys.path.insert(0, sys.argv[2])
 def status():
     out = {}
     for line in open("/proc/self/status"):
@@ -157,7 +162,7 @@ def status():
 from gossipd.manager import GossipManager
 from gossipd.routing import Router
 from gossipd.store import GossipStore
-from gossipd.synthetic import CHAIN_HASH
+from synthetic_graph import CHAIN_HASH
 gc.collect()
 before = status()["VmRSS"]
 m = GossipManager(GossipStore.open(sys.argv[1]), CHAIN_HASH)
@@ -171,7 +176,7 @@ print(json.dumps({"rss_imports_mb": before, "rss_mb": s["VmRSS"], "peak_rss_mb":
 
 
 def rss(path: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, path], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, path, TESTS], capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return json.loads(out.stdout)
 

@@ -5,7 +5,7 @@ for HMAC-SHA256 and SHA256, ``cryptography`` for ChaCha20, ``coincurve`` for
 secp256k1): the point of the module is to name the BOLT 4 operations once so
 that construction (:mod:`common.onion`), failure messages
 (:mod:`common.onion_errors`) and attribution data
-(:mod:`common.onion_attribution`) cannot drift apart.
+(:mod:`onion_attribution`) cannot drift apart.
 """
 from __future__ import annotations
 

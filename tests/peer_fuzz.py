@@ -35,10 +35,10 @@ from hypothesis import strategies as st
 import wire
 from bitcoin.tx import OutPoint
 from channeld.core import Channel, ChannelParams, ChannelType, PartyConfig
-from channeld.core.testing import party_config
+from channel_testing import party_config
 from common.commitment import Side
 from scripted_peer import PeerClosed, ScriptedPeer, await_channel_message, open_channel_fields, open_unconfirmed_channel
-from wire.samples import sample_message
+from wire_samples import sample_message
 
 SCHEMA = wire.bolt_schema()
 #: every peer message the schema knows: new types are fuzzed automatically

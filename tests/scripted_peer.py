@@ -19,7 +19,7 @@ import wire
 from bitcoin.tx import OutPoint
 from channeld.core import Channel, ChannelParams, ChannelType, PartyConfig
 from channeld.core.signer import LocalSigner
-from channeld.core.testing import party_config
+from channel_testing import party_config
 from common.commitment import Side
 from common.features import features_from_bits
 

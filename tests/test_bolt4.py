@@ -31,7 +31,7 @@ from common.onion import (
     peel_onion,
     peel_onion_with_privkey,
 )
-from common.onion_attribution import (
+from onion_attribution import (
     ATTRIBUTION_DATA_LEN,
     add_attribution_data,
     decode_failure_attributed,

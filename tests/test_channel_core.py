@@ -24,7 +24,7 @@ from channeld.core import (
     SignerError,
     UsageError,
 )
-from channeld.core.testing import Node, Pipe, check_pair, make_pair, p2wpkh, roundtrip
+from channel_testing import Node, Pipe, check_pair, make_pair, p2wpkh, roundtrip
 from common.commitment import Side
 
 ONION = bytes(1366)
@@ -627,7 +627,7 @@ def test_channel_from_open_and_accept_messages() -> None:
     that agree (the shell does the handshake itself)."""
     from bitcoin.tx import OutPoint
     from channeld.core import ChannelType
-    from channeld.core.testing import party_config
+    from channel_testing import party_config
     sa, sb = LocalSigner.from_seed(b"openA"), LocalSigner.from_seed(b"openB")
     ctype = ChannelType(anchors=True).to_wire()
     open_msg = rt(("open_channel", dict(
@@ -692,7 +692,7 @@ class NotAShachainSigner(LocalSigner):
 
 
 def test_secrets_not_from_a_shachain_rejected() -> None:
-    from channeld.core.testing import party_config
+    from channel_testing import party_config
     from bitcoin.tx import OutPoint
     sa, sb = LocalSigner.from_seed(b"shaA"), NotAShachainSigner.from_seed(b"shaB")
     ca, cb = party_config(sa), party_config(sb)

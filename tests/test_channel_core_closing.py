@@ -11,7 +11,7 @@ from bitcoin.hashes import sha256
 from bitcoin.keys import verify_digest_der
 from bitcoin.tx import SIGHASH_ALL, Tx
 from channeld.core import ChannelState, ClosingFeeRange, PeerError, UsageError
-from channeld.core.testing import Node, Pipe, make_pair, p2wpkh, roundtrip
+from channel_testing import Node, Pipe, make_pair, p2wpkh, roundtrip
 from common.commitment import Side
 
 ONION = bytes(1366)

@@ -12,7 +12,7 @@ import pytest
 from channeld.core import FeerateBounds
 from channeld.core.checks import dust_buffer_feerate
 from channeld.core.errors import UsageError
-from channeld.core.testing import Pipe, make_pair
+from channel_testing import Pipe, make_pair
 from channeld.core.state import Channel
 from common.commitment import htlc_success_fee, htlc_timeout_fee
 

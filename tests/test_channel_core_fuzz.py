@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 import wire
 from channeld.core import Channel, ChannelError
-from channeld.core.testing import Node, make_pair
-from wire.samples import sample_message
+from channel_testing import Node, make_pair
+from wire_samples import sample_message
 
 SCHEMA = wire.bolt_schema()
 EXAMPLES = int(os.environ.get("CORE_FUZZ_EXAMPLES", "60"))

@@ -25,7 +25,7 @@ import pytest
 
 from bitcoin.hashes import sha256
 from channeld.core import ChannelState, HtlcChanges, RemovalKind, UsageError
-from channeld.core.testing import Node, Pipe, check_pair, make_pair
+from channel_testing import Node, Pipe, check_pair, make_pair
 
 ONION = bytes(1366)
 FUNDING_SAT = 5_000_000

@@ -18,7 +18,7 @@ from channeld.core import (
     SignerError,
     UsageError,
 )
-from channeld.core.testing import Node, Pipe, check_pair, make_pair, roundtrip
+from channel_testing import Node, Pipe, check_pair, make_pair, roundtrip
 
 ONION = bytes(1366)
 AMOUNT = 12_000_000

@@ -98,7 +98,7 @@ def test_graph_kept_across_restart_and_late_joiner_syncs(node_factory):
 def test_forged_announcement_rejected_node_stays_up(node_factory):
     from pyln.proto.wire import PrivateKey, connect as pyln_connect
 
-    from gossipd.synthetic import signed_channel_announcement
+    from synthetic_graph import signed_channel_announcement
     l1, l2 = line(node_factory, 2)
     wait_for(lambda: len(l1.rpc.listchannels()["channels"]) == 2, timeout=90)
     conn = pyln_connect(PrivateKey(bytes([9] * 32)), bytes.fromhex(l1.node_id), "127.0.0.1", l1.port)

@@ -12,7 +12,7 @@ from gossipd.manager import GossipManager
 from gossipd.store import (
     FLAG_DELETED, FLAG_PRIVATE, HEADER_LEN, GossipStore, StoreError, channel_amount_msg,
 )
-from gossipd.synthetic import (
+from synthetic_graph import (
     build_store, pubkey, sign, signed_channel_announcement, signed_channel_update,
     signed_node_announcement,
 )

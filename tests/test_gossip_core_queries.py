@@ -14,7 +14,7 @@ from gossipd import queries as Q
 from gossipd.graph import U_TS
 from gossipd.manager import GossipManager
 from gossipd.store import GossipStore
-from gossipd.synthetic import pubkey, signed_node_announcement
+from synthetic_graph import pubkey, signed_node_announcement
 from gossipd.validate import GossipError
 
 from test_gossip_core import CHAIN, NOW, SK, add_channel, scid, upd

@@ -12,7 +12,7 @@ from gossipd.graph import Graph
 from gossipd.manager import GossipManager
 from gossipd.routing import LocalChannel, RouteNotFound, Router
 from gossipd.store import GossipStore
-from gossipd.synthetic import build_store
+from synthetic_graph import build_store
 from gossipd.validate import ChannelAnnouncement, ChannelUpdate, scid_str
 
 NOW = 1_700_000_000

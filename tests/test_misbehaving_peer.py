@@ -18,7 +18,7 @@ import wire
 from bitcoin.tx import OutPoint, Tx
 from channeld.core import Channel, ChannelParams, ChannelType, PartyConfig
 from channeld.core.signer import LocalSigner
-from channeld.core.testing import party_config
+from channel_testing import party_config
 from common.commitment import Side
 from node_factory import wait_for
 

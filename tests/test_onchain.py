@@ -169,7 +169,7 @@ def test_channel_export_contract():
     theirs), an older one of the peer as revoked."""
     import json
 
-    from channeld.core.testing import Pipe, make_pair
+    from channel_testing import Pipe, make_pair
     from channeld.onchain_export import export_onchain
     from onchaind.channel_json import parse_channel
     from onchaind.core import TxType, classify

@@ -17,7 +17,7 @@ import pytest
 import wire
 from node_factory import NodeFactory, wait_for
 from scripted_peer import PeerClosed, ScriptedPeer, open_channel_fields, open_unconfirmed_channel
-from wire.samples import sample_message
+from wire_samples import sample_message
 
 SCHEMA = wire.bolt_schema()
 MESSAGES = sorted(SCHEMA.messages)      # every peer message type of wire/csv/bolt.csv

@@ -19,7 +19,7 @@ import pytest
 from pyln.client import RpcError
 
 from bitcoin.keys import is_valid_pubkey
-from channeld.core.testing import party_config
+from channel_testing import party_config
 from node_factory import NodeFactory, wait_for
 from scripted_peer import ScriptedPeer, channelds_of, open_channel_fields, open_unconfirmed_channel
 

@@ -9,7 +9,7 @@ import pytest
 
 import wire
 from wire import DecodeError, EncodeError, MessageSchema, SchemaError, UnknownMessageError
-from wire.samples import sample_message, sample_tlv_stream
+from wire_samples import sample_message, sample_tlv_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 BOLT = wire.bolt_schema()

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import wire
 from wire import DecodeError
-from wire.samples import sample_message, sample_tlv_stream
+from wire_samples import sample_message, sample_tlv_stream
 
 BOLT = wire.bolt_schema()
 ONION = wire.onion_failure_schema()

@@ -9,12 +9,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .codec import REST, Field, Struct, TlvStream
-from .fundamental import (
+from wire.codec import REST, Field, Struct, TlvStream
+from wire.fundamental import (
     BigSizeType, BoolType, FieldType, FixedBytesType, IntType, OpaqueType, PointType,
     SciddirOrPubkeyType, TruncatedIntType,
 )
-from .schema import MessageSchema
+from wire.schema import MessageSchema
 
 __all__ = ["sample_value", "sample_struct", "sample_tlv_stream", "sample_message"]
 

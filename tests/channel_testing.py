@@ -17,12 +17,12 @@ from bitcoin.hashes import sha256
 from bitcoin.tx import OutPoint
 from common.commitment import HtlcInfo, Side
 
-from .closing import ClosingResult
-from .htlcs import CommitmentView
-from .params import ChannelParams, ChannelType, PartyConfig
-from .signer import LocalSigner
-from .state import Channel, FeerateBounds
-from .status import HtlcChanges
+from channeld.core.closing import ClosingResult
+from channeld.core.htlcs import CommitmentView
+from channeld.core.params import ChannelParams, ChannelType, PartyConfig
+from channeld.core.signer import LocalSigner
+from channeld.core.state import Channel, FeerateBounds
+from channeld.core.status import HtlcChanges
 
 WireMsg = tuple[str, dict[str, Any]]
 

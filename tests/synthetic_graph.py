@@ -34,8 +34,8 @@ import wire
 from bitcoin.networks import NETWORKS
 from common.features import Context, our_features
 
-from .store import GossipStore, channel_amount_msg
-from .validate import encode_address, hash256
+from gossipd.store import GossipStore, channel_amount_msg
+from gossipd.validate import encode_address, hash256
 
 FORMAT_VERSION = 1
 BASE_TIMESTAMP = 1_700_000_000
