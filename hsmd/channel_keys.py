@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import struct
 
-from bitcoin.keys import der_to_compact, pubkey_of, sign_digest_der, verify_digest_compact
-from bitcoin.tx import SIGHASH_ALL, SIGHASH_ANYONECANPAY, SIGHASH_SINGLE, Tx
+from bitcoin.keys import (
+    der_to_compact,
+    pubkey_of,
+    sign_digest_der,
+    verify_digest_compact,
+)
 from bitcoin.script import p2wsh_script
+from bitcoin.tx import SIGHASH_ALL, SIGHASH_ANYONECANPAY, SIGHASH_SINGLE, Tx
 from common.keyderive import derive_privkey, derive_revocation_privkey
 from common.scripts import anchor_script
 from common.shachain import per_commitment_point, per_commitment_secret

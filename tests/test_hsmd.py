@@ -130,3 +130,14 @@ def test_anchorspend_signs_only_that_channels_anchor(tmp_path):
                                                          "tx": tx.serialize()}, timeout=10)
         await subd.stop()
     asyncio.run(main())
+
+
+def test_every_channel_request_has_a_handler():
+    """hsmd's channel requests dispatch through one table that covers them all."""
+    from hsmd.hsmd import CHANNEL_HANDLERS
+    from hsmd.permissions import CHANNEL_REQUESTS
+    from wire.internal import internal_schema
+    assert set(CHANNEL_HANDLERS) == set(CHANNEL_REQUESTS)
+    schema = internal_schema("hsmd")
+    for name in CHANNEL_HANDLERS:
+        assert name + "_reply" in schema.messages, name

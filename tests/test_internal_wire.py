@@ -134,7 +134,7 @@ def test_every_schema_message_has_a_receiver():
 
 def test_hsmd_dispatch_matches_its_handlers():
     """Every request hsmd permits has a handler in hsmd's dispatch."""
-    import hsmd.__main__ as h
+    import hsmd.hsmd as h
     from hsmd.permissions import REQUIRED_CAP
 
     class FakeDaemon:
