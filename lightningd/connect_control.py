@@ -14,6 +14,7 @@ from wire.internal import internal_schema
 from .hsm_control import CAP_ECDH
 from .jsonrpc_errors import CONNECT_DISCONNECTED_DURING, RpcError
 from .subd import Subd
+from .supervision import RestartBudget, restart
 
 if TYPE_CHECKING:
     from .lightningd import LightningD
@@ -43,7 +44,7 @@ class ConnectControl:
         self.binding: list[str] = []
         self.waiters: dict[bytes, list[asyncio.Future]] = {}
         self._reqid = 0
-        self.restarts = 0
+        self.restarts = RestartBudget()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self, activate: bool = False) -> None:
@@ -106,17 +107,11 @@ class ConnectControl:
                 if not f.done():
                     f.set_exception(RpcError(CONNECT_DISCONNECTED_DURING, "connectd died during connect"))
         self.waiters.clear()
-        self.restarts += 1
-        await asyncio.sleep(self.ld.restart_delay())
-        if self.ld.stopping:
-            return
-        self.ld.log.info("restarting connectd")
-        try:
+
+        async def start() -> None:
             await self.start(activate=True)
             self.ld.gossipd.link_connectd()
-        except Exception as e:
-            if not self.ld.stopping:   # (a shutdown during the restart ends it quietly)
-                self.ld.log.broken(f"could not restart connectd: {e!r}")
+        await restart(self.ld, "connectd", start, self.restarts)
 
     # -- requests ----------------------------------------------------------------------
     async def connect(self, node_id: bytes, addrs: list[str], timeout: float = 90.0) -> None:

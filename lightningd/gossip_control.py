@@ -25,6 +25,7 @@ from .jsonrpc import RequestContext
 from .jsonrpc_errors import INVALID_PARAMS, PAY_ROUTE_NOT_FOUND, RpcError
 from .params import opt, req
 from .subd import Subd
+from .supervision import RestartBudget, restart
 
 if TYPE_CHECKING:
     from .channel import ChannelRecord
@@ -38,7 +39,7 @@ class GossipControl:
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
         self.subd: Subd | None = None
-        self.restarts = 0
+        self.restarts = RestartBudget()
         self.watched: dict[tuple[bytes, int], int] = {}   # public funding outpoints -> scid
 
     async def start(self) -> None:
@@ -161,20 +162,11 @@ class GossipControl:
             await self.subd.stop()
 
     async def _on_exit(self, subd: Subd, rc: int) -> None:
-        if self.ld.stopping:
-            return
-        self.restarts += 1
-        await asyncio.sleep(self.ld.restart_delay())
-        if self.ld.stopping:
-            return
-        self.ld.log.info("restarting gossipd")
-        try:
+        async def start() -> None:
             await self.start()
             for rec in self.ld.channels.channels.values():
                 self.local_channel(rec)
-        except Exception as e:
-            if not self.ld.stopping:   # (a shutdown during the restart ends it quietly)
-                self.ld.log.broken(f"could not restart gossipd: {e!r}")
+        await restart(self.ld, "gossipd", start, self.restarts)
 
 
 def register(ld: "LightningD") -> None:

@@ -48,6 +48,7 @@ from . import channel as C
 from .closing_control import unilateral
 from .hsm_control import CAP_SIGN_ONCHAIN_TX
 from .subd import Subd
+from .supervision import RestartBudget, restart
 
 if TYPE_CHECKING:
     from .channel import ChannelRecord
@@ -72,7 +73,7 @@ class Resolver:
     preimages_sent: set[bytes] = field(default_factory=set)
     feerate_sent: int = 0
     all_resolved: bool = False
-    restarts: int = 0
+    restarts: RestartBudget = field(default_factory=lambda: RestartBudget(RESTART_LIMIT))
 
     @property
     def running(self) -> bool:
@@ -302,16 +303,9 @@ class OnchainControl:
             self.subds.remove(subd)
         if r.subd is subd:
             r.subd = None
-        if self.ld.stopping or r.all_resolved or self.resolvers.get(r.rec.dbid) is not r:
-            return
-        r.restarts += 1
-        if r.restarts > RESTART_LIMIT:
-            self.ld.log.broken(f"channel {r.rec.dbid}: onchaind keeps failing: giving up")
-            return
-        await asyncio.sleep(self.ld.restart_delay())
-        if not self.ld.stopping and self.resolvers.get(r.rec.dbid) is r and r.subd is None:
-            self.ld.log.info(f"restarting onchaind for channel {r.rec.dbid}")
-            await self._start_resolver(r.rec, r)
+        await restart(self.ld, f"onchaind for channel {r.rec.dbid}", lambda: self._start_resolver(r.rec, r),
+                      r.restarts, wanted=lambda: not r.all_resolved and self.resolvers.get(r.rec.dbid) is r
+                      and r.subd is None)
 
     async def _spending_tx(self, rec: "ChannelRecord") -> Tx | None:
         row = self.db.one("SELECT raw FROM onchain_txs WHERE dbid = ? AND txid = ?", (rec.dbid, rec.spend_txid))
