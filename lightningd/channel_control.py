@@ -51,8 +51,7 @@ def send_to_channeld(subd: Subd | None, name: str, fields: dict) -> bool:
     sent (Subd.send itself drops what a closed link cannot take)."""
     if subd is None or not subd.running:
         return False
-    subd.send(name, fields)
-    return True
+    return subd.send(name, fields)
 
 
 @dataclass

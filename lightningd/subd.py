@@ -180,15 +180,18 @@ class Subd:
         return self.pid is not None and not self.exited.is_set()
 
     # -- messages --------------------------------------------------------------------
-    def send(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = ()) -> None:
-        """Fire and forget.  To a daemon that is dying (its link already shut,
-        the exit not yet reaped) the message is dropped: what it carried is
-        in our records and is sent again to the daemon that replaces it."""
+    def send(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = ()) -> bool:
+        """Fire and forget; False if not sent.  To a daemon that is dying (its
+        link already shut, the exit not yet reaped) the message is dropped:
+        what it carried is in our records and is sent again to the daemon
+        that replaces it."""
         assert self.conn is not None
         try:
             self.conn.send(name, fields, fds)
         except ConnectionClosed:
             self.log.debug(f"{self.name} is gone: {name} not sent")
+            return False
+        return True
 
     async def request(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = (),
                       timeout: float | None = None) -> Msg:

@@ -230,8 +230,9 @@ def _closing_signed_before_shutdown(fake: Any) -> None:
                                  "tlvs": {}})
 
 
+# (a channel_reestablish while connected is a warning, not this: test_recovery.py)
 @pytest.mark.parametrize("misbehave", [_update_fee, _zero_htlc, _empty_commitment, _unexpected_revoke,
-                                       _reestablish_while_connected, _malformed_fail_without_badonion,
+                                       _malformed_fail_without_badonion,
                                        _closing_signed_before_shutdown])
 def test_bad_channel_message_fails_the_channel(node_factory, misbehave: Callable[[Any], None]):
     from test_misbehaving_peer import open_with_fake_peer
