@@ -58,6 +58,14 @@ def _links() -> None:
         master.start()
         daemon.start()
         status.version("warmup")
+        # what the daemons' shells use around their links
+        lock, event, queue = asyncio.Lock(), asyncio.Event(), asyncio.Queue()
+        async with lock:
+            await queue.put(1)
+        waiter = asyncio.ensure_future(event.wait())
+        event.set()
+        await asyncio.wait([waiter, asyncio.ensure_future(asyncio.sleep(0))], return_when=asyncio.FIRST_COMPLETED)
+        await waiter
         r, w = os.pipe()
         try:
             for i in range(5):
@@ -97,7 +105,48 @@ def _channel() -> None:
     a.persist()
     b.persist()
     json.loads(json.dumps(a.db))
+    from channeld.summary import summary
+    from common.features import bits_from_features, features_from_bits
+    for ch in (a.channel, b.channel):
+        json.dumps(summary(ch))
+    bits_from_features(features_from_bits([1, 5, 7, 12, 14, 17, 22]))
     a.crash()
+
+
+def _sync_hsm() -> None:
+    """channeld's and onchaind's blocking hsmd client, and channeld's
+    HsmSigner, answered by replies written before each call."""
+    from channeld.hsm_signer import HsmSigner
+    from common.msgconn import HEADER
+    from common.sync_hsm import SyncHsm
+    from hsmd.channel_keys import ChannelKeys
+    from wire.internal import internal_schema
+
+    schema = internal_schema("hsmd")
+    ours, theirs = socket.socketpair()
+    ck = ChannelKeys(os.urandom(32), b"\x02" * 33, 1)
+
+    def answer(name: str, fields: dict) -> None:
+        m = schema.encode(name, fields)
+        theirs.sendall(HEADER.pack(len(m), 0) + m)
+    try:
+        answer("hsmd_get_channel_basepoints_reply", ck.basepoints())
+        signer = HsmSigner(SyncHsm(ours.detach()))
+        for n in range(3):
+            answer("hsmd_get_per_commitment_point_reply", {"point": ck.point(n)})
+            signer.per_commitment_point(n)
+        signer.hsm.close()
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def _signals() -> None:
+    """common.daemon.run's first lines (the zygote ignores both already)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _noise() -> None:
@@ -130,7 +179,7 @@ def _hsm() -> None:
         ck.point(n)
 
 
-WORKLOADS = (_links, _channel, _noise, _hsm)
+WORKLOADS = (_links, _channel, _sync_hsm, _signals, _noise, _hsm)
 
 
 def warm_up(rounds: int = ROUNDS) -> list[str]:
@@ -146,3 +195,84 @@ def warm_up(rounds: int = ROUNDS) -> list[str]:
                 failed.append(f"{w.__name__}: {type(e).__name__}: {e}")
                 todo.remove(w)
     return failed
+
+
+# -- sealing the heap -----------------------------------------------------------------
+# After the imports and the warm-up, the zygote's heap is full of holes: free
+# blocks inside pages that also hold live objects.  A child's first
+# allocations would land in those holes, each one copying a whole 4 KiB page
+# for a few bytes.  Filling them in the zygote (with objects nobody uses,
+# shared by every child) makes the children allocate in fresh pages instead.
+_FILLERS: list = []
+
+
+def _pymalloc_free_blocks() -> dict[int, int]:
+    """Free blocks per size class of pymalloc's used pools (from
+    sys._debugmallocstats, which writes to the C stderr)."""
+    import sys
+    r, w = os.pipe()
+    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        os.dup2(w, 2)
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    out = {}
+    for line in b"".join(chunks).decode(errors="replace").splitlines():
+        p = line.split()
+        if len(p) == 5 and all(x.isdigit() for x in p):
+            out[int(p[1])] = int(p[4])
+    return out
+
+
+def seal_heap() -> None:
+    """Fill pymalloc's free blocks (bytes objects of each block size; floats
+    for 32-byte blocks; 16-byte blocks hold no Python object and stay) and
+    glibc's free chunks below the top of the heap."""
+    for _ in range(3):
+        for size, n in _pymalloc_free_blocks().items():
+            if size == 32:
+                _FILLERS.extend(float(i) + 0.5 for i in range(n))
+            elif size > 32:
+                _FILLERS.extend(b"\x01" * (size - 33) for _ in range(n))
+    _seal_glibc()
+
+
+def _seal_glibc() -> None:
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")]
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = Mallinfo2
+        libc.malloc.restype = ctypes.c_void_p
+        libc.malloc.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return
+    # free bytes in the bins (fordblks counts the top chunk too: keepcost)
+    for size in (4096, 1024, 256, 64, 16):
+        for _ in range(100_000):
+            m = libc.mallinfo2()
+            if m.fordblks - m.keepcost < size:
+                break
+            top = m.keepcost
+            p = libc.malloc(size)
+            if not p:
+                return
+            if libc.mallinfo2().keepcost < top:   # came from the top: no hole left this big
+                libc.free(ctypes.c_void_p(p))
+                break
+            _FILLERS.append(p)   # (an address: never freed, never used)

@@ -87,6 +87,9 @@ def preload() -> None:
     for name in SCHEMAS + ("gossip_link", "peer_stream", "zygote"):
         internal_schema(name)
     status_schema()
+    from wire.bolt import bolt_schema, onion_failure_schema
+    bolt_schema()
+    onion_failure_schema()
 
 
 class Link:
@@ -278,10 +281,11 @@ def main() -> None:
     from common.daemon import VERSION, set_process_name
     from wire.internal import status_schema
 
-    from .warmup import warm_up
+    from .warmup import seal_heap, warm_up
     failed = warm_up()
     set_process_name("zygote")
     gc.collect()
+    seal_heap()
     gc.freeze()
     gc.enable()
     link = Link(0)
