@@ -98,6 +98,7 @@ class Subd:
         self._child_fds: list[int] = []
         self._started_at = 0.0
         self.startup_ms: float | None = None   # spawn request -> status_version
+        self.ready = asyncio.Event()             # status_version came
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, hsm_fd: int | None = None, extra_fds: list[int] | tuple[int, ...] = ()) -> None:
@@ -194,11 +195,17 @@ class Subd:
             self.returncode = os.waitstatus_to_exitcode(status)
         except ChildProcessError:
             self.returncode = -1
-        if self.conn is not None:
-            self.conn.close()
         asyncio.ensure_future(self._finish_exit())
 
     async def _finish_exit(self) -> None:
+        if self.conn is not None:
+            # what it sent before exiting (channeld_failed, status_fail...) is
+            # handled before its exit is: the link ends at EOF once read
+            try:
+                await asyncio.wait_for(self.conn.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            self.conn.close()
         if self._err_task is not None:
             try:
                 await asyncio.wait_for(self._err_task, 1.0)
@@ -286,6 +293,7 @@ class Subd:
         elif msg.name == "status_version":
             self.startup_ms = (time.monotonic() - self._started_at) * 1000
             self.log.debug(f"{self.name}: first message {self.startup_ms:.1f} ms after the spawn request")
+            self.ready.set()
             if f["version"] != VERSION:
                 self.log.broken(f"{self.name} version {f['version']} != ours {VERSION}")
         else:  # the status schema has no other message: a new one needs a case here
