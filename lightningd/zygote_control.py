@@ -109,7 +109,14 @@ class ZygoteControl:
 
     async def _request(self, z: Subd, name: str, args: list[str], fds: list[int], hsm: bool) -> int:
         try:
-            if z.conn is None or z.conn.conn.closed:
+            # A zygote still importing (seconds on a loaded machine) is
+            # waited for without a deadline; one that dies first forked nothing.
+            if not z.ready.is_set():
+                waits = [asyncio.ensure_future(z.ready.wait()), asyncio.ensure_future(z.exited.wait())]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+            if not z.ready.is_set() or z.exited.is_set() or z.conn is None or z.conn.conn.closed:
                 raise SpawnRefused("the zygote is gone")
             reply = await z.request("zygote_spawn", {"name": name, "hsmfd": hsm, "args": [{"arg": a} for a in args]},
                                     fds=fds, timeout=self.SPAWN_TIMEOUT)
