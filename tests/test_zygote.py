@@ -135,3 +135,50 @@ def test_master_killed_everything_exits(node_factory):
         wait_for(lambda: not pid_alive(pid), timeout=15)
     l1.start()
     wait_for(lambda: l1.rpc.listpeerchannels()["channels"][0]["state"] == "CHANNELD_NORMAL")
+
+
+STRAY_SCRIPT = r"""
+import asyncio, os, signal, sys, time
+from lightningd.zygote_control import ZygoteControl, become_subreaper
+
+class Log:
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+class Master:
+    log, stopping = Log(), False
+
+async def main():
+    assert become_subreaper()
+    zc = ZygoteControl(Master())
+    zc.STRAY_SCAN_DELAY = 0.2
+    asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, zc._on_sigchld)
+    r, w = os.pipe()
+    mid = os.fork()
+    if mid == 0:                       # a "plugin" that leaves a helper behind
+        if os.fork() == 0:
+            os.read(r, 1)              # the helper lives until told
+            os._exit(0)
+        os._exit(0)
+    os.waitpid(mid, 0)                 # the helper is ours now
+    kids = [int(p) for p in open(f"/proc/self/task/{os.getpid()}/children").read().split()]
+    assert len(kids) == 1, kids
+    os.write(w, b"x")                  # it exits: a zombie nobody else will reap
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if not os.path.exists(f"/proc/{kids[0]}"):
+            print("reaped")
+            return
+    print("zombie left")
+
+asyncio.run(main())
+"""
+
+
+def test_master_reaps_orphans_it_inherits_as_subreaper():
+    """A plugin's helper orphaned below the master (a child subreaper, for
+    the zygote's sake) is reaped, not left a zombie."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", STRAY_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "reaped", out.stdout + out.stderr

@@ -282,6 +282,12 @@ def main() -> None:
     from wire.internal import status_schema
 
     from .warmup import seal_heap, warm_up
+    # Holes left by the imports filled first: what the warm-up keeps (caches,
+    # grown dicts, interned names) then sits together in fresh pages instead
+    # of one object in each of hundreds of pages that the children would
+    # copy to touch it.
+    gc.collect()
+    seal_heap()
     failed = warm_up()
     set_process_name("zygote")
     gc.collect()
