@@ -116,7 +116,9 @@ class ConnectControl:
     # -- requests ----------------------------------------------------------------------
     async def connect(self, node_id: bytes, addrs: list[str], timeout: float = 90.0) -> None:
         """Dial (or find already connected) `node_id`; raises RpcError."""
-        assert self.subd is not None
+        if self.subd is None or not self.subd.running:
+            # died and not restarted yet: nothing would ever answer
+            raise RpcError(CONNECT_DISCONNECTED_DURING, "connectd is restarting")
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(node_id, []).append(fut)
         self.subd.send("connectd_connect_to_peer", {"id": node_id, "addrs": [{"addr": a} for a in addrs]})
