@@ -406,10 +406,9 @@ def test_onchain_preimage_completes_upstream_forward(node_factory):
     wait_for(lambda: state(l2, l3) == "ONCHAIN" and state(l3, l2) == "ONCHAIN")
     assert pay_status(l1, h) == "pending"
     l3.rpc.call("holdhtlcs-release", [h, preimage.hex()])     # its channeld is gone: on chain only
-    mine(l3, 1, l1, l2, l3)                                   # l3's onchaind gets the preimage
+    # l3's onchaind gets the preimage at once and broadcasts its HTLC-success
     wait_for(lambda: any("OUR_HTLC_SUCCESS_TX" in s and "broadcast" in s for s in status(l3, l2)))
-    wait_mempool(l3, 2)                                       # HTLC-success and l2's to_remote sweep
-    mine(l3, 1, l1, l2, l3)
+    mine(l3, 1, l1, l2, l3)                                   # (with l2's to_remote sweep, if not in yet)
     wait_for(lambda: pay_status(l1, h) == "complete")
     learned = height(l3)
     assert l1.rpc.listsendpays(payment_hash=h)["payments"][0]["payment_preimage"] == preimage.hex()

@@ -352,7 +352,7 @@ def test_processes_say_what_they_are(node_factory):
             comm = f.read().strip()
         assert comm == f"lightning_{name}"[:15]      # (the kernel keeps 15 characters)
         names.add(name)
-    assert names == {"hsmd", "connectd", "gossipd", "channeld"}
+    assert names == {"hsmd", "connectd", "gossipd", "channeld", "zygote"}
 
 
 def test_killed_hook_plugin_mid_payment(node_factory):
