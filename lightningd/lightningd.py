@@ -62,7 +62,6 @@ from .reconnect import Reconnector
 from .wallet import Wallet
 from .withdraw import WalletSpender
 from .zygote_control import ZygoteControl
-from . import early_signals
 
 VERSION = "v0.1.0"
 
