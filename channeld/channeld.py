@@ -23,7 +23,7 @@ from wire.internal import internal_schema
 
 from . import opening
 from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, DataLossError, FeerateBounds, PeerError,
-                   SignerError, UsageError)
+                   PeerWarning, SignerError, UsageError)
 from .announce import Announcer
 from .hsm_signer import HsmSigner
 from .summary import changes_json, summary
@@ -247,6 +247,14 @@ class ChannelDaemon:
                 await self._abort_opening(str(e), tell_peer="disconnected" not in str(e))
         except WarnAndDisconnect as e:
             self.status.info(f"peer out of step: {e}; warning and reconnecting", self.peer_id)
+            self._warn_and_disconnect(str(e))
+        except PeerWarning as e:
+            # BOLT 2 lets us warn and disconnect instead of failing the
+            # channel; the peer's uncommitted updates are dropped with the
+            # connection (Core Lightning's peer_failed_warn)
+            self.status.unusual(f"peer broke a rule: {e}; warning and disconnecting", self.peer_id)
+            if self.ch is not None and self.ch.state is not ChannelState.CLOSED:
+                self.ch.disconnect()
             self._warn_and_disconnect(str(e))
         except (PeerError, ChannelError, SignerError) as e:
             if self.ch is None and self.temp_id is not None:
