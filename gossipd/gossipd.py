@@ -29,7 +29,8 @@ from .queries import (TimestampFilter, answer_query_short_channel_ids, filtered_
                       parse_reply_channel_range, query_channel_range, query_short_channel_ids, reply_channel_range)
 from .routing import ChannelPolicy, LocalChannel, RouteNotFound, Router
 from .store import GossipStore
-from .validate import GossipError, parse_channel_announcement, parse_channel_update, parse_node_announcement
+from .validate import (GossipError, forwardable_node_announcement, parse_channel_announcement, parse_channel_update,
+                       parse_node_announcement)
 
 STORE_FILE = "gossip_store"
 BROADCAST_INTERVAL = 60.0
@@ -439,6 +440,8 @@ class Gossipd:
                 self.unrelayed[scid] = raw
                 return
             ts = max(h[U_TS] for h in halves)
+        elif kind == 257 and not forwardable_node_announcement(raw):
+            return
         elif kind == 258:
             ann = self.unrelayed.pop(parse_channel_update(raw).scid, None)
             if ann is not None:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import wire
 
 from .graph import CF_DYING, CF_PRIVATE, U_OFF, U_TS, Graph
-from .validate import GossipError
+from .validate import GossipError, forwardable_node_announcement
 
 ENCODING_UNCOMPRESSED = 0
 ENCODING_ZLIB = 1
@@ -317,7 +317,9 @@ def answer_query_short_channel_ids(graph: Graph, chain_hash: bytes, query: bytes
             a = graph._nann[n]
             if flag & bit and n not in sent_nodes and a is not None and a[5] >= 0:
                 sent_nodes.add(n)
-                out.append(get_message(a[5]))
+                raw = get_message(a[5])
+                if forwardable_node_announcement(raw):
+                    out.append(raw)
     out.append(wire.bolt_schema().encode("reply_short_channel_ids_end", {
         "chain_hash": f["chain_hash"], "full_information": full}))
     return out
@@ -365,4 +367,6 @@ def filtered_gossip(graph: Graph, flt: TimestampFilter,
                 yield get_message(u[U_OFF])
     for a in graph._nann:
         if a is not None and flt.passes(a[0]) and a[5] >= 0:
-            yield get_message(a[5])
+            raw = get_message(a[5])
+            if forwardable_node_announcement(raw):
+                yield raw

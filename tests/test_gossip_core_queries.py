@@ -277,3 +277,22 @@ def test_gossip_timestamp_filter(tmp_path):
                    ("channel_announcement", None, 102), ("channel_update", NOW + 2, 102),
                    ("node_announcement", NOW + 50, None)]
     assert out[-1].fields["node_id"] == pubkey(SK[0])
+
+
+def test_node_announcement_with_two_dns_hostnames_is_used_but_never_forwarded(tmp_path):
+    """BOLT 7: "if more than one `type 5` address is announced: SHOULD
+    ignore the additional data; MUST not forward the node_announcement":
+    the graph keeps it (its first hostname), query answers and timestamp
+    filters leave it out."""
+    m = _graph_with_blocks(tmp_path, [(100, 1)])
+    two = [{"type": "dns", "address": "a.example", "port": 9735},
+           {"type": "dns", "address": "b.example", "port": 9735}]
+    m.handle_node_announcement(signed_node_announcement(SK[0], NOW + 5, "two", addresses=two))
+    m.handle_node_announcement(signed_node_announcement(SK[1], NOW + 5, "one", addresses=two[:1]))
+    j = m.graph.node_json(pubkey(SK[0]))
+    assert j["alias"] == "two" and [a["address"] for a in j["addresses"]] == ["a.example"]
+    out = [BOLT.decode(x) for x in Q.filtered_gossip(m.graph, Q.TimestampFilter(0, 0xFFFFFFFF), m.message)]
+    assert [x.fields["node_id"] for x in out if x.name == "node_announcement"] == [pubkey(SK[1])]
+    query = Q.query_short_channel_ids(CHAIN, [scid(100, 1)])
+    out = [BOLT.decode(x) for x in Q.answer_query_short_channel_ids(m.graph, CHAIN, query, m.message)]
+    assert [x.fields["node_id"] for x in out if x.name == "node_announcement"] == [pubkey(SK[1])]
