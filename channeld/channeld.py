@@ -613,7 +613,11 @@ class ChannelDaemon:
 
     async def handle_fail_htlc(self, msg: Msg) -> None:
         f = msg.fields
-        if f["failure_code"] & 0x8000:
+        # update_fail_malformed_htlc only for an onion we could not read
+        # ourselves (no failure message); a BADONION code downstream gave
+        # us travels inside the failure message we made of it (BOLT 2: in
+        # an update_fail_htlc to the link the HTLC came from)
+        if f["failure_code"] & 0x8000 and not f["reason"]:
             await self._remove(lambda ch: ch.fail_malformed_htlc(f["htlc_id"], f["sha256_of_onion"],
                                                                  f["failure_code"]))
         else:
