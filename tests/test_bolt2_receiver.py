@@ -450,3 +450,48 @@ def test_reestablish_with_next_commitment_number_zero_fails_the_channel(node_fac
     wait_for(lambda: chan(node, again)["state"] in FAILED)
     wait_for(lambda: funding_spent_in_mempool(node, funding_txid))
     node_is_well(node)
+
+
+# -- announcement_signatures (BOLT 7) ------------------------------------------------------------
+def _announcement_signatures(node: Any, peer: ScriptedPeer, ch: Any, scid: int) -> dict:
+    """Ours (the peer's) for the channel's announcement: node and bitcoin
+    signatures of its double-SHA256 from offset 256."""
+    from bitcoin.hashes import hash256
+    from gossipd.synthetic import sign
+    ours = (bytes.fromhex(peer.node_id), ch.params.local.funding_pubkey)
+    theirs = (bytes.fromhex(node.node_id), ch.params.remote.funding_pubkey)
+    (n1, b1), (n2, b2) = sorted([ours, theirs])
+    zero = bytes(64)
+    raw = SCHEMA.encode("channel_announcement", {
+        "node_signature_1": zero, "node_signature_2": zero, "bitcoin_signature_1": zero,
+        "bitcoin_signature_2": zero, "features": b"", "chain_hash": peer.chain_hash,
+        "short_channel_id": scid.to_bytes(8, "big"), "node_id_1": n1, "node_id_2": n2,
+        "bitcoin_key_1": b1, "bitcoin_key_2": b2})
+    digest = hash256(raw[258:])
+    return {"channel_id": ch.channel_id, "short_channel_id": scid.to_bytes(8, "big"),
+            "node_signature": sign(bytes([peer.seed] * 32), digest),
+            "bitcoin_signature": sign(peer.signer._funding_privkey, digest)}
+
+
+def test_announcement_signatures_answered_after_a_reconnection(node_factory):
+    """BOLT 7: upon reconnection, "if it receives `announcement_signatures`
+    for the funding transaction: MUST respond with its own", even once the
+    channel is announced; one for another short_channel_id gets a warning
+    ("SHOULD send a `warning`"), not a failed channel."""
+    from common.scid import ShortChannelId
+    node, peer, ch = funded(node_factory, channel_flags=1)
+    node.chain.mine(3)                                # 6 deep: announce
+    theirs = peer.expect("announcement_signatures", timeout=30)
+    scid = ShortChannelId.parse(chan(node, peer)["short_channel_id"]).to_int()
+    assert theirs["short_channel_id"] == scid.to_bytes(8, "big")
+    peer.send("announcement_signatures", _announcement_signatures(node, peer, ch, scid))
+    wait_for(lambda: len(node.rpc.listchannels(chan(node, peer)["short_channel_id"])["channels"]) >= 1)
+    peer = reconnect(peer, ch)
+    wrong = dict(_announcement_signatures(node, peer, ch, scid), short_channel_id=(scid + 1).to_bytes(8, "big"))
+    peer.send("announcement_signatures", wrong)
+    assert b"short_channel_id" in peer.expect("warning")["data"]
+    peer.send("announcement_signatures", _announcement_signatures(node, peer, ch, scid))
+    again = peer.expect("announcement_signatures", timeout=15)
+    assert again == theirs
+    assert chan(node, peer)["state"] == "CHANNELD_NORMAL"
+    node_is_well(node)
