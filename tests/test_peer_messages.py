@@ -130,6 +130,7 @@ UPFRONT = b"\x00\x00"                     # upfront_shutdown_script, empty
     pytest.param(UPFRONT + UPFRONT + TYPE_12, id="duplicate"),
     pytest.param(UPFRONT + TYPE_12 + b"\x02\x00", id="unknown_even_type"),
     pytest.param(UPFRONT + b"\x01\xfd\x00\x02\x10\x00", id="non_minimal_length"),
+    pytest.param(UPFRONT + b"\xfd\x00\x01\x02\x10\x00", id="non_minimal_type"),
     pytest.param(UPFRONT + b"\x01\x05\x10\x00", id="length_past_end"),
 ])
 def test_bad_tlv_stream_gets_warning_and_hangup(node, tlvs):
