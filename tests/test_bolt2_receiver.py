@@ -495,3 +495,40 @@ def test_announcement_signatures_answered_after_a_reconnection(node_factory):
     assert again == theirs
     assert chan(node, peer)["state"] == "CHANNELD_NORMAL"
     node_is_well(node)
+
+
+# -- HTLC deadlines ----------------------------------------------------------------------------------
+def test_fulfilled_htlc_past_its_deadline_fails_the_channel(node_factory):
+    """BOLT 2 (a fulfilling node): "if an HTLC it has fulfilled is in either
+    node's current commitment transaction, AND is past this fulfillment
+    deadline: SHOULD send an `error` to the offering peer (if connected);
+    MUST fail the channel": the peer pays the node's invoice, takes the
+    preimage and never signs the removal; half a cltv_delta (17 blocks)
+    before the HTLC's expiry the node goes on chain, where the preimage
+    gets it the money."""
+    from common.onion import create_onion
+    from common.onion_payload import HopPayload, PaymentData, encode_payload
+    node, peer, ch = funded(node_factory)
+    funding_txid = chan(node, peer)["funding_txid"]
+    amount = 10_000_000
+    inv = node.rpc.invoice(amount, "deadline", "deadline")
+    payment_hash, secret = bytes.fromhex(inv["payment_hash"]), bytes.fromhex(inv["payment_secret"])
+    height = node.rpc.getinfo()["blockheight"]
+    expiry = height + 40
+    payload = encode_payload(HopPayload(amt_to_forward=amount, outgoing_cltv_value=expiry,
+                                        payment_data=PaymentData(secret, amount)))
+    onion = create_onion(os.urandom(32), [(bytes.fromhex(node.node_id), payload)], payment_hash)[0]
+    peer.send(*ch.add_htlc(amount, payment_hash, expiry, onion, height))
+    commit_dance(peer, ch)
+    ful = peer.expect("update_fulfill_htlc")
+    assert sha256(ful["payment_preimage"]) == payment_hash
+    ch.recv_update_fulfill_htlc(ful)
+    # ... and we never answer the node's commitment_signed
+    node.chain.mine(expiry - 17 - node.rpc.getinfo()["blockheight"] - 1)
+    time.sleep(3)
+    assert chan(node, peer)["state"] == "CHANNELD_NORMAL"      # not yet
+    node.chain.mine(1)
+    wait_for(lambda: chan(node, peer)["state"] in FAILED)
+    wait_for(lambda: funding_spent_in_mempool(node, funding_txid))
+    assert any(n == "error" for n, _ in peer.collect(quiet=2))
+    node_is_well(node)
