@@ -477,7 +477,8 @@ def test_announcement_signatures_answered_after_a_reconnection(node_factory):
     """BOLT 7: upon reconnection, "if it receives `announcement_signatures`
     for the funding transaction: MUST respond with its own", even once the
     channel is announced; one for another short_channel_id gets a warning
-    ("SHOULD send a `warning`"), not a failed channel."""
+    ("SHOULD send a `warning`"), bad signatures a warning and a
+    disconnection: never a failed channel."""
     from common.scid import ShortChannelId
     node, peer, ch = funded(node_factory, channel_flags=1)
     node.chain.mine(3)                                # 6 deep: announce
@@ -493,6 +494,11 @@ def test_announcement_signatures_answered_after_a_reconnection(node_factory):
     peer.send("announcement_signatures", _announcement_signatures(node, peer, ch, scid))
     again = peer.expect("announcement_signatures", timeout=15)
     assert again == theirs
+    # bad signatures: "MAY send a `warning` and close the connection, or send
+    # an `error` and fail the channel": a warning and a disconnection
+    bad = _announcement_signatures(node, peer, ch, scid)
+    peer.send("announcement_signatures", dict(bad, node_signature=flip(bad["node_signature"])))
+    assert refused(peer, ch.channel_id).startswith("warning: announcement_signatures: bad node_signature")
     assert chan(node, peer)["state"] == "CHANNELD_NORMAL"
     node_is_well(node)
 
@@ -531,4 +537,22 @@ def test_fulfilled_htlc_past_its_deadline_fails_the_channel(node_factory):
     wait_for(lambda: chan(node, peer)["state"] in FAILED)
     wait_for(lambda: funding_spent_in_mempool(node, funding_txid))
     assert any(n == "error" for n, _ in peer.collect(quiet=2))
+    node_is_well(node)
+
+
+def test_shutdown_before_funding_created_fails_the_open(node_factory):
+    """BOLT 2 (shutdown receiver): "if it hasn't received a `funding_signed`
+    (if it is a funder) or a `funding_created` (if it is a fundee): SHOULD
+    send an `error` and fail the channel": the open is dropped with an
+    error for its temporary id; the connection stays."""
+    node = node_factory.get_node()
+    peer = ScriptedPeer(node)
+    wait_for(lambda: node.rpc.listpeers(peer.node_id)["peers"])
+    temp = os.urandom(32)
+    peer.send("open_channel", open_channel_fields(peer, temp))
+    peer.expect("accept_channel")
+    peer.send("shutdown", {"channel_id": temp, "scriptpubkey": b"\x00\x14" + b"\x33" * 20})
+    assert refused(peer, temp).startswith("error")
+    wait_for(lambda: node.rpc.listpeerchannels(peer.node_id)["channels"] == [])
+    assert peer.ping_ok()
     node_is_well(node)
