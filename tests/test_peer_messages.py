@@ -232,8 +232,7 @@ def _closing_signed_before_shutdown(fake: Any) -> None:
 
 
 @pytest.mark.parametrize("misbehave", [_update_fee, _zero_htlc, _empty_commitment, _unexpected_revoke,
-                                       _reestablish_while_connected, _malformed_fail_without_badonion,
-                                       _closing_signed_before_shutdown])
+                                       _malformed_fail_without_badonion, _closing_signed_before_shutdown])
 def test_bad_channel_message_fails_the_channel(node_factory, misbehave: Callable[[Any], None]):
     from test_misbehaving_peer import open_with_fake_peer
     n = node_factory.get_node()
@@ -243,6 +242,21 @@ def test_bad_channel_message_fails_the_channel(node_factory, misbehave: Callable
     assert fields["channel_id"] == fake.ch.channel_id
     wait_for(lambda: n.rpc.listpeerchannels(fake.node_id)["channels"][0]["state"]
              in ("AWAITING_UNILATERAL", "FUNDING_SPEND_SEEN", "ONCHAIN"))
+    node_is_well(n)
+
+
+def test_reestablish_while_connected_warns_and_disconnects(node_factory):
+    """A channel_reestablish in the middle of normal operation is a peer out
+    of step (its channel daemon restarted), not a thief: a warning, a new
+    connection, the channel intact (docs/ARCHITECTURE.md, WarnAndDisconnect)."""
+    from test_misbehaving_peer import open_with_fake_peer
+    n = node_factory.get_node()
+    fake = open_with_fake_peer(n, 0x48, 0)
+    _reestablish_while_connected(fake)
+    with pytest.raises(ValueError):          # pyln-proto: the connection is closed
+        fake.read()                          # (the warning is skipped by FakePeer.read)
+    wait_for(lambda: not n.rpc.listpeers(fake.node_id)["peers"][0]["connected"])
+    assert n.rpc.listpeerchannels(fake.node_id)["channels"][0]["state"] == "CHANNELD_NORMAL"
     node_is_well(n)
 
 
