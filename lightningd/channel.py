@@ -96,6 +96,8 @@ class ChannelRecord:
     spend_txid: bytes | None = None
     spend_height: int | None = None
     created_at: int = field(default_factory=lambda: int(time.time()))
+    #: accept any feerate from the peer (setchannel ignorefeelimits)
+    ignore_fee_limits: bool = False
     state_changes: list[dict] = field(default_factory=list)
     # not stored
     subd: "Subd | None" = None
@@ -157,7 +159,7 @@ class ChannelRecord:
                "funding_sat", "funding_height", "funding_txindex", "minimum_depth", "announce", "summary",
                "core", "config", "fee_base_msat", "fee_ppm", "htlc_minimum_msat", "htlc_maximum_msat",
                "cltv_delta", "closer", "close_cause", "closing_tx", "last_tx", "spend_txid", "spend_height",
-               "created_at")
+               "created_at", "ignore_fee_limits")
 
     def row(self) -> tuple:
         return (self.dbid, self.peer_id, self.channel_id, self.state, self.opener, self.funding_txid,
@@ -165,7 +167,7 @@ class ChannelRecord:
                 self.minimum_depth, int(self.announce), json.dumps(self.summary), self.core,
                 json.dumps(self.config), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
                 self.htlc_maximum_msat, self.cltv_delta, self.closer, self.close_cause, self.closing_tx,
-                self.last_tx, self.spend_txid, self.spend_height, self.created_at)
+                self.last_tx, self.spend_txid, self.spend_height, self.created_at, int(self.ignore_fee_limits))
 
     @classmethod
     def from_row(cls, r: tuple) -> "ChannelRecord":
@@ -173,6 +175,7 @@ class ChannelRecord:
         d["summary"] = json.loads(d["summary"])
         d["config"] = json.loads(d["config"])
         d["announce"] = bool(d["announce"])
+        d["ignore_fee_limits"] = bool(d["ignore_fee_limits"])
         d["state"] = ChannelState(d["state"])
         return cls(**d)
 
@@ -218,6 +221,8 @@ class ChannelRecord:
             d["direction"] = 0 if our_id < self.peer_id else 1   # BOLT 7: 0 if we are node_1
         if self.closer:
             d["closer"] = self.closer
+        if self.ignore_fee_limits:
+            d["ignore_fee_limits"] = True       # Core Lightning shows it only when set
         if self.last_tx is not None and self.state in ON_CHAIN + (AWAITING_UNILATERAL,):
             d["scratch_txid"] = _txid(self.last_tx)
         return d

@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from bitcoin.block import Block
 from bitcoin.coinselect import Target
@@ -21,6 +21,7 @@ from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
+from .feerates import FEERATE_FLOOR_PERKW, MAX_FEERATE
 from .hsm_control import (
     CAP_COMMITMENT_POINT,
     CAP_ECDH,
@@ -166,14 +167,21 @@ class ChannelControl:
         fn = getattr(self, meth)
         return lambda msg: fn(dbid, msg)
 
-    def fee_bounds(self) -> tuple[int, int]:
-        """The feerates (perkw) we accept from a peer, in open_channel and
-        update_fee: our estimates' bounds, or anything with
-        --ignore-fee-limits (Core Lightning's 1..0xFFFFFFFF)."""
-        if self.ld.cfg.get("ignore-fee-limits"):
-            return 1, 0xFFFFFFFF
+    def fee_bounds(self, rec: ChannelRecord | None = None) -> tuple[int, int]:
+        """The feerates (perkw) we accept from a peer in open_channel (no
+        `rec` yet) and update_fee, as Core Lightning: our estimates' bounds
+        (Feerates.min_acceptable/max_acceptable: from the floor when
+        mempools are empty, anything above it while we have no estimate);
+        an anchors channel only needs its commitment to relay, so the floor
+        is its minimum; anything (1..0xFFFFFFFF) with --ignore-fee-limits or
+        the channel's setchannel ignorefeelimits."""
+        if self.ld.cfg.get("ignore-fee-limits") or (rec is not None and rec.ignore_fee_limits):
+            return 1, MAX_FEERATE
         f = self.ld.feerates
-        return (f.min_acceptable(), f.max_acceptable()) if f else (253, 100_000)
+        if f is None:
+            return FEERATE_FLOOR_PERKW, MAX_FEERATE
+        anchors = rec is not None and 22 in rec.summary.get("channel_type", [12])
+        return (f.floor_perkw() if anchors else f.min_acceptable()), f.max_acceptable()
 
     def channel_config(self, rec_or_policy: Any, extra: dict | None = None) -> dict:
         cfg = self.ld.cfg
@@ -208,7 +216,7 @@ class ChannelControl:
             await old.stop()
         self.ld.htlcs.reconcile(rec)
         depth = self.depth(rec)
-        lo, hi = self.fee_bounds()
+        lo, hi = self.fee_bounds(rec)
         # what the options say now, not what they said when the channel was opened
         config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
                       minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex(),
@@ -220,18 +228,19 @@ class ChannelControl:
         self.ld.htlcs.channel_started(rec)   # resolutions it must (re)send once ready
         return fd
 
-    def send_feerates(self) -> None:
-        """Every running channeld learns the current commitment feerate and
-        the acceptable range; channeld of a channel we opened sends
-        update_fee when the estimate moved by more than 10%.  Anchor
-        channels can be CPFP'd, so their commitments use the slow estimate."""
+    def send_feerates(self, recs: Iterable[ChannelRecord] | None = None) -> None:
+        """Every running channeld (or those of `recs`) learns the current
+        commitment feerate and the acceptable range; channeld of a channel
+        we opened sends update_fee when the estimate moved by more than 10%.
+        Anchor channels can be CPFP'd, so their commitments use the slow
+        estimate."""
         f = self.ld.feerates
         if f is None:
             return
-        lo, hi = self.fee_bounds()
-        for rec in self.channels.values():
-            if rec.subd is None or not rec.subd.running or rec.state != C.NORMAL:
+        for rec in (self.channels.values() if recs is None else recs):
+            if rec.subd is None or not rec.subd.running or not rec.active:
                 continue
+            lo, hi = self.fee_bounds(rec)
             anchors = 22 in rec.summary.get("channel_type", [12])
             rate = f.perkw("slow" if anchors else "unilateral_close") or 0
             send_to_channeld(rec.subd, "channeld_feerates", {"feerate": max(lo, min(rate, hi)) if rate else 0,
@@ -335,7 +344,7 @@ class ChannelControl:
             htlc_minimum_msat=max(1, int(cfg.get("htlc-minimum-msat") or 0)),
             # the option's default (2^64-1) means "no limit": the channel's capacity
             htlc_maximum_msat=min(int(cfg.get("htlc-maximum-msat")), summary["funding_sat"] * 1000),
-            cltv_delta=int(cfg.get("cltv-delta")),
+            cltv_delta=int(cfg.get("cltv-delta")), ignore_fee_limits=bool(cfg.get("ignore-fee-limits")),
             announce=po.announce if summary["opener"] == "local" else bool(ev.get("channel_flags", 1) & 1))
         rec.state_changes.append({"timestamp": _now(), "old_state": C.AWAITING_LOCKIN,
                                   "new_state": C.AWAITING_LOCKIN, "cause": "user" if rec.opener == "local"

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 FEERATE_FLOOR_PERKW = 253          # 1 sat/vB minus rounding, as everyone uses
 REGTEST_FALLBACK_PERKW = 7500      # regtest often has no estimates at all
+MAX_FEE_MULTIPLIER = 10            # max_acceptable: this times the highest estimate (Core Lightning's)
+MAX_FEERATE = 0xFFFFFFFF           # a u32 feerate_per_kw: no upper bound
 # name -> blocks of the estimate it follows
 TARGETS = {"urgent": 6, "normal": 12, "slow": 100, "opening": 12, "mutual_close": 100,
            "unilateral_close": 6, "unilateral_anchor_close": 6, "delayed_to_us": 12,
@@ -52,13 +54,24 @@ class Feerates:
     def floor_perkw(self) -> int:
         return perkb_to_perkw(self.topo.feerate_floor)
 
+    def _recent_perkw(self) -> list[int]:
+        """Every estimate of the last few refreshes, in perkw."""
+        return [perkb_to_perkw(r) for est in self.topo.fee_history for r in est.values()]
+
     def min_acceptable(self) -> int:
-        slow = self.perkw("slow")
-        return max(self.floor_perkw(), (slow or FEERATE_FLOOR_PERKW * 2) // 2)
+        """The lowest feerate we accept from a peer (open_channel, update_fee),
+        Core Lightning's feerate_min: half the lowest estimate of the last
+        refreshes, never below the floor (what relays); the floor itself
+        (253 when mempools are empty) when there is no estimate."""
+        recent = self._recent_perkw()
+        return max(min(recent) // 2 if recent else 0, self.floor_perkw())
 
     def max_acceptable(self) -> int:
-        urgent = self.perkw("urgent")
-        return (urgent or REGTEST_FALLBACK_PERKW) * 10
+        """The highest, Core Lightning's feerate_max: ten times the highest
+        estimate of the last refreshes; anything (0xFFFFFFFF) while there is
+        no estimate yet."""
+        recent = self._recent_perkw()
+        return min(max(recent) * MAX_FEE_MULTIPLIER, MAX_FEERATE) if recent else MAX_FEERATE
 
     def resolve(self, spec: Any, default: str = "normal") -> int:
         """A feerate parameter (name, 'NNNperkw', 'NNNperkb', or a number in
@@ -107,7 +120,7 @@ def register(ld: "LightningD") -> None:
                                      "satoshi-per-kb ({style} perkb).")
     async def feerates(ctx: RequestContext, style: str) -> dict:
         f = ld.feerates
-        conv = (lambda x: x) if style == "perkw" else (lambda x: x * 4)
+        conv = (lambda x: x) if style == "perkw" else (lambda x: min(x * 4, MAX_FEERATE))
         out: dict[str, Any] = {}
         body: dict[str, Any] = {}
         missing = False

@@ -556,6 +556,12 @@ class OnchainControl:
 
     async def _go_onchain(self, rec: "ChannelRecord", reason: str) -> None:
         self.ld.log.unusual(f"channel {rec.dbid}: {reason}: going on chain")
+        if self.ld.is_connected(rec.peer_id):
+            # BOLT 2: an HTLC past its deadline "SHOULD send an `error` to the
+            # [offering / receiving] peer (if connected)"; the channel daemon
+            # is stopped before it could (connectd queues it before anything
+            # the next daemon says)
+            self.ld.connectd.send_error(rec.peer_id, reason, warning=False, channel_id=rec.channel_id)
         try:
             await unilateral(self.ld, rec, reason)
         except Exception as e:

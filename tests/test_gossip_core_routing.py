@@ -353,3 +353,24 @@ def test_policies_from_onion_errors_apply_to_one_search_only():
     assert path(route(g, 0, 3, 50_000, policies=[disabled])) == [nid(2).hex(), nid(3).hex()]
     # the graph itself is unchanged
     assert path(route(g, 0, 3, 50_000)) == [nid(1).hex(), nid(3).hex()]
+
+
+def test_no_route_through_a_node_with_unknown_even_features():
+    """BOLT 7 (node_announcement receiver): "if `features` field contains
+    _unknown even bits_: ... MUST NOT route a payment _through_ the node"
+    (a route *to* it is the caller's decision: BOLT 7 lets an invoice
+    without those bits be paid)."""
+    from common.features import features_from_bits
+    from gossipd.validate import NodeAnnouncement
+    A, B, C = range(3)
+    g, _ = build([(A, B, policy(), policy()), (B, C, policy(), policy())])
+
+    def announce(bits: set[int], ts: int) -> None:
+        g.apply_node_announcement(NodeAnnouncement(b"", features_from_bits(bits), ts, nid(B), b"\0\0\0",
+                                                   bytes(32), b""))
+    announce({100}, NOW)
+    with pytest.raises(RouteNotFound):
+        route(g, A, C, 1000)
+    assert path(route(g, A, B, 1000)) == [nid(B).hex()]
+    announce({101}, NOW + 1)                           # odd: fine
+    assert path(route(g, A, C, 1000)) == [nid(B).hex(), nid(C).hex()]
