@@ -250,7 +250,7 @@ def test_bad_channel_message_fails_the_channel(node_factory, misbehave: Callable
 def test_reestablish_while_connected_warns_and_disconnects(node_factory):
     """A channel_reestablish in the middle of normal operation is a peer out
     of step (its channel daemon restarted), not a thief: a warning, a new
-    connection, the channel intact (docs/ARCHITECTURE.md, WarnAndDisconnect)."""
+    connection, the channel intact (docs/ARCHITECTURE.md, PeerWarning)."""
     from test_misbehaving_peer import open_with_fake_peer
     n = node_factory.get_node()
     fake = open_with_fake_peer(n, 0x48, 0)
