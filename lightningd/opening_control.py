@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.address import AddressError, address_to_script
 from bitcoin.coinselect import InsufficientFunds, Target, Utxo as CoinUtxo, select_coins
 from bitcoin.script import p2wsh_script
-from common.features import OPTION_SUPPORT_LARGE_CHANNEL, Context, has_feature
+from common.features import (OPTION_ANCHORS, OPTION_SUPPORT_LARGE_CHANNEL, Context, channel_type_accept,
+                             desired_channel_type, has_feature, supported_channel_types)
 from wire import DecodeError, bolt_schema
 
 from . import params as P
 from .channel_control import MODE_FUNDEE, MODE_FUNDER, ChannelOpenFailed, PendingOpen
-from .feerates import feerate_param
+from .feerates import commitment_feerate_name, feerate_param
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import (FUND_CANNOT_AFFORD, FUND_CANNOT_AFFORD_WITH_EMERGENCY, FUNDING_BROADCAST_FAIL, FUNDING_PEER_NOT_CONNECTED,
                              FUNDING_STILL_SYNCING_BITCOIN, FUNDING_UNKNOWN_PEER, INVALID_PARAMS, LIGHTNINGD,
@@ -49,6 +50,14 @@ def register(ld: "LightningD") -> None:
         if request_amt is not None or compact_lease is not None:
             raise RpcError(FUNDING_V2_NOT_SUPPORTED, "Liquidity ads (request_amt, compact_lease) need dual "
                                                      "funding, which this node does not support")
+        our_init = ld.our_features(Context.INIT)
+        ctype = None
+        if channel_type is not None:
+            # as Core Lightning: a type we would accept ourselves, sent as
+            # asked even if the peer did not offer its features
+            ctype = channel_type_accept(channel_type, our_init)
+            if ctype is None:
+                raise RpcError(INVALID_PARAMS, f"channel_type {sorted(set(channel_type))} not supported")
         peer = ld.peers.get(id)
         if peer is None:
             raise RpcError(FUNDING_UNKNOWN_PEER, "Unknown peer")
@@ -58,9 +67,11 @@ def register(ld: "LightningD") -> None:
             raise RpcError(FUNDING_STILL_SYNCING_BITCOIN, "Still syncing with bitcoin network")
         rate = ld.feerates.resolve(feerate, "opening")
         ops = _outpoints(utxos)
-        if channel_type is not None and sorted(channel_type) not in ([12], [12, 22]):
-            raise RpcError(INVALID_PARAMS, f"channel_type {channel_type} not supported (12, or 12 and 22)")
-        emergency = ld.spender.emergency_reserve(opening_anchors=22 in (channel_type or []))
+        if ctype is None:
+            # BOLT 2: a type made of features both sides offered
+            ctype = desired_channel_type(our_init, peer.features)
+        anchors = OPTION_ANCHORS in ctype
+        emergency = ld.spender.emergency_reserve(opening_anchors=anchors)
         if amount is None:
             amount = _all_amount(ld, rate, minconf, ops, emergency)
         if amount < MIN_FUNDING_SAT:
@@ -81,11 +92,11 @@ def register(ld: "LightningD") -> None:
                 raise RpcError(INVALID_PARAMS, f"close_to: invalid address {close_to}") from None
         dbid = cc.new_dbid()
         temp_id = os.urandom(32)
-        # an anchors commitment can be CPFP'd when it goes on chain (anchors.py): it pays the slow rate
-        commit_rate = ld.feerates.perkw("slow" if 22 in (channel_type or []) else "unilateral_close") or rate
+        commit_rate = ld.feerates.perkw(commitment_feerate_name(anchors)) or rate
         config = cc.channel_config(None, {
-            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": commit_rate, "announce": announce, "temporary_channel_id": temp_id.hex(),
-            "upfront_shutdown_script": upfront, "channel_type": sorted(channel_type or [12])})
+            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": commit_rate, "announce": announce,
+            "temporary_channel_id": temp_id.hex(), "upfront_shutdown_script": upfront,
+            "channel_type": sorted(ctype)})
         if reserve is not None:
             config["our"]["reserve_percent"] = 100.0 * reserve / amount
         po = PendingOpen(dbid, id, temp_id, config, {"feerate": rate, "minconf": minconf,
@@ -239,6 +250,8 @@ async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) 
     # BOLT 2: funding_satoshis >= 2^24 needs option_support_large_channel on both sides
     extra["large_channels"] = peer is not None and has_feature(peer.features, OPTION_SUPPORT_LARGE_CHANNEL) and \
         has_feature(ld.our_features(Context.INIT), OPTION_SUPPORT_LARGE_CHANNEL)
+    # BOLT 2: the types we run, as our init offers them (channeld refuses any other)
+    extra["channel_types"] = [sorted(t) for t in supported_channel_types(ld.our_features(Context.INIT))]
     dbid = cc.new_dbid()
     config = cc.channel_config(None, extra)
     if result.get("reserve") is not None:
