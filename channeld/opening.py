@@ -89,7 +89,8 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     # BOLT 2: the type we proposed, or the channel fails
     their_ct = parse_channel_type(got_type["type"] if got_type else None, KNOWN_TYPES, "accept_channel")
     if their_ct != ct:
-        raise PeerError(f"accept_channel channel_type {their_ct.feature_bits} differs from ours {ct.feature_bits}")
+        raise PeerError(f"accept_channel channel_type {list(their_ct.feature_bits)} differs from ours "
+                        f"{list(ct.feature_bits)}")
     remote = PartyConfig.from_wire(acc)
     # BOLT 2's checks of accept_channel before the wallet reserves any coin
     check_channel_params(ChannelParams(PLACEHOLDER_OUTPOINT, funding_sat, Side.LOCAL, local, remote, ct),

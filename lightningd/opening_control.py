@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.address import AddressError, address_to_script
 from bitcoin.coinselect import InsufficientFunds, Target, Utxo as CoinUtxo, select_coins
 from bitcoin.script import p2wsh_script
-from common.features import (OPTION_ANCHORS, OPTION_SUPPORT_LARGE_CHANNEL, Context, channel_type_accept,
-                             desired_channel_type, has_feature, supported_channel_types)
+from common.features import (OPTION_ANCHORS, OPTION_SUPPORT_LARGE_CHANNEL, Context, bits_from_features,
+                             channel_type_accept, channel_type_names, desired_channel_type, has_feature,
+                             supported_channel_types)
 from wire import DecodeError, bolt_schema
 
 from . import params as P
@@ -222,6 +223,15 @@ async def _incoming_open(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict)
         cc.opening_peers.discard(node_id)
 
 
+def _proposed_type(ld: "LightningD", oc: dict) -> frozenset[int] | None:
+    """The open_channel's channel_type if it is one we run (channeld refuses
+    any other, after the hook; only the length of a type we know is read)."""
+    raw = ((oc.get("tlvs") or {}).get("channel_type") or {}).get("type")
+    if raw is None or len(raw) > 8:
+        return None
+    return channel_type_accept(bits_from_features(raw), ld.our_features(Context.INIT))
+
+
 async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) -> None:
     cc = ld.channels
     temp_id = oc["temporary_channel_id"]
@@ -232,6 +242,10 @@ async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) 
         "channel_reserve_msat": oc["channel_reserve_satoshis"] * 1000, "htlc_minimum_msat": oc["htlc_minimum_msat"],
         "feerate_per_kw": oc["feerate_per_kw"], "to_self_delay": oc["to_self_delay"],
         "max_accepted_htlcs": oc["max_accepted_htlcs"], "channel_flags": oc["channel_flags"]}}
+    ctype = _proposed_type(ld, oc)
+    if ctype is not None:
+        # as Core Lightning (25.09): the type the channel will have, so a plugin can refuse it
+        payload["openchannel"]["channel_type"] = {"bits": sorted(ctype), "names": channel_type_names(ctype)}
     result = await ld.plugins.hooks.call("openchannel", payload)
     if result.get("result") == "reject":
         msg = result.get("error_message", "Channel rejected by plugin")
