@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.address import AddressError, address_to_script
@@ -56,7 +57,7 @@ def register(ld: "LightningD") -> None:
         if channel_type is not None:
             # as Core Lightning: a type we would accept ourselves, sent as
             # asked even if the peer did not offer its features
-            ctype = channel_type_accept(channel_type, our_init)
+            ctype = _runnable_type(channel_type, our_init)
             if ctype is None:
                 raise RpcError(INVALID_PARAMS, f"channel_type {sorted(set(channel_type))} not supported")
         peer = ld.peers.get(id)
@@ -223,13 +224,21 @@ async def _incoming_open(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict)
         cc.opening_peers.discard(node_id)
 
 
+def _runnable_type(bits: Iterable[int], our_init: bytes) -> frozenset[int] | None:
+    """`bits` if it is a channel type our init offers (Core Lightning's
+    channel_type_accept) and channeld runs: a basic type, never with the
+    scid_alias/zeroconf variations, even if a plugin offered them."""
+    ctype = channel_type_accept(bits, our_init)
+    return ctype if ctype in supported_channel_types(our_init) else None
+
+
 def _proposed_type(ld: "LightningD", oc: dict) -> frozenset[int] | None:
     """The open_channel's channel_type if it is one we run (channeld refuses
     any other, after the hook; only the length of a type we know is read)."""
     raw = ((oc.get("tlvs") or {}).get("channel_type") or {}).get("type")
     if raw is None or len(raw) > 8:
         return None
-    return channel_type_accept(bits_from_features(raw), ld.our_features(Context.INIT))
+    return _runnable_type(bits_from_features(raw), ld.our_features(Context.INIT))
 
 
 async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) -> None:

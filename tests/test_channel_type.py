@@ -256,12 +256,16 @@ def test_peer_without_anchors_gets_static_remotekey(node_factory):
 
 def test_fundchannel_channel_type_parameter(node_factory):
     """fundchannel's channel_type must be a type we run (Core Lightning's
-    channel_type_accept): -32602 before anything reaches the peer."""
-    l1, l2 = node_factory.get_nodes(2)
+    channel_type_accept): -32602 before anything reaches the peer.  A
+    variation is refused even when a plugin offers its feature in our init
+    (channeld runs none)."""
+    l1 = node_factory.get_node(options={"plugin": str(PLUGINS / "offer_scid_alias.py")})
+    l2 = node_factory.get_node()
+    assert 47 in bits_from_features(bytes.fromhex(l1.rpc.getinfo()["our_features"]["init"]))
     fund(l1)
     sync_blockheight(l1)
     l1.connect(l2)
-    for bad in ([], [22], [13], [12, 23], [12, 14], [12, 22, 46], [12, 50], [12, 2**32 - 1]):
+    for bad in ([], [22], [13], [12, 23], [12, 14], [12, 46], [12, 22, 46], [12, 50], [12, 2**32 - 1]):
         with pytest.raises(RpcError) as e:
             l1.rpc.fundchannel(l2.node_id, 100_000, channel_type=bad)
         assert e.value.error["code"] == -32602 and "channel_type" in e.value.error["message"], (bad, e.value.error)
