@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.tx import Tx
-from common.features import feature_names, features_from_bits
+from common.features import OPTION_ANCHORS, channel_type_names
 from common.scid import ShortChannelId
 
 if TYPE_CHECKING:
@@ -132,12 +132,20 @@ class ChannelRecord:
     def active(self) -> bool:
         return self.state in ACTIVE
 
+    @property
+    def channel_type_bits(self) -> list[int]:
+        """The negotiated channel_type (a channel stored before the summary
+        carried it is static_remotekey, the only type it could be)."""
+        return sorted(self.summary.get("channel_type", [12]))
+
+    @property
+    def anchors(self) -> bool:
+        return OPTION_ANCHORS in self.channel_type_bits
+
     def channel_type_json(self) -> dict:
-        bits = self.summary.get("channel_type", [12])
-        names = [n.replace("option_", "").replace("_zero_fee_htlc_tx", "") for n in
-                 feature_names(features_from_bits(set(bits)))]
-        names = ["anchors/even" if n.startswith("anchors") else n for n in names]
-        return {"bits": sorted(bits), "names": names}
+        """Core Lightning's `channel_type` object: bits and their names."""
+        bits = self.channel_type_bits
+        return {"bits": bits, "names": channel_type_names(bits)}
 
     def set_state(self, new: ChannelState, cause: str, message: str) -> dict | None:
         """Move to `new` (no-op if there already); the change as Core
@@ -186,7 +194,7 @@ class ChannelRecord:
         d: dict[str, Any] = {
             "peer_id": self.peer_id.hex(), "peer_connected": connected, "state": str(self.state),
             "channel_type": self.channel_type_json(), "opener": self.opener,
-            "features": ["option_static_remotekey"] + (["option_anchors"] if 22 in s.get("channel_type", []) else []),
+            "features": ["option_static_remotekey"] + (["option_anchors"] if self.anchors else []),
             "channel_id": self.channel_id.hex(), "funding_txid": self.funding_txid_hex,
             "funding_outnum": self.funding_outnum, "private": not self.announce,
             "funding": {"local_funds_msat": total if self.opener == "local" else 0,

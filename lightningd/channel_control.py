@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from bitcoin.block import Block
 from bitcoin.coinselect import Target
 from common.daemon_conn import Msg, RequestFailed
+from common.features import OPTION_ANCHORS
 from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
-from .feerates import FEERATE_FLOOR_PERKW, MAX_FEERATE
+from .feerates import FEERATE_FLOOR_PERKW, MAX_FEERATE, commitment_feerate_name
 from .hsm_control import (
     CAP_COMMITMENT_POINT,
     CAP_ECDH,
@@ -198,7 +199,6 @@ class ChannelControl:
             "commit_time_ms": int(cfg.get("commit-time")),
             "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
             "minimum_depth": int(cfg.get("funding-confirms")),
-            "channel_type": [12, 22],
             "opening_timeout": int(cfg.get("dev-opening-timeout-secs") or 120) if cfg.developer else 120,
             "our_node_id": self.ld.node_id.hex(),
             "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"].hex()
@@ -241,8 +241,7 @@ class ChannelControl:
             if rec.subd is None or not rec.subd.running or not rec.active:
                 continue
             lo, hi = self.fee_bounds(rec)
-            anchors = 22 in rec.summary.get("channel_type", [12])
-            rate = f.perkw("slow" if anchors else "unilateral_close") or 0
+            rate = f.perkw(commitment_feerate_name(rec.anchors)) or 0
             send_to_channeld(rec.subd, "channeld_feerates", {"feerate": max(lo, min(rate, hi)) if rate else 0,
                                                              "min_feerate": lo, "max_feerate": hi})
 
@@ -285,7 +284,7 @@ class ChannelControl:
         if po is None or subd is None:
             return
         try:
-            anchors = 22 in po.config.get("channel_type", [])
+            anchors = OPTION_ANCHORS in po.config["channel_type"]
             prep = self.ld.spender.prepare([Target(msg["script"], msg["funding_sat"])], po.policy["feerate"],
                                            po.policy["minconf"], po.policy["utxos"],
                                            self.ld.spender.emergency_reserve(opening_anchors=anchors))

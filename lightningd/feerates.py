@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from common.features import OPTION_ANCHORS, Context, has_feature
+
 from . import params as P
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import LIGHTNINGD, RpcError
@@ -22,6 +24,14 @@ MAX_FEERATE = 0xFFFFFFFF           # a u32 feerate_per_kw: no upper bound
 TARGETS = {"urgent": 6, "normal": 12, "slow": 100, "opening": 12, "mutual_close": 100,
            "unilateral_close": 6, "unilateral_anchor_close": 6, "delayed_to_us": 12,
            "htlc_resolution": 6, "penalty": 12}
+
+
+def commitment_feerate_name(anchors: bool) -> str:
+    """The estimate the commitment of a channel we opened follows: an
+    anchors commitment is CPFP'd through our anchor when it goes on chain
+    (anchors.py), so it pays only the slow rate; without anchors it must
+    confirm on its own (unilateral_close)."""
+    return "slow" if anchors else "unilateral_close"
 
 
 def perkb_to_perkw(perkb: int) -> int:
@@ -145,7 +155,11 @@ def register(ld: "LightningD") -> None:
             out["onchain_fee_estimates"] = {
                 "opening_channel_satoshis": perkw * 702 // 1000,
                 "mutual_close_satoshis": (f.perkw("mutual_close") or 0) * 673 // 1000,
-                "unilateral_close_satoshis": (f.perkw("unilateral_close") or 0) * 598 // 1000,
+                # as Core Lightning: an anchors commitment (1112 weight, at its
+                # rate) once we offer anchors, though it is negotiated per channel
+                "unilateral_close_satoshis": (f.perkw(commitment_feerate_name(True)) or 0) * 1112 // 1000
+                if has_feature(ld.our_features(Context.INIT), OPTION_ANCHORS)
+                else (f.perkw("unilateral_close") or 0) * 598 // 1000,
                 "unilateral_close_nonanchor_satoshis": (f.perkw("unilateral_close") or 0) * 598 // 1000,
                 "htlc_timeout_satoshis": (f.perkw("htlc_resolution") or 0) * 663 // 1000,
                 "htlc_success_satoshis": (f.perkw("htlc_resolution") or 0) * 703 // 1000,

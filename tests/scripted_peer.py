@@ -54,7 +54,8 @@ class _WholeReads:
 
 
 class ScriptedPeer:
-    def __init__(self, node: Any, seed: int = 0x51, timeout: float = 30.0, init: bool = True) -> None:
+    def __init__(self, node: Any, seed: int = 0x51, timeout: float = 30.0, init: bool = True,
+                 features: bytes | None = None) -> None:
         self.node = node
         self.seed = seed
         self.privkey = PrivateKey(bytes([seed] * 32))
@@ -69,9 +70,10 @@ class ScriptedPeer:
         assert their_init.name == "init", their_init
         self.their_features = their_init.fields["features"]
         self.chain_hash = their_init.fields["tlvs"]["networks"]["chains"][0]
+        #: what we send in init: by default whatever the node supports, so it accepts us
+        self.features = self.their_features if features is None else features
         if init:
-            # whatever the node supports, so it accepts us
-            self.send("init", {"globalfeatures": b"", "features": self.their_features, "tlvs": {}})
+            self.send("init", {"globalfeatures": b"", "features": self.features, "tlvs": {}})
 
     # -- I/O ---------------------------------------------------------------------------
     def send(self, name: str, fields: dict[str, Any]) -> None:
@@ -179,7 +181,8 @@ def open_unconfirmed_channel(peer: ScriptedPeer, timeout: float = 20.0, **overri
     if acc is None:
         return None
     params = ChannelParams(OutPoint(os.urandom(32), 0), oc["funding_satoshis"], Side.LOCAL,
-                           PartyConfig.from_wire(oc), PartyConfig.from_wire(acc), ChannelType())
+                           PartyConfig.from_wire(oc), PartyConfig.from_wire(acc),
+                           ChannelType.from_wire(oc["tlvs"]["channel_type"]["type"]))
     ch = Channel.new(params, peer.signer, push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
                      remote_first_per_commitment_point=acc["first_per_commitment_point"], max_to_self_delay=2**16)
     peer.send("funding_created", {"temporary_channel_id": temp_id, "funding_txid": params.funding_outpoint.txid,
