@@ -149,7 +149,7 @@ class ChannelControl:
         handlers = {name: self._bind(dbid, meth) for name, meth in self.HANDLERS.items()}
         subd = Subd("channeld", internal_schema("channeld"), handlers,
                     self.ld.log.child(f"channeld-chan#{dbid}", peer_id.hex()), on_exit=on_exit,
-                    node_id=peer_id.hex(), spawner=self.ld.zygote)
+                    node_id=peer_id.hex(), spawner=self.ld.zygote, gate=self.ld.db_gate)
         try:
             subd.start(hsm_fd=hsm_fd, extra_fds=[theirs.fileno()])
         finally:

@@ -124,13 +124,14 @@ class ChangeCapture:
         """(Re)create the triggers for the current tables (after migrations)."""
         c = self.conn
         c.execute("PRAGMA recursive_triggers = ON")    # REPLACE's deletions fire delete triggers
-        c.execute("CREATE TEMP TABLE IF NOT EXISTS _changes (tbl TEXT NOT NULL, rid INTEGER NOT NULL, "
-                  "PRIMARY KEY (tbl, rid))")
+        # no constraint: the conflict clause of the statement that fires a
+        # trigger overrides the trigger's own (an OR IGNORE would not hold)
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS _changes (tbl TEXT NOT NULL, rid INTEGER NOT NULL)")
         for (name,) in c.execute("SELECT name FROM temp.sqlite_master WHERE type = 'trigger'").fetchall():
             c.execute(f'DROP TRIGGER temp."{name}"')
         self.schema = read_schema(c)
         for name in self.schema:
-            log = f"INSERT OR IGNORE INTO _changes VALUES ('{name}', %s.rowid);"
+            log = f"INSERT INTO _changes VALUES ('{name}', %s.rowid);"
             c.execute(f'CREATE TEMP TRIGGER "_ins_{name}" AFTER INSERT ON "{name}" BEGIN {log % "new"} END')
             c.execute(f'CREATE TEMP TRIGGER "_upd_{name}" AFTER UPDATE ON "{name}" BEGIN '
                       f'{log % "old"} {log % "new"} END')
@@ -148,7 +149,7 @@ class ChangeCapture:
         """Inside the transaction, before it commits."""
         c = self.conn
         touched: dict[str, list[int]] = {}
-        for tbl, rid in c.execute("SELECT tbl, rid FROM temp._changes").fetchall():
+        for tbl, rid in c.execute("SELECT DISTINCT tbl, rid FROM temp._changes").fetchall():
             touched.setdefault(tbl, []).append(rid)
         c.execute("DELETE FROM temp._changes")
         out: RowChanges = {}

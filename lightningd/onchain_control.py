@@ -275,7 +275,7 @@ class OnchainControl:
         subd = Subd("onchaind", internal_schema("onchaind"), handlers,
                     self.ld.log.child(f"onchaind-chan#{rec.dbid}", rec.peer_id.hex()),
                     on_exit=lambda s, rc: self._on_exit(r, s, rc), node_id=rec.peer_id.hex(),
-                    spawner=self.ld.zygote)
+                    spawner=self.ld.zygote, gate=self.ld.db_gate)
         try:
             subd.start(hsm_fd=hsm_fd)
         finally:
