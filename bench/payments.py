@@ -1,12 +1,17 @@
 """Payment latency and throughput over one channel on the regtest chain:
 1,000 sequential 1-hop payments, then 1,000 with 20 in flight at once
-(sendpay + waitsendpay on invoices made beforehand; fsync on: SQLite
-synchronous=FULL in every node).
+(sendpay + waitsendpay on invoices made beforehand), with both nodes'
+database on each engine in turn, side by side: SQLite (the default file,
+synchronous=FULL) and PostgreSQL (a local server started for the run,
+fsync and synchronous_commit on; `--wallet=postgres://...`).
 
-    ./run bench payments            # PAYMENTS=200 for a shorter run
+    ./run bench payments                       # both engines
+    ./run bench payments --engine postgres     # one (sqlite | postgres | both)
+    ./run bench payments --payments 200        # or PAYMENTS=200: a shorter run
 """
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import os
 import statistics
@@ -17,17 +22,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from contrib.postgres_testing import PostgresServer  # noqa: E402
 from contrib.regtest.testing import RegtestChain  # noqa: E402
 
 
-def run(n: int | None = None, inflight: int = 20) -> dict:
+def run(args: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="./run bench payments")
+    ap.add_argument("--engine", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument("--payments", type=int, default=int(os.environ.get("PAYMENTS", "1000")))
+    ap.add_argument("--inflight", type=int, default=20)
+    opts = ap.parse_args(args or [])
+    engines = ["sqlite", "postgres"] if opts.engine == "both" else [opts.engine]
+    return {e: run_engine(e, opts.payments, opts.inflight) for e in engines}
+
+
+def run_engine(engine: str, n: int, inflight: int = 20) -> dict:
     from node_factory import NodeFactory, wait_for
-    n = n or int(os.environ.get("PAYMENTS", "1000"))
     with tempfile.TemporaryDirectory() as tmp:
         chain = RegtestChain(Path(tmp) / "bitcoind")
         chain.start()
         chain.mine(101)
-        nf = NodeFactory(Path(tmp), chain)
+        server = PostgresServer(fsync=True) if engine == "postgres" else None
+        if server is not None:
+            server.start()
+        nf = NodeFactory(Path(tmp), chain, server)
         try:
             l1, l2 = nf.get_nodes(2, opts={"log-level": "info", "max-concurrent-htlcs": 483})
             addr = l1.rpc.newaddr("bech32")["bech32"]
@@ -55,6 +73,8 @@ def run(n: int | None = None, inflight: int = 20) -> dict:
             seq = [pay(invs[i], 1000 + i) for i in range(n)]
             seq_total = time.perf_counter() - t0
             procs = _node_processes(l1, "payer") + _node_processes(l2, "payee") + [(chain.proc.pid, "regtestd")]
+            if server is not None:
+                procs += [(pid, "postgres") for pid in _postgres_pids(server)]
             cpu0, client0 = _cpu(procs), time.process_time()
             t0 = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(inflight) as ex:
@@ -67,6 +87,8 @@ def run(n: int | None = None, inflight: int = 20) -> dict:
         finally:
             nf.teardown()
             chain.stop()
+            if server is not None:
+                server.cleanup()
 
     def stats(xs: list[float], total: float) -> dict:
         return {"mean_ms": round(statistics.mean(xs) * 1000, 1), "median_ms": round(statistics.median(xs) * 1000, 1),
@@ -74,6 +96,17 @@ def run(n: int | None = None, inflight: int = 20) -> dict:
                 "payments_per_s": round(len(xs) / total, 1)}
     return {"payments": n, "sequential": stats(seq, seq_total), f"concurrent_{inflight}": stats(conc, conc_total),
             f"concurrent_{inflight}_cpu_s": dict(cpu, wall=round(conc_total, 2))}
+
+
+def _postgres_pids(server: PostgresServer) -> list[int]:
+    """The server's processes (postmaster and backends)."""
+    try:
+        with open(os.path.join(server.datadir, "postmaster.pid")) as f:
+            root = int(f.readline())
+    except (OSError, ValueError):
+        return []
+    from node_factory import child_pids
+    return [root] + child_pids(root)
 
 
 def _node_processes(node, role: str) -> list[tuple[int, str]]:
@@ -103,4 +136,4 @@ def _cpu(procs: list[tuple[int, str]]) -> dict[str, float]:
 
 if __name__ == "__main__":
     import json
-    print(json.dumps(run(), indent=2))
+    print(json.dumps(run(sys.argv[1:]), indent=2))
