@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from contrib.postgres_testing import PostgresServer
+from contrib.postgres_testing import PostgresServer, pg_bindir
 from contrib.regtest.testing import RegtestChain
 from node_factory import NodeFactory, db_provider_name
 
@@ -27,6 +27,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegtestChain]:
 def postgres() -> Iterator[PostgresServer]:
     """One PostgreSQL server per test session (worker); each node gets its
     own database on it."""
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; ./run test does it as root)")
     server = PostgresServer()
     server.start()
     yield server

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from pyln.client import RpcError
 
-from contrib.postgres_testing import PostgresServer
+from contrib.postgres_testing import PostgresServer, pg_bindir
 from lightningd.db import DbError, parse_wallet
 from lightningd.db_pipeline import expand_sql
 from node_factory import wait_for
@@ -188,6 +188,8 @@ def test_db_write_only_for_plugins_started_with_the_node(node_factory):
 @pytest.fixture
 def own_server() -> Any:
     """A PostgreSQL server of this test alone (it is stopped and started)."""
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL is not installed")
     s = PostgresServer()
     s.start()
     yield s
