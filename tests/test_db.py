@@ -260,3 +260,41 @@ def test_postgres_server_lost_mid_payment(node_factory, own_server, then):
     assert_settled(l1, l2, invoices, results)
     if then == "server-returns":
         assert sum(i["status"] == "paid" for i in l2.rpc.listinvoices()["invoices"]) == len(invoices)
+
+
+def test_frames_wait_for_the_database_gate():
+    """A frame queued after commit n leaves only once n is durable; frames
+    keep their order, fds included (common/msgconn.py with DbGate)."""
+    import asyncio
+    import os
+    import socket
+
+    from common.msgconn import MsgConn
+    from lightningd.db_pipeline import DbGate
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        gate = DbGate()
+        out, inp = MsgConn(a, gate=gate), MsgConn(b)
+        out.send(b"before")                  # nothing pending: goes at once
+        assert (await asyncio.wait_for(inp.recv(), 5)).msg == b"before"
+        gate.committed = 1
+        r, w = os.pipe()
+        out.send(b"after-1", [r])
+        os.close(r)
+        gate.committed = 2
+        out.send(b"after-2")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(inp.recv(), 0.3)
+        gate.advance(1)
+        f = await asyncio.wait_for(inp.recv(), 5)
+        assert f.msg == b"after-1" and len(f.fds) == 1
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(inp.recv(), 0.3)
+        gate.advance(2)
+        assert (await asyncio.wait_for(inp.recv(), 5)).msg == b"after-2"
+        os.close(f.fds[0])
+        os.close(w)
+        out.close()
+        inp.close()
+    asyncio.run(main())
