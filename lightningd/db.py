@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 from .db_pipeline import (CommitRecord, DbGate, DbWriteHook, Pipeline, SqliteFileStore, Statement,
                           StoreUnreachable, connect_file, expand_sql)
-from .db_postgres import ChangeCapture, PgStore, read_schema
+from .db_postgres import ChangeCapture, PgStore, read_schema, snapshot
 
 U32 = 0xFFFFFFFF
 
@@ -463,10 +463,6 @@ class Db:
         c.execute("COMMIT")
         self.data_version = _versions(c)[0]
 
-    def schema_sql(self) -> list[tuple[str, str, str]]:
-        return self.query("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
-                          "AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
-
     def close(self) -> None:
         self.conn.close()
         if self.backup is not None:
@@ -525,21 +521,19 @@ async def open_wallet(spec: WalletSpec, log: Any, hook: DbWriteHook | None,
     migrated = db.migrate()
     for rec in db._held:
         if hook is not None:
-            await hook(rec.data_version, [s for s in _expanded(rec)])
-    if isinstance(store, PgStore):
-        if migrated:
-            data = {name: db.query(f'SELECT rowid, {", ".join(chr(34) + c + chr(34) for c in t.cols)} '
-                                   f'FROM "{name}" ORDER BY rowid')
-                    for name, t in read_schema(db.conn).items()}
-            seq_rows = db.query("SELECT name, seq FROM sqlite_sequence") if db.one(
-                "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") else []
-            await loop.run_in_executor(executor, store.full_sync, db.schema_sql(), read_schema(db.conn),
-                                       data, seq_rows, db.data_version)
-        store.schema = read_schema(db.conn)
-        db.capture = ChangeCapture(db.conn)
-        db.capture.install()
-    elif db._held:
-        await loop.run_in_executor(executor, store.apply, db._held)
+            await hook(rec.data_version, _expanded(rec))
+    try:
+        if isinstance(store, PgStore):
+            if migrated:          # the server's tables rebuilt from the working copy
+                await loop.run_in_executor(executor, store.full_sync, *snapshot(db.conn), db.data_version)
+            store.schema = read_schema(db.conn)
+            db.capture = ChangeCapture(db.conn)
+            db.capture.install()
+        elif db._held:
+            await loop.run_in_executor(executor, store.apply, db._held)
+    except StoreUnreachable as e:
+        executor.shutdown(wait=False)
+        raise DbError(f"database server: {e}") from None
     db.gate.advance(db.gate.committed)
     db._held = None
     db.pipeline = Pipeline(db.gate, store, hook, executor, log, on_fatal)

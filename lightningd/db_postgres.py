@@ -93,6 +93,20 @@ def read_schema(conn: sqlite3.Connection) -> dict[str, Table]:
     return out
 
 
+def snapshot(conn: sqlite3.Connection) -> tuple[list[tuple[str, str, str]], dict[str, Table],
+                                                 dict[str, list[tuple]], list[tuple]]:
+    """Everything PgStore.full_sync needs of the working copy: its schema
+    text, tables, rows (rowid first) and AUTOINCREMENT counters."""
+    schema_sql = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                              "AND name NOT LIKE 'sqlite_%' ORDER BY rowid").fetchall()
+    tables = read_schema(conn)
+    rows = {name: conn.execute(f'SELECT rowid, {", ".join(f"{chr(34)}{c}{chr(34)}" for c in t.cols)} '
+                               f'FROM "{name}" ORDER BY rowid').fetchall() for name, t in tables.items()}
+    has_seq = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()
+    seq = conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall() if has_seq else []
+    return schema_sql, tables, rows, seq
+
+
 def pg_table_ddl(t: Table) -> list[pgsql.Composable]:
     cols = [pgsql.SQL("{} BIGINT PRIMARY KEY").format(pgsql.Identifier("_rowid"))]
     for c, typ, nn in zip(t.cols, t.types, t.notnull):
