@@ -22,7 +22,7 @@ import math
 import sqlite3
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
 Params = tuple | dict

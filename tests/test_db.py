@@ -6,9 +6,11 @@ Every test looks at both peers' final state; the databases are compared
 table by table, row by row (rowids included)."""
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import socket
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ from pyln.client import RpcError
 
 from contrib.postgres_testing import PostgresServer, pg_bindir
 from lightningd.db import DbError, parse_wallet
-from lightningd.db_pipeline import expand_sql
+from common.msgconn import MsgConn
+from lightningd.db_pipeline import DbGate, expand_sql
 from node_factory import wait_for
 from test_channels import channel, fund, open_channel
 from test_recovery import AMOUNT, CAPACITY, assert_settled, invoice, pay_all
@@ -265,13 +268,6 @@ def test_postgres_server_lost_mid_payment(node_factory, own_server, then):
 def test_frames_wait_for_the_database_gate():
     """A frame queued after commit n leaves only once n is durable; frames
     keep their order, fds included (common/msgconn.py with DbGate)."""
-    import asyncio
-    import os
-    import socket
-
-    from common.msgconn import MsgConn
-    from lightningd.db_pipeline import DbGate
-
     async def main() -> None:
         a, b = socket.socketpair()
         gate = DbGate()
