@@ -447,6 +447,7 @@ class Db:
                 seq: list[tuple]) -> None:
         """Fill the (empty) working copy with what a store holds."""
         c = self.conn
+        c.execute("PRAGMA foreign_keys=OFF")     # tables arrive in name order
         c.execute("BEGIN")
         for typ, _name, sql in schema:
             if typ == "table":
@@ -461,6 +462,7 @@ class Db:
             c.execute("DELETE FROM sqlite_sequence")
             c.executemany("INSERT INTO sqlite_sequence(name, seq) VALUES (?, ?)", seq)
         c.execute("COMMIT")
+        c.execute("PRAGMA foreign_keys=ON")
         self.data_version = _versions(c)[0]
 
     def close(self) -> None:
