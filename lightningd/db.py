@@ -477,6 +477,8 @@ class Db:
         if self.pipeline is not None:
             done = await self.pipeline.drain(timeout)
             self.pipeline.cancel()
+            if not done and self.gate is not None and self.gate.failed is None:
+                self.gate.fail("closed before its last transactions were committed")   # waiters: no answer
             await asyncio.get_running_loop().run_in_executor(self.pipeline.executor, self.pipeline.close_store)
             self.pipeline.executor.shutdown(wait=False)
         self.close()
