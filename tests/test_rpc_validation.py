@@ -5,29 +5,16 @@ exact repeat of a completed payment answered with it),
 and setchannel's htlcmin/htlcmax are enforced on forwards."""
 from pathlib import Path
 
-import pytest
 from pyln.client import RpcError
 
 from node_factory import wait_for
+from rpc_errors import assert_invalid, rpc_error
 from test_channels import channel, fund, open_channel, three_in_a_line
 
 PLUGINS = Path(__file__).parent / "plugins"
-INVALID_PARAMS = -32602
 BAD_ID = "02" + "00" * 32   # well-formed hex, but no point on the curve has x = 0
 
 
-def rpc_error(fn, *args, **kwargs) -> dict:
-    with pytest.raises(RpcError) as e:
-        fn(*args, **kwargs)
-    return e.value.error
-
-
-def assert_invalid(fn, *args, name=None, **kwargs) -> dict:
-    err = rpc_error(fn, *args, **kwargs)
-    assert err["code"] == INVALID_PARAMS, err
-    if name is not None:
-        assert name in err["message"], err
-    return err
 
 
 def test_pay_and_getroute_bad_params_are_invalid_params(node_factory):
