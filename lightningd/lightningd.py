@@ -33,6 +33,7 @@ from . import (
     peer_channels,
     peer_control,
     wallet_commands,
+    xpay,
 )
 from .anchors import AnchorSpender
 from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
@@ -134,6 +135,7 @@ class LightningD:
         closing_control.register(self)
         peer_channels.register(self)
         keysend.register(self)
+        xpay.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:
