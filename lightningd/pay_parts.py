@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from common.onion_errors import FailureCode
+from common.scid import ShortChannelId
 
 from . import channel as C
 from .jsonrpc_errors import (
@@ -115,8 +116,9 @@ class Knowledge:
             return None
         return k.min_msat + int((k.max_msat - k.min_msat) * share)
 
-    def learnt_something(self) -> bool:
-        return any(k.max_msat is not None for k in self.chans.values())
+    def learnt_something(self, local_scids: set[str]) -> bool:
+        """Does a remote channel have a learnt maximum?"""
+        return any(k.max_msat is not None for (chan, _), k in self.chans.items() if chan not in local_scids)
 
     def limits(self, local_scids: set[str], share: float) -> list[dict]:
         """For gossipd's getroutes: the remote channel directions known or
@@ -132,8 +134,7 @@ class Knowledge:
 
 
 def _scid_int(chan: str) -> int:
-    b, t, o = (int(x) for x in chan.split("x"))
-    return (b << 40) | (t << 16) | o
+    return ShortChannelId.parse(chan).to_int()
 
 
 @dataclass
@@ -490,7 +491,7 @@ class MultiPartPayment:
         what is unknown of them; if that leaves no way, with most of it."""
         req, opts, k = self.req, self.opts, self.knowledge
         error = RpcError(PAY_ROUTE_NOT_FOUND, "Could not find a route")
-        for share in (0.5, 0.9) if k.learnt_something() else (1.0,):
+        for share in (0.5, 0.9) if k.learnt_something(set(self.spendable0)) else (1.0,):
             try:
                 return await self.ld.find_routes(req.payee, chunks, final_cltv, exclude, riskfactor=opts.riskfactor,
                                                  policies=list(k.policies.values()),

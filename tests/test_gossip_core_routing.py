@@ -443,3 +443,15 @@ def test_getroutes_split_counts_fees_against_capacity():
     assert delivered(rs) == 100_000_000
     for chan, amt in carried(rs).items():
         assert amt <= 60_000_000, (chan, amt)
+
+
+def test_getroutes_htlc_maximum_is_per_part():
+    """A channel whose htlc_maximum_msat is below the amount still carries
+    it, in several parts (its capacity is for all of them together)."""
+    A, B, C = range(3)
+    g, s = build([(A, B, policy(), None), (B, C, policy(hmax=30_000_000), None)], cap=1_000_000)
+    rs = routes(g, A, C, [100_000_000])
+    assert delivered(rs) == 100_000_000 and len(rs) == 4
+    assert all(r[-1]["amount_msat"] <= 30_000_000 for r in rs)
+    with pytest.raises(RouteNotFound):
+        routes(g, A, C, [100_000_000], maxparts=3)

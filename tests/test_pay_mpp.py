@@ -107,6 +107,17 @@ def test_xpay_splits_over_two_disjoint_routes(node_factory):
     most = min(spendable(l1, l2), spendable(l2, l4))
     amount = most + 20_000 * SAT
     inv = l4.rpc.invoice(amount, "two", "two routes")
+    # the parts' fees together are over these budgets: nothing is sent
+    with pytest.raises(RpcError) as e:
+        l1.rpc.xpay(inv["bolt11"], maxfee=2000)
+    assert e.value.error["code"] == 206 and "Fee exceeds our fee budget" in e.value.error["message"]
+    with pytest.raises(RpcError) as e:
+        l1.rpc.pay(inv["bolt11"], maxfeepercent=0, exemptfee=2000)
+    assert e.value.error["code"] == 206
+    with pytest.raises(RpcError) as e:
+        l1.rpc.xpay(inv["bolt11"], maxdelay=20)
+    assert e.value.error["code"] == 206 and "CLTV delay" in e.value.error["message"]
+    assert not parts_of(l1, inv["payment_hash"])
     r = l1.rpc.xpay(inv["bolt11"])
     check_schema("xpay", r)
     assert set(r) == {"payment_preimage", "failed_parts", "successful_parts", "amount_msat", "amount_sent_msat"}
