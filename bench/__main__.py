@@ -8,7 +8,8 @@ import importlib
 import json
 import sys
 
-BENCHES = ["node_startup", "codec", "gossip_graph", "chain_sync", "payments", "channel_memory", "rpc_fuzz"]
+BENCHES = ["node_startup", "codec", "gossip_graph", "chain_sync", "payments", "channel_memory", "spawn_latency",
+           "rpc_fuzz"]
 
 
 def main() -> None:

@@ -1,22 +1,26 @@
-"""Memory per channel: what each channeld costs today, and what a fork-server
-(a pre-imported zygote forking one child per channel) would save.
+"""Memory per channel and per subdaemon, every subdaemon forked from the
+zygote (zygote/zygote.py).
 
-l1 opens CHANNELS channels (default 20) round-robin over PEERS peers
-(default 20: one each; with fewer, a peer gets several channels), waits
-until all are CHANNELD_NORMAL, then reads /proc/PID/smaps_rollup of every l1
-process: RSS, PSS (shared pages split among the processes mapping them) and
-USS (private clean + dirty: what killing the process would free).
+l1 opens CHANNELS channels (default 50) round-robin over PEERS peers
+(default 20; with fewer peers than channels a peer gets several), waits
+until all are CHANNELD_NORMAL, and reads /proc/PID/smaps_rollup of every
+process of l1: RSS, PSS (shared pages split among the processes mapping
+them: what a process costs the machine) and USS (private clean + dirty:
+what killing it would free).  PSS is the figure to judge by; RSS counts the
+whole shared interpreter image in every process.
 
-The fork-server estimate is measured, not guessed: while the nodes are still
-up, a zygote imports what channeld imports, gc.freeze()s, and forks one child
-per channel; the children are read the same way.  Twice: idle children (read
-at the same moment as the node: the best case), then "busy" children that
-each ran a channel through the channeld core first (what a working channel
-un-shares and allocates).
+- the node with its peers connected and no channel yet, then with CHANNELS
+  channels: node total (lightningd and all its children) and PSS per added
+  channel = (total with channels - total without) / CHANNELS;
+- each process kind: lightningd, zygote, hsmd, connectd, gossipd, channeld;
+- onchaind: l1 then closes the channels of ONCHAIN_PEERS peers (default 2)
+  unilaterally (the peers are stopped first), mines a block, and reads the
+  onchainds resolving them;
+- spawn latency: bench/spawn_latency.py, in a subprocess.
 
-    ./run bench channel_memory         # CHANNELS=20 PEERS=20 by default
+    ./run bench channel_memory         # CHANNELS=50 PEERS=20 ONCHAIN_PEERS=2
 
-The table and the summary line go to stderr; stdout keeps the JSON figures.
+The table and the summary go to stderr; stdout keeps the JSON figures.
 """
 from __future__ import annotations
 
@@ -27,10 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -38,7 +41,7 @@ from contrib.regtest.testing import RegtestChain  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CHANNEL_SAT = 1_000_000
-DAEMONS = ("lightningd", "hsmd", "connectd", "gossipd")
+KINDS = ("lightningd", "zygote", "hsmd", "connectd", "gossipd", "channeld", "onchaind")
 
 
 @dataclass(frozen=True)
@@ -59,120 +62,36 @@ class Mem:
         return cls(rss=fields["Rss"], pss=fields["Pss"],
                    uss=fields["Private_Clean"] + fields["Private_Dirty"])
 
-    @classmethod
-    def from_dict(cls, d: dict[str, int]) -> "Mem":
-        return cls(rss=d["rss"], pss=d["pss"], uss=d["uss"])
-
 
 def summarize(mems: list[Mem]) -> dict[str, Any]:
     """Mean/median per process and total over the processes, in MiB."""
     out: dict[str, Any] = {"count": len(mems)}
     for field in ("rss", "pss", "uss"):
-        xs = [getattr(m, field) / 1024 for m in mems]
+        xs = [getattr(m, field) / 1024 for m in mems] or [0.0]
         out[field] = {"mean": round(statistics.mean(xs), 2), "median": round(statistics.median(xs), 2),
                       "total": round(sum(xs), 2)}
     return out
 
 
-# The zygote: imports what `python -m channeld` imports (including the modules
-# channeld.channeld imports lazily inside functions), so the forked children
-# share the interpreter and module objects copy-on-write.  gc.freeze() moves
-# everything allocated so far out of the collector's reach, as a real
-# fork-server would: otherwise the children's first collection writes to every
-# tracked object's header and un-shares most of the image.  It prints its own
-# pre-fork memory (the import image) and the children's pids once every child
-# is ready, then waits for stdin to close; the children exit when the zygote's
-# end of the `life` pipe closes, so none outlives it even if it is killed.
-#
-# An idle child is the best case: it dirties almost nothing.  A "busy" child
-# first runs a channel through the real channeld core in-process (a funded
-# pair, three HTLCs added and fulfilled, through the wire codec and signer),
-# so refcount writes and new objects un-share the pages a working channeld
-# would touch: closer to what a channel costs once it has done something.
-# (It holds both ends of that pair, and the zygote also imports the small
-# channel_testing driver, so the busy figure errs on the high side.)
-ZYGOTE_SRC = r"""
-import gc, json, os, sys
-import channeld.__main__, channeld.channeld, channeld.onchain_export
-import channeld.core.reestablish, channeld.core.serialize, common.commitment, common.sync_hsm
-from bitcoin.hashes import sha256
-from channel_testing import Pipe, make_pair
-
-def rollup():
-    f = {}
-    for line in open("/proc/self/smaps_rollup"):
-        p = line.split()
-        if len(p) == 3 and p[2] == "kB":
-            f[p[0].rstrip(":")] = int(p[1])
-    return {"rss": f["Rss"], "pss": f["Pss"], "uss": f["Private_Clean"] + f["Private_Dirty"]}
-
-def work():
-    a, b = make_pair(push_msat=3_000_000_000)
-    p = Pipe(a, b)
-    for i in range(3):
-        p.send("A", a.channel.add_htlc(1_000_000 * (i + 1), sha256(bytes([i]) * 32), 600, bytes(1366), 500))
-    p.deliver_all()
-    for h in b.channel.htlcs():
-        p.send("B", b.channel.fulfill_htlc(h.htlc_id, bytes([h.htlc_id]) * 32))
-    p.deliver_all()
-    assert not a.channel.htlcs()
-    return a, b  # kept alive, as a channeld keeps its channel
-
-n, busy = int(sys.argv[1]), sys.argv[2] == "busy"
-gc.collect()
-gc.freeze()
-prefork = rollup()
-ready_r, ready_w = os.pipe()
-life_r, life_w = os.pipe()
-kids = []
-for _ in range(n):
-    pid = os.fork()
-    if pid == 0:
-        # Never return into the zygote's code: do the work, say so, then idle
-        # until the zygote goes away.
-        os.close(life_w)
-        state = work() if busy else None
-        os.write(ready_w, b".")
-        os.read(life_r, 1)
-        os._exit(0)
-    kids.append(pid)
-got = 0
-while got < n:
-    got += len(os.read(ready_r, n - got))
-print(json.dumps({"prefork": prefork, "children": kids}), flush=True)
-sys.stdin.read()
-os.close(life_w)
-for pid in kids:
-    os.waitpid(pid, 0)
-"""
-
-
-@contextmanager
-def zygote(n: int, mode: str) -> Iterator[tuple[int, Mem, list[int]]]:
-    """Run the zygote with n forked children ("idle" or "busy");
-    yields (zygote pid, pre-fork memory, child pids)."""
-    proc = subprocess.Popen([sys.executable, "-c", ZYGOTE_SRC, str(n), mode], cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"zygote exited early ({proc.wait()})")
-        info = json.loads(line)
-        yield proc.pid, Mem.from_dict(info["prefork"]), info["children"]
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
+def node_memory(node: Any) -> dict[str, list[Mem]]:
+    """Every process of the node, by kind, read at (nearly) one moment."""
+    kinds: dict[str, list[Mem]] = {k: [] for k in KINDS}
+    kinds["lightningd"].append(Mem.of(node.proc.pid))
+    for pid, name in node.subdaemon_pids_all().items():
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            kinds[name].append(Mem.of(pid))
+        except OSError:       # (exited meanwhile)
+            pass
+    return kinds
 
 
-def open_channels(nf: Any, chain: RegtestChain, channels: int, peers: int) -> Any:
-    """Start l1 and its peers, open `channels` channels round-robin over the peers
-    and return l1 once every channel is CHANNELD_NORMAL."""
+def total_pss(kinds: dict[str, list[Mem]]) -> float:
+    return sum(m.pss for ms in kinds.values() for m in ms) / 1024
+
+
+def open_channels(nf: Any, chain: RegtestChain, channels: int, peers: int) -> tuple[Any, list[Any], dict]:
+    """Start l1 and its peers, connect them, read the node without channels,
+    open `channels` channels round-robin and return once all are normal."""
     from node_factory import wait_for
     l1, *others = nf.get_nodes(1 + peers, opts={"log-level": "info"})
     # One confirmed UTXO per channel: fundchannel spends confirmed coins only
@@ -185,6 +104,8 @@ def open_channels(nf: Any, chain: RegtestChain, channels: int, peers: int) -> An
              timeout=60)
     for peer in others:
         l1.connect(peer)
+    time.sleep(2)
+    before = node_memory(l1)
     for i in range(channels):
         l1.rpc.fundchannel(others[i % peers].node_id, CHANNEL_SAT)
     chain.mine(6)
@@ -192,32 +113,43 @@ def open_channels(nf: Any, chain: RegtestChain, channels: int, peers: int) -> An
     def all_normal() -> bool:
         chans = l1.rpc.listpeerchannels()["channels"]
         return len(chans) == channels and all(c["state"] == "CHANNELD_NORMAL" for c in chans)
-    wait_for(all_normal, timeout=120)
-    return l1
+    wait_for(all_normal, timeout=180)
+    return l1, others, before
 
 
-@dataclass
-class ZygoteRun:
-    prefork: Mem          # the zygote before forking: the import image
-    zygote: Mem           # the zygote while its children run
-    children: list[Mem]
+def go_onchain(l1: Any, peers: list[Any], chain: RegtestChain) -> int:
+    """Stop these peers, close their channels unilaterally, mine the
+    commitments: one onchaind per channel.  Returns how many."""
+    from node_factory import wait_for
+    ids = {p.node_id for p in peers}
+    chans = [c for c in l1.rpc.listpeerchannels()["channels"] if c["peer_id"] in ids]
+    for p in peers:
+        p.stop()
+    wait_for(lambda: not any(c["peer_connected"] for c in l1.rpc.listpeerchannels()["channels"]
+                             if c["peer_id"] in ids))
+    for c in chans:
+        assert l1.rpc.close(c["channel_id"], unilateraltimeout=1)["type"] == "unilateral"
+    wait_for(lambda: len(chain.rpc.getrawmempool()) >= len(chans))
+    chain.mine(1)
+    wait_for(lambda: list(l1.subdaemon_pids_all().values()).count("onchaind") == len(chans), timeout=60)
+    return len(chans)
 
 
-def measure_zygote(n: int, mode: str, during: Callable[[], None] = lambda: None) -> ZygoteRun:
-    """Fork n children from a zygote and read them all at once; `during` runs
-    in the same window, to read other processes against the same sharers."""
-    with zygote(n, mode) as (zpid, prefork, kids):
-        during()
-        return ZygoteRun(prefork, Mem.of(zpid), [Mem.of(p) for p in kids])
+def spawn_latency() -> dict[str, Any]:
+    """bench/spawn_latency.py in its own process (it becomes a subreaper)."""
+    out = subprocess.run([sys.executable, "-m", "bench.spawn_latency"], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    if out.returncode != 0:
+        return {"error": out.stderr[-2000:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run(channels: int | None = None, peers: int | None = None) -> dict[str, Any]:
     from node_factory import NodeFactory, wait_for
-    channels = channels or int(os.environ.get("CHANNELS", "20"))
+    channels = channels or int(os.environ.get("CHANNELS", "50"))
     peers = min(peers or int(os.environ.get("PEERS", "20")), channels)
+    onchain_peers = min(int(os.environ.get("ONCHAIN_PEERS", "2")), peers)
     t0 = time.monotonic()
-    chd: list[Mem] = []
-    daemons: dict[str, list[Mem]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         chain = RegtestChain(Path(tmp) / "bitcoind")
         chain.start()
@@ -225,65 +157,51 @@ def run(channels: int | None = None, peers: int | None = None) -> dict[str, Any]
         chain.mine(101 + channels)
         nf = NodeFactory(Path(tmp), chain)
         try:
-            l1 = open_channels(nf, chain, channels, peers)
+            l1, others, before = open_channels(nf, chain, channels, peers)
             setup_s = time.monotonic() - t0
-            # channeld starts once the funding is deep enough; wait until all exist.
             wait_for(lambda: list(l1.subdaemon_pids_all().values()).count("channeld") == channels, timeout=60)
             time.sleep(2)  # settle: post-lock-in messages, gossip
-
-            def read_node() -> None:
-                pids = l1.subdaemon_pids_all()
-                chd.extend(Mem.of(p) for p, name in pids.items() if name == "channeld")
-                daemons["lightningd"] = [Mem.of(l1.proc.pid)]
-                for name in DAEMONS[1:]:
-                    daemons[name] = [Mem.of(p) for p, n in pids.items() if n == name]
-            # The node is read while the idle zygote runs, so both see the same
-            # set of processes sharing libpython and the interpreter binary.
-            idle = measure_zygote(channels, "idle", read_node)
-            busy = measure_zygote(channels, "busy")
+            after = node_memory(l1)
+            n_onchain = go_onchain(l1, others[:onchain_peers], chain) if onchain_peers else 0
+            time.sleep(2)
+            onchain = node_memory(l1)
         finally:
             problems = nf.teardown()
             chain.stop()
-    result = report(chd, daemons, idle, busy)
-    result.update(channels=channels, peers=peers, setup_s=round(setup_s, 1),
+    latency = spawn_latency()
+    result = report(before, after, onchain, channels, latency)
+    result.update(channels=channels, peers=peers, onchain_channels=n_onchain, setup_s=round(setup_s, 1),
                   total_s=round(time.monotonic() - t0, 1), teardown_problems=problems)
     return result
 
 
-def report(chd: list[Mem], daemons: dict[str, list[Mem]], idle: ZygoteRun, busy: ZygoteRun) -> dict[str, Any]:
+def report(before: dict[str, list[Mem]], after: dict[str, list[Mem]], onchain: dict[str, list[Mem]],
+           channels: int, latency: dict[str, Any]) -> dict[str, Any]:
     """Print the table and summary to stderr; return the same figures."""
-    rows: list[tuple[str, dict[str, Any]]] = [("channeld (today)", summarize(chd))]
-    rows += [(name, summarize(ms)) for name, ms in daemons.items()]
-    rows += [("zygote (pre-fork)", summarize([idle.prefork])),
-             ("zygote (idle kids)", summarize([idle.zygote])),
-             ("forked child (idle)", summarize(idle.children)),
-             ("zygote (busy kids)", summarize([busy.zygote])),
-             ("forked child (busy)", summarize(busy.children))]
+    rows = [(k, summarize(after[k])) for k in KINDS if k != "onchaind"]
+    rows.append(("onchaind", summarize(onchain["onchaind"])))
     err = sys.stderr
-    print(f"\n{'process':<22}{'n':>3}  {'RSS mean/med/total':>22}  {'PSS mean/med/total':>22}  "
+    print(f"\n{'process':<14}{'n':>4}  {'RSS mean/med/total':>22}  {'PSS mean/med/total':>22}  "
           f"{'USS mean/med/total':>22}   (MiB)", file=err)
     for name, s in rows:
         cells = "  ".join(f"{s[f]['mean']:>7.1f}{s[f]['median']:>7.1f}{s[f]['total']:>8.1f}"
                           for f in ("rss", "pss", "uss"))
-        print(f"{name:<22}{s['count']:>3}  {cells}", file=err)
-
-    n = len(chd)
-    x = statistics.mean(m.pss for m in chd) / 1024
-
-    def saving(z: ZygoteRun) -> tuple[float, float, float]:
-        """(child PSS each, n*(X-Y), the same minus the zygote's own PSS, which stays resident)."""
-        y = statistics.mean(m.pss for m in z.children) / 1024
-        return y, (x - y) * n, (x - y) * n - z.zygote.pss / 1024
-    y, simple, net = saving(idle)
-    yb, simple_b, net_b = saving(busy)
-    summary = (f"channeld today: PSS {x:.1f} MiB each; forked-from-zygote child: PSS {y:.1f} MiB each "
-               f"(idle), {yb:.1f} MiB after running a channel; saving ≈ ({x:.1f}-{y:.1f})*{n} = {simple:.0f} MiB "
-               f"for {n} channels ({net:.0f} MiB net of the zygote; {net_b:.0f} MiB net with busy children)")
+        print(f"{name:<14}{s['count']:>4}  {cells}", file=err)
+    t0, t1 = total_pss(before), total_pss(after)
+    per_channel = (t1 - t0) / channels
+    ch = summarize(after["channeld"])
+    forked = latency.get("forked_by_zygote", {})
+    spawned = latency.get("python_m_channeld", {})
+    summary = (f"node PSS: {t0:.1f} MiB without channels, {t1:.1f} MiB with {channels}: "
+               f"{per_channel:.2f} MiB per added channel; channeld PSS {ch['pss']['mean']:.2f} MiB "
+               f"(USS {ch['uss']['mean']:.2f}) each; channeld spawn request -> first message: "
+               f"{forked.get('median_ms', '?')} ms forked, {spawned.get('median_ms', '?')} ms from "
+               f"`python -m channeld` (medians)")
     print(f"\n{summary}\n", file=err, flush=True)
     return {"mib": {name: s for name, s in rows},
-            "saving_mib": {"idle": round(simple, 1), "idle_net_of_zygote": round(net, 1),
-                           "busy": round(simple_b, 1), "busy_net_of_zygote": round(net_b, 1)},
-            "summary": summary}
+            "node_pss_mib": {"no_channels": round(t0, 1), "with_channels": round(t1, 1),
+                             "per_added_channel": round(per_channel, 2)},
+            "spawn_latency": latency, "summary": summary}
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from bitcoin.hashes import hash256
 from bitcoin.keys import verify_digest_compact
 from wire import bolt_schema
 
-from .core import PeerError
+from .core import PeerWarning
 
 if TYPE_CHECKING:
     from .channeld import ChannelDaemon
@@ -50,6 +50,10 @@ class Announcer:
         """Send ours once the channel is deep enough (again after a reconnect)."""
         if not self.ready() or self.sent:
             return
+        await self._send_ours()
+        await self._maybe_complete()
+
+    async def _send_ours(self) -> None:
         if self.ours is None:
             r = self.d.hsm.call("hsmd_sign_channel_announcement", {"msg": self._unsigned()})
             self.ours = (r["node_signature"], r["bitcoin_signature"])
@@ -59,20 +63,33 @@ class Announcer:
             "channel_id": ch.channel_id, "short_channel_id": self.d.scid.to_bytes(8, "big"),
             "node_signature": self.ours[0], "bitcoin_signature": self.ours[1]})
         self.sent = True
-        await self._maybe_complete()
 
     async def recv(self, f: dict) -> None:
+        """The peer's announcement_signatures (BOLT 7 recipient, as Core
+        Lightning: never a reason to fail the channel).  A short_channel_id
+        that is not our funding's (yet: a reorg moves it) gets a warning;
+        bad signatures a warning and a disconnection; once the channel is
+        announced, the peer lacks ours: upon reconnection "if it receives
+        announcement_signatures for the funding transaction: MUST respond
+        with its own" (once per connection)."""
         ch = self.d.ch
         assert ch is not None
-        if not self.enabled or self.done:
+        if not self.enabled:
             return
         if self.d.scid is None or f["short_channel_id"] != self.d.scid.to_bytes(8, "big"):
-            raise PeerError("announcement_signatures for the wrong short_channel_id")
+            await self.d.send_peer("warning", {"channel_id": ch.channel_id, "data":
+                                               b"announcement_signatures for a short_channel_id that is not our "
+                                               b"funding transaction's"})
+            return
         digest = hash256(self._unsigned()[258:])
         if not verify_digest_compact(self.d.peer_id, f["node_signature"], digest):
-            raise PeerError("announcement_signatures: bad node_signature")
+            raise PeerWarning("announcement_signatures: bad node_signature")
         if not verify_digest_compact(ch.params.remote.funding_pubkey, f["bitcoin_signature"], digest):
-            raise PeerError("announcement_signatures: bad bitcoin_signature")
+            raise PeerWarning("announcement_signatures: bad bitcoin_signature")
+        if self.done:
+            if not self.sent:
+                await self._send_ours()
+            return
         self.theirs = (f["node_signature"], f["bitcoin_signature"])
         await self.maybe_send()
         await self._maybe_complete()

@@ -23,7 +23,7 @@ from wire.internal import internal_schema
 
 from . import opening
 from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, DataLossError, FeerateBounds, PeerError,
-                   SignerError, UsageError)
+                   PeerWarning, SignerError, UsageError)
 from .announce import Announcer
 from .hsm_signer import HsmSigner
 from .summary import changes_json, summary
@@ -41,13 +41,6 @@ FAILED_STATES = (ChannelState.CLOSED,)
 
 class ChannelFailed(Exception):
     pass
-
-
-class WarnAndDisconnect(Exception):
-    """The peer's stream is out of step with ours (a channel_reestablish in
-    the middle of normal operation, anything else before it): a warning and
-    a new connection, on which both sides reestablish.  Never a reason to
-    close the channel: the usual cause is a restarted daemon, not a thief."""
 
 
 class ChannelDaemon:
@@ -263,8 +256,13 @@ class ChannelDaemon:
             self.status.info(f"channel stopped: {e}", self.peer_id)
             if self.ch is None and self.temp_id is not None:
                 await self._abort_opening(str(e), tell_peer="disconnected" not in str(e))
-        except WarnAndDisconnect as e:
-            self.status.info(f"peer out of step: {e}; warning and reconnecting", self.peer_id)
+        except PeerWarning as e:
+            # BOLT 2 lets us warn and disconnect instead of failing the
+            # channel; the peer's uncommitted updates are dropped with the
+            # connection (Core Lightning's peer_failed_warn)
+            self.status.unusual(f"peer broke a rule: {e}; warning and disconnecting", self.peer_id)
+            if self.ch is not None and self.ch.state is not ChannelState.CLOSED:
+                self.ch.disconnect()
             self._warn_and_disconnect(str(e))
         except (PeerError, ChannelError, SignerError) as e:
             if self.ch is None and self.temp_id is not None:
@@ -340,7 +338,9 @@ class ChannelDaemon:
                 return
             if name in ("warning",):
                 continue
-            raise WarnAndDisconnect(f"expected channel_reestablish, got {name}")
+            # a peer out of step (its daemon restarted): both reestablish on a
+            # new connection; never a reason to close the channel
+            raise PeerWarning(f"expected channel_reestablish, got {name}")
         async with self.lock:
             r = ch.recv_reestablish(fields)
             for m in r.messages:
@@ -428,7 +428,7 @@ class ChannelDaemon:
             if result.reply is not None:
                 await self.send_peer(*result.reply)
         elif name == "channel_reestablish":
-            raise WarnAndDisconnect("unexpected channel_reestablish")
+            raise PeerWarning("unexpected channel_reestablish")    # (likewise)
         elif name == "error":
             await self._handle_peer_error(f)
             return
@@ -626,7 +626,11 @@ class ChannelDaemon:
 
     async def handle_fail_htlc(self, msg: Msg) -> None:
         f = msg.fields
-        if f["failure_code"] & 0x8000:
+        # update_fail_malformed_htlc only for an onion we could not read
+        # ourselves (no failure message); a BADONION code downstream gave
+        # us travels inside the failure message we made of it (BOLT 2: in
+        # an update_fail_htlc to the link the HTLC came from)
+        if f["failure_code"] & 0x8000 and not f["reason"]:
             await self._remove(lambda ch: ch.fail_malformed_htlc(f["htlc_id"], f["sha256_of_onion"],
                                                                  f["failure_code"]))
         else:

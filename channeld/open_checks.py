@@ -11,6 +11,7 @@ disagree; this module adds the ones that only make sense at opening time
 (chain, channel type, funding limits, Core Lightning's `check_config_bounds`)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bitcoin.tx import OutPoint
@@ -25,20 +26,19 @@ from .core.params import DEFAULT_MAX_TO_SELF_DELAY
 PLACEHOLDER_OUTPOINT = OutPoint(bytes(32), 0)
 #: BOLT 2: without option_support_large_channel, funding_satoshis < 2^24
 MAX_FUNDING_SAT_NO_WUMBO = 2**24 - 1
-#: channel_type variations we do not run: scid_alias (46), zeroconf (50)
+#: channel_type bits (the types themselves come from the master, see below)
 STATIC_REMOTEKEY, ANCHORS = 12, 22
 
 
-def parse_channel_type(raw: bytes | None, supported: set[int], msg: str) -> ChannelType:
+def parse_channel_type(raw: bytes | None, supported: Iterable[Iterable[int]], msg: str) -> ChannelType:
     """The peer's `channel_type`: BOLT 2 says a message without one, or with
-    one we do not run, fails the channel."""
+    one we do not run (`supported`: the types we do, each a set of bits),
+    fails the channel."""
     if raw is None:
         raise PeerError(f"{msg} without a channel_type")
     bits = bits_from_features(raw)
-    if bits == {STATIC_REMOTEKEY}:
-        return ChannelType()
-    if bits == {STATIC_REMOTEKEY, ANCHORS} and ANCHORS in supported:
-        return ChannelType(anchors=True)
+    if any(bits == set(t) for t in supported):
+        return ChannelType(anchors=ANCHORS in bits)
     raise PeerError(f"unsupported channel_type {sorted(bits)}")
 
 
@@ -48,8 +48,9 @@ def check_open_channel(oc: dict[str, Any], chain_hash: bytes, fee_bounds: Feerat
     channel type.  `cfg` is the master's channel config (our policy)."""
     if oc["chain_hash"] != chain_hash:
         raise PeerError(f"Unknown chain-hash {oc['chain_hash'][::-1].hex()}")
+    # the types our init offers (the master's `channel_types`), nothing else
     ct = parse_channel_type((oc.get("tlvs") or {}).get("channel_type", {}).get("type"),
-                            set(cfg.get("channel_type", [STATIC_REMOTEKEY, ANCHORS])), "open_channel")
+                            cfg.get("channel_types", [[STATIC_REMOTEKEY]]), "open_channel")
     funding = oc["funding_satoshis"]
     if funding > MAX_FUNDING_SAT_NO_WUMBO and not cfg.get("large_channels", False):
         raise PeerError(f"funding_satoshis {funding} too large (option_support_large_channel not negotiated)")

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .channeld import ChannelDaemon
 
 MAX_MINIMUM_DEPTH = 10   # a fundee asking for more is unreasonable (BOLT 2 MAY reject)
+#: every channel type the core runs (what we propose is one of them)
+KNOWN_TYPES = ((12,), (12, 22))
 
 
 @dataclass
@@ -50,6 +52,9 @@ class OurConfig:
 
 
 def _channel_type(bits: list[int]) -> ChannelType:
+    """The type the master chose to propose (it checked we run it)."""
+    if tuple(sorted(bits)) not in KNOWN_TYPES:
+        raise ValueError(f"cannot propose channel_type {sorted(bits)}")
     return ChannelType(anchors=22 in bits)
 
 
@@ -66,7 +71,7 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     d.temp_id = temp_id
     ours = OurConfig(**cfg["our"])
     upfront = bytes.fromhex(cfg.get("upfront_shutdown_script", ""))
-    ct = _channel_type(cfg.get("channel_type", [12]))
+    ct = _channel_type(cfg["channel_type"])
     local = ours.party(funding_sat, signer, upfront)
     tlvs: dict[str, Any] = {"channel_type": {"type": _type_tlv(ct)}}
     if upfront or cfg.get("send_upfront", True):
@@ -81,9 +86,11 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     if acc["minimum_depth"] > MAX_MINIMUM_DEPTH:
         raise PeerError(f"minimum_depth {acc['minimum_depth']} unreasonably large")
     got_type = (acc.get("tlvs") or {}).get("channel_type")
-    their_ct = parse_channel_type(got_type["type"] if got_type else None, set(ct.feature_bits), "accept_channel")
+    # BOLT 2: the type we proposed, or the channel fails
+    their_ct = parse_channel_type(got_type["type"] if got_type else None, KNOWN_TYPES, "accept_channel")
     if their_ct != ct:
-        raise PeerError(f"accept_channel channel_type {their_ct.feature_bits} differs from ours {ct.feature_bits}")
+        raise PeerError(f"accept_channel channel_type {list(their_ct.feature_bits)} differs from ours "
+                        f"{list(ct.feature_bits)}")
     remote = PartyConfig.from_wire(acc)
     # BOLT 2's checks of accept_channel before the wallet reserves any coin
     check_channel_params(ChannelParams(PLACEHOLDER_OUTPOINT, funding_sat, Side.LOCAL, local, remote, ct),

@@ -230,11 +230,13 @@ def validate_features(features: bytes | Iterable[int], context: Context | str) -
 #               option_static_remotekey (Core Lightning makes these even,
 #               following bolts#1092, since virtually every node has them)
 #   optional:   option_upfront_shutdown_script, gossip_queries, basic_mpp,
-#               option_shutdown_anysegwit, option_payment_metadata,
-#               option_channel_type (optional as in Core Lightning)
-# Not advertised (yet): gossip_queries_ex, large channels, anchors, route
-# blinding, dual funding, quiescence, splicing, onion messages, scid_alias,
-# zeroconf, ... — BOLT 9: "MUST NOT set feature bits it does not support".
+#               option_anchors (zero-fee HTLC txs; Core Lightning and LND
+#               open such channels by default), option_shutdown_anysegwit,
+#               option_payment_metadata, option_channel_type (optional as in
+#               Core Lightning before 25.09)
+# Not advertised (yet): gossip_queries_ex, large channels, route blinding,
+# dual funding, quiescence, splicing, onion messages, scid_alias, zeroconf,
+# ... — BOLT 9: "MUST NOT set feature bits it does not support".
 OUR_FEATURE_BITS: frozenset[int] = frozenset({
     compulsory(OPTION_DATA_LOSS_PROTECT),
     optional(OPTION_UPFRONT_SHUTDOWN_SCRIPT),
@@ -243,23 +245,71 @@ OUR_FEATURE_BITS: frozenset[int] = frozenset({
     compulsory(OPTION_STATIC_REMOTEKEY),
     compulsory(PAYMENT_SECRET),
     optional(BASIC_MPP),
+    optional(OPTION_ANCHORS),
     optional(OPTION_SHUTDOWN_ANYSEGWIT),
     optional(OPTION_CHANNEL_TYPE),
     optional(OPTION_PAYMENT_METADATA),
 })
 
-# The channel type we propose in open_channel: plain static_remotekey
-# (channel_type bits are always even).
-OUR_CHANNEL_TYPE_BITS: frozenset[int] = frozenset({compulsory(OPTION_STATIC_REMOTEKEY)})
+
+# -- channel types (BOLT 2 "Defined Channel Types") ---------------------------------
+# A channel type is a set of even bits, not an arbitrary combination: the
+# basic types below, each with the variations option_scid_alias and
+# option_zeroconf (which we do not advertise, so never accept).
+CHANNEL_TYPE_STATIC_REMOTEKEY: frozenset[int] = frozenset({OPTION_STATIC_REMOTEKEY})
+CHANNEL_TYPE_ANCHORS: frozenset[int] = frozenset({OPTION_STATIC_REMOTEKEY, OPTION_ANCHORS})
+BASIC_CHANNEL_TYPES: tuple[frozenset[int], ...] = (CHANNEL_TYPE_STATIC_REMOTEKEY, CHANNEL_TYPE_ANCHORS)
+CHANNEL_TYPE_VARIATIONS: frozenset[int] = frozenset({OPTION_SCID_ALIAS, OPTION_ZEROCONF})
+
+
+def feature_negotiated(ours: bytes | Iterable[int], theirs: bytes | Iterable[int],
+                       name_or_bit: str | int) -> bool:
+    """Both sides offer the feature (either bit of its pair), as Core
+    Lightning's feature_negotiated()."""
+    return has_feature(ours, name_or_bit) and has_feature(theirs, name_or_bit)
+
+
+def desired_channel_type(our_init: bytes | Iterable[int],
+                         their_init: bytes | Iterable[int]) -> frozenset[int]:
+    """The channel type we propose in open_channel (Core Lightning's
+    desired_channel_type): anchors when both init messages offer
+    option_anchors, else plain static_remotekey."""
+    if feature_negotiated(our_init, their_init, OPTION_ANCHORS):
+        return CHANNEL_TYPE_ANCHORS
+    return CHANNEL_TYPE_STATIC_REMOTEKEY
+
+
+def channel_type_accept(proposed: Iterable[int], our_init: bytes | Iterable[int]) -> frozenset[int] | None:
+    """Core Lightning's channel_type_accept(): the proposed type (a set of
+    bits) if we run it, else None.  Every feature in it must be one our init
+    offers, every feature our init *requires* must be in it, and without its
+    variations it must be a basic type, bit for bit (no odd bits)."""
+    bits = frozenset(proposed)
+    ours = _bits(our_init)
+    for f in (OPTION_ANCHORS, OPTION_STATIC_REMOTEKEY, OPTION_SCID_ALIAS, OPTION_ZEROCONF):
+        if has_feature(bits, f):
+            if not has_feature(ours, f):
+                return None
+        elif requires_feature(ours, f):
+            return None
+    if bits - CHANNEL_TYPE_VARIATIONS in BASIC_CHANNEL_TYPES:
+        return bits
+    return None
+
+
+def supported_channel_types(our_init: bytes | Iterable[int]) -> list[frozenset[int]]:
+    """The basic channel types a peer may propose to us."""
+    return [t for t in BASIC_CHANNEL_TYPES if channel_type_accept(t, our_init) is not None]
 
 
 def our_feature_bits(context: Context | str) -> set[int]:
     """Our bits for ``context``: each of our features, where its Context column
     allows it.  Nothing for channel_announcement (no feature there applies to
-    us).  For channel_type, the type we propose."""
+    us).  For channel_type, the type we propose to a peer that offers what we
+    do (see desired_channel_type)."""
     ctx = Context(context).value
     if ctx == Context.CHANNEL_TYPE.value:
-        return set(OUR_CHANNEL_TYPE_BITS)
+        return set(desired_channel_type(OUR_FEATURE_BITS, OUR_FEATURE_BITS))
     return {b for b in OUR_FEATURE_BITS if ctx in FEATURES_BY_BIT[compulsory(b)].contexts}
 
 
@@ -314,3 +364,10 @@ def list_features_lines(init_features: bytes | Iterable[int]) -> list[str]:
     ``init`` features in ascending order, then the ``supports_`` lines
     (Core Lightning's list_features_and_exit)."""
     return [cln_feature_name(b) for b in sorted(_bits(init_features))] + list(SUPPORTS_LINES)
+
+
+def channel_type_names(bits: Iterable[int]) -> list[str]:
+    """Core Lightning's channel_type_name(): ``["static_remotekey/even",
+    "anchors/even"]`` (its feature names without ``option_``), as
+    `listpeerchannels` and `fundchannel` show them."""
+    return [cln_feature_name(b).removeprefix("option_") for b in sorted(set(bits))]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
 
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg

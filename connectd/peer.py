@@ -8,10 +8,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Callable
 
-from common.features import Context, bits_from_features, features_from_bits, unknown_even_bits, validate_features
+from common.features import bits_from_features, features_from_bits, missing_dependencies, unknown_even_bits
 from common.noise_async import ConnectionClosed, NoiseConnection
 from common.noise import DecryptError
-from wire import DecodeError, accept_message, bolt_schema
+from wire import DecodeError, accept_message, bolt_schema, peek_type
 from wire import UnknownMessageError
 
 if TYPE_CHECKING:
@@ -48,18 +48,24 @@ def make_init(our_features: bytes, chain_hash: bytes) -> bytes:
                                          "tlvs": {"networks": {"chains": [chain_hash]}}})
 
 
-def check_their_init(fields: dict, chain_hash: bytes) -> bytes:
-    """Their combined features, or InitError."""
-    features = combine_features(fields["globalfeatures"], fields["features"])
-    unknown = unknown_even_bits(features)
-    if unknown:
-        raise InitError(f"Unsupported feature bits {','.join(map(str, unknown))}")
-    err = validate_features(features, Context.INIT)
-    if err:
-        raise InitError(f"Bad init features: {err}")
+def check_their_init(fields: dict, chain_hash: bytes, our_features: bytes) -> bytes:
+    """Their combined features, or InitError.  BOLT 1: an even bit we do not
+    offer (a feature they require that we lack, whether or not BOLT 9
+    names it, in `features` or in `globalfeatures`) or a missing
+    dependency closes the connection; odd bits we do not know are ignored,
+    and so is a known bit outside its BOLT 9 context (Core Lightning checks
+    support and dependencies only)."""
     networks = fields.get("tlvs", {}).get("networks")
     if networks is not None and chain_hash not in networks.get("chains", []):
         raise InitError("No common chain with this peer (networks)")
+    features = combine_features(fields["globalfeatures"], fields["features"])
+    unsupported = unknown_even_bits(features, known=bits_from_features(our_features))
+    if unsupported:
+        raise InitError(f"Unsupported feature {','.join(map(str, unsupported))}")
+    missing = missing_dependencies(features)
+    if missing:
+        raise InitError("Bad init features: " + "; ".join(f"feature {name} requires {dep}"
+                                                          for name, dep in missing))
     return features
 
 
@@ -113,14 +119,19 @@ class Peer:
     # -- init ---------------------------------------------------------------------------
     async def exchange_init(self, our_features: bytes, chain_hash: bytes, timeout: float) -> None:
         await self.send(make_init(our_features, chain_hash))
-        raw = await self.recv(timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            raw = await self.recv(max(0.0, deadline - asyncio.get_running_loop().time()))
+            if len(raw) >= 2 and peek_type(raw) % 2 and peek_type(raw) not in bolt_schema().by_number:
+                continue        # BOLT 1: an unknown odd message is ignored, even before init
+            break
         try:
             msg = bolt_schema().decode(raw)
         except DecodeError as e:
             raise InitError(f"Malformed init: {e}") from None
         if msg.type != INIT:
             raise InitError(f"Expected init, got message type {msg.type}")
-        self.features = check_their_init(msg.fields, chain_hash)
+        self.features = check_their_init(msg.fields, chain_hash, our_features)
 
     # -- ping ---------------------------------------------------------------------------
     async def ping(self, num_pong_bytes: int, length: int, timeout: float = 30.0) -> int:

@@ -29,11 +29,13 @@ from .queries import (TimestampFilter, answer_query_short_channel_ids, filtered_
                       parse_reply_channel_range, query_channel_range, query_short_channel_ids, reply_channel_range)
 from .routing import ChannelLimit, ChannelPolicy, LocalChannel, RouteNotFound, Router
 from .store import GossipStore
-from .validate import GossipError, parse_channel_announcement
+from .validate import (GossipError, forwardable_node_announcement, parse_channel_announcement, parse_channel_update,
+                       parse_node_announcement)
 
 STORE_FILE = "gossip_store"
 BROADCAST_INTERVAL = 60.0
 FAST_BROADCAST_INTERVAL = 1.0
+MAX_UNRELAYED = 10_000      # channel_announcements kept waiting for their first channel_update
 # Our channel_updates are re-signed before they get this old, so that nobody
 # prunes our channels (BOLT 7: SHOULD prune after two weeks without update).
 REFRESH_AGE = 13 * 24 * 3600
@@ -90,6 +92,8 @@ class Gossipd:
         self.router: Router | None = None
         self.peers: dict[bytes, PeerGossip] = {}
         self.to_broadcast: list[tuple[bytes, int]] = []    # (message, timestamp)
+        #: accepted channel_announcements not relayed yet: no channel_update so far
+        self.unrelayed: dict[int, bytes] = {}
         self.interval = BROADCAST_INTERVAL
         self.prune_age, self.refresh_age, self.maintenance_interval = PRUNE_AGE, REFRESH_AGE, MAINTENANCE_INTERVAL
         self.local: dict[int, dict] = {}                   # our channels: scid -> policy
@@ -342,17 +346,18 @@ class Gossipd:
                     asyncio.ensure_future(self._lookup_txout(scid, raw, now))
             elif name == "channel_update":
                 if mgr.handle_channel_update(raw, now) == ACCEPTED:
-                    self._queue(raw, now)
+                    self._queue(raw, parse_channel_update(raw).timestamp)
             elif name == "node_announcement":
                 if mgr.handle_node_announcement(raw, now) == ACCEPTED:
-                    self._queue(raw, now)
+                    self._queue(raw, parse_node_announcement(raw).timestamp)
             elif name == "query_channel_range":
+                # BOLT 7: always answered, a chain we do not know with one empty reply
                 f = bolt_schema().decode(raw).fields
-                if f["chain_hash"] == self.chain_hash:
-                    flags = (f.get("tlvs") or {}).get("query_option", {}).get("query_option_flags", 0)
-                    for r in reply_channel_range(mgr.graph, self.chain_hash, f["first_blocknum"],
-                                                 f["number_of_blocks"], flags, mgr.message):
-                        self._send(peer_id, r)
+                flags = (f.get("tlvs") or {}).get("query_option", {}).get("query_option_flags", 0)
+                for r in reply_channel_range(mgr.graph, f["chain_hash"], f["first_blocknum"],
+                                             f["number_of_blocks"], flags, mgr.message,
+                                             known_chain=f["chain_hash"] == self.chain_hash):
+                    self._send(peer_id, r)
             elif name == "reply_channel_range":
                 rr = parse_reply_channel_range(raw)
                 unknown = [s for s in rr.scids if not mgr.graph.has_channel(s)]
@@ -433,6 +438,27 @@ class Gossipd:
 
     # ------------------------------------------------------------------ relay
     def _queue(self, raw: bytes, ts: int) -> None:
+        """Relay `raw` at the next flush to peers whose filter passes `ts`
+        (the message's timestamp).  BOLT 7: a channel_announcement goes out
+        only once it has a channel_update, right before it, with that
+        update's timestamp; until then it waits."""
+        kind = int.from_bytes(raw[:2], "big")
+        if kind == 256:
+            scid = parse_channel_announcement(raw).scid
+            g = self.mgr.graph if self.mgr is not None else None
+            halves = [h for h in (g.half(scid, 0), g.half(scid, 1)) if h is not None] if g is not None else []
+            if not halves:
+                if len(self.unrelayed) >= MAX_UNRELAYED:
+                    self.unrelayed.pop(next(iter(self.unrelayed)))
+                self.unrelayed[scid] = raw
+                return
+            ts = max(h[U_TS] for h in halves)
+        elif kind == 257 and not forwardable_node_announcement(raw):
+            return
+        elif kind == 258:
+            ann = self.unrelayed.pop(parse_channel_update(raw).scid, None)
+            if ann is not None:
+                self.to_broadcast.append((ann, ts))
         self.to_broadcast.append((raw, ts))
 
     async def _broadcaster(self) -> None:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import wire
 
 from .graph import CF_DYING, CF_PRIVATE, U_OFF, U_TS, Graph
-from .validate import GossipError
+from .validate import GossipError, forwardable_node_announcement
 
 ENCODING_UNCOMPRESSED = 0
 ENCODING_ZLIB = 1
@@ -193,30 +193,70 @@ def _checksum(graph: Graph, c: int, d: int, chain_hash: bytes,
     return crc32c(body)
 
 
+def max_scids_per_reply(query_option_flags: int) -> int:
+    """How many short_channel_ids fit in one reply_channel_range (BOLT 7:
+    "MUST limit `number_of_blocks` to the maximum number of blocks whose
+    results could fit"): 8 bytes each, 8 more for timestamps, 8 more for
+    checksums, after the fixed fields and the TLV headers."""
+    per_id = 8 + 8 * bool(query_option_flags & QUERY_WANT_TIMESTAMPS) \
+        + 8 * bool(query_option_flags & QUERY_WANT_CHECKSUMS)
+    return (MAX_MESSAGE - 100) // per_id
+
+
 def reply_channel_range(graph: Graph, chain_hash: bytes, first_blocknum: int,
                         number_of_blocks: int, query_option_flags: int = 0,
                         get_message: GetMessage | None = None, max_per_reply: int | None = None,
-                        encoding: int = ENCODING_UNCOMPRESSED) -> list[bytes]:
-    """All our public channels in the block range, split over as many
-    replies as needed: contiguous, non-decreasing block ranges, the first
-    starting at ``first_blocknum``, the last (``sync_complete`` = 1) ending
-    at ``first_blocknum + number_of_blocks``; a block whose channels do not
-    fit is split across two replies."""
-    end = min(first_blocknum + number_of_blocks, 1 << 32)
+                        encoding: int = ENCODING_UNCOMPRESSED, known_chain: bool = True) -> list[bytes]:
+    """Our public channels (with at least one channel_update, as Core
+    Lightning; not spent) in the queried blocks, over as many replies as
+    needed, as BOLT 7 requires of the replier:
+
+    - each reply has the query's ``chain_hash``; the first starts at the
+      query's ``first_blocknum``, every reply covers at least one block,
+      and the next starts where it ends (no overlap): replies split at
+      block boundaries, unless one block holds more channels than a reply
+      can, whose channels then go over several replies that all cover it
+      ("MAY split block contents");
+    - the last, and only the last, has ``sync_complete`` 1 and ends exactly
+      at ``first_blocknum + number_of_blocks``, computed without 32-bit
+      overflow (a query for the whole chain, 0 + 0xFFFFFFFF, is answered up
+      to block 0xFFFFFFFF; 5 + 0xFFFFFFFF up to 2^32 + 4: a reply starting
+      at block b >= 5 says 2^32 + 4 - b blocks, which fits);
+    - ``number_of_blocks`` 0 (BOLT 7: the sender MUST set 1 or more) is
+      answered as 1;
+    - encoding type 0 (1, zlib, "MUST NOT be used"), timestamps and
+      checksums only when asked (``query_option_flags`` bits 0 and 1), in
+      the order of the short_channel_ids;
+    - for a chain we do not know (``known_chain`` False): one empty,
+      complete reply covering the range."""
+    number = max(1, number_of_blocks)
+    end = first_blocknum + number
     want_ts = bool(query_option_flags & QUERY_WANT_TIMESTAMPS)
     want_cs = bool(query_option_flags & QUERY_WANT_CHECKSUMS)
-    per_id = 8 + 8 * want_ts + 8 * want_cs
-    limit = max_per_reply or (MAX_MESSAGE - 100) // per_id
-    chans = sorted((graph._scid[c], c) for c in graph._cidx.values()
-                   if not graph._cflag[c] & CF_PRIVATE
-                   and first_blocknum <= graph._scid[c] >> 40 < end)
-    chunks = [chans[i:i + limit] for i in range(0, len(chans), limit)] or [[]]
+    limit = max(1, max_per_reply or max_scids_per_reply(query_option_flags))
+    chans = [] if not known_chain else sorted(
+        (graph._scid[c], c) for c in graph._cidx.values()
+        if not graph._cflag[c] & (CF_PRIVATE | CF_DYING)
+        and (graph._upd[2 * c] is not None or graph._upd[2 * c + 1] is not None)
+        and first_blocknum <= graph._scid[c] >> 40 < end)
     schema = wire.bolt_schema()
-    replies, prev_end = [], first_blocknum
-    for i, chunk in enumerate(chunks):
-        last = i == len(chunks) - 1
-        start = first_blocknum if i == 0 else min(prev_end, chunk[0][0] >> 40)
-        stop = end if last else (chunk[-1][0] >> 40) + 1
+    replies = []
+    start, i = first_blocknum, 0
+    while True:
+        rest = chans[i:]
+        if len(rest) <= limit:
+            n, stop, nxt, last = len(rest), end, end, True
+        else:
+            n = limit
+            while n > 0 and rest[n - 1][0] >> 40 == rest[n][0] >> 40:
+                n -= 1              # back to a block boundary
+            if n:
+                stop = nxt = rest[n][0] >> 40                 # up to the next channel's block
+            else:
+                n = limit           # one block does not fit in a reply: split it
+                stop, nxt = (rest[n - 1][0] >> 40) + 1, rest[n - 1][0] >> 40
+            last = False
+        chunk = rest[:n]
         tlvs: dict = {}
         if want_ts:
             tlvs["timestamps_tlv"] = timestamps_tlv(
@@ -231,8 +271,9 @@ def reply_channel_range(graph: Graph, chain_hash: bytes, first_blocknum: int,
             "sync_complete": 1 if last else 0,
             "encoded_short_ids": encode_short_ids([s for s, _c in chunk], encoding),
             "tlvs": tlvs}))
-        prev_end = stop
-    return replies
+        if last:
+            return replies
+        start, i = nxt, i + n
 
 
 # --- query_short_channel_ids --------------------------------------------------------
@@ -276,7 +317,9 @@ def answer_query_short_channel_ids(graph: Graph, chain_hash: bytes, query: bytes
             a = graph._nann[n]
             if flag & bit and n not in sent_nodes and a is not None and a[5] >= 0:
                 sent_nodes.add(n)
-                out.append(get_message(a[5]))
+                raw = get_message(a[5])
+                if forwardable_node_announcement(raw):
+                    out.append(raw)
     out.append(wire.bolt_schema().encode("reply_short_channel_ids_end", {
         "chain_hash": f["chain_hash"], "full_information": full}))
     return out
@@ -324,4 +367,6 @@ def filtered_gossip(graph: Graph, flt: TimestampFilter,
                 yield get_message(u[U_OFF])
     for a in graph._nann:
         if a is not None and flt.passes(a[0]) and a[5] >= 0:
-            yield get_message(a[5])
+            raw = get_message(a[5])
+            if forwardable_node_announcement(raw):
+                yield raw

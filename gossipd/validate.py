@@ -209,6 +209,32 @@ def _check_addresses(addresses: bytes) -> None:
         i += 1 + size
 
 
+def count_dns_addresses(addresses: bytes) -> int:
+    """How many type 5 (DNS hostname) descriptors, up to the first unknown type."""
+    i, n, count = 0, len(addresses), 0
+    while i < n:
+        t = addresses[i]
+        if t == 5:
+            if i + 1 >= n:
+                break
+            count += 1
+            i += 2 + addresses[i + 1] + 2
+        elif t in _ADDR_LEN:
+            i += 1 + _ADDR_LEN[t]
+        else:
+            break
+    return count
+
+
+def forwardable_node_announcement(raw: bytes) -> bool:
+    """BOLT 7: a node_announcement with more than one DNS hostname "MUST not
+    forward" (we still use it, ignoring the extra hostnames)."""
+    try:
+        return count_dns_addresses(parse_node_announcement(raw).addresses) <= 1
+    except GossipError:
+        return False
+
+
 def decode_addresses(addresses: bytes) -> list[dict]:
     """Address descriptors as Core Lightning's listnodes shows them:
     ``{"type": "ipv4"|"ipv6"|"torv2"|"torv3"|"dns", "address", "port"}``.

@@ -56,7 +56,7 @@ CHANGE_OUTPUT_WEIGHT = output_weight(34)   # P2TR
 
 
 def anchors_channel(rec: "ChannelRecord") -> bool:
-    return 22 in rec.summary.get("channel_type", [])
+    return rec.anchors
 
 
 def _input_weight(u: Utxo) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from bitcoin.block import Block
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from .log import Logger
 
 PREFETCH = 16          # blocks fetched ahead while processing in order
+FEE_HISTORY = 3        # fee refreshes the acceptable feerate range looks at (Core Lightning's FEE_HISTORY_NUM)
 
 
 class BlockListener(Protocol):
@@ -50,6 +52,9 @@ class ChainTopology:
         self.fee_estimates: dict[int, int] = {}      # blocks -> sat/kVB
         self.feerate_floor = 1000                     # sat/kVB
         self.smoothed: dict[int, int] = {}
+        #: the last FEE_HISTORY refreshes that gave estimates, newest first
+        #: (Core Lightning's feerates[]: the bounds on the peer's feerates)
+        self.fee_history: deque[dict[int, int]] = deque(maxlen=FEE_HISTORY)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._zmq_task: asyncio.Task | None = None
@@ -246,6 +251,12 @@ class ChainTopology:
             # Core Lightning smooths so that peers' feerates don't jump around
             self.smoothed[blocks] = rate if old is None else (old * 3 + rate) // 4
         self.fee_estimates = fresh
+        if fresh:
+            # as Core Lightning: no estimates keeps the history; a different
+            # set of targets starts it again
+            if self.fee_history and set(self.fee_history[0]) != set(fresh):
+                self.fee_history.clear()
+            self.fee_history.appendleft({b: max(r, self.feerate_floor) for b, r in fresh.items()})
         for cb in self.on_fees:
             cb()
 

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.tx import Tx
-from common.features import feature_names, features_from_bits
+from common.features import OPTION_ANCHORS, channel_type_names
 from common.scid import ShortChannelId
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ class ChannelRecord:
     spend_txid: bytes | None = None
     spend_height: int | None = None
     created_at: int = field(default_factory=lambda: int(time.time()))
+    #: accept any feerate from the peer (setchannel ignorefeelimits)
+    ignore_fee_limits: bool = False
     state_changes: list[dict] = field(default_factory=list)
     # not stored
     subd: "Subd | None" = None
@@ -130,12 +132,20 @@ class ChannelRecord:
     def active(self) -> bool:
         return self.state in ACTIVE
 
+    @property
+    def channel_type_bits(self) -> list[int]:
+        """The negotiated channel_type (a channel stored before the summary
+        carried it is static_remotekey, the only type it could be)."""
+        return sorted(self.summary.get("channel_type", [12]))
+
+    @property
+    def anchors(self) -> bool:
+        return OPTION_ANCHORS in self.channel_type_bits
+
     def channel_type_json(self) -> dict:
-        bits = self.summary.get("channel_type", [12])
-        names = [n.replace("option_", "").replace("_zero_fee_htlc_tx", "") for n in
-                 feature_names(features_from_bits(set(bits)))]
-        names = ["anchors/even" if n.startswith("anchors") else n for n in names]
-        return {"bits": sorted(bits), "names": names}
+        """Core Lightning's `channel_type` object: bits and their names."""
+        bits = self.channel_type_bits
+        return {"bits": bits, "names": channel_type_names(bits)}
 
     def set_state(self, new: ChannelState, cause: str, message: str) -> dict | None:
         """Move to `new` (no-op if there already); the change as Core
@@ -157,7 +167,7 @@ class ChannelRecord:
                "funding_sat", "funding_height", "funding_txindex", "minimum_depth", "announce", "summary",
                "core", "config", "fee_base_msat", "fee_ppm", "htlc_minimum_msat", "htlc_maximum_msat",
                "cltv_delta", "closer", "close_cause", "closing_tx", "last_tx", "spend_txid", "spend_height",
-               "created_at")
+               "created_at", "ignore_fee_limits")
 
     def row(self) -> tuple:
         return (self.dbid, self.peer_id, self.channel_id, self.state, self.opener, self.funding_txid,
@@ -165,7 +175,7 @@ class ChannelRecord:
                 self.minimum_depth, int(self.announce), json.dumps(self.summary), self.core,
                 json.dumps(self.config), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
                 self.htlc_maximum_msat, self.cltv_delta, self.closer, self.close_cause, self.closing_tx,
-                self.last_tx, self.spend_txid, self.spend_height, self.created_at)
+                self.last_tx, self.spend_txid, self.spend_height, self.created_at, int(self.ignore_fee_limits))
 
     @classmethod
     def from_row(cls, r: tuple) -> "ChannelRecord":
@@ -173,6 +183,7 @@ class ChannelRecord:
         d["summary"] = json.loads(d["summary"])
         d["config"] = json.loads(d["config"])
         d["announce"] = bool(d["announce"])
+        d["ignore_fee_limits"] = bool(d["ignore_fee_limits"])
         d["state"] = ChannelState(d["state"])
         return cls(**d)
 
@@ -183,7 +194,7 @@ class ChannelRecord:
         d: dict[str, Any] = {
             "peer_id": self.peer_id.hex(), "peer_connected": connected, "state": str(self.state),
             "channel_type": self.channel_type_json(), "opener": self.opener,
-            "features": ["option_static_remotekey"] + (["option_anchors"] if 22 in s.get("channel_type", []) else []),
+            "features": ["option_static_remotekey"] + (["option_anchors"] if self.anchors else []),
             "channel_id": self.channel_id.hex(), "funding_txid": self.funding_txid_hex,
             "funding_outnum": self.funding_outnum, "private": not self.announce,
             "funding": {"local_funds_msat": total if self.opener == "local" else 0,
@@ -218,6 +229,8 @@ class ChannelRecord:
             d["direction"] = 0 if our_id < self.peer_id else 1   # BOLT 7: 0 if we are node_1
         if self.closer:
             d["closer"] = self.closer
+        if self.ignore_fee_limits:
+            d["ignore_fee_limits"] = True       # Core Lightning shows it only when set
         if self.last_tx is not None and self.state in ON_CHAIN + (AWAITING_UNILATERAL,):
             d["scratch_txid"] = _txid(self.last_tx)
         return d

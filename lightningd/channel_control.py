@@ -12,15 +12,17 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from bitcoin.block import Block
 from bitcoin.coinselect import Target
 from common.daemon_conn import Msg, RequestFailed
+from common.features import OPTION_ANCHORS
 from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
+from .feerates import FEERATE_FLOOR_PERKW, MAX_FEERATE, commitment_feerate_name
 from .hsm_control import (
     CAP_COMMITMENT_POINT,
     CAP_ECDH,
@@ -51,8 +53,7 @@ def send_to_channeld(subd: Subd | None, name: str, fields: dict) -> bool:
     sent (Subd.send itself drops what a closed link cannot take)."""
     if subd is None or not subd.running:
         return False
-    subd.send(name, fields)
-    return True
+    return subd.send(name, fields)
 
 
 @dataclass
@@ -148,7 +149,7 @@ class ChannelControl:
         handlers = {name: self._bind(dbid, meth) for name, meth in self.HANDLERS.items()}
         subd = Subd("channeld", internal_schema("channeld"), handlers,
                     self.ld.log.child(f"channeld-chan#{dbid}", peer_id.hex()), on_exit=on_exit,
-                    node_id=peer_id.hex())
+                    node_id=peer_id.hex(), spawner=self.ld.zygote)
         try:
             subd.start(hsm_fd=hsm_fd, extra_fds=[theirs.fileno()])
         finally:
@@ -167,14 +168,21 @@ class ChannelControl:
         fn = getattr(self, meth)
         return lambda msg: fn(dbid, msg)
 
-    def fee_bounds(self) -> tuple[int, int]:
-        """The feerates (perkw) we accept from a peer, in open_channel and
-        update_fee: our estimates' bounds, or anything with
-        --ignore-fee-limits (Core Lightning's 1..0xFFFFFFFF)."""
-        if self.ld.cfg.get("ignore-fee-limits"):
-            return 1, 0xFFFFFFFF
+    def fee_bounds(self, rec: ChannelRecord | None = None) -> tuple[int, int]:
+        """The feerates (perkw) we accept from a peer in open_channel (no
+        `rec` yet) and update_fee, as Core Lightning: our estimates' bounds
+        (Feerates.min_acceptable/max_acceptable: from the floor when
+        mempools are empty, anything above it while we have no estimate);
+        an anchors channel only needs its commitment to relay, so the floor
+        is its minimum; anything (1..0xFFFFFFFF) with --ignore-fee-limits or
+        the channel's setchannel ignorefeelimits."""
+        if self.ld.cfg.get("ignore-fee-limits") or (rec is not None and rec.ignore_fee_limits):
+            return 1, MAX_FEERATE
         f = self.ld.feerates
-        return (f.min_acceptable(), f.max_acceptable()) if f else (253, 100_000)
+        if f is None:
+            return FEERATE_FLOOR_PERKW, MAX_FEERATE
+        anchors = rec is not None and 22 in rec.summary.get("channel_type", [12])
+        return (f.floor_perkw() if anchors else f.min_acceptable()), f.max_acceptable()
 
     def channel_config(self, rec_or_policy: Any, extra: dict | None = None) -> dict:
         cfg = self.ld.cfg
@@ -191,7 +199,6 @@ class ChannelControl:
             "commit_time_ms": int(cfg.get("commit-time")),
             "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
             "minimum_depth": int(cfg.get("funding-confirms")),
-            "channel_type": [12, 22],
             "opening_timeout": int(cfg.get("dev-opening-timeout-secs") or 120) if cfg.developer else 120,
             "our_node_id": self.ld.node_id.hex(),
             "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"].hex()
@@ -209,7 +216,7 @@ class ChannelControl:
             await old.stop()
         self.ld.htlcs.reconcile(rec)
         depth = self.depth(rec)
-        lo, hi = self.fee_bounds()
+        lo, hi = self.fee_bounds(rec)
         # what the options say now, not what they said when the channel was opened
         config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
                       minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex(),
@@ -221,20 +228,20 @@ class ChannelControl:
         self.ld.htlcs.channel_started(rec)   # resolutions it must (re)send once ready
         return fd
 
-    def send_feerates(self) -> None:
-        """Every running channeld learns the current commitment feerate and
-        the acceptable range; channeld of a channel we opened sends
-        update_fee when the estimate moved by more than 10%.  Anchor
-        channels can be CPFP'd, so their commitments use the slow estimate."""
+    def send_feerates(self, recs: Iterable[ChannelRecord] | None = None) -> None:
+        """Every running channeld (or those of `recs`) learns the current
+        commitment feerate and the acceptable range; channeld of a channel
+        we opened sends update_fee when the estimate moved by more than 10%.
+        Anchor channels can be CPFP'd, so their commitments use the slow
+        estimate."""
         f = self.ld.feerates
         if f is None:
             return
-        lo, hi = self.fee_bounds()
-        for rec in self.channels.values():
-            if rec.subd is None or not rec.subd.running or rec.state != C.NORMAL:
+        for rec in (self.channels.values() if recs is None else recs):
+            if rec.subd is None or not rec.subd.running or not rec.active:
                 continue
-            anchors = 22 in rec.summary.get("channel_type", [12])
-            rate = f.perkw("slow" if anchors else "unilateral_close") or 0
+            lo, hi = self.fee_bounds(rec)
+            rate = f.perkw(commitment_feerate_name(rec.anchors)) or 0
             send_to_channeld(rec.subd, "channeld_feerates", {"feerate": max(lo, min(rate, hi)) if rate else 0,
                                                              "min_feerate": lo, "max_feerate": hi})
 
@@ -277,7 +284,7 @@ class ChannelControl:
         if po is None or subd is None:
             return
         try:
-            anchors = 22 in po.config.get("channel_type", [])
+            anchors = OPTION_ANCHORS in po.config["channel_type"]
             prep = self.ld.spender.prepare([Target(msg["script"], msg["funding_sat"])], po.policy["feerate"],
                                            po.policy["minconf"], po.policy["utxos"],
                                            self.ld.spender.emergency_reserve(opening_anchors=anchors))
@@ -336,7 +343,7 @@ class ChannelControl:
             htlc_minimum_msat=max(1, int(cfg.get("htlc-minimum-msat") or 0)),
             # the option's default (2^64-1) means "no limit": the channel's capacity
             htlc_maximum_msat=min(int(cfg.get("htlc-maximum-msat")), summary["funding_sat"] * 1000),
-            cltv_delta=int(cfg.get("cltv-delta")),
+            cltv_delta=int(cfg.get("cltv-delta")), ignore_fee_limits=bool(cfg.get("ignore-fee-limits")),
             announce=po.announce if summary["opener"] == "local" else bool(ev.get("channel_flags", 1) & 1))
         rec.state_changes.append({"timestamp": _now(), "old_state": C.AWAITING_LOCKIN,
                                   "new_state": C.AWAITING_LOCKIN, "cause": "user" if rec.opener == "local"

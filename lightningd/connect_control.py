@@ -51,7 +51,7 @@ class ConnectControl:
         handlers = {name: getattr(self, meth) for name, meth in self.HANDLERS.items()}
         hsm_fd = await self.ld.hsm.client_fd("connectd", CAP_ECDH)
         self.subd = Subd("connectd", internal_schema("connectd"), handlers, self.ld.log.child("connectd"),
-                         on_exit=self._on_exit)
+                         on_exit=self._on_exit, spawner=self.ld.zygote)
         try:
             self.subd.start(hsm_fd=hsm_fd)
         finally:
@@ -116,7 +116,9 @@ class ConnectControl:
     # -- requests ----------------------------------------------------------------------
     async def connect(self, node_id: bytes, addrs: list[str], timeout: float = 90.0) -> None:
         """Dial (or find already connected) `node_id`; raises RpcError."""
-        assert self.subd is not None
+        if self.subd is None or not self.subd.running:
+            # died and not restarted yet: nothing would ever answer
+            raise RpcError(CONNECT_DISCONNECTED_DURING, "connectd is restarting")
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(node_id, []).append(fut)
         self.subd.send("connectd_connect_to_peer", {"id": node_id, "addrs": [{"addr": a} for a in addrs]})

@@ -196,6 +196,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (dbid, txid)
     );
     """,
+    # 6: setchannel's ignorefeelimits (Core Lightning's channel->ignore_fee_limits)
+    """
+    ALTER TABLE channels ADD COLUMN ignore_fee_limits INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from common.features import OPTION_ANCHORS, Context, has_feature
+
 from . import params as P
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import LIGHTNINGD, RpcError
@@ -16,10 +18,20 @@ if TYPE_CHECKING:
 
 FEERATE_FLOOR_PERKW = 253          # 1 sat/vB minus rounding, as everyone uses
 REGTEST_FALLBACK_PERKW = 7500      # regtest often has no estimates at all
+MAX_FEE_MULTIPLIER = 10            # max_acceptable: this times the highest estimate (Core Lightning's)
+MAX_FEERATE = 0xFFFFFFFF           # a u32 feerate_per_kw: no upper bound
 # name -> blocks of the estimate it follows
 TARGETS = {"urgent": 6, "normal": 12, "slow": 100, "opening": 12, "mutual_close": 100,
            "unilateral_close": 6, "unilateral_anchor_close": 6, "delayed_to_us": 12,
            "htlc_resolution": 6, "penalty": 12}
+
+
+def commitment_feerate_name(anchors: bool) -> str:
+    """The estimate the commitment of a channel we opened follows: an
+    anchors commitment is CPFP'd through our anchor when it goes on chain
+    (anchors.py), so it pays only the slow rate; without anchors it must
+    confirm on its own (unilateral_close)."""
+    return "slow" if anchors else "unilateral_close"
 
 
 def perkb_to_perkw(perkb: int) -> int:
@@ -52,13 +64,24 @@ class Feerates:
     def floor_perkw(self) -> int:
         return perkb_to_perkw(self.topo.feerate_floor)
 
+    def _recent_perkw(self) -> list[int]:
+        """Every estimate of the last few refreshes, in perkw."""
+        return [perkb_to_perkw(r) for est in self.topo.fee_history for r in est.values()]
+
     def min_acceptable(self) -> int:
-        slow = self.perkw("slow")
-        return max(self.floor_perkw(), (slow or FEERATE_FLOOR_PERKW * 2) // 2)
+        """The lowest feerate we accept from a peer (open_channel, update_fee),
+        Core Lightning's feerate_min: half the lowest estimate of the last
+        refreshes, never below the floor (what relays); the floor itself
+        (253 when mempools are empty) when there is no estimate."""
+        recent = self._recent_perkw()
+        return max(min(recent) // 2 if recent else 0, self.floor_perkw())
 
     def max_acceptable(self) -> int:
-        urgent = self.perkw("urgent")
-        return (urgent or REGTEST_FALLBACK_PERKW) * 10
+        """The highest, Core Lightning's feerate_max: ten times the highest
+        estimate of the last refreshes; anything (0xFFFFFFFF) while there is
+        no estimate yet."""
+        recent = self._recent_perkw()
+        return min(max(recent) * MAX_FEE_MULTIPLIER, MAX_FEERATE) if recent else MAX_FEERATE
 
     def resolve(self, spec: Any, default: str = "normal") -> int:
         """A feerate parameter (name, 'NNNperkw', 'NNNperkb', or a number in
@@ -107,7 +130,7 @@ def register(ld: "LightningD") -> None:
                                      "satoshi-per-kb ({style} perkb).")
     async def feerates(ctx: RequestContext, style: str) -> dict:
         f = ld.feerates
-        conv = (lambda x: x) if style == "perkw" else (lambda x: x * 4)
+        conv = (lambda x: x) if style == "perkw" else (lambda x: min(x * 4, MAX_FEERATE))
         out: dict[str, Any] = {}
         body: dict[str, Any] = {}
         missing = False
@@ -132,7 +155,11 @@ def register(ld: "LightningD") -> None:
             out["onchain_fee_estimates"] = {
                 "opening_channel_satoshis": perkw * 702 // 1000,
                 "mutual_close_satoshis": (f.perkw("mutual_close") or 0) * 673 // 1000,
-                "unilateral_close_satoshis": (f.perkw("unilateral_close") or 0) * 598 // 1000,
+                # as Core Lightning: an anchors commitment (1112 weight, at its
+                # rate) once we offer anchors, though it is negotiated per channel
+                "unilateral_close_satoshis": (f.perkw(commitment_feerate_name(True)) or 0) * 1112 // 1000
+                if has_feature(ld.our_features(Context.INIT), OPTION_ANCHORS)
+                else (f.perkw("unilateral_close") or 0) * 598 // 1000,
                 "unilateral_close_nonanchor_satoshis": (f.perkw("unilateral_close") or 0) * 598 // 1000,
                 "htlc_timeout_satoshis": (f.perkw("htlc_resolution") or 0) * 663 // 1000,
                 "htlc_success_satoshis": (f.perkw("htlc_resolution") or 0) * 703 // 1000,

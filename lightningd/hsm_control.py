@@ -38,7 +38,8 @@ class HsmControl:
         self.bip32_xpub = ""
 
     async def start(self) -> bytes:
-        self.subd = Subd("hsmd", internal_schema("hsmd"), {}, self.ld.log.child("hsmd"), on_exit=self._on_exit)
+        self.subd = Subd("hsmd", internal_schema("hsmd"), {}, self.ld.log.child("hsmd"), on_exit=self._on_exit,
+                         spawner=self.ld.zygote)
         self.subd.start()
         cfg = self.ld.cfg
 

@@ -550,6 +550,9 @@ class HtlcEngine:
         if row is None:
             return
         chan_dbid, htlc_id, state, preimage, failure, code, sha = row
+        if state == "fulfilling":
+            # a channel on chain: its onchaind may claim the HTLC with it now
+            self.ld.onchain.preimage_known(chan_dbid)
         rec = self.ld.channels.channels.get(chan_dbid)
         if rec is None:
             return

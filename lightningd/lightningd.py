@@ -64,6 +64,7 @@ from .plugins import PluginManager
 from .reconnect import Reconnector
 from .wallet import Wallet
 from .withdraw import WalletSpender
+from .zygote_control import ZygoteControl
 
 VERSION = "v0.1.0"
 
@@ -92,6 +93,7 @@ class LightningD:
         self.registry = CommandRegistry()
         self.rpc = RpcServer(self.registry, book.logger("jsonrpc"), developer=cfg.developer)
         self.plugins = PluginManager(self)
+        self.zygote = ZygoteControl(self)
         self.hsm = HsmControl(self)
         self.connectd = ConnectControl(self)
         self.gossipd = GossipControl(self)
@@ -222,6 +224,9 @@ class LightningD:
         os.chdir(self.cfg.network_dir)
         self._lock_dir()
         self.log.info(f"lightningd {VERSION} starting in {self.cfg.network_dir}")
+        # before plugins, hsmd and the database: the template of every
+        # subdaemon never sees any of them (it imports while plugins load)
+        self.zygote.start()
         await self.plugins.load_configured()  # getmanifest: plugin options are now known
         self.plugins.claim_options()
         try:
@@ -364,6 +369,7 @@ class LightningD:
         await asyncio.gather(*(s.stop() for s in daemons), return_exceptions=True)
         await asyncio.gather(self.connectd.stop(), self.gossipd.stop(), return_exceptions=True)
         await self.hsm.stop()
+        await self.zygote.stop()
         if self.db is not None:
             self.db.close()
         if self._pidfile_fd is not None:

@@ -261,6 +261,8 @@ class OnchainControl:
             try:
                 channel_json = await self._export(rec)
             except Exception as e:
+                if self.ld.stopping:
+                    return
                 self.ld.log.broken(f"channel {rec.dbid}: cannot export the channel for onchaind: {e}")
                 rec.onchain_status = [f"cannot resolve on chain: {e}"]
                 return
@@ -272,7 +274,8 @@ class OnchainControl:
         handlers = {name: self._bind(r, meth) for name, meth in self.HANDLERS.items()}
         subd = Subd("onchaind", internal_schema("onchaind"), handlers,
                     self.ld.log.child(f"onchaind-chan#{rec.dbid}", rec.peer_id.hex()),
-                    on_exit=lambda s, rc: self._on_exit(r, s, rc), node_id=rec.peer_id.hex())
+                    on_exit=lambda s, rc: self._on_exit(r, s, rc), node_id=rec.peer_id.hex(),
+                    spawner=self.ld.zygote)
         try:
             subd.start(hsm_fd=hsm_fd)
         finally:
@@ -328,12 +331,14 @@ class OnchainControl:
         master cannot read channeld's state)."""
         subd, fd = await self.ld.channels.spawn(rec.peer_id, rec.dbid, MODE_EXPORT_ONCHAIN, rec.config, rec.core)
         os.close(fd)
+        self.subds.append(subd)     # a shutdown meanwhile stops it before hsmd
         try:
             r = await subd.request("channeld_export_onchain", {}, timeout=30)
         except RequestFailed as e:
             raise RuntimeError(e.msg.fields.get("reason")) from None
         finally:
             await subd.stop()
+            self.subds.remove(subd)
         return r["json"]
 
     def _extra(self, rec: "ChannelRecord") -> dict[str, Any]:
@@ -387,6 +392,13 @@ class OnchainControl:
                 r.subd.send(name, fields)
             except Exception as e:   # it is dying: its restart replays everything
                 self.ld.log.debug(f"onchaind of channel {r.rec.dbid}: {name} not sent: {e}")
+
+    def preimage_known(self, dbid: int) -> None:
+        """The master learned a preimage of an incoming HTLC of channel
+        dbid: its running onchaind gets it at once (else at its start)."""
+        r = self.resolvers.get(dbid)
+        if r is not None and r.running:
+            self._send_preimages(r)
 
     def _send_preimages(self, r: Resolver) -> None:
         """Preimages the master learned (incoming HTLCs of this channel
@@ -544,6 +556,12 @@ class OnchainControl:
 
     async def _go_onchain(self, rec: "ChannelRecord", reason: str) -> None:
         self.ld.log.unusual(f"channel {rec.dbid}: {reason}: going on chain")
+        if self.ld.is_connected(rec.peer_id):
+            # BOLT 2: an HTLC past its deadline "SHOULD send an `error` to the
+            # [offering / receiving] peer (if connected)"; the channel daemon
+            # is stopped before it could (connectd queues it before anything
+            # the next daemon says)
+            self.ld.connectd.send_error(rec.peer_id, reason, warning=False, channel_id=rec.channel_id)
         try:
             await unilateral(self.ld, rec, reason)
         except Exception as e:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.address import AddressError, address_to_script
 from bitcoin.coinselect import InsufficientFunds, Target, select_coins
 from bitcoin.coinselect import Utxo as CoinUtxo
 from bitcoin.script import p2wsh_script
-from common.features import OPTION_SUPPORT_LARGE_CHANNEL, Context, has_feature
+from common.features import (OPTION_ANCHORS, OPTION_SUPPORT_LARGE_CHANNEL, Context, bits_from_features,
+                             channel_type_accept, channel_type_names, desired_channel_type, has_feature,
+                             supported_channel_types)
 from wire import DecodeError, bolt_schema
 
 from . import params as P
 from .channel_control import MODE_FUNDEE, MODE_FUNDER, ChannelOpenFailed, PendingOpen
-from .feerates import feerate_param
+from .feerates import commitment_feerate_name, feerate_param
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import (
     FUND_CANNOT_AFFORD,
@@ -58,6 +61,14 @@ def register(ld: "LightningD") -> None:
         if request_amt is not None or compact_lease is not None:
             raise RpcError(FUNDING_V2_NOT_SUPPORTED, "Liquidity ads (request_amt, compact_lease) need dual "
                                                      "funding, which this node does not support")
+        our_init = ld.our_features(Context.INIT)
+        ctype = None
+        if channel_type is not None:
+            # as Core Lightning: a type we would accept ourselves, sent as
+            # asked even if the peer did not offer its features
+            ctype = _runnable_type(channel_type, our_init)
+            if ctype is None:
+                raise RpcError(INVALID_PARAMS, f"channel_type {sorted(set(channel_type))} not supported")
         peer = ld.peers.get(id)
         if peer is None:
             raise RpcError(FUNDING_UNKNOWN_PEER, "Unknown peer")
@@ -67,9 +78,11 @@ def register(ld: "LightningD") -> None:
             raise RpcError(FUNDING_STILL_SYNCING_BITCOIN, "Still syncing with bitcoin network")
         rate = ld.feerates.resolve(feerate, "opening")
         ops = _outpoints(utxos)
-        if channel_type is not None and sorted(channel_type) not in ([12], [12, 22]):
-            raise RpcError(INVALID_PARAMS, f"channel_type {channel_type} not supported (12, or 12 and 22)")
-        emergency = ld.spender.emergency_reserve(opening_anchors=22 in (channel_type or []))
+        if ctype is None:
+            # BOLT 2: a type made of features both sides offered
+            ctype = desired_channel_type(our_init, peer.features)
+        anchors = OPTION_ANCHORS in ctype
+        emergency = ld.spender.emergency_reserve(opening_anchors=anchors)
         if amount is None:
             amount = _all_amount(ld, rate, minconf, ops, emergency)
         if amount < MIN_FUNDING_SAT:
@@ -90,11 +103,11 @@ def register(ld: "LightningD") -> None:
                 raise RpcError(INVALID_PARAMS, f"close_to: invalid address {close_to}") from None
         dbid = cc.new_dbid()
         temp_id = os.urandom(32)
-        # an anchors commitment can be CPFP'd when it goes on chain (anchors.py): it pays the slow rate
-        commit_rate = ld.feerates.perkw("slow" if 22 in (channel_type or []) else "unilateral_close") or rate
+        commit_rate = ld.feerates.perkw(commitment_feerate_name(anchors)) or rate
         config = cc.channel_config(None, {
-            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": commit_rate, "announce": announce, "temporary_channel_id": temp_id.hex(),
-            "upfront_shutdown_script": upfront, "channel_type": sorted(channel_type or [12])})
+            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": commit_rate, "announce": announce,
+            "temporary_channel_id": temp_id.hex(), "upfront_shutdown_script": upfront,
+            "channel_type": sorted(ctype)})
         if reserve is not None:
             config["our"]["reserve_percent"] = 100.0 * reserve / amount
         po = PendingOpen(dbid, id, temp_id, config, {"feerate": rate, "minconf": minconf,
@@ -220,6 +233,23 @@ async def _incoming_open(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict)
         cc.opening_peers.discard(node_id)
 
 
+def _runnable_type(bits: Iterable[int], our_init: bytes) -> frozenset[int] | None:
+    """`bits` if it is a channel type our init offers (Core Lightning's
+    channel_type_accept) and channeld runs: a basic type, never with the
+    scid_alias/zeroconf variations, even if a plugin offered them."""
+    ctype = channel_type_accept(bits, our_init)
+    return ctype if ctype in supported_channel_types(our_init) else None
+
+
+def _proposed_type(ld: "LightningD", oc: dict) -> frozenset[int] | None:
+    """The open_channel's channel_type if it is one we run (channeld refuses
+    any other, after the hook; only the length of a type we know is read)."""
+    raw = ((oc.get("tlvs") or {}).get("channel_type") or {}).get("type")
+    if raw is None or len(raw) > 8:
+        return None
+    return _runnable_type(bits_from_features(raw), ld.our_features(Context.INIT))
+
+
 async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) -> None:
     cc = ld.channels
     temp_id = oc["temporary_channel_id"]
@@ -230,6 +260,10 @@ async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) 
         "channel_reserve_msat": oc["channel_reserve_satoshis"] * 1000, "htlc_minimum_msat": oc["htlc_minimum_msat"],
         "feerate_per_kw": oc["feerate_per_kw"], "to_self_delay": oc["to_self_delay"],
         "max_accepted_htlcs": oc["max_accepted_htlcs"], "channel_flags": oc["channel_flags"]}}
+    ctype = _proposed_type(ld, oc)
+    if ctype is not None:
+        # as Core Lightning (25.09): the type the channel will have, so a plugin can refuse it
+        payload["openchannel"]["channel_type"] = {"bits": sorted(ctype), "names": channel_type_names(ctype)}
     result = await ld.plugins.hooks.call("openchannel", payload)
     if result.get("result") == "reject":
         msg = result.get("error_message", "Channel rejected by plugin")
@@ -248,6 +282,8 @@ async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) 
     # BOLT 2: funding_satoshis >= 2^24 needs option_support_large_channel on both sides
     extra["large_channels"] = peer is not None and has_feature(peer.features, OPTION_SUPPORT_LARGE_CHANNEL) and \
         has_feature(ld.our_features(Context.INIT), OPTION_SUPPORT_LARGE_CHANNEL)
+    # BOLT 2: the types we run, as our init offers them (channeld refuses any other)
+    extra["channel_types"] = [sorted(t) for t in supported_channel_types(ld.our_features(Context.INIT))]
     dbid = cc.new_dbid()
     config = cc.channel_config(None, extra)
     if result.get("reserve") is not None:

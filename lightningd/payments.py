@@ -124,9 +124,12 @@ class Payments:
         except (UnknownFailureSource, MalformedFailureMessage, ValueError):
             return {"erring_index": None, "failcode": None, "unparseable": True}
         # the erring node's index in route terms: hop index (node route[index].id)
+        # a BADONION error is reported on behalf of the next node, the one
+        # that could not read its onion (Core Lightning's remote_routing_failure)
+        blamed = d.index + 1 if d.failure_code & 0x8000 and d.index + 1 < len(route) else d.index
         out: dict[str, Any] = {"erring_index": d.index + 1, "failcode": d.failure_code,
                                "failcodename": "WIRE_" + failure_code_name(d.failure_code).upper(),
-                               "erring_node": route[d.index]["id"] if d.index < len(route) else None}
+                               "erring_node": route[blamed]["id"] if blamed < len(route) else None}
         if d.index + 1 < len(route):
             out["erring_channel"] = route[d.index + 1]["channel"]
             out["erring_direction"] = route[d.index + 1].get("direction", 0)

@@ -79,8 +79,13 @@ def register(ld: "LightningD") -> None:
         # Core Lightning: "Prevent obviously incorrect things!"
         if htlcmin is not None and htlcmax is not None and htlcmax < htlcmin:
             raise RpcError(LIGHTNINGD, "htlcmax cannot be less than htlcmin")
-        targets = [c for c in cc.channels.values() if c.state in C.ACTIVE] if id == "all" else \
-            [c for c in [cc.find(id)] if c is not None]
+        if id == "all":
+            targets = [c for c in cc.channels.values() if c.state in C.ACTIVE]
+        elif len(id) == 66 and all(c in "0123456789abcdefABCDEF" for c in id):
+            # a peer id: every active channel with that peer, as Core Lightning
+            targets = [c for c in cc.channels.values() if c.peer_id.hex() == id.lower() and c.state in C.ACTIVE]
+        else:
+            targets = [c for c in [cc.find(id)] if c is not None]
         if not targets:
             raise RpcError(INVALID_PARAMS, f"Could not find any active channels of peer with that id: {id}")
         out = []
@@ -105,14 +110,16 @@ def register(ld: "LightningD") -> None:
                 if htlcmax is not None:
                     warn_max = htlcmax > rec.funding_sat * 1000
                     rec.htlc_maximum_msat = min(htlcmax, rec.funding_sat * 1000)
+                if ignorefeelimits is not None:
+                    rec.ignore_fee_limits = ignorefeelimits
                 ld.db.execute("UPDATE channels SET fee_base_msat = ?, fee_ppm = ?, htlc_minimum_msat = ?, "
-                              "htlc_maximum_msat = ? WHERE dbid = ?", (rec.fee_base_msat, rec.fee_ppm,
-                                                                       rec.htlc_minimum_msat,
-                                                                       rec.htlc_maximum_msat, rec.dbid))
+                              "htlc_maximum_msat = ?, ignore_fee_limits = ? WHERE dbid = ?",
+                              (rec.fee_base_msat, rec.fee_ppm, rec.htlc_minimum_msat, rec.htlc_maximum_msat,
+                               int(rec.ignore_fee_limits), rec.dbid))
                 d = {"peer_id": rec.peer_id.hex(), "channel_id": rec.channel_id.hex(),
                      "fee_base_msat": rec.fee_base_msat, "fee_proportional_millionths": rec.fee_ppm,
                      "minimum_htlc_out_msat": rec.htlc_minimum_msat, "maximum_htlc_out_msat": rec.htlc_maximum_msat,
-                     "ignore_fee_limits": bool(ignorefeelimits)}
+                     "ignore_fee_limits": rec.ignore_fee_limits}
                 if warn_min:
                     d["warning_htlcmin_too_low"] = "Set minimum_htlc_out_msat to minimum allowed by peer"
                 if warn_max:
@@ -122,6 +129,8 @@ def register(ld: "LightningD") -> None:
                 out.append(d)
         for rec in targets:
             ld.gossipd.local_channel(rec)     # our channel_update with the new policy
+        if ignorefeelimits is not None:
+            cc.send_feerates(targets)         # the range its channeld accepts update_fee in
         return {"channels": out}
 
     @cmd("dev-sign-last-tx", [req("id", P.node_id)], category="developer", dev_only=True,

@@ -1,11 +1,15 @@
 """Spawning, talking to and supervising subdaemons (Core Lightning's subd.c).
 
-Each subdaemon is a separate OS process (`python -m connectd` ...) started
-with posix_spawn so its file descriptors land on fixed numbers: 0 is its
-link to us, 3 its hsmd link (if any), 4.. any extra fds; 1 and 2 go to a pipe
-whose lines we log as `broken` (a subdaemon should never print).  Its exit is
-noticed through a pidfd on our event loop.  Generic status messages (log,
-io, billboard, fail, version) are handled here once for every daemon."""
+Each subdaemon is a separate OS process, our child, whose file descriptors
+are on fixed numbers: 0 is its link to us, 3 its hsmd link (if any), 4.. any
+extra fds; 1 and 2 go to a pipe whose lines we log as `broken` (a subdaemon
+should never print).  It is forked by the zygote (`Spawner`,
+lightningd/zygote_control.py), which gets those fds by SCM_RIGHTS; without
+a zygote (none running at that moment, or none at all) it is started from a
+fresh interpreter, `posix_spawn` of `python -m <name>`.  Its exit is noticed
+through a pidfd on our event loop, its status read with waitpid.  Generic
+status messages (log, io, billboard, fail, version) are handled here once
+for every daemon."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +18,8 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Protocol
 
 from common.daemon import VERSION
 from common.daemon_conn import DaemonConn, Handler, Msg, ProtocolError
@@ -34,11 +39,45 @@ def _high_fd(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
 
 
+class SpawnRefused(Exception):
+    """The zygote forked nothing (it said why)."""
+
+
+class Spawner(Protocol):
+    """Forks subdaemons (lightningd.zygote_control.ZygoteControl)."""
+
+    def spawn(self, name: str, args: list[str], fds: list[int], hsm: bool) -> "asyncio.Future[int] | None":
+        """Send fds (master link, stderr pipe, [hsmd link], extra...) to be
+        the child's fixed fds; a future of its pid (SpawnRefused if nothing
+        was forked), or None when no zygote can take it now."""
+
+
+def _posix_spawn(name: str, args: list[str], fds: list[int], hsm: bool) -> int:
+    """`python -m name args` from a fresh interpreter, fds on the fixed numbers."""
+    sources: list[int] = []
+    try:
+        sources = [_high_fd(fd) for fd in fds]
+        targets = [0, 1] + ([3] if hsm else [])
+        targets += range(4, 4 + len(fds) - len(targets))
+        actions = [(os.POSIX_SPAWN_DUP2, src, dst) for src, dst in zip(sources, targets)]
+        actions.append((os.POSIX_SPAWN_DUP2, sources[1], 2))
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        # SIGINT/SIGTERM blocked until the daemon ignores them (common/daemon.run):
+        # a ^C right after the spawn would otherwise hit interpreter start-up
+        return os.posix_spawn(sys.executable, [sys.executable, "-m", name] + args, env, file_actions=actions,
+                              setsigmask={signal.SIGINT, signal.SIGTERM})
+    finally:
+        for fd in sources:
+            os.close(fd)
+
+
 class Subd:
     def __init__(self, name: str, schema: MessageSchema, handlers: dict[str, Handler], log: Logger,
                  on_exit: ExitCallback | None = None, args: list[str] | None = None,
-                 node_id: str | None = None) -> None:
+                 node_id: str | None = None, spawner: "Spawner | None" = None) -> None:
         self.name = name
+        self.spawner = spawner
         self.schema = schema
         self.handlers = handlers
         self.log = log
@@ -55,54 +94,81 @@ class Subd:
         self._stopping = False
         self._pidfd: int | None = None
         self._err_task: asyncio.Task | None = None
+        self._spawning: asyncio.Future | None = None
+        self._child_fds: list[int] = []
+        self._started_at = 0.0
+        self.startup_ms: float | None = None   # spawn request -> status_version
+        self.ready = asyncio.Event()             # status_version came
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, hsm_fd: int | None = None, extra_fds: list[int] | tuple[int, ...] = ()) -> None:
-        """Spawn the process; fds given here are only borrowed (caller closes them)."""
+        """Start the process: forked by the zygote when there is one (the pid
+        arrives a moment later), else spawned from a fresh interpreter.  fds
+        given here are only borrowed (the caller closes them)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         err_r, err_w = os.pipe()
-        sources: list[int] = []
+        args = [f"--status-level={self.log.book.min_level()}"] + self.args
+        if hsm_fd is not None:
+            args.append("--hsmfd")
+        if extra_fds:
+            args.append("--fds=" + ",".join(str(4 + i) for i in range(len(extra_fds))))
+        fds = [theirs.fileno(), err_w] + ([hsm_fd] if hsm_fd is not None else []) + list(extra_fds)
+        self._started_at = time.monotonic()
         try:
-            child = _high_fd(theirs.fileno())
-            errw = _high_fd(err_w)
-            sources += [child, errw]
-            actions = [(os.POSIX_SPAWN_DUP2, child, 0), (os.POSIX_SPAWN_DUP2, errw, 1),
-                       (os.POSIX_SPAWN_DUP2, errw, 2)]
-            target = 3
-            if hsm_fd is not None:
-                h = _high_fd(hsm_fd)
-                sources.append(h)
-                actions.append((os.POSIX_SPAWN_DUP2, h, 3))
-            target = 4
-            for fd in extra_fds:
-                x = _high_fd(fd)
-                sources.append(x)
-                actions.append((os.POSIX_SPAWN_DUP2, x, target))
-                target += 1
-            argv = [sys.executable, "-m", self.name, f"--status-level={self.log.book.min_level()}"] + self.args
-            if hsm_fd is not None:
-                argv.append("--hsmfd")
-            if extra_fds:
-                argv.append("--fds=" + ",".join(str(4 + i) for i in range(len(extra_fds))))
-            env = dict(os.environ)
-            env.setdefault("PYTHONUNBUFFERED", "1")
-            # SIGINT/SIGTERM blocked until the daemon ignores them (common/daemon.run):
-            # a ^C right after the spawn would otherwise hit interpreter start-up
-            self.pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions,
-                                      setsigmask={signal.SIGINT, signal.SIGTERM})
+            pending = self.spawner.spawn(self.name, args, fds, hsm_fd is not None) if self.spawner else None
+            if pending is None:
+                self.pid = _posix_spawn(self.name, args, fds, hsm_fd is not None)
+            else:
+                # kept until the zygote answers: if it could not fork, we spawn
+                self._child_fds = [_high_fd(fd) for fd in fds]
         finally:
-            for fd in sources:
-                os.close(fd)
             theirs.close()
             os.close(err_w)
-        self.log.debug(f"{self.name}: pid {self.pid}, msgfd {ours.fileno()}")
         loop = asyncio.get_running_loop()
         self.conn = DaemonConn(MsgConn(ours, loop), self.schema, self.handlers, on_status=self._on_status,
                                on_error=self._on_protocol_error)
         self.conn.start()
-        self._pidfd = os.pidfd_open(self.pid)
-        loop.add_reader(self._pidfd, self._on_pidfd)
         self._err_task = asyncio.ensure_future(self._read_stderr(err_r))
+        if pending is None:
+            self._watch()
+        else:
+            self._spawning = asyncio.ensure_future(self._forked(pending, args, hsm_fd is not None))
+
+    async def _forked(self, pending: "asyncio.Future[int]", args: list[str], hsm: bool) -> None:
+        """The zygote's answer: the pid of our child, or no child at all."""
+        fds, self._child_fds = self._child_fds, []
+        try:
+            try:
+                self.pid = await pending
+                self._watch(forked=True)
+                return
+            except SpawnRefused as e:
+                # nothing was forked: start it the old way
+                self.log.unusual(f"{self.name}: zygote could not fork it ({e}): spawning")
+                try:
+                    self.pid = _posix_spawn(self.name, args, fds, hsm)
+                    self._watch()
+                    return
+                except OSError as e2:
+                    self.failure = f"cannot start: {e2}"
+            except Exception as e:
+                # the zygote died with our request: a child may or may not
+                # exist; closing its master link ends it if it does.  We go on
+                # as for a daemon killed at once (supervision restarts it).
+                self.log.unusual(f"{self.name}: the zygote went away while forking it ({type(e).__name__})")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.returncode = -1
+        if self.conn is not None:
+            self.conn.close()
+        await self._finish_exit()
+
+    def _watch(self, forked: bool = False) -> None:
+        assert self.pid is not None
+        self.log.debug(f"{self.name}: pid {self.pid} ({'forked by the zygote' if forked else 'spawned'})")
+        self._pidfd = os.pidfd_open(self.pid)
+        asyncio.get_running_loop().add_reader(self._pidfd, self._on_pidfd)
 
     async def _read_stderr(self, fd: int) -> None:
         loop = asyncio.get_running_loop()
@@ -129,11 +195,17 @@ class Subd:
             self.returncode = os.waitstatus_to_exitcode(status)
         except ChildProcessError:
             self.returncode = -1
-        if self.conn is not None:
-            self.conn.close()
         asyncio.ensure_future(self._finish_exit())
 
     async def _finish_exit(self) -> None:
+        if self.conn is not None:
+            # what it sent before exiting (channeld_failed, status_fail...) is
+            # handled before its exit is: the link ends at EOF once read
+            try:
+                await asyncio.wait_for(self.conn.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            self.conn.close()
         if self._err_task is not None:
             try:
                 await asyncio.wait_for(self._err_task, 1.0)
@@ -141,7 +213,8 @@ class Subd:
                 self._err_task.cancel()
         rc = self.returncode if self.returncode is not None else -1
         if not self._stopping and (rc != 0 or self.failure):
-            how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+            how = ("never started" if self.pid is None else
+                   f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}")
             why = f": {self.failure}" if self.failure else ""
             # our own failure (an exception: status_fail, a bad exit) is a bug;
             # a kill from outside (an operator, the OOM killer) is recovered from
@@ -158,9 +231,12 @@ class Subd:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Close the link (the daemon exits on EOF), then escalate."""
+        self._stopping = True
+        if self._spawning is not None and not self._spawning.done():
+            # still being forked: its pid (or its failure) comes first
+            await asyncio.wait([self._spawning], timeout=timeout)
         if self.pid is None or self.exited.is_set():
             return
-        self._stopping = True
         if self.conn is not None:
             self.conn.close()
         for sig in (None, signal.SIGTERM, signal.SIGKILL):
@@ -177,18 +253,22 @@ class Subd:
 
     @property
     def running(self) -> bool:
-        return self.pid is not None and not self.exited.is_set()
+        """Started (or being forked) and not exited: messages can be sent."""
+        return self.conn is not None and not self.exited.is_set()
 
     # -- messages --------------------------------------------------------------------
-    def send(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = ()) -> None:
-        """Fire and forget.  To a daemon that is dying (its link already shut,
-        the exit not yet reaped) the message is dropped: what it carried is
-        in our records and is sent again to the daemon that replaces it."""
+    def send(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = ()) -> bool:
+        """Fire and forget; False if not sent.  To a daemon that is dying (its
+        link already shut, the exit not yet reaped) the message is dropped:
+        what it carried is in our records and is sent again to the daemon
+        that replaces it."""
         assert self.conn is not None
         try:
             self.conn.send(name, fields, fds)
         except ConnectionClosed:
             self.log.debug(f"{self.name} is gone: {name} not sent")
+            return False
+        return True
 
     async def request(self, name: str, fields: dict | None = None, fds: list[int] | tuple[int, ...] = (),
                       timeout: float | None = None) -> Msg:
@@ -214,6 +294,9 @@ class Subd:
             for line in f["desc"].splitlines():
                 self.log.broken(f"{self.name} failed ({reason}): {line}")
         elif msg.name == "status_version":
+            self.startup_ms = (time.monotonic() - self._started_at) * 1000
+            self.log.debug(f"{self.name}: first message {self.startup_ms:.1f} ms after the spawn request")
+            self.ready.set()
             if f["version"] != VERSION:
                 self.log.broken(f"{self.name} version {f['version']} != ours {VERSION}")
         else:  # the status schema has no other message: a new one needs a case here

@@ -210,7 +210,6 @@ class WalletSpender:
 
 
 def register(ld: "LightningD") -> None:
-    spender = ld.spender
     cmd = ld.registry.command
 
     @cmd("withdraw", [req("destination", P.string), req("satoshi", P.sat_or_all), opt("feerate", feerate_param),
@@ -222,9 +221,9 @@ def register(ld: "LightningD") -> None:
         script = _script(ld, destination)
         ops = _outpoints(utxos)
         rate = ld.feerates.resolve(feerate, "opening")
-        p = spender.prepare([Target(script, satoshi)], rate, minconf, ops, spender.emergency_reserve())
-        signed = await spender.send(p)
-        return {"tx": signed.to_hex(), "txid": signed.txid_hex, "psbt": spender.psbt(p, signed).to_base64()}
+        p = ld.spender.prepare([Target(script, satoshi)], rate, minconf, ops, ld.spender.emergency_reserve())
+        signed = await ld.spender.send(p)
+        return {"tx": signed.to_hex(), "txid": signed.txid_hex, "psbt": ld.spender.psbt(p, signed).to_base64()}
 
     @cmd("txprepare", [req("outputs", P.array), opt("feerate", feerate_param), opt("minconf", P.u16, 1),
                        opt("utxos", P.array)], category="bitcoin",
@@ -241,23 +240,23 @@ def register(ld: "LightningD") -> None:
                 raise RpcError(INVALID_PARAMS, f"outputs: '{amount}' should be a satoshi amount or all") from None
             targets.append(Target(_script(ld, addr), sats))
         rate = ld.feerates.resolve(feerate, "opening")
-        p = spender.prepare(targets, rate, minconf, _outpoints(utxos), spender.emergency_reserve())
-        spender.prepared[p.tx.txid()] = p
-        return {"psbt": spender.psbt(p).to_base64(), "unsigned_tx": p.tx.to_hex(), "txid": p.tx.txid_hex}
+        p = ld.spender.prepare(targets, rate, minconf, _outpoints(utxos), ld.spender.emergency_reserve())
+        ld.spender.prepared[p.tx.txid()] = p
+        return {"psbt": ld.spender.psbt(p).to_base64(), "unsigned_tx": p.tx.to_hex(), "txid": p.tx.txid_hex}
 
     @cmd("txsend", [req("txid", P.sha256_hex)], category="bitcoin",
          description="Sign and broadcast a transaction created by txprepare")
     async def txsend(ctx: RequestContext, txid: bytes) -> dict:
-        p = spender.prepared.pop(txid[::-1], None)
+        p = ld.spender.prepared.pop(txid[::-1], None)
         if p is None:
             raise RpcError(LIGHTNINGD, f"{txid.hex()} not an unreleased txid")
-        signed = await spender.send(p)
-        return {"psbt": spender.psbt(p, signed).to_base64(), "tx": signed.to_hex(), "txid": signed.txid_hex}
+        signed = await ld.spender.send(p)
+        return {"psbt": ld.spender.psbt(p, signed).to_base64(), "tx": signed.to_hex(), "txid": signed.txid_hex}
 
     @cmd("txdiscard", [req("txid", P.sha256_hex)], category="bitcoin",
          description="Abandon a transaction created by txprepare")
     async def txdiscard(ctx: RequestContext, txid: bytes) -> dict:
-        p = spender.prepared.pop(txid[::-1], None)
+        p = ld.spender.prepared.pop(txid[::-1], None)
         if p is None:
             raise RpcError(LIGHTNINGD, f"{txid.hex()} not an unreleased txid")
         ld.wallet.unreserve([u.outpoint for u in p.inputs])

@@ -8,7 +8,14 @@
 Every node is a real `lightningd` process (with its hsmd, connectd and
 gossipd) on a shared regtestd chain, with its own lightning dir and port.
 Teardown stops each node through `stop` and fails the test if a node logged
-a BROKEN line (unless the test allowed it) or left a process behind."""
+a BROKEN line (unless the test allowed it), left a process behind, or started
+a subdaemon from a fresh interpreter instead of forking it from its zygote
+(unless the test allowed that, `allow_spawned`).
+
+Every subdaemon is a direct child of its node's lightningd, whether the
+zygote forked it or not (the master is a child subreaper: see
+lightningd/zygote_control.py), so the process table by parent pid finds
+them all."""
 from __future__ import annotations
 
 import os
@@ -94,7 +101,7 @@ def pid_alive(pid: int) -> bool:
 
 class LightningNode:
     def __init__(self, factory: "NodeFactory", num: int, chain: RegtestChain, options: dict[str, Any],
-                 allow_broken_log: bool = False, may_fail: bool = False) -> None:
+                 allow_broken_log: bool = False, may_fail: bool = False, allow_spawned: bool = False) -> None:
         self.factory = factory
         self.num = num
         self.chain = chain
@@ -102,6 +109,7 @@ class LightningNode:
         self.lightning_dir = self.base_dir / "regtest"
         self.port = free_port()
         self.allow_broken_log = allow_broken_log
+        self.allow_spawned = allow_spawned
         self.may_fail = may_fail
         self.options: dict[str, Any] = {
             "lightning-dir": str(self.base_dir),
@@ -181,12 +189,13 @@ class LightningNode:
         return {name: pid for pid, name in self.subdaemon_pids_all().items()}
 
     def subdaemon_pids_all(self) -> dict[int, str]:
-        """pid -> daemon name for every subdaemon (several channelds)."""
+        """pid -> daemon name for every subdaemon (several channelds) and the
+        zygote: all are children of lightningd."""
         assert self.proc is not None
         out = {}
         for pid in child_pids(self.proc.pid):
             cl = cmdline(pid)
-            for name in ("hsmd", "connectd", "gossipd", "channeld", "onchaind"):
+            for name in ("hsmd", "connectd", "gossipd", "channeld", "onchaind", "zygote"):
                 # a subdaemon names itself lightning_<name> (ps/top) once started
                 if cl.startswith(f"lightning_{name} ") or f"-m {name} " in cl:
                     out[pid] = name
@@ -234,6 +243,13 @@ class LightningNode:
     def broken_lines(self) -> list[str]:
         return [ln for ln in self.log_text().splitlines() if " BROKEN " in ln]
 
+    def spawned_lines(self) -> list[str]:
+        """Subdaemons started from a fresh interpreter (the zygote itself is
+        always): each should have been forked by the zygote (lightningd/subd.py
+        logs how each one started, at debug level)."""
+        return [ln for ln in self.log_text().splitlines()
+                if ln.endswith("(spawned)") and ": pid " in ln and " zygote: " not in ln]
+
 
 class NodeFactory:
     def __init__(self, directory: Path, chain: RegtestChain) -> None:
@@ -278,6 +294,9 @@ class NodeFactory:
                         pass
             if not node.allow_broken_log and node.broken_lines():
                 problems.append(f"node {node.num} logged BROKEN: {node.broken_lines()[:5]}")
+            if not node.allow_spawned and node.spawned_lines():
+                problems.append(f"node {node.num} spawned subdaemons instead of forking them: "
+                                f"{node.spawned_lines()[:5]}")
             if not node.allow_broken_log and "Traceback" in node.stderr_text():
                 problems.append(f"node {node.num} printed a traceback: {node.stderr_text()[-2000:]}")
         return problems

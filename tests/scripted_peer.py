@@ -54,7 +54,8 @@ class _WholeReads:
 
 
 class ScriptedPeer:
-    def __init__(self, node: Any, seed: int = 0x51, timeout: float = 30.0, init: bool = True) -> None:
+    def __init__(self, node: Any, seed: int = 0x51, timeout: float = 30.0, init: bool = True,
+                 features: bytes | None = None) -> None:
         self.node = node
         self.seed = seed
         self.privkey = PrivateKey(bytes([seed] * 32))
@@ -69,9 +70,10 @@ class ScriptedPeer:
         assert their_init.name == "init", their_init
         self.their_features = their_init.fields["features"]
         self.chain_hash = their_init.fields["tlvs"]["networks"]["chains"][0]
+        #: what we send in init: by default whatever the node supports, so it accepts us
+        self.features = self.their_features if features is None else features
         if init:
-            # whatever the node supports, so it accepts us
-            self.send("init", {"globalfeatures": b"", "features": self.their_features, "tlvs": {}})
+            self.send("init", {"globalfeatures": b"", "features": self.features, "tlvs": {}})
 
     # -- I/O ---------------------------------------------------------------------------
     def send(self, name: str, fields: dict[str, Any]) -> None:
@@ -179,7 +181,8 @@ def open_unconfirmed_channel(peer: ScriptedPeer, timeout: float = 20.0, **overri
     if acc is None:
         return None
     params = ChannelParams(OutPoint(os.urandom(32), 0), oc["funding_satoshis"], Side.LOCAL,
-                           PartyConfig.from_wire(oc), PartyConfig.from_wire(acc), ChannelType())
+                           PartyConfig.from_wire(oc), PartyConfig.from_wire(acc),
+                           ChannelType.from_wire(oc["tlvs"]["channel_type"]["type"]))
     ch = Channel.new(params, peer.signer, push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
                      remote_first_per_commitment_point=acc["first_per_commitment_point"], max_to_self_delay=2**16)
     peer.send("funding_created", {"temporary_channel_id": temp_id, "funding_txid": params.funding_outpoint.txid,
@@ -189,6 +192,72 @@ def open_unconfirmed_channel(peer: ScriptedPeer, timeout: float = 20.0, **overri
         return None
     ch.recv_initial_commitment_sig(fs["signature"])
     return ch
+
+
+def open_funded_channel(peer: ScriptedPeer, timeout: float = 30.0, anchors: bool = False,
+                        **overrides: Any) -> Channel:
+    """We (the peer) open a channel and really fund it (the test chain's
+    faucet pays the 2-of-2 output), then lock it in: a CHANNELD_NORMAL
+    channel the peer opened, whose side we keep with the channel core.
+    open_channel fields can be overridden (``feerate_per_kw``...)."""
+    from bitcoin.script import p2wsh_script
+    node = peer.node
+    temp_id = os.urandom(32)
+    oc = open_channel_fields(peer, temp_id, channel_type=[12, 22] if anchors else [12], **overrides)
+    peer.send("open_channel", oc)
+    acc = await_channel_message(peer, "accept_channel", temp_id, timeout)
+    assert acc is not None, "open refused"
+    ctype = ChannelType(anchors=anchors)
+    local, remote = PartyConfig.from_wire(oc), PartyConfig.from_wire(acc)
+    script = ChannelParams(OutPoint(bytes(32), 0), oc["funding_satoshis"], Side.LOCAL, local, remote,
+                           ctype).funding_witness_script
+    txid, vout = node.chain.fund(p2wsh_script(script), oc["funding_satoshis"])
+    params = ChannelParams(OutPoint.from_hex(txid, vout), oc["funding_satoshis"], Side.LOCAL, local, remote, ctype)
+    ch = Channel.new(params, peer.signer, push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
+                     remote_first_per_commitment_point=acc["first_per_commitment_point"], max_to_self_delay=2**16)
+    peer.send("funding_created", {"temporary_channel_id": temp_id, "funding_txid": params.funding_outpoint.txid,
+                                  "funding_output_index": vout, "signature": ch.initial_remote_commitment_sig()})
+    fs = await_channel_message(peer, "funding_signed", ch.channel_id, timeout)
+    assert fs is not None, "funding_created refused"
+    ch.recv_initial_commitment_sig(fs["signature"])
+    node.chain.mine(max(1, acc["minimum_depth"]))
+    ready = await_channel_message(peer, "channel_ready", ch.channel_id, timeout)
+    assert ready is not None
+    ch.recv_channel_ready(ready)
+    peer.send(*ch.channel_ready_msg())
+    deadline = time.monotonic() + timeout
+    while node.rpc.listpeerchannels(peer.node_id)["channels"][-1]["state"] != "CHANNELD_NORMAL":
+        assert time.monotonic() < deadline, "channel not normal"
+        time.sleep(0.1)
+    return ch
+
+
+def commit_dance(peer: ScriptedPeer, ch: Channel) -> None:
+    """Our updates committed both ways: we sign, the node revokes and signs
+    back, we revoke."""
+    peer.send(*ch.send_commitment())
+    ch.recv_revoke_and_ack(peer.expect("revoke_and_ack"))
+    ch.recv_commitment_signed(peer.expect("commitment_signed"))
+    ch.mark_persisted()
+    peer.send(*ch.revoke().message)
+
+
+def reconnect(peer: ScriptedPeer, ch: Channel) -> ScriptedPeer:
+    """A new connection from the same peer, channel_reestablish exchanged
+    (and whatever the node retransmits applied to our side)."""
+    peer.close()
+    if ch.connected:
+        ch.disconnect()
+    again = ScriptedPeer(peer.node, seed=peer.seed)
+    theirs = again.expect("channel_reestablish")
+    ours = ch.reestablish_msg()
+    again.send(*ours)
+    r = ch.recv_reestablish(theirs)
+    for m in r.messages:
+        again.send(*m)
+    if theirs["next_commitment_number"] == 1 and ours[1]["next_commitment_number"] == 1:
+        again.expect("channel_ready")      # BOLT 2: retransmitted (we already have it)
+    return again
 
 
 def await_channel_message(peer: ScriptedPeer, name: str, cid: bytes, timeout: float) -> dict[str, Any] | None:

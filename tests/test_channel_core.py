@@ -20,6 +20,7 @@ from channeld.core import (
     IllegalTransition,
     LocalSigner,
     PeerError,
+    PeerWarning,
     RemovalKind,
     SignerError,
     UsageError,
@@ -356,6 +357,24 @@ def test_update_fee_bounds_and_affordability() -> None:
     with pytest.raises(PeerError, match="update_fee 60000 unaffordable"):
         b.channel.recv_update_fee(msg(60_000))
     b.channel.recv_update_fee(rt(a.channel.update_fee(40_000)))
+
+
+def test_update_fee_outside_the_range_but_towards_it_is_accepted() -> None:
+    """Core Lightning's feerate_same_or_better: our range moved since the
+    peer's last update_fee (commitment at 2500 here); a rate outside it is
+    refused only if it moves away from it, with a PeerWarning (BOLT 2: a
+    warning and a disconnection, not a failed channel)."""
+    msg = lambda a, rate: rt(("update_fee", {"channel_id": a.channel.channel_id, "feerate_per_kw": rate}))
+    a, b = make_pair()
+    b.channel.fee_bounds = FeerateBounds(3000, 50_000)      # estimates went up
+    with pytest.raises(PeerWarning, match="update_fee 2400 outside acceptable .3000, 50000. .currently 2500."):
+        b.channel.recv_update_fee(msg(a, 2400))
+    b.channel.recv_update_fee(msg(a, 2800))
+    a, b = make_pair()
+    b.channel.fee_bounds = FeerateBounds(253, 2000)          # estimates went down
+    with pytest.raises(PeerWarning, match="update_fee 2600 outside"):
+        b.channel.recv_update_fee(msg(a, 2600))
+    b.channel.recv_update_fee(msg(a, 2200))
 
 
 def test_update_fee_round_trip_changes_the_commitment_fee() -> None:

@@ -225,13 +225,15 @@ def test_restored_old_database_never_broadcasts_revoked_state(node_factory):
     spends = wait_for(lambda: set(l1.chain.rpc.getrawmempool()) - mempool_before)
     assert len(spends) == 1
     l2_commit = l1.chain.rpc.getrawtransaction(spends.pop(), True)
-    # its to_remote pays l1 its current balance, 900,000 sat less the
-    # commitment fee l1 pays as the opener
+    # an anchors channel (the default): its to_remote pays l1 its current
+    # balance, 900,000 sat less the commitment fee and the two 330-sat
+    # anchors l1 pays as the opener
     outs = sorted(round(o["value"] * 100_000_000) for o in l2_commit["vout"])
-    assert 890_000 < outs[-1] < 900_000 and outs[0] == 100_000
+    assert outs[:3] == [330, 330, 100_000] and 890_000 < outs[-1] < 900_000 - 660 and len(outs) == 4
     l1.chain.mine(1)
     wait_for(lambda: channel(l1, l2)["state"] in ("FUNDING_SPEND_SEEN", "ONCHAIN"), timeout=60)
-    # onchaind recognises only our to_remote (static_remotekey) and sweeps it to the wallet
+    # onchaind recognises only our to_remote (static_remotekey; with anchors
+    # its 1-block CSV) and sweeps it to the wallet
     wait_for(lambda: l1.chain.rpc.getrawmempool(), timeout=60)
     l1.chain.mine(1)
     wait_for(lambda: sum(o["amount_msat"] for o in l1.rpc.listfunds()["outputs"] if o["status"] == "confirmed")

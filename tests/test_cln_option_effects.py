@@ -153,7 +153,10 @@ def test_max_dust_htlc_exposure(node_factory):
     from test_channels import fund, open_channel
     l1, l2 = node_factory.get_nodes(2, opts=[{}, {"max-dust-htlc-exposure-msat": "1000sat"}])
     fund(l1)
-    open_channel(l1, l2, 1_000_000, push_msat=100_000_000)
+    # static_remotekey: its HTLC txs pay fees, so HTLCs well above the dust
+    # limit are trimmed (with anchors' zero-fee HTLC txs only those under
+    # the 546-sat dust limit are)
+    open_channel(l1, l2, 1_000_000, push_msat=100_000_000, channel_type=[12])
     scid = l1.rpc.listpeerchannels(l2.node_id)["channels"][0]["short_channel_id"]
 
     def route(dest, amount_msat):

@@ -176,7 +176,8 @@ def test_list_features_only_as_runners_parse_it(tmp_path):
     # exactly Core Lightning's layout: our init features in bit order, then the supports_ lines
     assert lines == ["option_data_loss_protect/even", "option_upfront_shutdown_script/odd",
                      "option_gossip_queries/odd", "option_var_onion_optin/even", "option_static_remotekey/even",
-                     "option_payment_secret/even", "option_basic_mpp/odd", "option_shutdown_anysegwit/odd",
+                     "option_payment_secret/even", "option_basic_mpp/odd", "option_anchors/odd",
+                     "option_shutdown_anysegwit/odd",
                      "option_channel_type/odd", "supports_open_accept_channel_type"]
     # lnprototest's clightning runner
     options: dict[str, str] = {}
@@ -187,6 +188,7 @@ def test_list_features_only_as_runners_parse_it(tmp_path):
             k, v = o.split("/")
             options[k] = v
     assert options["option_gossip_queries"] == "odd" and options["option_static_remotekey"] == "even"
+    assert options["option_anchors"] == "odd"      # so a runner knows to try anchors channels
     # ... and they are the bits we send in init (the wire test checks init itself)
     bits = bits_from_features(our_features(Context.INIT))
     assert len(bits) == len(lines) - 1

@@ -117,16 +117,49 @@ def test_validate_context_enum_and_bad_context():
 def test_our_features():
     assert F.bits_from_features(F.our_features("9")) == {8, 14, 17, 49}
     init = F.bits_from_features(F.our_features(F.Context.INIT))
-    assert init == {0, 5, 7, 8, 12, 14, 17, 27, 45}
+    assert init == {0, 5, 7, 8, 12, 14, 17, 23, 27, 45}     # 23: option_anchors, optional as in Core Lightning
     assert F.our_features("N") == F.our_features("I")
     assert F.our_features("C") == b""
-    assert F.bits_from_features(F.our_features("T")) == {12}
+    assert F.bits_from_features(F.our_features("T")) == {12, 22}    # what we propose to a peer like us
     for ctx in F.Context:
         feats = F.our_features(ctx)
         assert F.validate_features(feats, ctx) is None, ctx
         assert F.unknown_even_bits(feats) == []
         bits = F.bits_from_features(feats)
         assert not any(b % 2 == 0 and b + 1 in bits for b in bits)   # never both bits of a pair
+
+
+def test_channel_type_negotiation():
+    """BOLT 2 channel types as Core Lightning negotiates them
+    (desired_channel_type, channel_type_accept)."""
+    ours = F.our_features(F.Context.INIT)
+    static_only = {0, 5, 7, 8, 12, 14, 17, 27, 45}          # our init without anchors
+    # the opener proposes anchors only when both init messages offer it (either bit)
+    assert F.desired_channel_type(ours, ours) == {12, 22}
+    assert F.desired_channel_type(ours, static_only | {22}) == {12, 22}
+    assert F.desired_channel_type(ours, static_only) == {12}
+    assert F.desired_channel_type(static_only, ours) == {12}
+    assert F.desired_channel_type(ours, b"") == {12}
+    # the accepter takes exactly the basic types whose features its init offers
+    assert F.channel_type_accept({12}, ours) == {12}
+    assert F.channel_type_accept([22, 12], ours) == {12, 22}
+    assert F.channel_type_accept({12, 22}, static_only) is None       # anchors not offered
+    for bad in ({22}, set(), {13}, {12, 23}, {12, 14}, {12, 20}, {12, 22, 46}, {12, 50}, {12, 2**32 - 1}):
+        assert F.channel_type_accept(bad, ours) is None, bad
+    # a feature we require (static_remotekey, even in our init) must be in the type
+    assert F.channel_type_accept({22}, {13, 23}) is None
+    assert F.channel_type_accept({12}, {13}) == {12}
+    # variations (scid_alias, zeroconf) only if our init offers them
+    assert F.channel_type_accept({12, 46}, static_only | {47}) == {12, 46}
+    assert F.supported_channel_types(ours) == [{12}, {12, 22}]
+    assert F.supported_channel_types(static_only) == [{12}]
+
+
+def test_channel_type_names():
+    # Core Lightning's listpeerchannels / fundchannel `channel_type.names`
+    assert F.channel_type_names([22, 12]) == ["static_remotekey/even", "anchors/even"]
+    assert F.channel_type_names({12}) == ["static_remotekey/even"]
+    assert F.channel_type_names({12, 46, 50}) == ["static_remotekey/even", "scid_alias/even", "zeroconf/even"]
 
 
 def test_feature_names():

@@ -113,15 +113,25 @@ def _graph_with_blocks(tmp_path, blocks):
 
 
 def _check_replies(replies, first, number, expect_scids):
+    """BOLT 7's requirements on the replies to query_channel_range(first,
+    number), plus ours: no overlap but for a block split over replies."""
     parsed = [Q.parse_reply_channel_range(r) for r in replies]
+    assert all(BOLT.decode(r).fields["chain_hash"] == CHAIN for r in replies)
+    assert all(len(r) <= Q.MAX_MESSAGE for r in replies)
     assert parsed[0].first_blocknum <= first < parsed[0].first_blocknum + parsed[0].number_of_blocks
     for prev, cur in zip(parsed, parsed[1:]):
         assert cur.first_blocknum >= prev.first_blocknum
-        assert cur.first_blocknum <= prev.first_blocknum + prev.number_of_blocks   # contiguous
-    assert parsed[-1].first_blocknum + parsed[-1].number_of_blocks >= first + number
+        prev_end = prev.first_blocknum + prev.number_of_blocks
+        if cur.first_blocknum < prev_end:
+            # overlap only where one block is split: both hold channels of it
+            assert cur.first_blocknum == prev_end - 1
+            assert prev.scids[-1] >> 40 == cur.scids[0] >> 40 == cur.first_blocknum
+        else:
+            assert cur.first_blocknum == prev_end                                    # contiguous
+    assert parsed[-1].first_blocknum + parsed[-1].number_of_blocks == first + max(1, number)
     assert [p.sync_complete for p in parsed] == [0] * (len(parsed) - 1) + [1]
     for p in parsed:
-        assert p.number_of_blocks >= 1
+        assert 1 <= p.number_of_blocks <= 0xFFFFFFFF
         assert all(p.first_blocknum <= s >> 40 < p.first_blocknum + p.number_of_blocks
                    for s in p.scids)
     assert [s for p in parsed for s in p.scids] == expect_scids
@@ -133,10 +143,17 @@ def test_reply_channel_range_splitting(tmp_path):
     m = _graph_with_blocks(tmp_path, blocks)
     g = m.graph
     everything = sorted(scid(b, t) for b, t in blocks)
-    for limit in (1, 2, 3, 100):
+    for limit in (1, 2, 3, 4, 100):
         replies = Q.reply_channel_range(g, CHAIN, 50, 1000, 0, max_per_reply=limit)
         parsed = _check_replies(replies, 50, 1000, everything)
-        assert len(parsed) == -(-len(everything) // limit)
+        assert all(len(p.scids) <= limit for p in parsed)
+    # split at block boundaries: block 100's three channels stay together
+    parsed = _check_replies(Q.reply_channel_range(g, CHAIN, 50, 1000, 0, max_per_reply=4), 50, 1000, everything)
+    assert [(p.first_blocknum, p.number_of_blocks, len(p.scids)) for p in parsed] == \
+        [(50, 55, 4), (105, 945, 4)]
+    # a block with more channels than a reply holds is split, the only overlap
+    parsed = _check_replies(Q.reply_channel_range(g, CHAIN, 50, 1000, 0, max_per_reply=2), 50, 1000, everything)
+    assert [(p.first_blocknum, p.number_of_blocks) for p in parsed[:3]] == [(50, 51), (100, 5), (105, 5)]
     # sub-range: only the channels inside it
     replies = Q.reply_channel_range(g, CHAIN, 101, 5, 0, max_per_reply=1)
     _check_replies(replies, 101, 5, [scid(101, 1), scid(105, 1), scid(105, 2)])
@@ -145,9 +162,9 @@ def test_reply_channel_range_splitting(tmp_path):
     r = Q.parse_reply_channel_range(empty)
     assert (r.first_blocknum, r.number_of_blocks, r.sync_complete, r.scids) == (300, 10, 1, [])
     # timestamps and checksums
-    replies = Q.reply_channel_range(g, CHAIN, 0, 1 << 32, 3, get_message=m.message,
+    replies = Q.reply_channel_range(g, CHAIN, 0, 0xFFFFFFFF, 3, get_message=m.message,
                                     max_per_reply=3)
-    parsed = _check_replies(replies, 0, 1 << 32, everything)
+    parsed = _check_replies(replies, 0, 0xFFFFFFFF, everything)
     for p in parsed:
         for s, (t1, t2), (c1, c2) in zip(p.scids, p.timestamps, p.checksums):
             for d, t, c in ((0, t1, c1), (1, t2, c2)):
@@ -158,16 +175,58 @@ def test_reply_channel_range_splitting(tmp_path):
                     assert t == half[U_TS]
                     assert c == Q.update_checksum(m.message(half[-1]))
     # without a store the checksums are rebuilt from the fields: the same values
-    no_store = Q.reply_channel_range(g, CHAIN, 0, 1 << 32, 2, max_per_reply=3)
+    no_store = Q.reply_channel_range(g, CHAIN, 0, 0xFFFFFFFF, 2, max_per_reply=3)
     assert [Q.parse_reply_channel_range(r).checksums for r in no_store] == [p.checksums for p in parsed]
+    # nothing asked, nothing added
+    assert all(Q.parse_reply_channel_range(r).timestamps is None and Q.parse_reply_channel_range(r).checksums
+               is None for r in Q.reply_channel_range(g, CHAIN, 0, 0xFFFFFFFF, 0, max_per_reply=3))
+
+
+@pytest.mark.parametrize("first,number", [(0, 0xFFFFFFFF), (1, 0xFFFFFFFF), (101, 0xFFFFFFFF),
+                                          (0xFFFFFFFF, 0xFFFFFFFF), (150, 0), (0xFFFFFFF0, 0x20)])
+@pytest.mark.parametrize("limit", [None, 1, 3])
+def test_reply_channel_range_end_without_overflow(tmp_path, first, number, limit):
+    """The last reply ends at first + number as integers, never wrapped to
+    32 bits: a query for the whole chain (0, 0xFFFFFFFF) used to get
+    replies whose end was capped at 2^32, short of what was asked when the
+    query did not start at 0; number 0 is answered as 1 block."""
+    blocks = [(100, 1), (100, 2), (101, 1), (150, 1), (150, 2)]
+    m = _graph_with_blocks(tmp_path, blocks)
+    expect = sorted(scid(b, t) for b, t in blocks if first <= b < first + max(1, number))
+    replies = Q.reply_channel_range(m.graph, CHAIN, first, number, 0, max_per_reply=limit)
+    parsed = _check_replies(replies, first, number, expect)
+    assert parsed[0].first_blocknum == first
+
+
+def test_reply_channel_range_skips_private_spent_and_update_less_channels(tmp_path):
+    """As Core Lightning: only channels with a channel_update (and public,
+    not spent) are listed."""
+    m = GossipManager(GossipStore.open(tmp_path / "gs"), CHAIN)
+    add_channel(m, 0, 1, scid(100))
+    add_channel(m, 1, 2, scid(101))
+    m.handle_channel_update(upd(1, 2, scid(101), 0, NOW))
+    [r] = Q.reply_channel_range(m.graph, CHAIN, 0, 1000)
+    assert Q.parse_reply_channel_range(r).scids == [scid(101)]
+
+
+def test_reply_channel_range_for_another_chain_is_one_empty_complete_reply(tmp_path):
+    m = _graph_with_blocks(tmp_path, [(100, 1)])
+    other = b"\x42" * 32
+    [r] = Q.reply_channel_range(m.graph, other, 10, 500, 3, known_chain=False)
+    f = BOLT.decode(r).fields
+    assert f["chain_hash"] == other
+    assert (f["first_blocknum"], f["number_of_blocks"], f["sync_complete"]) == (10, 500, 1)
+    assert Q.decode_short_ids(f["encoded_short_ids"]) == []
 
 
 def test_reply_channel_range_default_fits_a_message(tmp_path):
     m = _graph_with_blocks(tmp_path, [(100, i + 1) for i in range(5)])
     replies = Q.reply_channel_range(m.graph, CHAIN, 0, 1000, 3, get_message=m.message)
     assert len(replies) == 1 and len(replies[0]) < Q.MAX_MESSAGE
-    big = (Q.MAX_MESSAGE - 100) // 24
-    assert 55 + 24 * big <= Q.MAX_MESSAGE
+    for flags, per_id in ((0, 8), (1, 16), (2, 16), (3, 24)):
+        big = Q.max_scids_per_reply(flags)
+        # type, chain_hash, first, number, complete, len, encoding, the ids; the TLVs' headers and bytes
+        assert 2 + 32 + 4 + 4 + 1 + 2 + 1 + 8 * big + (per_id - 8) * big + 2 * 10 <= Q.MAX_MESSAGE
 
 
 def test_answer_query_short_channel_ids(tmp_path):
@@ -218,3 +277,22 @@ def test_gossip_timestamp_filter(tmp_path):
                    ("channel_announcement", None, 102), ("channel_update", NOW + 2, 102),
                    ("node_announcement", NOW + 50, None)]
     assert out[-1].fields["node_id"] == pubkey(SK[0])
+
+
+def test_node_announcement_with_two_dns_hostnames_is_used_but_never_forwarded(tmp_path):
+    """BOLT 7: "if more than one `type 5` address is announced: SHOULD
+    ignore the additional data; MUST not forward the node_announcement":
+    the graph keeps it (its first hostname), query answers and timestamp
+    filters leave it out."""
+    m = _graph_with_blocks(tmp_path, [(100, 1)])
+    two = [{"type": "dns", "address": "a.example", "port": 9735},
+           {"type": "dns", "address": "b.example", "port": 9735}]
+    m.handle_node_announcement(signed_node_announcement(SK[0], NOW + 5, "two", addresses=two))
+    m.handle_node_announcement(signed_node_announcement(SK[1], NOW + 5, "one", addresses=two[:1]))
+    j = m.graph.node_json(pubkey(SK[0]))
+    assert j["alias"] == "two" and [a["address"] for a in j["addresses"]] == ["a.example"]
+    out = [BOLT.decode(x) for x in Q.filtered_gossip(m.graph, Q.TimestampFilter(0, 0xFFFFFFFF), m.message)]
+    assert [x.fields["node_id"] for x in out if x.name == "node_announcement"] == [pubkey(SK[1])]
+    query = Q.query_short_channel_ids(CHAIN, [scid(100, 1)])
+    out = [BOLT.decode(x) for x in Q.answer_query_short_channel_ids(m.graph, CHAIN, query, m.message)]
+    assert [x.fields["node_id"] for x in out if x.name == "node_announcement"] == [pubkey(SK[1])]

@@ -455,3 +455,24 @@ def test_getroutes_htlc_maximum_is_per_part():
     assert all(r[-1]["amount_msat"] <= 30_000_000 for r in rs)
     with pytest.raises(RouteNotFound):
         routes(g, A, C, [100_000_000], maxparts=3)
+
+
+def test_no_route_through_a_node_with_unknown_even_features():
+    """BOLT 7 (node_announcement receiver): "if `features` field contains
+    _unknown even bits_: ... MUST NOT route a payment _through_ the node"
+    (a route *to* it is the caller's decision: BOLT 7 lets an invoice
+    without those bits be paid)."""
+    from common.features import features_from_bits
+    from gossipd.validate import NodeAnnouncement
+    A, B, C = range(3)
+    g, _ = build([(A, B, policy(), policy()), (B, C, policy(), policy())])
+
+    def announce(bits: set[int], ts: int) -> None:
+        g.apply_node_announcement(NodeAnnouncement(b"", features_from_bits(bits), ts, nid(B), b"\0\0\0",
+                                                   bytes(32), b""))
+    announce({100}, NOW)
+    with pytest.raises(RouteNotFound):
+        route(g, A, C, 1000)
+    assert path(route(g, A, B, 1000)) == [nid(B).hex()]
+    announce({101}, NOW + 1)                           # odd: fine
+    assert path(route(g, A, C, 1000)) == [nid(B).hex(), nid(C).hex()]

@@ -114,12 +114,15 @@ def test_every_schema_message_has_a_receiver():
     from lightningd.channel_control import ChannelControl
     from lightningd.onchain_control import OnchainControl
     from onchaind.onchaind import Onchaind
+    from lightningd.zygote_control import ZygoteControl
+    from zygote import zygote
     pairs = {
         "channeld": (set(ChannelDaemon.MASTER_HANDLERS), set(ChannelControl.HANDLERS)),
         "onchaind": (set(Onchaind.MASTER_HANDLERS), set(OnchainControl.HANDLERS)),
         "connectd": (set(Connectd.MASTER_HANDLERS), set(ConnectControl.HANDLERS)),
         "gossipd": (set(Gossipd.MASTER_HANDLERS), set(GossipControl.HANDLERS)),
         "hsmd": (hsmd_requests, set(HsmControl.HANDLERS)),
+        "zygote": (set(zygote.MASTER_HANDLERS), set(ZygoteControl.HANDLERS)),
     }
     for daemon, (daemon_side, master_side) in pairs.items():
         schema = internal_schema(daemon)

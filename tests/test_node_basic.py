@@ -44,7 +44,7 @@ def test_files_and_processes(node_factory):
     assert os.path.getsize(secret) == 32
     assert stat.S_IMODE(os.stat(l1.rpc_path).st_mode) == 0o600
     assert stat.S_ISSOCK(os.stat(l1.rpc_path).st_mode)
-    assert set(l1.subdaemon_pids()) == {"hsmd", "connectd", "gossipd"}
+    assert set(l1.subdaemon_pids()) == {"hsmd", "connectd", "gossipd", "zygote"}
 
 
 def test_blockheight_follows_the_chain(node_factory):

@@ -97,7 +97,7 @@ def test_hsmd_death_shuts_node_down(node_factory):
 def test_stop_ends_every_process(node_factory):
     l1 = node_factory.get_node()
     pids = l1.subdaemon_pids()
-    assert set(pids) == {"hsmd", "connectd", "gossipd"}
+    assert set(pids) == {"hsmd", "connectd", "gossipd", "zygote"}
     assert l1.rpc.stop() == {"result": "Shutdown complete"}
     assert l1.proc.wait(30) == 0
     for pid in pids.values():

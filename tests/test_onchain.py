@@ -2,13 +2,21 @@
 regtest chain: every transaction is accepted by regtestd (Bitcoin Core's
 rules).  Each test follows the funding output's spend tree on chain and
 checks that what is left pays the nodes' wallets and adds up to the channel
-capacity minus the fees; the fees and block counts are printed (-s)."""
+capacity minus the fees; the fees and block counts are printed (-s).
+
+The channels here are static_remotekey ones, opened with that explicit
+channel_type: their commitment and HTLC transactions pay their own fees,
+which these tests count.  Anchors channels (the default between our
+nodes) have their own module, test_onchain_anchors.py; the penalty tests
+run with both types."""
 from __future__ import annotations
 
 import os
 import re
 import signal
 from pathlib import Path
+
+import pytest
 
 from bitcoin.hashes import sha256
 from bitcoinrpc.authproxy import JSONRPCException
@@ -21,6 +29,8 @@ DELAY = 5                         # watchtime-blocks: the to_self_delay each nod
 OPTS = {"watchtime-blocks": DELAY}
 CAPACITY = 1_000_000
 ANCHOR_SAT = 330
+STATIC_REMOTEKEY = [12]           # channel_type: option_static_remotekey
+ANCHORS = [12, 22]                # channel_type: option_anchors (with static_remotekey)
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -203,7 +213,7 @@ def test_our_and_their_unilateral_without_htlcs(node_factory):
     100 blocks after the last resolution."""
     l1, l2 = node_factory.get_nodes(2, opts=OPTS)
     fund(l1)
-    open_channel(l1, l2, CAPACITY, push_msat=300_000_000)
+    open_channel(l1, l2, CAPACITY, push_msat=300_000_000, channel_type=STATIC_REMOTEKEY)
     funding = channel(l1, l2)
     l2.stop()
     start = height(l1)
@@ -262,7 +272,7 @@ def test_our_unilateral_with_htlcs_both_ways(node_factory):
     swept after the delay."""
     l1, l2 = node_factory.get_nodes(2, opts=dict(OPTS, plugin=HOLD))
     fund(l1)
-    open_channel(l1, l2, CAPACITY, push_msat=400_000_000)
+    open_channel(l1, l2, CAPACITY, push_msat=400_000_000, channel_type=STATIC_REMOTEKEY)
     funding = channel(l1, l2)
     pa, pb = os.urandom(32), os.urandom(32)
     ha = send_htlc(l1, l2, 100_000_000, pa, 14)
@@ -302,7 +312,7 @@ def test_receiver_vanished_htlc_times_out_on_chain(node_factory):
     once that is 3 deep.  (l2 comes back at the end to sweep its balance.)"""
     l1, l2 = node_factory.get_nodes(2, opts=[OPTS, dict(OPTS, plugin=HOLD)])
     fund(l1)
-    open_channel(l1, l2, CAPACITY, push_msat=200_000_000)
+    open_channel(l1, l2, CAPACITY, push_msat=200_000_000, channel_type=STATIC_REMOTEKEY)
     funding = channel(l1, l2)
     preimage = os.urandom(32)
     h = send_htlc(l1, l2, 150_000_000, preimage, 10)
@@ -343,14 +353,17 @@ def test_receiver_vanished_htlc_times_out_on_chain(node_factory):
     assert len(txs) == 5      # commitment, HTLC-timeout + its sweep, to_local sweep, l2's to_remote sweep
 
 
-def test_revoked_commitment_with_htlcs_is_punished(node_factory):
+@pytest.mark.parametrize("channel_type", [STATIC_REMOTEKEY, ANCHORS], ids=["static_remotekey", "anchors"])
+def test_revoked_commitment_with_htlcs_is_punished(node_factory, channel_type):
     """l1 keeps a signed commitment holding an HTLC each way, the HTLCs are
     then failed (the commitment revoked), and l1 broadcasts it: l2 takes
     l1's balance and both HTLC outputs with penalty txs at once, and sweeps
-    its own balance: l2 ends with the whole capacity minus fees."""
+    its own balance (with anchors, after its 1-block CSV): l2 ends with the
+    whole capacity minus fees (and the two anchors, left for anyone)."""
+    anchors = channel_type == ANCHORS
     l1, l2 = node_factory.get_nodes(2, opts=dict(OPTS, plugin=HOLD))
     fund(l1)
-    open_channel(l1, l2, CAPACITY, push_msat=300_000_000)
+    open_channel(l1, l2, CAPACITY, push_msat=300_000_000, channel_type=channel_type)
     funding = channel(l1, l2)
     hx = send_htlc(l1, l2, 120_000_000, os.urandom(32), 30)
     hy = send_htlc(l2, l1, 80_000_000, os.urandom(32), 30)
@@ -369,13 +382,18 @@ def test_revoked_commitment_with_htlcs_is_punished(node_factory):
     wait_mempool(l1, 4)           # three penalty txs and the to_remote sweep
     mine(l1, 1, l1, l2)
     wait_for(lambda: not mempool(l1))
+    lines = status(l2, l1)
+    # the two anchors are nobody's business here: l1's ignored, l2's left to the wallet
+    anchor_lines = [s for s in lines if "/ANCHOR_TO_" in s]
+    assert len(anchor_lines) == (2 if anchors else 0), "\n".join(lines)
     assert all("OUR_PENALTY_TX" in s or "FUNDING" in s or "swept to the wallet" in s or "OUTPUT_TO_US" in s
-               for s in status(l2, l1)), status(l2, l1)
+               for s in lines if s not in anchor_lines), "\n".join(lines)
     close_after_100_blocks(l1, l2, l1, l1, l2)
     print(f"\n[revoked] penalties mined 1 block after the revoked commitment; l2 closed "
           f"{height(l1) - conf + 1} blocks after it")
-    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "revoked commitment: penalty")
-    assert set(owned[op] for op in leaves) == {"l2"}
+    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start,
+                                          f"revoked {channel_type} commitment: penalty", anchors=anchors)
+    assert sorted(owned[op] for op in leaves if owned[op] != "l2") == (["anchor", "anchor"] if anchors else [])
     assert len(txs) == 5
 
 
@@ -386,8 +404,8 @@ def test_onchain_preimage_completes_upstream_forward(node_factory):
     l1, l2, l3 = node_factory.get_nodes(3, opts=[OPTS, OPTS, dict(OPTS, plugin=HOLD)])
     fund(l1)
     fund(l2)
-    open_channel(l1, l2, CAPACITY)
-    open_channel(l2, l3, CAPACITY)
+    open_channel(l1, l2, CAPACITY, channel_type=STATIC_REMOTEKEY)
+    open_channel(l2, l3, CAPACITY, channel_type=STATIC_REMOTEKEY)
     sync_blockheight(l1, l2, l3)
     funding = channel(l2, l3)
     preimage = os.urandom(32)
@@ -406,10 +424,9 @@ def test_onchain_preimage_completes_upstream_forward(node_factory):
     wait_for(lambda: state(l2, l3) == "ONCHAIN" and state(l3, l2) == "ONCHAIN")
     assert pay_status(l1, h) == "pending"
     l3.rpc.call("holdhtlcs-release", [h, preimage.hex()])     # its channeld is gone: on chain only
-    mine(l3, 1, l1, l2, l3)                                   # l3's onchaind gets the preimage
+    # l3's onchaind gets the preimage at once and broadcasts its HTLC-success
     wait_for(lambda: any("OUR_HTLC_SUCCESS_TX" in s and "broadcast" in s for s in status(l3, l2)))
-    wait_mempool(l3, 2)                                       # HTLC-success and l2's to_remote sweep
-    mine(l3, 1, l1, l2, l3)
+    mine(l3, 1, l1, l2, l3)                                   # (with l2's to_remote sweep, if not in yet)
     wait_for(lambda: pay_status(l1, h) == "complete")
     learned = height(l3)
     assert l1.rpc.listsendpays(payment_hash=h)["payments"][0]["payment_preimage"] == preimage.hex()
@@ -433,7 +450,7 @@ def test_restart_and_reorg_during_resolution(node_factory):
     the sweep waits for the new delay, is sent again and mined."""
     l1, l2 = node_factory.get_nodes(2, opts=OPTS)
     fund(l1)
-    open_channel(l1, l2, CAPACITY, push_msat=100_000_000)
+    open_channel(l1, l2, CAPACITY, push_msat=100_000_000, channel_type=STATIC_REMOTEKEY)
     funding = channel(l1, l2)
     l2.stop()
     start = height(l1)
@@ -504,7 +521,7 @@ def test_their_unilateral_our_htlc_timed_out_directly(node_factory):
     cltv_expiry + 1, and the payment fails 3 blocks later."""
     l1, l2 = node_factory.get_nodes(2, opts=[OPTS, dict(OPTS, plugin=HOLD)])
     fund(l1)
-    open_channel(l1, l2, CAPACITY, push_msat=250_000_000)
+    open_channel(l1, l2, CAPACITY, push_msat=250_000_000, channel_type=STATIC_REMOTEKEY)
     funding = channel(l1, l2)
     h = send_htlc(l1, l2, 120_000_000, os.urandom(32), 12)
     wait_for(lambda: held(l2) == [h])
@@ -536,15 +553,17 @@ def test_their_unilateral_our_htlc_timed_out_directly(node_factory):
     assert len(txs) == 4      # l2's commitment, l1's to_remote sweep and HTLC timeout, l2's to_local sweep
 
 
-def test_revoked_commitment_without_htlcs_and_mutual_close(node_factory):
+@pytest.mark.parametrize("channel_type", [STATIC_REMOTEKEY, ANCHORS], ids=["static_remotekey", "anchors"])
+def test_revoked_commitment_without_htlcs_and_mutual_close(node_factory, channel_type):
     """A revoked commitment without HTLCs: the penalty takes l1's balance.
     And a mutual close is resolved (and closed) by onchaind too."""
+    anchors = channel_type == ANCHORS
     l1, l2, l3 = node_factory.get_nodes(3, opts=OPTS)
     fund(l1)
     fund(l1)
     wait_for(lambda: len(l1.rpc.listfunds()["outputs"]) == 2)
-    open_channel(l1, l2, CAPACITY, push_msat=300_000_000)
-    open_channel(l1, l3, CAPACITY)
+    open_channel(l1, l2, CAPACITY, push_msat=300_000_000, channel_type=channel_type)
+    open_channel(l1, l3, CAPACITY, channel_type=channel_type)
     funding = channel(l1, l2)
     old = l1.rpc.call("dev-sign-last-tx", [l2.node_id])["tx"]
     # two payments nobody can take (l2 fails them): two commitments later the old one is revoked
@@ -566,18 +585,21 @@ def test_revoked_commitment_without_htlcs_and_mutual_close(node_factory):
     close_after_100_blocks(l1, l2, l1, l1, l2, l3)
     print(f"\n[revoked, no HTLCs] penalty mined 1 block after the revoked commitment; mutual close closed "
           f"{height(l1) - conf + 1} blocks after it confirmed")
-    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start, "revoked commitment, no HTLCs")
-    assert set(owned[op] for op in leaves) == {"l2"} and len(txs) == 3
+    txs, leaves, owned = check_accounting({"l1": l1, "l2": l2}, funding, start,
+                                          f"revoked {channel_type} commitment, no HTLCs", anchors=anchors)
+    assert sorted(owned[op] for op in leaves if owned[op] != "l2") == (["anchor", "anchor"] if anchors else [])
+    assert len(txs) == 3
 
 
-def test_penalty_fee_raised_by_rbf_while_unconfirmed(node_factory):
+@pytest.mark.parametrize("channel_type", [STATIC_REMOTEKEY, ANCHORS], ids=["static_remotekey", "anchors"])
+def test_penalty_fee_raised_by_rbf_while_unconfirmed(node_factory, channel_type):
     """A penalty has a deadline (the cheater's to_self_delay): while blocks
     pass without it (empty blocks here), onchaind rebuilds it at a higher
     feerate on each block and the new tx replaces the old in the mempool;
     the last one confirms."""
     l1, l2 = node_factory.get_nodes(2, opts=OPTS)
     fund(l1)
-    open_channel(l1, l2, CAPACITY, push_msat=300_000_000)
+    open_channel(l1, l2, CAPACITY, push_msat=300_000_000, channel_type=channel_type)
     old = l1.rpc.call("dev-sign-last-tx", [l2.node_id])["tx"]
     for _ in range(2):
         h = send_htlc(l1, l2, 10_000_000, os.urandom(32), 20)

@@ -130,6 +130,7 @@ UPFRONT = b"\x00\x00"                     # upfront_shutdown_script, empty
     pytest.param(UPFRONT + UPFRONT + TYPE_12, id="duplicate"),
     pytest.param(UPFRONT + TYPE_12 + b"\x02\x00", id="unknown_even_type"),
     pytest.param(UPFRONT + b"\x01\xfd\x00\x02\x10\x00", id="non_minimal_length"),
+    pytest.param(UPFRONT + b"\xfd\x00\x01\x02\x10\x00", id="non_minimal_type"),
     pytest.param(UPFRONT + b"\x01\x05\x10\x00", id="length_past_end"),
 ])
 def test_bad_tlv_stream_gets_warning_and_hangup(node, tlvs):
@@ -230,8 +231,9 @@ def _closing_signed_before_shutdown(fake: Any) -> None:
                                  "tlvs": {}})
 
 
+# (a channel_reestablish while connected is a warning, not this: test_recovery.py)
 @pytest.mark.parametrize("misbehave", [_update_fee, _zero_htlc, _empty_commitment, _unexpected_revoke,
-                                       _reestablish_while_connected, _malformed_fail_without_badonion,
+                                       _malformed_fail_without_badonion,
                                        _closing_signed_before_shutdown])
 def test_bad_channel_message_fails_the_channel(node_factory, misbehave: Callable[[Any], None]):
     from test_misbehaving_peer import open_with_fake_peer
@@ -242,6 +244,21 @@ def test_bad_channel_message_fails_the_channel(node_factory, misbehave: Callable
     assert fields["channel_id"] == fake.ch.channel_id
     wait_for(lambda: n.rpc.listpeerchannels(fake.node_id)["channels"][0]["state"]
              in ("AWAITING_UNILATERAL", "FUNDING_SPEND_SEEN", "ONCHAIN"))
+    node_is_well(n)
+
+
+def test_reestablish_while_connected_warns_and_disconnects(node_factory):
+    """A channel_reestablish in the middle of normal operation is a peer out
+    of step (its channel daemon restarted), not a thief: a warning, a new
+    connection, the channel intact (docs/ARCHITECTURE.md, PeerWarning)."""
+    from test_misbehaving_peer import open_with_fake_peer
+    n = node_factory.get_node()
+    fake = open_with_fake_peer(n, 0x48, 0)
+    _reestablish_while_connected(fake)
+    with pytest.raises(ValueError):          # pyln-proto: the connection is closed
+        fake.read()                          # (the warning is skipped by FakePeer.read)
+    wait_for(lambda: not n.rpc.listpeers(fake.node_id)["peers"][0]["connected"])
+    assert n.rpc.listpeerchannels(fake.node_id)["channels"][0]["state"] == "CHANNELD_NORMAL"
     node_is_well(n)
 
 

@@ -19,6 +19,7 @@ import pytest
 from pyln.client import RpcError
 
 from bitcoin.keys import is_valid_pubkey
+from common.features import bits_from_features, features_from_bits
 from channel_testing import party_config
 from node_factory import NodeFactory, wait_for
 from scripted_peer import ScriptedPeer, channelds_of, open_channel_fields, open_unconfirmed_channel
@@ -89,6 +90,9 @@ BAD_OPENS = {
     "funder_cannot_pay_the_fee": (dict(push_msat=1_000_000 * 1000 - 1000),
                                   "cannot pay the initial commitment fee"),
     "reserves_exceed_funding": (dict(channel_reserve_satoshis=995_000), "too large for funding"),
+    # funder keeps 10,000 sat (our 1% reserve), we get 990,000 (their reserve asks 995,000)
+    "both_balances_at_or_below_reserve": (dict(push_msat=990_000_000, channel_reserve_satoshis=995_000),
+                                          "both initial balances are at or below the channel reserve"),
     "feerate_too_low": (dict(feerate_per_kw=100), "feerate_per_kw 100 outside"),
     "channel_type_missing": (dict(channel_type=None), "open_channel without a channel_type"),
     "channel_type_unknown": (dict(channel_type=[12, 14]), "unsupported channel_type [12, 14]"),
@@ -193,6 +197,7 @@ BAD_ACCEPTS = {
                                            "first_per_commitment_point is not a valid point"),
     "to_self_delay_above_max_locktime": (dict(to_self_delay=5000), "to_self_delay 5000 unreasonably large"),
     "channel_type_missing": (dict(channel_type=None), "accept_channel without a channel_type"),
+    "channel_type_different": (dict(channel_type="different"), "channel_type"),
 }
 
 
@@ -226,6 +231,9 @@ def test_bad_accept_channel_fails_fundchannel(funded, case):
     tlvs: dict[str, Any] = {"upfront_shutdown_script": {"shutdown_scriptpubkey": b""}}
     if channel_type == "same":
         tlvs["channel_type"] = oc["tlvs"]["channel_type"]
+    elif channel_type == "different":      # anchors added or removed
+        tlvs["channel_type"] = {"type": features_from_bits(bits_from_features(oc["tlvs"]["channel_type"]["type"])
+                                                           ^ {22})}
     fields = {"temporary_channel_id": oc["temporary_channel_id"], **local.wire_fields(), "minimum_depth": 3,
               "first_per_commitment_point": peer.signer.per_commitment_point(0), "tlvs": tlvs}
     fields.update(overrides)
@@ -238,6 +246,59 @@ def test_bad_accept_channel_fails_fundchannel(funded, case):
     assert result["error"]["code"] == -1, result
     assert reason in result["error"]["message"]
     # no coin stays reserved by the failed open
+    assert not any(o.get("reserved") for o in node.rpc.listfunds()["outputs"])
+    no_channel_left(node, peer)
+    assert peer.ping_ok()
+    peer.close()
+
+
+def test_funding_signed_with_a_bad_signature_fails_fundchannel_and_broadcasts_nothing(funded):
+    """BOLT 2 (funding_signed recipient): "if `signature` is incorrect OR
+    non-compliant with LOW-S-standard rule: MUST send a `warning` and close
+    the connection, or send an `error` and fail the channel", and "MUST NOT
+    broadcast the funding transaction before receipt of a valid
+    `funding_signed`": fundchannel fails, nothing reaches the mempool, no
+    coin stays reserved."""
+    from bitcoin.script import p2wsh_script
+    from bitcoin.tx import OutPoint, Tx
+    from channeld.core import Channel, ChannelParams, ChannelType, PartyConfig
+    from common.commitment import Side
+    from common.scripts import funding_script
+    node = funded
+    peer = fresh_peer(node)
+    result: dict[str, Any] = {}
+
+    def fund() -> None:
+        try:
+            result["ok"] = node.rpc.fundchannel(peer.node_id, 1_000_000)
+        except RpcError as e:
+            result["error"] = e.error
+    t = threading.Thread(target=fund)
+    t.start()
+    oc = peer.expect("open_channel")
+    local = party_config(peer.signer)
+    peer.send("accept_channel", {"temporary_channel_id": oc["temporary_channel_id"], **local.wire_fields(),
+                                 "minimum_depth": 3, "first_per_commitment_point": peer.signer.per_commitment_point(0),
+                                 "tlvs": {"channel_type": oc["tlvs"]["channel_type"],
+                                          "upfront_shutdown_script": {"shutdown_scriptpubkey": b""}}})
+    fc = peer.expect("funding_created")
+    ct = ChannelType(anchors=22 in bits_from_features(oc["tlvs"]["channel_type"]["type"]))
+    params = ChannelParams(OutPoint(fc["funding_txid"], fc["funding_output_index"]), oc["funding_satoshis"],
+                           Side.REMOTE, local, PartyConfig.from_wire(oc), ct)
+    ch = Channel.new(params, peer.signer, push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
+                     remote_first_per_commitment_point=oc["first_per_commitment_point"])
+    ch.recv_initial_commitment_sig(fc["signature"])
+    sig = ch.initial_remote_commitment_sig()
+    peer.send("funding_signed", {"channel_id": ch.channel_id, "signature": sig[:40] + bytes([sig[40] ^ 1]) + sig[41:]})
+    err = peer.expect("error")
+    assert err["channel_id"] in (oc["temporary_channel_id"], ch.channel_id), err
+    t.join(30)
+    assert not t.is_alive() and "error" in result, result
+    spk = p2wsh_script(funding_script(oc["funding_pubkey"], local.funding_pubkey))
+    time.sleep(1)
+    for txid in node.chain.rpc.getrawmempool():
+        tx = Tx.parse(bytes.fromhex(node.chain.rpc.getrawtransaction(txid)))
+        assert all(o.script_pubkey != spk for o in tx.outputs), "funding transaction broadcast"
     assert not any(o.get("reserved") for o in node.rpc.listfunds()["outputs"])
     no_channel_left(node, peer)
     assert peer.ping_ok()

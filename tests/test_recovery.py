@@ -191,16 +191,21 @@ def test_accepter_redials_from_the_announced_address(node_factory):
     assert l1.rpc.listpeers(l2.node_id)["peers"][0]["netaddr"]   # l2 is the one who dialled
 
 
-def test_unexpected_channel_reestablish_is_a_warning_not_a_close(node_factory):
+@pytest.mark.parametrize("bogus", [False, True])
+def test_unexpected_channel_reestablish_is_a_warning_not_a_close(node_factory, bogus):
     """A channel_reestablish in the middle of normal operation (what a peer
-    whose channeld restarted sends) gets a warning and a disconnection, never
-    a force-close; the channel reestablishes on the next connection."""
+    whose channeld restarted sends), even one with nonsense numbers, gets a
+    warning and a disconnection, never a force-close; the channel
+    reestablishes on the next connection."""
     from test_misbehaving_peer import SCHEMA, funding_spend_in_mempool, open_with_fake_peer
     node = node_factory.get_node()
     peer = open_with_fake_peer(node, 0x52, 0)
     chan = node.rpc.listpeerchannels(peer.node_id)["channels"][0]
     peer.ch.disconnect()     # (the core builds a channel_reestablish only after a disconnection)
-    peer.send(*peer.ch.reestablish_msg())
+    name, fields = peer.ch.reestablish_msg()
+    if bogus:
+        fields = dict(fields, next_revocation_number=2**64 - 1, your_last_per_commitment_secret=os.urandom(32))
+    peer.send(name, fields)
     got = []
     try:
         while True:
@@ -347,7 +352,7 @@ def test_processes_say_what_they_are(node_factory):
             comm = f.read().strip()
         assert comm == f"lightning_{name}"[:15]      # (the kernel keeps 15 characters)
         names.add(name)
-    assert names == {"hsmd", "connectd", "gossipd", "channeld"}
+    assert names == {"hsmd", "connectd", "gossipd", "channeld", "zygote"}
 
 
 def test_killed_hook_plugin_mid_payment(node_factory):

@@ -19,7 +19,7 @@ Modules, by responsibility:
 * :mod:`.status`: HTLC snapshots with Core Lightning's state names.
 """
 from .closing import ClosingFeeRange, ClosingResult
-from .errors import ChannelError, DataLossError, IllegalTransition, PeerError, SignerError, UsageError
+from .errors import ChannelError, DataLossError, IllegalTransition, PeerError, PeerWarning, SignerError, UsageError
 from .htlcs import RemovalKind
 from .params import ChannelParams, ChannelType, PartyConfig
 from .signer import LocalSigner, Signer
@@ -38,5 +38,5 @@ __all__ = [
     "Channel", "ChannelState", "TRANSITIONS", "FeerateBounds", "PendingRevocation", "Reestablished",
     "Revocation", "ChannelParams", "ChannelType", "PartyConfig", "Signer", "LocalSigner",
     "ClosingFeeRange", "ClosingResult", "HtlcChanges", "HtlcStatus", "RemovalKind",
-    "ChannelError", "PeerError", "DataLossError", "UsageError", "IllegalTransition", "SignerError",
+    "ChannelError", "PeerError", "PeerWarning", "DataLossError", "UsageError", "IllegalTransition", "SignerError",
 ]

@@ -23,6 +23,13 @@ class PeerError(ChannelError):
     """The peer violated the protocol: send ``error`` and fail the channel."""
 
 
+class PeerWarning(PeerError):
+    """The peer broke a rule BOLT 2 lets us answer with a ``warning`` and a
+    disconnection rather than a failed channel, and Core Lightning does (an
+    ``update_fee`` outside our acceptable range): nothing was changed.  A
+    shell that does not know it treats it as a PeerError."""
+
+
 class DataLossError(PeerError):
     """The peer proved that we lost state (it knows a secret we never revealed
     as far as we remember).  Our commitment is revoked: NEVER broadcast it;

@@ -8,7 +8,7 @@ from common.commitment import Side
 from .base import _S, ChannelBase, WireMsg
 from .closing import ClosingFeeRange, ClosingNegotiation, ClosingResult, closing_weight, \
     is_valid_shutdown_script
-from .errors import PeerError, UsageError
+from .errors import PeerError, PeerWarning, UsageError
 
 
 class ShutdownMixin(ChannelBase):
@@ -57,11 +57,16 @@ class ShutdownMixin(ChannelBase):
             raise PeerError("multiple shutdown messages")
         if self.state not in (_S.AWAITING_LOCKIN, _S.NORMAL, _S.SHUTTING_DOWN):
             raise PeerError(f"shutdown in state {self.state.value}")
+        # BOLT 2: a script not in an allowed form "SHOULD send a warning"; one
+        # other than the upfront script "MAY send a warning, MUST fail the
+        # connection": a warning and a disconnection, as Core Lightning
+        # (peer_failed_warn), never a failed channel
         if not is_valid_shutdown_script(script, self.params.anysegwit):
-            raise PeerError(f"shutdown scriptpubkey {script.hex()} is not an allowed form")
+            raise PeerWarning(f"shutdown scriptpubkey {script.hex()} is not an allowed form")
         upfront = self.params.remote.upfront_shutdown_script
         if upfront and script != upfront:
-            raise PeerError("shutdown scriptpubkey differs from its upfront_shutdown_script")
+            raise PeerWarning(f"shutdown scriptpubkey {script.hex()} differs from its upfront_shutdown_script "
+                              f"{upfront.hex()}")
         if self.log.has_pending(Side.LOCAL):
             raise PeerError("shutdown while updates are pending on our commitment")
         self.remote_shutdown_script = script

@@ -9,7 +9,7 @@ from common.commitment import HtlcInfo, Side
 
 from . import checks
 from .base import _S, BADONION, ONION_SIZE, ChannelBase, WireMsg
-from .errors import PeerError, UsageError
+from .errors import PeerError, PeerWarning, UsageError
 from .htlcs import Htlc, Removal, RemovalKind
 from .status import HtlcStatus, htlc_status
 
@@ -171,7 +171,12 @@ class UpdatesMixin(ChannelBase):
             raise PeerError("update_fee after shutdown with no HTLCs left")
         rate = fields["feerate_per_kw"]
         b = self.fee_bounds
-        if not b.min_per_kw <= rate <= b.max_per_kw:
-            raise PeerError(f"update_fee {rate} outside acceptable [{b.min_per_kw}, {b.max_per_kw}]")
+        # Core Lightning's feerate_same_or_better: outside the range is fine
+        # as long as it moves our commitment's feerate towards it (our
+        # estimates may have moved since the peer's last update_fee)
+        current = self.log.feerate(Side.LOCAL, self.log.latest[Side.LOCAL])
+        if (rate < b.min_per_kw and rate < current) or (rate > b.max_per_kw and rate > current):
+            raise PeerWarning(f"update_fee {rate} outside acceptable [{b.min_per_kw}, {b.max_per_kw}] "
+                              f"(currently {current})")
         checks.check_fee_update(self.params, self.log, Side.REMOTE, rate, sending=False, err=PeerError)
         self.log.update_fee(Side.REMOTE, rate)

@@ -1,0 +1,1 @@
+"""The template process that forks every subdaemon (see zygote.zygote)."""
