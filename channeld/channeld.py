@@ -159,11 +159,13 @@ class ChannelDaemon:
     def _balances(self, ch: Channel) -> tuple[int, int]:
         """spendable/receivable for the master's summary.  Computing them is a
         search over the BOLT 2 checks: under load they are refreshed at most
-        every BALANCE_REFRESH seconds, and once more when things calm down
-        (a payer that plans on them learns the exact figure when an HTLC is
-        refused: handle_offer_htlc)."""
+        every BALANCE_REFRESH seconds, and once more when things calm down;
+        exact whenever the channel turns busy or idle (a payer starting its
+        next payment right after the last sees what it can really send).  A
+        payer planning on a stale figure learns the exact one when its HTLC
+        is refused (handle_offer_htlc)."""
         now = time.monotonic()
-        key = (ch.state, ch.connected)
+        key = (ch.state, ch.connected, not ch.log.htlcs)
         if self._bal is None or now - self._bal_at >= BALANCE_REFRESH or key != self._bal_key:
             self._bal = (ch.spendable_msat, ch.receivable_msat)
             self._bal_at = now

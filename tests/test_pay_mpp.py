@@ -5,7 +5,6 @@ payment with its parts in listpays / listsendpays."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
