@@ -19,7 +19,8 @@ BAD_ID = "02" + "00" * 32   # well-formed hex, but no point on the curve has x =
 
 def test_pay_and_getroute_bad_params_are_invalid_params(node_factory):
     """No channels at all: every bad parameter is -32602 before any routing,
-    and the same calls with good parameters are 205 (no route)."""
+    and the same calls with good parameters get as far as paying: 215, our
+    channels cannot spend it (Core Lightning's pay checks that first)."""
     l1, l2 = node_factory.get_nodes(2)
     inv = l2.rpc.invoice(100_000, "v1", "validation")["bolt11"]
     anyamount = l2.rpc.invoice("any", "v2", "validation")["bolt11"]
@@ -47,12 +48,14 @@ def test_pay_and_getroute_bad_params_are_invalid_params(node_factory):
     assert_invalid(pay, name="maxfee", maxfee=1000, maxfeepercent=1)
     assert_invalid(pay, name="maxfee", maxfee=1000, exemptfee=1000)
     # good parameters (fractions, numbers as strings, node ids and channel
-    # directions to exclude) get as far as routing: no route from here
+    # directions to exclude) get as far as paying: nothing to spend here
     for kw in ({}, {"maxfeepercent": "1.5", "riskfactor": 0.5}, {"maxfeepercent": 0, "exemptfee": "1sat"},
                {"maxfee": "2sat"}, {"exclude": ["1x1x1/0", "103x2x1/1", l2.node_id.upper()]},
                {"maxdelay": 100, "retry_for": "2"}, {"partial_msat": 50_000}):
-        assert rpc_error(pay, **kw)["code"] == 205, kw
-    assert rpc_error(pay, bolt11=anyamount, amount_msat="10sat")["code"] == 205
+        err = rpc_error(pay, **kw)
+        assert err["code"] == 215 and "spendable=0msat" in err["message"], (kw, err)
+    err = rpc_error(pay, bolt11=anyamount, amount_msat="10sat")
+    assert err["code"] == 215 and "payment=10000msat" in err["message"], err
 
     def getroute(**kw):
         return l1.rpc.call("getroute", dict({"id": l2.node_id, "amount_msat": 1000, "riskfactor": 1}, **kw))
