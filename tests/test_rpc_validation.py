@@ -3,6 +3,7 @@ codes: bad parameters of pay/getroute are -32602 (never an internal error
 or a routing error), sendonion shares sendpay's duplicate checks (200/201, an
 exact repeat of a completed payment answered with it),
 and setchannel's htlcmin/htlcmax are enforced on forwards."""
+import time
 from pathlib import Path
 
 from pyln.client import RpcError
@@ -232,10 +233,11 @@ def test_setchannel_enforcedelay_keeps_the_old_fee_for_a_while(node_factory):
     l2.rpc.setchannel(scid23, feebase=5000, feeppm=0)                     # default enforcedelay: 600 s
     assert forward(1000, "old fee, in the grace period") == "complete"
     assert forward(5000, "new fee") == "complete"
-    l2.rpc.setchannel(scid23, feebase=9000, feeppm=0, enforcedelay=1)
-    assert forward(5000, "previous fee, one second grace") == "complete"
-    import time
-    time.sleep(1.5)
+    # a grace long enough for one forward on a loaded machine
+    l2.rpc.setchannel(scid23, feebase=9000, feeppm=0, enforcedelay=5)
+    changed = time.monotonic()
+    assert forward(5000, "previous fee, five seconds grace") == "complete"
+    time.sleep(max(0.0, changed + 5.5 - time.monotonic()))
     assert forward(5000, "previous fee, grace over") == "WIRE_FEE_INSUFFICIENT"
     assert forward(1000, "the fee before") == "WIRE_FEE_INSUFFICIENT"
     assert forward(9000, "current fee") == "complete"
