@@ -300,6 +300,7 @@ class ChannelDaemon:
             raise ChannelFailed("signing done")
         else:
             self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self.loaded.set()
             self.minimum_depth = cfg.get("minimum_depth", self.minimum_depth)
             self.scid = cfg.get("scid")
             self.funding_depth = cfg.get("funding_depth", 0)
@@ -602,7 +603,7 @@ class ChannelDaemon:
 
     async def handle_offer_htlc(self, msg: Msg) -> None:
         f = msg.fields
-        ch = self.ch
+        ch = await self._loaded_channel()
         async with self.lock:
             try:
                 if ch is None:
@@ -684,9 +685,11 @@ class ChannelDaemon:
                 self._after_progress()
 
     async def _loaded_channel(self) -> Channel | None:
-        """The channel, once loaded (modes 3 and 4 load it after init, in run())."""
+        """The channel, once loaded (modes 2, 3 and 4 load it after init, in
+        run(): a master request can arrive first, e.g. an HTLC offered to a
+        channeld just restarted)."""
         await self.init_event.wait()
-        if self.ch is None and self.init["mode"] in (MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
+        if self.ch is None and self.init["mode"] in (MODE_RESUME, MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
             try:
                 await asyncio.wait_for(self.loaded.wait(), 30)
             except asyncio.TimeoutError:
