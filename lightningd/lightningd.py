@@ -26,6 +26,7 @@ from . import (
     gossip_control,
     invoice_commands,
     keysend,
+    onion_messages,
     opening_control,
     payments,
     peer_channels,
@@ -54,6 +55,7 @@ from .jsonrpc import CommandRegistry, RpcServer
 from .jsonrpc_errors import LIGHTNINGD, PAY_ROUTE_NOT_FOUND, RpcError
 from .log import LogBook, Logger, level_from_name
 from .onchain_control import OnchainControl
+from .onion_messages import OnionMessages
 from .opening_control import peer_spoke
 from .payments import Payments
 from .peer_channels import listfunds_channels
@@ -107,6 +109,7 @@ class LightningD:
         self.invoices: Invoices = None  # type: ignore[assignment]  (set in start)
         self.htlcs = HtlcEngine(self)
         self.payments = Payments(self)
+        self.onion_messages = OnionMessages(self)
         self.onchain = OnchainControl(self)
         self.anchors = AnchorSpender(self)
         self._channel_peers: set[bytes] = set()
@@ -134,6 +137,7 @@ class LightningD:
         closing_control.register(self)
         peer_channels.register(self)
         keysend.register(self)
+        onion_messages.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:
