@@ -16,27 +16,31 @@ from common.onion_payload import HopPayload, encode_payload
 
 
 def blinded_payloads(path: BlindedPath, amount_msat: int, final_cltv: int,
-                     total_msat: int | None = None) -> list[tuple[bytes, bytes]]:
+                     total_msat: int | None = None, path_key_in_htlc: bool = False) -> list[tuple[bytes, bytes]]:
     """``[(onion key, payload), ...]`` for the hops of ``path``.
 
     The introduction point is addressed by its real id with the path's first
     key as ``current_path_key`` (an unblinded onion up to it, as BOLT 4
     recommends for payments); the others by their blinded ids.  The final hop
     gets ``amt_to_forward``/``outgoing_cltv_value``/``total_amount_msat``.
+    With ``path_key_in_htlc`` the first hop gets the path key in the
+    update_add_htlc instead (the sender was the introduction point itself
+    and read its own hop): it is addressed by its blinded id too.
     """
-    if not path.intro_is_pubkey:
+    if not path.intro_is_pubkey and not path_key_in_htlc:
         raise ValueError("blinded_payloads: resolve the introduction point's sciddir first")
     out = []
     last = len(path.hops) - 1
     for i, hop in enumerate(path.hops):
         p = HopPayload(encrypted_recipient_data=hop.encrypted_recipient_data)
-        if i == 0:
+        if i == 0 and not path_key_in_htlc:
             p.current_path_key = path.first_path_key
         if i == last:
             p.amt_to_forward = amount_msat
             p.outgoing_cltv_value = final_cltv
             p.total_amount_msat = amount_msat if total_msat is None else total_msat
-        out.append((path.first_node_id if i == 0 else hop.blinded_node_id, encode_payload(p)))
+        key = path.first_node_id if i == 0 and not path_key_in_htlc else hop.blinded_node_id
+        out.append((key, encode_payload(p)))
     return out
 
 

@@ -89,6 +89,8 @@ class Invoices:
         # report nothing beyond it (it is committed)
         self._notified = self._counter("next_pay_index") - 1
         self._expiry_changed = asyncio.Event()
+        #: offers.py: a BOLT 12 invoice of one of our offers was paid (inside mark_paid's transaction)
+        self.on_bolt12_paid: Any = None
         self.tasks: list[asyncio.Task] = []
         if start_tasks:
             self.tasks = [asyncio.ensure_future(c) for c in (self._expiry_loop(), self._autoclean_loop())]
@@ -269,6 +271,8 @@ class Invoices:
                             "amount_received_msat = ? WHERE id = ?",
                             (PAID, row["pay_index"], row["updated_index"], row["paid_at"], amount_received_msat,
                              row["id"]))
+            if row["local_offer_id"] is not None and self.on_bolt12_paid is not None:
+                self.on_bolt12_paid(row["local_offer_id"], payment_hash)
         return self.to_json(row)
 
     def notify_paid(self, payment_hash: bytes) -> None:
@@ -329,6 +333,14 @@ class Invoices:
                 await asyncio.wait_for(ev.wait(), left)
             except asyncio.TimeoutError:
                 pass
+
+    def expire_others(self, local_offer_id: bytes, paid_hash: bytes) -> None:
+        """A single-use offer was paid: its other unpaid invoices expire now
+        (in the caller's transaction)."""
+        for (i,) in self.db.query("SELECT id FROM invoices WHERE local_offer_id = ? AND state = ? AND "
+                                  "payment_hash != ?", (local_offer_id, UNPAID, paid_hash)):
+            self.db.execute("UPDATE invoices SET state = ?, updated_index = ? WHERE id = ?",
+                            (EXPIRED, self._take("invoices_updated_index"), i))
 
     # -- expiry -------------------------------------------------------------------------
     def expire_due(self, now: float | None = None) -> int:

@@ -132,11 +132,10 @@ class OnionMessages:
                 return ends[path.first_node_id[0]]
         raise RpcError(LIGHTNINGD, f"Unknown introduction channel {scid}")
 
-    def reply_path(self, forward_nodes: list[bytes], secret: bytes) -> BlindedPath:
-        """The blinded path back to us along ``forward_nodes`` reversed (our
-        side of them: not the destination), ending at us with ``secret`` as
-        path_id.  Direct: just us."""
-        back = list(reversed(forward_nodes[1:-1]))
+    def reply_path(self, back: list[bytes], secret: bytes) -> BlindedPath:
+        """The blinded path to us through the nodes ``back`` (in the order the
+        reply travels, without us), ending at us with ``secret`` as path_id.
+        No nodes: just us."""
         me = self.ld.node_id
         hops = [(n, EncryptedData(next_node_id=(back[i + 1] if i + 1 < len(back) else me)))
                 for i, n in enumerate(back)]

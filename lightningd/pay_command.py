@@ -259,6 +259,20 @@ def register(ld: "LightningD") -> None:
                       riskfactor: float, maxfeepercent: float | None, retry_for: int, maxdelay: int | None,
                       exemptfee: int | None, localinvreqid: str | None, exclude: list[str] | None,
                       maxfee: int | None, description: str | None, partial_msat: int | None) -> dict:
+        if bolt11[:4].lower() == "lni1" and pay.bolt12_pay is not None:
+            # a BOLT 12 invoice: through its blinded paths (pay_bolt12.py, which uses this module's routing)
+            if amount_msat is not None:
+                raise RpcError(INVALID_PARAMS, "amount_msat parameter unnecessary")
+            if partial_msat is not None:
+                raise RpcError(INVALID_PARAMS, "partial_msat: not supported for bolt12 invoices")
+            try:
+                invreq_id = bytes.fromhex(localinvreqid) if localinvreqid is not None else None
+            except ValueError:
+                raise RpcError(INVALID_PARAMS, "localinvreqid: should be a hex invreq_id") from None
+            return await pay.bolt12_pay(bolt11, label=label, maxfee=maxfee, maxfeepercent=maxfeepercent,
+                                        exemptfee=exemptfee, retry_for=retry_for, maxdelay=maxdelay,
+                                        riskfactor=riskfactor, exclude=exclude, localinvreqid=invreq_id,
+                                        description=description)
         try:
             inv = decode_bolt11(bolt11)
         except Bolt11Error as e:
@@ -300,7 +314,7 @@ def register(ld: "LightningD") -> None:
                        index: str | None, start: int | None, limit: int | None) -> dict:
         groups: dict[bytes, list[dict]] = {}
         for p in pay.rows():
-            if bolt11 and p["bolt11"] != bolt11:
+            if bolt11 and bolt11 not in (p["bolt11"], p["bolt12"]):
                 continue
             if payment_hash and p["payment_hash"] != payment_hash:
                 continue
@@ -315,7 +329,7 @@ def register(ld: "LightningD") -> None:
             d: dict[str, Any] = {"payment_hash": ph.hex(), "status": st, "created_at": min(p["created_at"] for p in parts)}
             if last["destination"]:
                 d["destination"] = last["destination"].hex()
-            for k in ("label", "bolt11", "description"):
+            for k in ("label", "bolt11", "bolt12", "description"):
                 if last[k]:
                     d[k] = last[k]
             if st == "complete":

@@ -10,15 +10,15 @@ are in test_offers.py."""
 import os
 
 import pytest
+from node_factory import sync_blockheight, wait_for
 from pyln.client import RpcError
+from test_channels import channel, fund, open_channel
 
 from common.blindedpath import EncryptedData, PaymentConstraints, PaymentRelay, aggregate_payinfo, create_blinded_path
 from common.blindedpay import blinded_payloads
 from common.onion import create_onion
 from common.onion_payload import HopPayload, encode_payload
 from common.scid import ShortChannelId
-from node_factory import sync_blockheight, wait_for
-from test_channels import channel, fund, open_channel
 
 INVALID_ONION_BLINDING = 0xC018
 RELAY = PaymentRelay(cltv_expiry_delta=40, fee_proportional_millionths=1000, fee_base_msat=2000)

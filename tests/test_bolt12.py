@@ -19,7 +19,7 @@ import pytest
 
 from common import bolt12 as B
 from common.blindedpath import create_blinded_path
-from common.bolt12_merkle import merkle_root, sighash, sign, tagged_hash, tlv_records, verify
+from common.bolt12_merkle import merkle_root, sighash, sign, tagged_hash, tlv_records
 from common.onion_crypto import encode_bigsize
 
 SPEC = Path(__file__).resolve().parent.parent / "spec" / "bolts" / "bolt12"

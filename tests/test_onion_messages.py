@@ -6,11 +6,12 @@ import os
 import time
 from pathlib import Path
 
+from node_factory import wait_for
+from test_channels import channel, fund, open_channel
+
 from common.blindedpath import EncryptedData, create_blinded_path
 from common.onion_message import OnionMsgTlv, build_onion_message
 from connectd.onion_message import ONION_MSG_MSEC, ONION_MSG_TOKENS_MAX, TokenBucket
-from node_factory import wait_for
-from test_channels import channel, fund, open_channel
 
 PLUGIN = str(Path(__file__).parent / "plugins" / "onionmsg_echo.py")
 
