@@ -155,7 +155,6 @@ def invoice_error_data(raw: bytes) -> dict:
 
 def register(ld: "LightningD") -> None:
     cmd = ld.registry.command
-    offers = ld.offers
 
     @cmd("fetchinvoice", [req("offer", P.string), opt("amount_msat", P.msat), opt("quantity", P.u64),
                           opt("recurrence_counter", P.u64), opt("recurrence_start", P.anything),
@@ -167,6 +166,7 @@ def register(ld: "LightningD") -> None:
                            recurrence_counter: int | None, recurrence_start: Any, recurrence_label: str | None,
                            timeout: float, payer_note: str | None, payer_metadata: bytes | None,
                            bip353: str | None, dev_reply_path: Any, dev_path_use_scidd: Any) -> dict:
+        offers = ld.offers
         try:
             o = B.decode(offer, B.OFFER)
             B.check_offer(o)
@@ -232,6 +232,7 @@ def register(ld: "LightningD") -> None:
          description="Send an invoice for {invreq} (an invoice_request for money to us) and wait until it is paid")
     async def sendinvoice(ctx: RequestContext, invreq: str, label: str, amount_msat: int | None, timeout: int,
                           quantity: int | None) -> dict:
+        offers = ld.offers
         try:
             r = B.decode(invreq, B.INVREQ)
             B.check_invreq(r)

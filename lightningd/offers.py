@@ -248,7 +248,6 @@ def _amount(v: Any) -> int | None:
 
 def register(ld: "LightningD") -> None:
     cmd = ld.registry.command
-    offers = ld.offers
 
     @cmd("offer", [req("amount", _amount), opt("description", P.string), opt("issuer", P.string),
                    opt("label", P.string), opt("quantity_max", P.u64), opt("absolute_expiry", P.u64),
@@ -262,6 +261,7 @@ def register(ld: "LightningD") -> None:
                     recurrence: str | None, recurrence_base: Any, recurrence_paywindow: str | None,
                     recurrence_limit: int | None, single_use: bool, recurrence_start_any_period: bool | None,
                     dev_paths: Any, proportional_amount: bool | None) -> dict:
+        offers = ld.offers
         if any(x is not None for x in (recurrence, recurrence_base, recurrence_paywindow, recurrence_limit,
                                        recurrence_start_any_period, proportional_amount)):
             raise RpcError(INVALID_PARAMS, "recurrence is not supported: BOLT 12 removed it from the "
@@ -290,6 +290,7 @@ def register(ld: "LightningD") -> None:
     @cmd("listoffers", [opt("offer_id", P.sha256_hex), opt("active_only", P.boolean, False)], category="payment",
          description="List offers, or {offer_id} only; with {active_only} only active ones")
     async def listoffers(ctx: RequestContext, offer_id: bytes | None, active_only: bool) -> dict:
+        offers = ld.offers
         rows = [offers.offer(offer_id)] if offer_id is not None else offers.offers(active_only)
         return {"offers": [offers.offer_json(r) for r in rows if r is not None and (r["active"] or not active_only)]}
 
@@ -301,9 +302,11 @@ def register(ld: "LightningD") -> None:
     @cmd("enableoffer", [req("offer_id", P.sha256_hex)], category="payment",
          description="Enable offer {offer_id} again")
     async def enableoffer(ctx: RequestContext, offer_id: bytes) -> dict:
+        offers = ld.offers
         return _toggle(offer_id, True)
 
     def _toggle(offer_id: bytes, active: bool) -> dict:
+        offers = ld.offers
         row = offers.offer(offer_id)
         if row is None:
             raise RpcError(LIGHTNINGD, "Unknown offer")
@@ -320,6 +323,7 @@ def register(ld: "LightningD") -> None:
          category="payment", description="Create an invoice_request to send money (a refund, an ATM)")
     async def invoicerequest(ctx: RequestContext, amount: int, description: str, issuer: str | None,
                              label: str | None, absolute_expiry: int | None, single_use: bool) -> dict:
+        offers = ld.offers
         if amount == 0:
             raise RpcError(INVALID_PARAMS, "amount: must be positive")
         r = Bolt12(B.INVREQ, invreq_metadata=os.urandom(16), offer_description=description, offer_issuer=issuer,
@@ -345,6 +349,7 @@ def register(ld: "LightningD") -> None:
     @cmd("listinvoicerequests", [opt("invreq_id", P.sha256_hex), opt("active_only", P.boolean, False)],
          category="payment", description="List our invoice_requests, or {invreq_id} only")
     async def listinvoicerequests(ctx: RequestContext, invreq_id: bytes | None, active_only: bool) -> dict:
+        offers = ld.offers
         rows = [offers.invreq(invreq_id)] if invreq_id is not None else \
             offers._rows("invoicerequests", "invreq_id", "WHERE active = 1" if active_only else "")
         return {"invoicerequests": [offers.invreq_json(r) for r in rows
@@ -353,6 +358,7 @@ def register(ld: "LightningD") -> None:
     @cmd("disableinvoicerequest", [req("invreq_id", P.sha256_hex)], category="payment",
          description="Disable invoice_request {invreq_id}: invoices for it are not paid any more")
     async def disableinvoicerequest(ctx: RequestContext, invreq_id: bytes) -> dict:
+        offers = ld.offers
         row = offers.invreq(invreq_id)
         if row is None:
             raise RpcError(LIGHTNINGD, "Unknown invoice_request")
