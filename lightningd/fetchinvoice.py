@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
 
 
+#: seconds before an unanswered invoice_request (or invoice) is sent again; doubled each time
+RESEND_FIRST = 2.0
+
+
 class Bolt12Messages:
     """Replies we wait for (by the secret of the reply path we gave), and the
     dispatch of the BOLT 12 payloads no plugin took."""
@@ -124,14 +128,26 @@ async def send_and_wait(ld: "LightningD", payload: OnionMsgTlv, bolt12: Bolt12, 
         back = list(reversed(nodes[1:])) if path is not None else list(reversed(nodes[1:-1]))
         payload.reply_path = ld.onion_messages.reply_path(back, secret)
         fut = msgs.expect(secret)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        resend = RESEND_FIRST
         try:
-            await ld.onion_messages.send(payload, path=path, dest=dest, route=nodes)
+            while True:
+                # onion messages are unreliable (a peer over its rate limit drops
+                # them): no answer for a while, send again (BOLT 4: SHOULD retry)
+                await ld.onion_messages.send(payload, path=path, dest=dest, route=nodes)
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut), min(left, resend)), path
+                except asyncio.TimeoutError:
+                    if loop.time() >= deadline:
+                        raise
+                    resend *= 2
         except RpcError as e:
-            msgs.waiters.pop(secret, None)
             errors.append(e.message)
             continue
-        try:
-            return await asyncio.wait_for(fut, timeout), path
         except asyncio.TimeoutError:
             raise RpcError(OFFER_TIMEOUT, "Timeout waiting for response") from None
         finally:

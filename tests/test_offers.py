@@ -126,8 +126,12 @@ def test_invoice_error_single_use_expiry_and_disable(node_factory):
     with pytest.raises(RpcError) as e:
         l1.rpc.call("fetchinvoice", {"offer": off["bolt12"]})           # 'any' needs an amount
     assert e.value.error["code"] == -32602
-    f = l1.rpc.call("fetchinvoice", {"offer": off["bolt12"], "amount_msat": 3000})
+    f = l1.rpc.call("fetchinvoice", {"offer": off["bolt12"], "amount_msat": 3000, "payer_metadata": "01" * 16})
     assert f["changes"] == {"amount_msat": 3000}
+    # the same request again (as a payer resending after a lost answer would): the same invoice
+    again = l1.rpc.call("fetchinvoice", {"offer": off["bolt12"], "amount_msat": 3000, "payer_metadata": "01" * 16})
+    assert again["invoice"] == f["invoice"]
+    assert len(l2.rpc.listinvoices(offer_id=off["offer_id"])["invoices"]) == 1
     assert l1.rpc.pay(f["invoice"])["status"] == "complete"
     # expiry: the payer refuses an expired offer
     soon = l2.rpc.call("offer", {"amount": "1000msat", "description": "soon",
