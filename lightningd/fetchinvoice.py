@@ -47,6 +47,8 @@ class Bolt12Messages:
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
         self.waiters: dict[bytes, asyncio.Future] = {}
+        #: payment hashes of invoices for our invoice_requests being paid (a resent invoice is paid once)
+        self.paying: set[bytes] = set()
         ld.onion_messages.handler = self.on_message
 
     def expect(self, secret: bytes) -> asyncio.Future:
@@ -101,14 +103,20 @@ class Bolt12Messages:
             if reply is not None:
                 await send_error(ld, reply, problem)
             return
-        from .pay_bolt12 import pay_invoice
-        asyncio.ensure_future(self._pay(pay_invoice, inv, row["invreq_id"], log))
+        assert inv.invoice_payment_hash is not None
+        if inv.invoice_payment_hash in self.paying:
+            return
+        self.paying.add(inv.invoice_payment_hash)
+        asyncio.ensure_future(self._pay(inv, row["invreq_id"], log))
 
-    async def _pay(self, pay_invoice: Any, inv: Bolt12, invreq_id: bytes, log: Any) -> None:
+    async def _pay(self, inv: Bolt12, invreq_id: bytes, log: Any) -> None:
         try:
-            await pay_invoice(self.ld, inv, localinvreqid=invreq_id)
+            await self.ld.payments.bolt12_pay(inv.to_string(), localinvreqid=invreq_id)
         except RpcError as e:
             log.unusual(f"paying the invoice for our invoice_request {invreq_id.hex()} failed: {e.message}")
+        finally:
+            assert inv.invoice_payment_hash is not None
+            self.paying.discard(inv.invoice_payment_hash)
 
 
 async def send_and_wait(ld: "LightningD", payload: OnionMsgTlv, bolt12: Bolt12, paths: list | None,

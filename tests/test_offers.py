@@ -6,6 +6,7 @@ privacy of a node with only private channels.  Every node involved is
 checked: the payee's invoices and offers, the router's forwards, the
 payer's payments."""
 import time
+from pathlib import Path
 
 import pytest
 from node_factory import sync_blockheight, wait_for
@@ -15,6 +16,7 @@ from test_channels import channel, fund
 from common import bolt12 as B
 
 OFFER_EXPIRED, OFFER_BAD_INVREQ_REPLY = 1002, 1004
+RECORDER = str(Path(__file__).parent / "plugins" / "recorder.py")
 
 
 def public_line(node_factory, n=3, opts=None):
@@ -46,7 +48,7 @@ def test_offer_fetchinvoice_pay_across_a_router(node_factory):
     messages, paid through the invoice's blinded path; the payee's invoice is
     paid with local_offer_id (listinvoices, waitanyinvoice), the router
     forwarded it, the payer's pay is complete; an offer paid 20 times; decode."""
-    l1, l2, l3 = public_line(node_factory)
+    l1, l2, l3 = public_line(node_factory, opts=[{}, {}, {"plugin": RECORDER}])
     off = l3.rpc.call("offer", {"amount": "10000msat", "description": "coffee", "label": "cafe"})
     assert off["created"] and off["active"] and not off["single_use"] and not off["used"]
     o = B.decode(off["bolt12"], B.OFFER)
@@ -90,6 +92,10 @@ def test_offer_fetchinvoice_pay_across_a_router(node_factory):
     assert sorted(i["pay_index"] for i in invs) == list(range(1, 21))
     assert l3.rpc.waitanyinvoice(19, 30)["pay_index"] == 20
     assert sum(f["status"] == "settled" for f in l2.rpc.listforwards()["forwards"]) == 20
+    # like any invoice: the invoice_payment (and invoice_creation) notifications, with the invoices' labels
+    paid_labels = [e["payload"]["label"] for e in l3.rpc.call("recorded", {"topic": "invoice_payment"})["events"]]
+    assert sorted(paid_labels) == sorted(i["label"] for i in invs)
+    assert len(l3.rpc.call("recorded", {"topic": "invoice_creation"})["events"]) == 20
     assert len([p for p in l1.rpc.listpays()["pays"] if p["status"] == "complete"]) == 20
     settled((l1, l2), (l2, l3))
 
