@@ -177,6 +177,70 @@ def invoice_error_data(raw: bytes) -> dict:
     return d
 
 
+async def fetch_invoice(ld: "LightningD", offer: str, amount_msat: int | None = None, quantity: int | None = None,
+                        timeout: float = 60, payer_note: str | None = None, payer_metadata: bytes | None = None,
+                        bip353: str | None = None) -> dict:
+    """fetchinvoice's work (also xpay's, for an offer): the invoice and its changes from the offer."""
+    offers = ld.offers
+    try:
+        o = B.decode(offer, B.OFFER)
+        B.check_offer(o)
+    except Bolt12Error as e:
+        raise RpcError(INVALID_PARAMS, f"offer: {e}") from None
+    if ld.network.chain_hash not in B.chains_of_offer(o):
+        raise RpcError(INVALID_PARAMS, "offer: not for our chain")
+    if o.offer_absolute_expiry is not None and time.time() > o.offer_absolute_expiry:
+        raise RpcError(OFFER_EXPIRED, "Offer expired")
+    r = o.as_kind(B.INVREQ)
+    if o.offer_currency is not None and amount_msat is None:
+        raise RpcError(INVALID_PARAMS, "amount_msat parameter required (the offer is in a currency)")
+    if o.offer_amount is None and amount_msat is None:
+        raise RpcError(INVALID_PARAMS, "amount_msat parameter required")
+    r.invreq_amount = amount_msat
+    if o.offer_quantity_max is not None:
+        if quantity is None:
+            raise RpcError(INVALID_PARAMS, "quantity parameter required")
+        if quantity == 0:
+            raise RpcError(INVALID_PARAMS, "quantity parameter must be non-zero")
+        if o.offer_quantity_max and quantity > o.offer_quantity_max:
+            raise RpcError(INVALID_PARAMS, f"quantity must be <= {o.offer_quantity_max}")
+        r.invreq_quantity = quantity
+    elif quantity is not None:
+        raise RpcError(INVALID_PARAMS, "quantity parameter unnecessary")
+    expected = r.expected_amount()
+    if expected is not None and amount_msat is not None and amount_msat < expected:
+        raise RpcError(INVALID_PARAMS, f"amount_msat below the offer's {expected}msat")
+    r.invreq_metadata = payer_metadata if payer_metadata is not None else os.urandom(16)
+    r.invreq_payer_id = B.tweak_add_pubkey(ld.node_id, B.alias_tweak(offers.alias_base, r.invreq_metadata))
+    r.invreq_payer_note = payer_note
+    if bip353 is not None:
+        name, _, domain = bip353.lstrip("₿").partition("@")
+        r.invreq_bip_353_name = (name.encode(), domain.encode())
+    offers.chain_fields(r, B.INVREQ)
+    r.signature, pub = await ld.hsm.sign_bolt12(B.INVREQ, r.encode(), publictweak=r.invreq_metadata)
+    assert pub == r.invreq_payer_id
+    reply, path = await send_and_wait(ld, OnionMsgTlv(invoice_request=r.encode()), r, o.offer_paths,
+                                      o.offer_issuer_id, timeout)
+    if reply.invoice_error is not None:
+        raise RpcError(OFFER_BAD_INVREQ_REPLY, "Remote node sent failure message",
+                       invoice_error_data(reply.invoice_error))
+    if reply.invoice is None:
+        raise RpcError(OFFER_BAD_INVREQ_REPLY, "Neither invoice nor invoice_error in reply")
+    try:
+        inv = B.decode_stream(B.INVOICE, reply.invoice)
+        B.check_invoice(inv)
+    except Bolt12Error as e:
+        raise RpcError(OFFER_BAD_INVREQ_REPLY, f"Invalid invoice: {e}",
+                       {"invoice": B.data_to_string("lni", reply.invoice)}) from None
+    bad = _check_answer(inv, r, o, path)
+    if bad is not None:
+        raise RpcError(OFFER_BAD_INVREQ_REPLY, f"Incorrect {bad}", {"invoice": inv.to_string()})
+    changes: dict[str, Any] = {}
+    if expected is None or inv.invoice_amount != expected:
+        changes["amount_msat"] = inv.invoice_amount
+    return {"invoice": inv.to_string(), "changes": changes}
+
+
 def register(ld: "LightningD") -> None:
     cmd = ld.registry.command
 
@@ -190,66 +254,9 @@ def register(ld: "LightningD") -> None:
                            recurrence_counter: int | None, recurrence_start: Any, recurrence_label: str | None,
                            timeout: float, payer_note: str | None, payer_metadata: bytes | None,
                            bip353: str | None, dev_reply_path: Any, dev_path_use_scidd: Any) -> dict:
-        offers = ld.offers
-        try:
-            o = B.decode(offer, B.OFFER)
-            B.check_offer(o)
-        except Bolt12Error as e:
-            raise RpcError(INVALID_PARAMS, f"offer: {e}") from None
-        if ld.network.chain_hash not in B.chains_of_offer(o):
-            raise RpcError(INVALID_PARAMS, "offer: not for our chain")
         if any(x is not None for x in (recurrence_counter, recurrence_start, recurrence_label)):
             raise RpcError(INVALID_PARAMS, "recurrence is not supported")
-        if o.offer_absolute_expiry is not None and time.time() > o.offer_absolute_expiry:
-            raise RpcError(OFFER_EXPIRED, "Offer expired")
-        r = o.as_kind(B.INVREQ)
-        if o.offer_currency is not None and amount_msat is None:
-            raise RpcError(INVALID_PARAMS, "amount_msat parameter required (the offer is in a currency)")
-        if o.offer_amount is None and amount_msat is None:
-            raise RpcError(INVALID_PARAMS, "amount_msat parameter required")
-        r.invreq_amount = amount_msat
-        if o.offer_quantity_max is not None:
-            if quantity is None:
-                raise RpcError(INVALID_PARAMS, "quantity parameter required")
-            if quantity == 0:
-                raise RpcError(INVALID_PARAMS, "quantity parameter must be non-zero")
-            if o.offer_quantity_max and quantity > o.offer_quantity_max:
-                raise RpcError(INVALID_PARAMS, f"quantity must be <= {o.offer_quantity_max}")
-            r.invreq_quantity = quantity
-        elif quantity is not None:
-            raise RpcError(INVALID_PARAMS, "quantity parameter unnecessary")
-        expected = r.expected_amount()
-        if expected is not None and amount_msat is not None and amount_msat < expected:
-            raise RpcError(INVALID_PARAMS, f"amount_msat below the offer's {expected}msat")
-        r.invreq_metadata = payer_metadata if payer_metadata is not None else os.urandom(16)
-        r.invreq_payer_id = B.tweak_add_pubkey(ld.node_id, B.alias_tweak(offers.alias_base, r.invreq_metadata))
-        r.invreq_payer_note = payer_note
-        if bip353 is not None:
-            name, _, domain = bip353.lstrip("₿").partition("@")
-            r.invreq_bip_353_name = (name.encode(), domain.encode())
-        offers.chain_fields(r, B.INVREQ)
-        r.signature, pub = await ld.hsm.sign_bolt12(B.INVREQ, r.encode(), publictweak=r.invreq_metadata)
-        assert pub == r.invreq_payer_id
-        reply, path = await send_and_wait(ld, OnionMsgTlv(invoice_request=r.encode()), r, o.offer_paths,
-                                          o.offer_issuer_id, timeout)
-        if reply.invoice_error is not None:
-            raise RpcError(OFFER_BAD_INVREQ_REPLY, "Remote node sent failure message",
-                           invoice_error_data(reply.invoice_error))
-        if reply.invoice is None:
-            raise RpcError(OFFER_BAD_INVREQ_REPLY, "Neither invoice nor invoice_error in reply")
-        try:
-            inv = B.decode_stream(B.INVOICE, reply.invoice)
-            B.check_invoice(inv)
-        except Bolt12Error as e:
-            raise RpcError(OFFER_BAD_INVREQ_REPLY, f"Invalid invoice: {e}",
-                           {"invoice": B.data_to_string("lni", reply.invoice)}) from None
-        bad = _check_answer(inv, r, o, path)
-        if bad is not None:
-            raise RpcError(OFFER_BAD_INVREQ_REPLY, f"Incorrect {bad}", {"invoice": inv.to_string()})
-        changes: dict[str, Any] = {}
-        if expected is None or inv.invoice_amount != expected:
-            changes["amount_msat"] = inv.invoice_amount
-        return {"invoice": inv.to_string(), "changes": changes}
+        return await fetch_invoice(ld, offer, amount_msat, quantity, timeout, payer_note, payer_metadata, bip353)
 
     @cmd("sendinvoice", [req("invreq", P.string), req("label", P.label), opt("amount_msat", P.msat),
                          opt("timeout", P.u32, 90), opt("quantity", P.u64)], category="payment",

@@ -302,7 +302,6 @@ def register(ld: "LightningD") -> None:
     @cmd("enableoffer", [req("offer_id", P.sha256_hex)], category="payment",
          description="Enable offer {offer_id} again")
     async def enableoffer(ctx: RequestContext, offer_id: bytes) -> dict:
-        offers = ld.offers
         return _toggle(offer_id, True)
 
     def _toggle(offer_id: bytes, active: bool) -> dict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from common import bolt12 as B
 from common.blindedpath import BlindedPath, BlindingError, read_encrypted_data, relay_amount
@@ -37,10 +37,33 @@ from .jsonrpc_errors import (
     PAY_STOPPED_RETRYING,
     RpcError,
 )
-from .pay_command import DEFAULT_RETRY_FOR, FINAL_CLTV_PADDING, fee_budget, route_to
+from .pay_command import DEFAULT_RETRY_FOR, fee_budget
+from .pay_parts import next_groupid, previous_success
+from .pay_routes import FINAL_CLTV_PADDING
 
 if TYPE_CHECKING:
     from .lightningd import LightningD
+
+
+async def route_to(ld: "LightningD", dest: bytes, amount: int, delay: int, exclude: set[str],
+                   riskfactor: float) -> list[dict] | None:
+    """A route to ``dest`` carrying ``amount`` (delays relative to the next
+    block): our channel with it, else the graph's (gossipd's getroute)."""
+    direct = []
+    for c in ld.channels.by_peer(dest):
+        direction = 0 if ld.node_id < c.peer_id else 1
+        if (c.state == C.NORMAL and c.scid is not None and ld.is_connected(c.peer_id)
+                and not {f"{c.scid}/{direction}", str(c.scid), dest.hex()} & exclude
+                and c.summary.get("spendable_msat", 0) >= amount):
+            direct.append((c.summary.get("spendable_msat", 0), c, direction))
+    if direct:
+        _, c, direction = max(direct, key=lambda x: x[0])
+        return [{"id": dest.hex(), "channel": str(c.scid), "direction": direction, "amount_msat": amount,
+                 "delay": delay}]
+    try:
+        return await ld.find_route(dest, amount, delay, exclude, riskfactor=int(riskfactor))
+    except RpcError:
+        return None
 
 
 def check_payable(ld: "LightningD", inv: Bolt12) -> None:
@@ -85,18 +108,38 @@ async def pay_invoice(ld: "LightningD", inv: Bolt12, text: str | None = None, la
                       maxfee: int | None = None, maxfeepercent: float | None = None, exemptfee: int | None = None,
                       retry_for: int = DEFAULT_RETRY_FOR, maxdelay: int | None = None, riskfactor: float = 10,
                       exclude: list[str] | None = None, localinvreqid: bytes | None = None,
-                      description: str | None = None) -> dict:
+                      description: str | None = None, max_fee_override: int | None = None) -> dict:
+    """Pay ``inv`` (one part at a time, one payment group); pay's answer,
+    with xpay's **failed_parts** / **successful_parts**."""
     check_payable(ld, inv)
     amount = inv.invoice_amount
     phash = inv.invoice_payment_hash
     assert amount is not None and phash is not None and inv.invoice_node_id is not None
     text = text or inv.to_string()
-    max_fee = fee_budget(amount, maxfee, maxfeepercent, exemptfee)
+    done = previous_success(ld, phash)
+    if done is not None:
+        return dict(done, failed_parts=0, successful_parts=done["parts"])
+    max_fee = fee_budget(amount, maxfee, maxfeepercent, exemptfee) if max_fee_override is None else max_fee_override
     paths = B.usable_paths(inv)
     excluded = set(exclude or [])
     log = ld.log.child(f"pay {phash.hex()[:16]}", inv.invoice_node_id.hex())
     deadline = time.monotonic() + retry_for
-    started, attempts, idx = int(time.time()), 0, 0
+    started = int(time.time())
+    groupid = next_groupid(ld, phash)
+    ld.payments.active_groups.add((phash, groupid))
+    try:
+        return await _attempts(ld, inv, text, label, max_fee, deadline, maxdelay, riskfactor, excluded,
+                               localinvreqid, description, paths, groupid, log, started)
+    finally:
+        ld.payments.active_groups.discard((phash, groupid))
+
+
+async def _attempts(ld: "LightningD", inv: Bolt12, text: str, label: str | None, max_fee: int, deadline: float,
+                    maxdelay: int | None, riskfactor: float, excluded: set[str], localinvreqid: bytes | None,
+                    description: str | None, paths: list, groupid: int, log: Any, started: int) -> dict:
+    amount, phash = inv.invoice_amount, inv.invoice_payment_hash
+    assert amount is not None and phash is not None and inv.invoice_node_id is not None
+    attempts, idx = 0, 0
     last: RpcError | None = None
     while time.monotonic() < deadline:
         if idx >= len(paths):
@@ -130,7 +173,7 @@ async def pay_invoice(ld: "LightningD", inv: Bolt12, text: str | None = None, la
                                        amount, final_cltv, path_key_in_htlc=True)
         else:
             route = await route_to(ld, intro, intro_amount, info.cltv_expiry_delta + FINAL_CLTV_PADDING, excluded,
-                                   [], riskfactor)
+                                   riskfactor)
             if route is None:
                 log.debug(f"path {idx}: no route to its introduction point {intro.hex()}")
                 idx += 1
@@ -148,9 +191,9 @@ async def pay_invoice(ld: "LightningD", inv: Bolt12, text: str | None = None, la
         sent = False
         try:
             await ld.payments.sendpay_blinded(route, blinded, phash, amount, inv.invoice_node_id, text, label,
-                                              description or inv.offer_description, attempts, path_key)
+                                              description or inv.offer_description, attempts, groupid, path_key)
             sent = True
-            res = await ld.payments.waitsendpay(phash, None, 0, attempts)
+            res = await ld.payments.waitsendpay(phash, None, attempts, groupid)
         except RpcError as e:
             last = e
             data = e.data if isinstance(e.data, dict) else {}
@@ -177,7 +220,8 @@ async def pay_invoice(ld: "LightningD", inv: Bolt12, text: str | None = None, la
             ld.offers.invreq_used(localinvreqid)
         return {"destination": inv.invoice_node_id.hex(), "payment_hash": phash.hex(), "created_at": started,
                 "parts": 1, "amount_msat": amount, "amount_sent_msat": res["amount_sent_msat"],
-                "payment_preimage": res["payment_preimage"], "status": "complete"}
+                "payment_preimage": res["payment_preimage"], "status": "complete",
+                "failed_parts": attempts - 1, "successful_parts": 1}
     raise RpcError(PAY_STOPPED_RETRYING, f"Ran out of time after {attempts} attempts"
                    + (f": {last.message}" if last else ""))
 

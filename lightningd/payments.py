@@ -67,6 +67,9 @@ class Payments:
         self.waiters: dict[int, list[asyncio.Future]] = {}
         #: pays a BOLT 12 invoice string (pay_bolt12.register sets it; pay dispatches to it)
         self.bolt12_pay: Any = None
+        # (payment_hash, groupid) of payments pay/xpay are still working on
+        # (listpays shows them pending even between parts)
+        self.active_groups: set[tuple[bytes, int]] = set()
 
     @property
     def db(self):
@@ -271,7 +274,8 @@ class Payments:
 
     async def sendpay_blinded(self, route: list[dict], blinded: list[tuple[bytes, bytes]], payment_hash: bytes,
                               amount_msat: int, destination: bytes, bolt12: str, label: str | None,
-                              description: str | None, groupid: int, path_key: bytes | None = None) -> dict:
+                              description: str | None, partid: int, groupid: int,
+                              path_key: bytes | None = None) -> dict:
         """sendpay to a blinded path: ``route`` reaches its introduction
         point (the last hop, whose payload, with the rest of the path's, is
         ``blinded``: common.blindedpay.blinded_payloads); with ``path_key``
@@ -293,7 +297,7 @@ class Payments:
         full = list(route) if path_key is None else []
         full += [{"id": k.hex(), "channel": None, "blinded": True, "amount_msat": amount_msat,
                   "delay": route[-1]["delay"]} for k, _ in blinded[0 if path_key is not None else 1:]]
-        return await self.send_onion(route[0], base + route[0]["delay"], onion, list(secrets), payment_hash, 0,
+        return await self.send_onion(route[0], base + route[0]["delay"], onion, list(secrets), payment_hash, partid,
                                      groupid, destination, amount_msat, amount_msat, None, label, description,
                                      full, bolt12=bolt12, path_key=path_key)
 
@@ -314,7 +318,7 @@ class Payments:
                                    total if check_total is None else check_total, destination)
         if done is not None:
             return self.json(done)
-        chan = self._channel_for(first_hop)
+        chan = self.channel_for(first_hop)
         if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
             raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
         first_amount = first_hop["amount_msat"]
@@ -351,7 +355,7 @@ class Payments:
         out["message"] = "Monitor status with listpays or waitsendpay"
         return out
 
-    def _channel_for(self, hop: dict) -> "C.ChannelRecord | None":
+    def channel_for(self, hop: dict) -> "C.ChannelRecord | None":
         cands = [c for c in self.ld.channels.channels.values() if c.peer_id.hex() == hop["id"]]
         if hop.get("channel"):
             exact = [c for c in cands if c.scid is not None and str(c.scid) == hop["channel"]]
