@@ -165,6 +165,18 @@ def test_restart_between_fetchinvoice_and_pay(node_factory):
     assert l1.rpc.pay(f["invoice"])["status"] == "complete"
     [inv] = l2.rpc.listinvoices(offer_id=off["offer_id"])["invoices"]
     assert inv["status"] == "paid" and inv["amount_received_msat"] == 7000
+    # xpay takes BOLT 12 too: an invoice, and an offer (its invoice fetched first)
+    f2 = l1.rpc.call("fetchinvoice", {"offer": off["bolt12"]})
+    x = l1.rpc.call("xpay", {"invstring": f2["invoice"]})
+    assert x["amount_msat"] == 7000 and x["successful_parts"] == 1 and x["failed_parts"] == 0
+    with pytest.raises(RpcError) as e:
+        l1.rpc.call("xpay", {"invstring": f2["invoice"]})
+    assert "Already paid" in e.value.error["message"]
+    x = l1.rpc.call("xpay", {"invstring": off["bolt12"], "payer_note": "by xpay"})
+    assert x["amount_msat"] == 7000
+    notes = [i.get("invreq_payer_note") for i in l2.rpc.listinvoices(offer_id=off["offer_id"])["invoices"]]
+    assert notes == [None, None, "by xpay"]
+    assert all(i["status"] == "paid" for i in l2.rpc.listinvoices(offer_id=off["offer_id"])["invoices"])
     settled((l1, l2))
 
 
