@@ -16,6 +16,8 @@ from pathlib import Path
 
 import coincurve
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common import bolt12 as B
 from common.blindedpath import create_blinded_path
@@ -261,3 +263,44 @@ def test_decode_json() -> None:
     assert js["valid"] and js["invoice_amount_msat"] == 3000 and js["invoice_paths"][0]["payinfo"]["cltv_expiry_delta"] == 18
     assert js["invoice_fallbacks"][0]["address"].startswith("bc1q")
     assert js["invoice_node_id"] == ALICE.public_key.format().hex()
+
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([B.OFFER, B.INVREQ, B.INVOICE]))
+def test_decoding_random_streams_only_raises_bolt12error(raw: bytes, kind: str) -> None:
+    from common.bolt12_json import bolt12_json
+    try:
+        b = B.decode_stream(kind, raw)
+    except B.Bolt12Error:
+        return
+    bolt12_json(b)                      # decode's JSON never fails on what parses
+    for check in (B.check_offer, B.check_invreq, B.check_invoice):
+        try:
+            check(b)
+        except B.Bolt12Error:
+            pass
+    assert B.decode_stream(kind, b.encode()).encode() == b.encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_decoding_random_strings_only_raises_bolt12error(text: str) -> None:
+    try:
+        B.decode(text)
+    except B.Bolt12Error:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_onion_message_payloads_and_packets(raw: bytes) -> None:
+    from common.onion_message import OnionMessageError, OnionMsgTlv, peel_onion_message
+    try:
+        OnionMsgTlv.decode(raw)
+    except OnionMessageError:
+        pass
+    try:
+        peel_onion_message(b"\x00" + ALICE.public_key.format() + raw + bytes(32), BOB.public_key.format(), ALICE.ecdh)
+    except OnionMessageError:
+        pass
