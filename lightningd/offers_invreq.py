@@ -165,13 +165,19 @@ async def answer_invreq(ld: "LightningD", raw: bytes, reply: BlindedPath | None,
     label = f"{req.offer_id.hex()}-{req.invreq_payer_id.hex()}-{req.invreq_id.hex()[:16]}"  # type: ignore[union-attr]
     again = ld.invoices.by_label(label)
     if again is not None and again["bolt12"] is not None:
-        # the same request again (the payer did not get our answer): the same invoice (BOLT 12 MAY)
-        log.debug(f"invoice_request {req.invreq_id.hex()} again: sending its invoice again")
-        try:
-            await ld.onion_messages.send(OnionMsgTlv(invoice=B.decode(again["bolt12"]).encode()), path=reply)
-        except RpcError as e:
-            log.debug(f"could not send the invoice: {e.message}")
-        return
+        if offer.offer_issuer_id is not None:
+            # the same request again (the payer did not get our answer): BOLT 12 MAY answer
+            # with the same invoice, for an offer with an issuer id (and MUST NOT otherwise)
+            log.debug(f"invoice_request {req.invreq_id.hex()} again: sending its invoice again")
+            try:
+                await ld.onion_messages.send(OnionMsgTlv(invoice=B.decode(again["bolt12"]).encode()), path=reply)
+            except RpcError as e:
+                log.debug(f"could not send the invoice: {e.message}")
+            return
+        n = 1
+        while ld.invoices.by_label(f"{label}-{n}") is not None:
+            n += 1
+        label = f"{label}-{n}"
     try:
         inv = await make_invoice(ld, req, amount, label, local_offer_id=row["offer_id"],
                                  path_key=path_key if offer.offer_issuer_id is None else None,

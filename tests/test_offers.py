@@ -237,4 +237,8 @@ def test_private_payee_reached_through_a_blinded_path(node_factory):
     assert mine["status"] == "paid" and mine["amount_received_msat"] == 12000
     [fwd] = l2.rpc.listforwards()["forwards"]
     assert fwd["status"] == "settled" and fwd["out_channel"] == channel(l2, l3)["short_channel_id"]
+    # the same request twice: an offer without issuer id never answers with a previous invoice (BOLT 12)
+    a = l1.rpc.call("fetchinvoice", {"offer": off["bolt12"], "payer_metadata": "02" * 16})["invoice"]
+    b = l1.rpc.call("fetchinvoice", {"offer": off["bolt12"], "payer_metadata": "02" * 16})["invoice"]
+    assert a != b and len(l3.rpc.listinvoices(offer_id=off["offer_id"])["invoices"]) == 3
     settled((l1, l2), (l2, l3))
