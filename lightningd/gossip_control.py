@@ -157,6 +157,23 @@ class GossipControl:
             return b""
         return r["update"]
 
+    async def listnodes(self, node_id: bytes | None = None) -> list[dict]:
+        """gossipd's listnodes (of one node): [] if it does not know it."""
+        if self.subd is None or not self.subd.running:
+            return []
+        r = await self.subd.request("gossipd_listnodes", {"request_json": json.dumps(
+            {"id": node_id.hex() if node_id else None})}, timeout=60)
+        return json.loads(r["json"])
+
+    async def listchannels(self, source: bytes | None = None) -> list[dict]:
+        """gossipd's listchannels (from ``source``)."""
+        if self.subd is None or not self.subd.running:
+            return []
+        r = await self.subd.request("gossipd_listchannels", {"request_json": json.dumps(
+            {"short_channel_id": None, "source": source.hex() if source else None, "destination": None})},
+            timeout=60)
+        return json.loads(r["json"])
+
     async def dev_suppress(self) -> None:
         if self.subd is not None and self.subd.running:
             self.subd.send("gossipd_dev_suppress", {})
