@@ -95,6 +95,7 @@ class ChannelDaemon:
         self._bal_at = 0.0
         self._bal_key: tuple = ()
         self._bal_timer: asyncio.TimerHandle | None = None
+        self._bal_task: asyncio.Future | None = None
 
     # ------------------------------------------------------------------ plumbing
     def billboard(self, text: str) -> None:
@@ -158,17 +159,36 @@ class ChannelDaemon:
     def _balances(self, ch: Channel) -> tuple[int, int]:
         """spendable/receivable for the master's summary.  Computing them is a
         search over the BOLT 2 checks: under load they are refreshed at most
-        every BALANCE_REFRESH seconds, and once more when things calm down."""
+        every BALANCE_REFRESH seconds, and once more when things calm down;
+        exact whenever the channel turns busy or idle (a payer starting its
+        next payment right after the last sees what it can really send).  A
+        payer planning on a stale figure learns the exact one when its HTLC
+        is refused (handle_offer_htlc)."""
         now = time.monotonic()
-        key = (ch.state, ch.connected)
+        key = (ch.state, ch.connected, not ch.log.htlcs)
         if self._bal is None or now - self._bal_at >= BALANCE_REFRESH or key != self._bal_key:
             self._bal = (ch.spendable_msat, ch.receivable_msat)
             self._bal_at = now
             self._bal_key = key
         elif self._bal_timer is None:
-            self._bal_timer = asyncio.get_running_loop().call_later(
-                BALANCE_REFRESH, lambda: asyncio.ensure_future(self._refresh_balances()))
+            self._bal_timer = asyncio.get_running_loop().call_later(BALANCE_REFRESH, self._start_refresh)
         return self._bal
+
+    def _start_refresh(self) -> None:
+        self._bal_task = asyncio.ensure_future(self._refresh_balances())
+
+    async def stop_balance_refresh(self) -> None:
+        """At exit: no refresh left pending (or destroyed half-way)."""
+        if self._bal_timer is not None:
+            self._bal_timer.cancel()
+            self._bal_timer = None
+        task, self._bal_task = self._bal_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
 
     async def _refresh_balances(self) -> None:
         self._bal_timer = None
@@ -193,12 +213,21 @@ class ChannelDaemon:
         except RequestFailed as e:
             raise ChannelFailed(f"master refused to persist: {e.msg.fields.get('reason')}") from None
 
-    def shared_secret(self, onion: bytes) -> bytes | None:
+    def shared_secret(self, onion: bytes, path_key: bytes | None = None) -> bytes | None:
         """BOLT 4 shared secret of an incoming onion (hsmd does the ECDH);
-        None if its public key is invalid (the master fails it as malformed)."""
+        None if its public key (or the path_key) is invalid (the master fails
+        it).  With a route blinding path_key, the onion was encrypted to our
+        blinded id B = HMAC256("blinded_node_id", ECDH(path_key)) * N: the
+        ephemeral key is tweaked instead, which needs only ECDHs of hsmd."""
+        from common.onion import blinded_node_tweak
+        from common.onion_crypto import blind_pubkey
         from common.sync_hsm import HsmError
         try:
-            return self.hsm.call("hsmd_ecdh_req", {"point": onion[1:34]})["ss"]
+            point = onion[1:34]
+            if path_key is not None:
+                path_ss = self.hsm.call("hsmd_ecdh_req", {"point": path_key})["ss"]
+                point = blind_pubkey(point, blinded_node_tweak(path_ss))
+            return self.hsm.call("hsmd_ecdh_req", {"point": point})["ss"]
         except (HsmError, ValueError):    # (HsmLinkBroken stops the daemon)
             return None
 
@@ -282,6 +311,7 @@ class ChannelDaemon:
             raise ChannelFailed("signing done")
         else:
             self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self.loaded.set()
             self.minimum_depth = cfg.get("minimum_depth", self.minimum_depth)
             self.scid = cfg.get("scid")
             self.funding_depth = cfg.get("funding_depth", 0)
@@ -591,16 +621,19 @@ class ChannelDaemon:
 
     async def handle_offer_htlc(self, msg: Msg) -> None:
         f = msg.fields
-        ch = self.ch
+        ch = await self._loaded_channel()
         async with self.lock:
             try:
                 if ch is None:
                     raise UsageError("channel not open")
                 upd = ch.add_htlc(f["amount_msat"], f["payment_hash"], f["cltv_expiry"], f["onion"],
-                                  f["blockheight"])
+                                  f["blockheight"], blinding_point=f["path_key"])
             except (UsageError, ChannelError) as e:
+                # with what the channel could take now (the master's summary
+                # of it may be up to BALANCE_REFRESH old): payers re-plan on it
                 self.master.send("channeld_offer_htlc_fail", {"failure_code": TEMPORARY_CHANNEL_FAILURE,
-                                                              "reason": str(e)})
+                                                              "reason": str(e),
+                                                              "spendable_msat": ch.spendable_msat if ch else 0})
                 return
             self.master.send("channeld_offer_htlc_reply", {"htlc_id": upd[1]["id"]})
             try:
@@ -670,9 +703,11 @@ class ChannelDaemon:
                 self._after_progress()
 
     async def _loaded_channel(self) -> Channel | None:
-        """The channel, once loaded (modes 3 and 4 load it after init, in run())."""
+        """The channel, once loaded (modes 2, 3 and 4 load it after init, in
+        run(): a master request can arrive first, e.g. an HTLC offered to a
+        channeld just restarted)."""
         await self.init_event.wait()
-        if self.ch is None and self.init["mode"] in (MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
+        if self.ch is None and self.init["mode"] in (MODE_RESUME, MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
             try:
                 await asyncio.wait_for(self.loaded.wait(), 30)
             except asyncio.TimeoutError:
@@ -707,6 +742,9 @@ class ChannelDaemon:
 
 async def main(d: Daemon) -> None:
     cd = ChannelDaemon(d)
-    await cd.run()
+    try:
+        await cd.run()
+    finally:
+        await cd.stop_balance_refresh()
 
 

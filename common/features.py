@@ -234,8 +234,10 @@ def validate_features(features: bytes | Iterable[int], context: Context | str) -
 #               open such channels by default), option_shutdown_anysegwit,
 #               option_payment_metadata, option_channel_type (optional as in
 #               Core Lightning before 25.09)
-# Not advertised (yet): gossip_queries_ex, large channels, route blinding,
-# dual funding, quiescence, splicing, onion messages, scid_alias, zeroconf,
+# Route blinding and onion messages are optional, as Core Lightning (BOLT 12
+# offers need both).
+# Not advertised (yet): gossip_queries_ex, large channels,
+# dual funding, quiescence, splicing, scid_alias, zeroconf,
 # ... — BOLT 9: "MUST NOT set feature bits it does not support".
 OUR_FEATURE_BITS: frozenset[int] = frozenset({
     compulsory(OPTION_DATA_LOSS_PROTECT),
@@ -246,7 +248,9 @@ OUR_FEATURE_BITS: frozenset[int] = frozenset({
     compulsory(PAYMENT_SECRET),
     optional(BASIC_MPP),
     optional(OPTION_ANCHORS),
+    optional(OPTION_ROUTE_BLINDING),
     optional(OPTION_SHUTDOWN_ANYSEGWIT),
+    optional(OPTION_ONION_MESSAGES),
     optional(OPTION_CHANNEL_TYPE),
     optional(OPTION_PAYMENT_METADATA),
 })

@@ -134,13 +134,17 @@ class GossipControl:
     def block_disconnected(self, height: int) -> None:
         return None
 
-    async def getroute(self, request: dict) -> list[dict]:
+    async def getroutes(self, request: dict) -> list[list[dict]]:
+        """gossipd's routes (wire/csv/gossipd.csv gossipd_getroutes, the
+        fields of ``request``), as getroute's hops; RpcError 205 if none."""
         assert self.subd is not None
         try:
-            r = await self.subd.request("gossipd_getroute", {"request_json": json.dumps(request)}, timeout=60)
+            r = await self.subd.request("gossipd_getroutes", request, timeout=60)
         except RequestFailed as e:
             raise RpcError(PAY_ROUTE_NOT_FOUND, e.msg.fields.get("reason", "Could not find a route")) from None
-        return json.loads(r["route_json"])
+        return [[{"id": h["id"].hex(), "channel": str(ShortChannelId.from_int(h["scid"])), "direction": h["direction"],
+                  "amount_msat": h["amount_msat"], "delay": h["delay"], "style": "tlv"} for h in route["hops"]]
+                for route in r["routes"]]
 
     async def channel_update(self, scid: int | None) -> bytes:
         """Our latest channel_update of a public channel (for onion errors);
@@ -152,6 +156,23 @@ class GossipControl:
         except (RequestFailed, asyncio.TimeoutError, ConnectionClosed):
             return b""
         return r["update"]
+
+    async def listnodes(self, node_id: bytes | None = None) -> list[dict]:
+        """gossipd's listnodes (of one node): [] if it does not know it."""
+        if self.subd is None or not self.subd.running:
+            return []
+        r = await self.subd.request("gossipd_listnodes", {"request_json": json.dumps(
+            {"id": node_id.hex() if node_id else None})}, timeout=60)
+        return json.loads(r["json"])
+
+    async def listchannels(self, source: bytes | None = None) -> list[dict]:
+        """gossipd's listchannels (from ``source``)."""
+        if self.subd is None or not self.subd.running:
+            return []
+        r = await self.subd.request("gossipd_listchannels", {"request_json": json.dumps(
+            {"short_channel_id": None, "source": source.hex() if source else None, "destination": None})},
+            timeout=60)
+        return json.loads(r["json"])
 
     async def dev_suppress(self) -> None:
         if self.subd is not None and self.subd.running:
@@ -214,5 +235,5 @@ def register(ld: "LightningD") -> None:
         # at most 100%.
         route = await ld.find_route(id, amount_msat, cltv, set(exclude or []),
                                     riskfactor=riskfactor, fuzzpercent=min(fuzzpercent, 100), maxhops=maxhops,
-                                    source=fromid, absolute_cltv=False)
+                                    source=fromid)
         return {"route": route}

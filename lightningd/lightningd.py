@@ -9,12 +9,14 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bitcoin.networks import Network, network_by_name
 from common.features import Context
 from common.ownfile import unlink_if_ours
+from common.scid import ShortChannelIdDir
 from common.wireaddr import WireAddr, parse_wireaddr
 
 from . import channel as C
@@ -25,12 +27,17 @@ from . import (
     feerates,
     gossip_control,
     invoice_commands,
+    fetchinvoice,
     keysend,
+    offers,
+    onion_messages,
     opening_control,
+    pay_bolt12,
     payments,
     peer_channels,
     peer_control,
     wallet_commands,
+    xpay,
 )
 from .anchors import AnchorSpender
 from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
@@ -56,6 +63,9 @@ from .jsonrpc import CommandRegistry, RpcServer
 from .jsonrpc_errors import LIGHTNINGD, PAY_ROUTE_NOT_FOUND, RpcError
 from .log import LogBook, Logger, level_from_name
 from .onchain_control import OnchainControl
+from .fetchinvoice import Bolt12Messages
+from .offers import Offers
+from .onion_messages import OnionMessages
 from .opening_control import peer_spoke
 from .payments import Payments
 from .peer_channels import listfunds_channels
@@ -109,6 +119,9 @@ class LightningD:
         self.invoices: Invoices = None  # type: ignore[assignment]  (set in start)
         self.htlcs = HtlcEngine(self)
         self.payments = Payments(self)
+        self.onion_messages = OnionMessages(self)
+        self.offers = Offers(self)
+        self.bolt12_messages = Bolt12Messages(self)
         self.onchain = OnchainControl(self)
         self.anchors = AnchorSpender(self)
         self._channel_peers: set[bytes] = set()
@@ -136,6 +149,11 @@ class LightningD:
         closing_control.register(self)
         peer_channels.register(self)
         keysend.register(self)
+        xpay.register(self)
+        onion_messages.register(self)
+        offers.register(self)
+        fetchinvoice.register(self)
+        pay_bolt12.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:
@@ -244,6 +262,7 @@ class LightningD:
         self.wallet = Wallet(self.db, self.network, self.log_book.logger("wallet"))
         self.channels.load()
         self.invoices = Invoices(self)
+        await self.offers.start()
         self.fees_collected_msat = int(self.db.get_var("fees_collected_msat", 0))
         if self.hsm.bip32_xpub:
             self.wallet.set_xpub(self.hsm.bip32_xpub)
@@ -458,25 +477,48 @@ class LightningD:
             self.peers[node_id] = PeerState(node_id)
 
     async def find_route(self, destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
-                         riskfactor: int = 10, fuzzpercent: int = 5, maxhops: int = 20, source: bytes | None = None,
-                         absolute_cltv: bool = False, policies: list[dict] | None = None) -> list[dict]:
+                         riskfactor: float = 10, fuzzpercent: float = 5, maxhops: int = 20,
+                         source: bytes | None = None, policies: list[dict] | None = None) -> list[dict]:
         """Route through the gossip graph, our own channels with their real
         spendable amounts (gossipd's getroute); RpcError if none."""
+        routes = await self.find_routes(destination, [amount_msat], final_cltv, exclude, riskfactor=riskfactor,
+                                        fuzzpercent=fuzzpercent, maxhops=maxhops, source=source, policies=policies)
+        return routes[0]
+
+    async def find_routes(self, destination: bytes, amounts: list[int], final_cltv: int, exclude: Iterable[str],
+                          riskfactor: float = 10, fuzzpercent: float = 5, maxhops: int = 20,
+                          source: bytes | None = None, policies: list[dict] | None = None,
+                          limits: list[dict] | None = None, spendable: dict[int, int] | None = None,
+                          maxparts: int = 1) -> list[list[dict]]:
+        """Routes delivering sum(amounts) in at most ``maxparts`` parts
+        (gossipd's getroutes).  ``exclude``: "BLOCKxTXxOUT/DIR" or node ids
+        (hex); ``limits``: {scid, direction, max_msat, reserved_msat} a
+        payment learnt; ``spendable``: what the payment may send through
+        each of our channels (by scid) instead of their current spendable."""
         if self.gossipd.subd is None or not self.gossipd.subd.running:
             raise RpcError(PAY_ROUTE_NOT_FOUND, "gossipd is not running")
+        spendable = spendable or {}
         locals_ = []
         if source is None or source == self.node_id:
             for c in self.channels.channels.values():
                 if c.scid is None or c.state != C.NORMAL:
                     continue
-                locals_.append({"scid": c.scid.to_int(), "peer_id": c.peer_id.hex(),
-                                "spendable_msat": c.summary.get("spendable_msat", 0),
+                locals_.append({"scid": c.scid.to_int(), "peer_id": c.peer_id,
+                                "spendable_msat": spendable.get(c.scid.to_int(), c.summary.get("spendable_msat", 0)),
                                 "htlc_minimum_msat": c.summary.get("their_htlc_minimum_msat", 0),
                                 "enabled": self.is_connected(c.peer_id)})
-        return await self.gossipd.getroute({
-            "source": (source or self.node_id).hex(), "destination": destination.hex(), "amount_msat": amount_msat,
-            "riskfactor": riskfactor, "cltv": final_cltv, "exclude": sorted(exclude), "fuzzpercent": fuzzpercent,
-            "maxhops": maxhops, "local_channels": locals_, "policies": policies or []})
+        channels, nodes = [], []
+        for x in exclude:
+            if "/" in x:
+                sd = ShortChannelIdDir.parse(x)
+                channels.append({"scid": sd.scid.to_int(), "direction": sd.direction})
+            else:
+                nodes.append(bytes.fromhex(x))
+        return await self.gossipd.getroutes({
+            "source": source or self.node_id, "destination": destination, "amounts": amounts, "maxparts": maxparts,
+            "final_cltv": final_cltv, "riskfactor_millionths": min(int(riskfactor * 1e6), 2**64 - 1),
+            "fuzz_millionths": int(fuzzpercent * 1e4), "maxhops": maxhops, "excluded_channels": channels,
+            "excluded_nodes": nodes, "local_channels": locals_, "policies": policies or [], "limits": limits or []})
 
     def is_connected(self, node_id: bytes) -> bool:
         p = self.peers.get(node_id)
