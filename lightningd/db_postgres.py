@@ -282,7 +282,8 @@ class PgStore:
                     raise DbFatal(f"Optimistic lock on the database failed: data_version is {have} on the "
                                   f"server, {first_prev} here.  There may be a concurrent access to the "
                                   "database; aborting since concurrent access is unsafe.")
-                self._write(conn, _merge(records))
+                with conn.pipeline():     # the batch's statements in one round trip
+                    self._write(conn, _merge(records))
         except psycopg.OperationalError as e:
             conn.close()
             self.conn = None
