@@ -78,15 +78,17 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
     delay = final_cltv
 
     def usable(c) -> bool:
-        return (c.state == C.NORMAL and c.scid is not None and ld.is_connected(c.peer_id)
-                and f"{c.scid}/{0 if ld.node_id < c.peer_id else 1}" not in exclude and str(c.scid) not in exclude
+        # (a zero-conf channel is named by our alias until it confirms)
+        name = c.scid_or_alias
+        return (c.state == C.NORMAL and name is not None and ld.is_connected(c.peer_id)
+                and f"{name}/{0 if ld.node_id < c.peer_id else 1}" not in exclude and str(name) not in exclude
                 and c.peer_id.hex() not in exclude
                 and c.summary.get("spendable_msat", 0) >= amount_msat)
     direct = [c for c in ld.channels.by_peer(destination) if usable(c)]
     if direct:
         c = max(direct, key=lambda c: c.summary.get("spendable_msat", 0))
-        return [{"id": destination.hex(), "channel": str(c.scid), "amount_msat": amount_msat, "delay": delay,
-                 "direction": 0 if ld.node_id < c.peer_id else 1}]
+        return [{"id": destination.hex(), "channel": str(c.scid_or_alias), "amount_msat": amount_msat,
+                 "delay": delay, "direction": 0 if ld.node_id < c.peer_id else 1}]
     for hint in hints:
         if not hint:
             continue
@@ -115,7 +117,7 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
         to_peer = [c for c in ld.channels.by_peer(peer) if usable(c) and c.summary.get("spendable_msat", 0) >= amt]
         if to_peer:
             c = to_peer[0]
-            hops_after = [{"id": peer.hex(), "channel": str(c.scid), "amount_msat": amt, "delay": dl}] + chain
+            hops_after = [{"id": peer.hex(), "channel": str(c.scid_or_alias), "amount_msat": amt, "delay": dl}] + chain
             return hops_after
     try:
         return await ld.find_route(destination, amount_msat, final_cltv, exclude, riskfactor=riskfactor,
