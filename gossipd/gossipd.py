@@ -163,8 +163,14 @@ class Gossipd:
         if f["local_alias"]:
             pol = {k: f[k] for k in ("cltv_delta", "htlc_minimum_msat", "fee_base_msat", "fee_ppm",
                                      "htlc_maximum_msat")}
-            self.private.set(PrivateChannel(f["peer_id"], f["scid"], f["local_alias"], f["remote_alias"],
-                                            bool(f["announcement"]), f["enabled"], pol))
+            ch = PrivateChannel(f["peer_id"], f["scid"], f["local_alias"], f["remote_alias"],
+                                bool(f["announcement"]), f["enabled"], pol)
+            self.private.set(ch)
+            for raw in self.private.take_early(ch):
+                try:
+                    self._peer_private_update(ch.peer_id, raw)
+                except GossipError as e:
+                    self.status.debug(f"bad channel_update: {e}", ch.peer_id)
         if f["scid"]:
             await self._local_channel_in_graph(f)
         if f["local_alias"]:
@@ -427,6 +433,9 @@ class Gossipd:
         upd = parse_channel_update(raw)
         ch = self.private.match(peer_id, upd.scid)
         if ch is None:
+            if upd.message_flags & 2 or self.mgr is None or not self.mgr.graph.has_channel(upd.scid):
+                # (dont_forward, or unknown: it may be ours, the master not having told us yet)
+                self.private.keep_early(peer_id, upd.scid, raw)
             return False
         check_channel_update(raw, self.chain_hash, peer_id)    # signed by the peer (GossipError)
         if ch.scid and self.mgr is not None and self.mgr.graph.has_channel(ch.scid) and upd.scid == ch.scid:

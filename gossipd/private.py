@@ -17,6 +17,9 @@ MUST_BE_ONE, DONT_FORWARD = 1, 2
 #: channel_flags: direction, disable
 DIRECTION, DISABLE = 1, 2
 CHANNEL_UPDATE = 258
+#: peers' updates naming a channel we are not told of yet (the master's
+#: gossipd_local_channel and the peer's update race), kept until it is
+MAX_EARLY = 64
 
 
 def unsigned_update(chain_hash: bytes, scid: int, timestamp: int, message_flags: int, channel_flags: int,
@@ -57,6 +60,7 @@ class PrivateChannels:
         self.chain_hash = chain_hash
         self.by_alias: dict[int, PrivateChannel] = {}
         self.sent: dict[int, bytes] = {}        # local alias -> the last update the peer got
+        self.early: dict[tuple[bytes, int], bytes] = {}   # (peer id, scid) -> its update
 
     def direction(self, peer_id: bytes) -> int:
         """BOLT 7: 0 if we are node_1 (the lesser node id)."""
@@ -67,6 +71,17 @@ class PrivateChannels:
         if old is not None and old.peer_scid() != ch.peer_scid():
             self.sent.pop(ch.local_alias, None)
         self.by_alias[ch.local_alias] = ch
+
+    def keep_early(self, peer_id: bytes, scid: int, raw: bytes) -> None:
+        """A peer's update of a channel we may not be told of yet."""
+        if len(self.early) >= MAX_EARLY:
+            self.early.pop(next(iter(self.early)))
+        self.early[(peer_id, scid)] = raw
+
+    def take_early(self, ch: PrivateChannel) -> list[bytes]:
+        """The early updates that name `ch` (now that we know it)."""
+        keys = [k for k in self.early if k[0] == ch.peer_id and k[1] and k[1] in (ch.local_alias, ch.scid)]
+        return [self.early.pop(k) for k in keys]
 
     def peer_disconnected(self, peer_id: bytes) -> None:
         """What it got is sent again on the next connection (it may be lost)."""

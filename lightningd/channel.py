@@ -274,6 +274,7 @@ class ChannelRecord:
                                                                   ("remote", self.alias_remote)) if v is not None}
         if alias:
             d["alias"] = alias
+        # our channel_update's policy, and the peer's (Core Lightning's updates)
         d["updates"] = {"local": {"htlc_minimum_msat": self.htlc_minimum_msat,
                                   "htlc_maximum_msat": self.htlc_maximum_msat, "cltv_expiry_delta": self.cltv_delta,
                                   "fee_base_msat": self.fee_base_msat,

@@ -389,6 +389,8 @@ class ChannelControl:
                        (rec.peer_id, addr.addr if addr is not None and not addr.incoming else None))
         self.channels[rec.dbid] = rec
         self.ld.peer_has_channel(rec.peer_id)
+        # gossipd knows our alias before the peer's channel_update names the channel by it
+        asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
         self.ld.log.info(f"channel {rec.dbid} with {rec.peer_id.hex()}: funding {rec.funding_txid_hex}:"
                          f"{rec.funding_outnum} ({rec.funding_sat} sat)")
         if rec.opener == "remote":   # as Core Lightning: "a peer successfully funded a channel with us"
