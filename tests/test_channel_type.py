@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyln.client import RpcError
-
-from bitcoin.tx import OutPoint
-from channeld.core import Channel, ChannelParams, ChannelType, PartyConfig
-from channeld.core.testing import party_config
-from common.commitment import Side, commit_tx_base_fee
-from common.features import bits_from_features, features_from_bits
+from channel_testing import party_config
 from node_factory import sync_blockheight, wait_for
+from pyln.client import RpcError
 from scripted_peer import ScriptedPeer, open_channel_fields, open_unconfirmed_channel
 from test_channels import channel, fund
 from test_onchain import mempool, mine, sats, state, status, wait_mempool
+
+from bitcoin.tx import OutPoint
+from channeld.core import Channel, ChannelParams, ChannelType, PartyConfig
+from common.commitment import Side, commit_tx_base_fee
+from common.features import bits_from_features, features_from_bits
 
 PLUGINS = Path(__file__).parent / "plugins"
 SLOW_PERKW = 500               # 2 sat/vB: anchors commitments
