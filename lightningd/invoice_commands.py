@@ -209,7 +209,14 @@ async def keysend_invoice(ld: "LightningD", amount_msat: int, preimage: bytes) -
 
 def register(ld: "LightningD") -> None:
     cmd = ld.registry.command
-    hints = RouteHints(ld.channels, ld.gossipd, ld.is_connected)
+    made: list[RouteHints] = []
+
+    def hints() -> RouteHints:
+        """Made at the first invoice (registration needs only the registry),
+        kept for its round-robin state."""
+        if not made:
+            made.append(RouteHints(ld.channels, ld.gossipd, ld.is_connected))
+        return made[0]
 
     @cmd("invoice", [req("amount_msat", positive_msat_or_any), req("label", P.label), req("description", P.string),
                      opt("expiry", P.u64, DEFAULT_EXPIRY), opt("fallbacks", P.array), opt("preimage", preimage32),
@@ -236,7 +243,7 @@ def register(ld: "LightningD") -> None:
             ld.invoices.check_new(label, payment_hash)
         except InvoiceError as e:
             raise invoice_error(e) from None
-        routes, warnings = await hints.for_invoice(amount_msat, exposeprivatechannels)
+        routes, warnings = await hints().for_invoice(amount_msat, exposeprivatechannels)
         min_final = cltv if cltv is not None else int(ld.cfg.get("cltv-final", 18))
         payment_secret = os.urandom(32)
         fields = InvoiceFields(
