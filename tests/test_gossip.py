@@ -78,7 +78,7 @@ def test_diamond_cheaper_path_and_retry_around_a_channel_that_cannot_carry(node_
     fees = r["amount_sent_msat"] - r["amount_msat"]
     assert fees >= 50_000   # went through l3
     assert any(f["status"] == "settled" for f in l3.rpc.listforwards()["forwards"])
-    assert [f["status"] for f in l2.rpc.listforwards()["forwards"]] == ["local_failed"]
+    assert "local_failed" in [f["status"] for f in l2.rpc.listforwards()["forwards"]]
 
 
 def test_graph_kept_across_restart_and_late_joiner_syncs(node_factory):
