@@ -26,7 +26,7 @@ from wire.internal import internal_schema
 
 from .graph import ACCEPTED, U_OFF, U_TS
 from .manager import GossipManager
-from .private import PrivateChannel, PrivateChannels, unsigned_update
+from .private import DONT_FORWARD, PrivateChannel, PrivateChannels, unsigned_update
 from .queries import (TimestampFilter, answer_query_short_channel_ids, filtered_gossip, gossip_timestamp_filter,
                       parse_reply_channel_range, query_channel_range, query_short_channel_ids, reply_channel_range)
 from .routing import ChannelLimit, ChannelPolicy, LocalChannel, RouteNotFound, Router
@@ -401,7 +401,8 @@ class Gossipd:
             elif name == "channel_update":
                 if self._peer_private_update(peer_id, raw):
                     return
-                if mgr.handle_channel_update(raw, now) == ACCEPTED:
+                if mgr.handle_channel_update(raw, now) == ACCEPTED and \
+                        not mgr.graph.is_private(parse_channel_update(raw).scid):
                     self._queue(raw, parse_channel_update(raw).timestamp)
             elif name == "node_announcement":
                 if mgr.handle_node_announcement(raw, now) == ACCEPTED:
@@ -442,23 +443,24 @@ class Gossipd:
     def _peer_private_update(self, peer_id: bytes, raw: bytes) -> bool:
         """The peer's channel_update of one of our unannounced channels with
         it (by our alias or the real scid): its policy goes to the master
-        (route hints), never to the graph's relay.  False if it is gossip."""
+        (route hints).  True if that is all there is to it: named by our
+        alias, or `dont_forward` (BOLT 7: never relayed, nor put in the
+        graph others query); False if it is gossip too (the peer's public
+        update of a channel announced meanwhile)."""
         upd = parse_channel_update(raw)
         ch = self.private.match(peer_id, upd.scid)
         if ch is None:
-            if upd.message_flags & 2 or self.mgr is None or not self.mgr.graph.has_channel(upd.scid):
-                # (dont_forward, or unknown: it may be ours, the master not having told us yet)
+            if upd.message_flags & DONT_FORWARD or self.mgr is None or not self.mgr.graph.has_channel(upd.scid):
+                # (it may be ours, the master not having told us of it yet)
                 self.private.keep_early(peer_id, upd.scid, raw)
-            return False
+            return bool(upd.message_flags & DONT_FORWARD)
         check_channel_update(raw, self.chain_hash, peer_id)    # signed by the peer (GossipError)
-        if ch.scid and self.mgr is not None and self.mgr.graph.has_channel(ch.scid) and upd.scid == ch.scid:
-            self.mgr.handle_channel_update(raw, int(time.time()))    # our private channel in the graph
         self.master.send("gossipd_remote_channel_update", {
             "peer_id": peer_id, "scid": upd.scid, "timestamp": upd.timestamp, "enabled": not upd.disabled,
             "cltv_delta": upd.cltv_expiry_delta, "htlc_minimum_msat": upd.htlc_minimum_msat,
             "fee_base_msat": upd.fee_base_msat, "fee_ppm": upd.fee_proportional_millionths,
             "htlc_maximum_msat": upd.htlc_maximum_msat})
-        return True
+        return bool(upd.message_flags & DONT_FORWARD) or upd.scid != ch.scid
 
     def _warn(self, peer_id: bytes, text: str) -> None:
         self._send(peer_id, bolt_schema().encode("warning", {"channel_id": b"\x00" * 32,
