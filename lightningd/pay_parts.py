@@ -193,6 +193,7 @@ class MultiPartPayment:
         self.summary: list[str] = []                # Core Lightning xpay's "prior results"
         self.not_before = 0.0
         self.plan_error = RpcError(PAY_ROUTE_NOT_FOUND, "Could not find a route")   # the last plan's failure
+        self._payee_known: bool | None = None     # a channel to the payee in the gossip
         self.spendable0: dict[str, int] = {}         # our channels' spendable when the payment started
 
     # ------------------------------------------------------------------ the loop
@@ -466,8 +467,11 @@ class MultiPartPayment:
         final_cltv = req.min_final_cltv + FINAL_CLTV_PADDING
         avail = self._local_available()
         exclude = opts.exclude | k.disabled
-        route = self._direct(amount, final_cltv, avail) or \
-            hint_route(self.ld, req.payee, amount, final_cltv, exclude, req.hints, k.policies, avail)
+        def hinted() -> list[dict] | None:
+            return hint_route(self.ld, req.payee, amount, final_cltv, exclude, req.hints, k.policies, avail)
+        route = self._direct(amount, final_cltv, avail)
+        if route is None and req.hints and not await self._payee_in_graph():
+            route = hinted()        # a payee the gossip does not know: its hints are the way in
         if route is not None:
             return self._affordable([route])
         budget = self._htlc_budget()
@@ -477,6 +481,8 @@ class MultiPartPayment:
             return self._affordable(await self._network_routes(chunks, final_cltv, exclude, avail, budget))
         except RpcError as e:
             if len(chunks) == 1:
+                if e.code == PAY_ROUTE_NOT_FOUND and (route := hinted()) is not None:
+                    return self._affordable([route])
                 raise self._no_route(e, amount, avail, first) if e.code == PAY_ROUTE_NOT_FOUND else e from None
             # the presplit parts found no way, or their base fees add up over
             # the budget: the amount in one piece (split only where needed)
@@ -484,7 +490,19 @@ class MultiPartPayment:
         try:
             return self._affordable(await self._network_routes([amount], final_cltv, exclude, avail, budget))
         except RpcError as e:
+            if e.code == PAY_ROUTE_NOT_FOUND and (route := hinted()) is not None:
+                return self._affordable([route])
             raise self._no_route(e, amount, avail, first) if e.code == PAY_ROUTE_NOT_FOUND else e from None
+
+    async def _payee_in_graph(self) -> bool:
+        """Does the gossip know a channel to the payee?  Then its invoice's
+        route hints (Core Lightning's invoices carry one even for a public
+        node) are only a last resort, as extra channels are to Core
+        Lightning's xpay: the cheapest route is found in the graph."""
+        if self._payee_known is None:
+            chans = await self.ld.gossipd.listchannels({"destination": self.req.payee.hex()})
+            self._payee_known = any(c["source"] != self.ld.node_id.hex() for c in chans)
+        return self._payee_known
 
     async def _network_routes(self, chunks: list[int], final_cltv: int, exclude: set[str], avail: dict[str, int],
                               budget: int) -> list[list[dict]]:

@@ -67,13 +67,13 @@ def test_diamond_cheaper_path_and_retry_around_a_channel_that_cannot_carry(node_
     wait_for(lambda: any(c["base_fee_millisatoshi"] == 50_000 for c in l1.rpc.listchannels()["channels"]))
     route = l1.rpc.getroute(l4.node_id, 1_000_000, 1, fuzzpercent=0)["route"]
     assert route[0]["id"] == l2.node_id
-    # drain l2 -> l4 so it cannot carry 600,000 sat, then pay that much: the
-    # first attempt fails at l2 and the payment goes round through l3 (a
-    # keysend: an invoice of l4 would carry a route hint through l3, the
-    # one channel that can take it, as Core Lightning's do)
+    # drain l2 -> l4 so it cannot carry 600,000 sat, then pay that much: pay
+    # sends it in parts (presplit), those l2 cannot carry fail there and go
+    # round through l3
     inv = l4.rpc.invoice(500_000_000, "drain", "drain")
     l2.rpc.pay(inv["bolt11"])
-    r = l1.rpc.call("keysend", {"destination": l4.node_id, "amount_msat": 600_000_000, "maxfee": 5_000_000})
+    big = l4.rpc.invoice(600_000_000, "big", "big")
+    r = l1.rpc.pay(big["bolt11"], maxfee=5_000_000)
     assert r["status"] == "complete"
     fees = r["amount_sent_msat"] - r["amount_msat"]
     assert fees >= 50_000   # went through l3
