@@ -18,6 +18,7 @@ from bitcoin.keys import verify_digest_compact
 from common.scid import ShortChannelId
 from node_factory import sync_blockheight, wait_for
 from test_channels import channel, fund, open_channel
+from test_invoices import check_schema
 
 SCID_ALIAS = 46
 FEE_INSUFFICIENT = 0x1000 | 12
@@ -37,6 +38,7 @@ def test_alias_fields_on_both_peers(node_factory):
     assert len({c1["alias"]["local"], c2["alias"]["local"], c1["short_channel_id"]}) == 3
     assert c1["private"] is False and SCID_ALIAS not in c1["channel_type"]["bits"]   # a public channel
     assert c1["updates"]["local"]["fee_base_msat"] == c1["fee_base_msat"]
+    check_schema("listpeerchannels", l1.rpc.listpeerchannels())
     for node, c in ((l1, c1), (l2, c2)):
         by_alias = node.rpc.listpeerchannels(short_channel_id=c["alias"]["local"])["channels"]
         assert [x["channel_id"] for x in by_alias] == [c["channel_id"]]
@@ -76,6 +78,7 @@ def test_private_channel_route_hints_pay_and_forward_by_alias(node_factory):
     alias = c23["alias"]["local"]           # what l2 forwards by, l3's remote alias
     assert c32["alias"]["remote"] == alias and alias != c23["short_channel_id"]
     assert c32["updates"]["remote"] == c23["updates"]["local"]
+    check_schema("listpeerchannels", l3.rpc.listpeerchannels())
     # BOLT 2: the alias in the `r` field, never the real short channel id
     inv = l3.rpc.invoice(20_000_000, "hinted", "d")
     assert "warning_capacity" not in inv and "warning_private_unused" not in inv
@@ -132,6 +135,7 @@ def test_exposeprivatechannels(node_factory):
         inv = l3.rpc.call("invoice", {"amount_msat": 5_000_000, "label": f"i{hint_scids.n}", "description": "d",
                                       **kw})
         hint_scids.n += 1
+        check_schema("invoice", inv)
         routes = l1.rpc.decodepay(inv["bolt11"]).get("routes", [])
         return [r[0]["short_channel_id"] for r in routes], {k: v for k, v in inv.items() if k.startswith("warning_")}
     hint_scids.n = 0

@@ -18,6 +18,7 @@ from bitcoin.address import address_to_script
 from bitcoin.networks import NETWORKS
 from node_factory import sync_blockheight, wait_for
 from test_channels import channel, fund
+from test_invoices import check_schema
 
 PLUGINS = Path(__file__).parent / "plugins"
 POLICY = str(PLUGINS / "openchannel_policy.py")
@@ -63,6 +64,8 @@ def test_zeroconf_open_pay_before_and_after_confirmation(node_factory):
     assert c1["alias"] == {"local": c2["alias"]["remote"], "remote": c2["alias"]["local"]}
     assert c1["alias"]["local"] != c1["alias"]["remote"]
     assert "option_zeroconf" in c1["features"]
+    check_schema("listpeerchannels", l1.rpc.listpeerchannels())
+    check_schema("fundchannel", r)
     assert l2.rpc.call("openchannel_seen")["seen"][0]["id"] == l1.node_id
 
     # payments both ways before the funding confirms
@@ -188,6 +191,7 @@ def test_openchannel_hook_rejects_sets_mindepth_reserve_close_to(node_factory):
     c2 = channel(l2, l1)
     assert c2["their_reserve_msat"] == 12_345_000 and channel(l1, l2)["our_reserve_msat"] == 12_345_000
     assert c2["close_to_addr"] == addr
+    check_schema("listpeerchannels", l2.rpc.listpeerchannels())
     assert c2["close_to"] == address_to_script(addr, NETWORKS["regtest"]).hex()
     l1.chain.mine(1)
     wait_for(lambda: channel(l1, l2)["state"] == "CHANNELD_NORMAL" and channel(l2, l1)["state"] == "CHANNELD_NORMAL")
