@@ -214,12 +214,21 @@ class ChannelDaemon:
         except RequestFailed as e:
             raise ChannelFailed(f"master refused to persist: {e.msg.fields.get('reason')}") from None
 
-    def shared_secret(self, onion: bytes) -> bytes | None:
+    def shared_secret(self, onion: bytes, path_key: bytes | None = None) -> bytes | None:
         """BOLT 4 shared secret of an incoming onion (hsmd does the ECDH);
-        None if its public key is invalid (the master fails it as malformed)."""
+        None if its public key (or the path_key) is invalid (the master fails
+        it).  With a route blinding path_key, the onion was encrypted to our
+        blinded id B = HMAC256("blinded_node_id", ECDH(path_key)) * N: the
+        ephemeral key is tweaked instead, which needs only ECDHs of hsmd."""
+        from common.onion import blinded_node_tweak
+        from common.onion_crypto import blind_pubkey
         from common.sync_hsm import HsmError
         try:
-            return self.hsm.call("hsmd_ecdh_req", {"point": onion[1:34]})["ss"]
+            point = onion[1:34]
+            if path_key is not None:
+                path_ss = self.hsm.call("hsmd_ecdh_req", {"point": path_key})["ss"]
+                point = blind_pubkey(point, blinded_node_tweak(path_ss))
+            return self.hsm.call("hsmd_ecdh_req", {"point": point})["ss"]
         except (HsmError, ValueError):    # (HsmLinkBroken stops the daemon)
             return None
 
@@ -301,6 +310,7 @@ class ChannelDaemon:
             raise ChannelFailed("signing done")
         else:
             self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self.loaded.set()
             self.minimum_depth = cfg.get("minimum_depth", self.minimum_depth)
             self.scid = cfg.get("scid")
             self.funding_depth = cfg.get("funding_depth", 0)
@@ -616,13 +626,13 @@ class ChannelDaemon:
 
     async def handle_offer_htlc(self, msg: Msg) -> None:
         f = msg.fields
-        ch = self.ch
+        ch = await self._loaded_channel()
         async with self.lock:
             try:
                 if ch is None:
                     raise UsageError("channel not open")
                 upd = ch.add_htlc(f["amount_msat"], f["payment_hash"], f["cltv_expiry"], f["onion"],
-                                  f["blockheight"])
+                                  f["blockheight"], blinding_point=f["path_key"])
             except (UsageError, ChannelError) as e:
                 # with what the channel could take now (the master's summary
                 # of it may be up to BALANCE_REFRESH old): payers re-plan on it
@@ -698,9 +708,11 @@ class ChannelDaemon:
                 self._after_progress()
 
     async def _loaded_channel(self) -> Channel | None:
-        """The channel, once loaded (modes 3 and 4 load it after init, in run())."""
+        """The channel, once loaded (modes 2, 3 and 4 load it after init, in
+        run(): a master request can arrive first, e.g. an HTLC offered to a
+        channeld just restarted)."""
         await self.init_event.wait()
-        if self.ch is None and self.init["mode"] in (MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
+        if self.ch is None and self.init["mode"] in (MODE_RESUME, MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
             try:
                 await asyncio.wait_for(self.loaded.wait(), 30)
             except asyncio.TimeoutError:

@@ -28,15 +28,18 @@ def htlc_json(h: HtlcStatus) -> dict[str, Any]:
 
 
 def changes_json(ch: HtlcChanges, shared_secret: Any = None) -> dict[str, Any]:
-    """`shared_secret(onion) -> bytes | None` gives an incoming HTLC's onion
-    shared secret (ECDH with our node key, asked of hsmd)."""
+    """`shared_secret(onion, path_key) -> bytes | None` gives an incoming
+    HTLC's onion shared secret (ECDH with our node key, asked of hsmd; with
+    the blinded key when the HTLC came with a route blinding path_key)."""
     locked = []
     for h in ch.locked_in:
         d = htlc_json(h)
         if h.direction == "in":
             d["onion"] = h.onion.hex()
-            ss = shared_secret(h.onion) if shared_secret is not None else None
+            ss = shared_secret(h.onion, h.blinding_point) if shared_secret is not None else None
             d["shared_secret"] = ss.hex() if ss else None
+            if h.blinding_point is not None:
+                d["path_key"] = h.blinding_point.hex()
         locked.append(d)
     return {"locked_in": locked, "resolved": [htlc_json(h) for h in ch.resolved]}
 

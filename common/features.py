@@ -236,8 +236,10 @@ def validate_features(features: bytes | Iterable[int], context: Context | str) -
 #               Core Lightning before 25.09), option_scid_alias and
 #               option_zeroconf (channel_type variations: aliases in
 #               channel_ready, zero-conf opens the openchannel hook allows)
-# Not advertised (yet): gossip_queries_ex, large channels, route blinding,
-# dual funding, quiescence, splicing, onion messages,
+# Route blinding and onion messages are optional, as Core Lightning (BOLT 12
+# offers need both).
+# Not advertised (yet): gossip_queries_ex, large channels,
+# dual funding, quiescence, splicing,
 # ... — BOLT 9: "MUST NOT set feature bits it does not support".
 OUR_FEATURE_BITS: frozenset[int] = frozenset({
     compulsory(OPTION_DATA_LOSS_PROTECT),
@@ -248,7 +250,9 @@ OUR_FEATURE_BITS: frozenset[int] = frozenset({
     compulsory(PAYMENT_SECRET),
     optional(BASIC_MPP),
     optional(OPTION_ANCHORS),
+    optional(OPTION_ROUTE_BLINDING),
     optional(OPTION_SHUTDOWN_ANYSEGWIT),
+    optional(OPTION_ONION_MESSAGES),
     optional(OPTION_CHANNEL_TYPE),
     optional(OPTION_PAYMENT_METADATA),
     optional(OPTION_SCID_ALIAS),

@@ -182,12 +182,23 @@ class GossipControl:
             return b""
         return r["update"]
 
-    async def listchannels(self, request: dict) -> list[dict]:
-        """gossipd's listchannels: {short_channel_id (int) | source | destination (hex)}."""
+    async def listnodes(self, node_id: bytes | None = None) -> list[dict]:
+        """gossipd's listnodes (of one node): [] if it does not know it."""
         if self.subd is None or not self.subd.running:
             return []
-        request = {"short_channel_id": None, "source": None, "destination": None, **request}
-        r = await self.subd.request("gossipd_listchannels", {"request_json": json.dumps(request)}, timeout=60)
+        r = await self.subd.request("gossipd_listnodes", {"request_json": json.dumps(
+            {"id": node_id.hex() if node_id else None})}, timeout=60)
+        return json.loads(r["json"])
+
+    async def listchannels(self, source: bytes | None = None, *, short_channel_id: int | None = None,
+                           destination: bytes | None = None) -> list[dict]:
+        """gossipd's listchannels (from ``source``, to ``destination``, or of
+        one short channel id; all of them without any)."""
+        if self.subd is None or not self.subd.running:
+            return []
+        r = await self.subd.request("gossipd_listchannels", {"request_json": json.dumps(
+            {"short_channel_id": short_channel_id, "source": source.hex() if source else None,
+             "destination": destination.hex() if destination else None})}, timeout=60)
         return json.loads(r["json"])
 
     async def dev_suppress(self) -> None:
@@ -223,11 +234,9 @@ def register(ld: "LightningD") -> None:
                            destination: bytes | None) -> dict:
         if sum(x is not None for x in (short_channel_id, source, destination)) > 1:
             raise RpcError(INVALID_PARAMS, "Can only specify one of short_channel_id, source or destination")
-        request = {"short_channel_id": short_channel_id.to_int() if short_channel_id is not None else None,
-                   "source": source.hex() if source else None,
-                   "destination": destination.hex() if destination else None}
-        assert g.subd is not None
-        return {"channels": await g.listchannels(request)}
+        return {"channels": await g.listchannels(
+            source, short_channel_id=short_channel_id.to_int() if short_channel_id is not None else None,
+            destination=destination)}
 
     @cmd("listnodes", [opt("id", P.node_id)], category="network",
          description="Show node {id} (or all known nodes, if not specified)")

@@ -25,6 +25,9 @@ from common.bolt11 import (
     encode,
 )
 from common.bolt11 import decode as decode_bolt11
+from common.bolt12 import Bolt12Error
+from common.bolt12 import decode as decode_bolt12
+from common.bolt12_json import bolt12_json
 from common.features import Context
 
 from . import params as P
@@ -80,11 +83,18 @@ def chanhints(v: Any) -> bool | list:
     return [P.short_channel_id(v)]
 
 
-def bolt11_string(v: Any) -> Invoice:
-    """decode's `string`: a BOLT 11 invoice (bolt12, runes and emergency
-    recovery strings are not supported here)."""
+def bolt11_string(v: Any) -> Invoice | dict:
+    """decode's `string`: a BOLT 11 invoice, or a BOLT 12 offer, invoice_request
+    or invoice (as its JSON: common.bolt12_json); runes and emergency recovery
+    strings are not supported here."""
+    text = P.string(v)
+    if text.strip()[:4].lower() in ("lno1", "lnr1", "lni1"):
+        try:
+            return bolt12_json(decode_bolt12(text))
+        except Bolt12Error as e:
+            raise P.BadType(f"Invalid bolt12: {e}") from None
     try:
-        return decode_bolt11(P.string(v))
+        return decode_bolt11(text)
     except Bolt11Error as e:
         raise P.BadType(f"Invalid bolt11: {e}") from None
 
@@ -283,15 +293,16 @@ def register(ld: "LightningD") -> None:
             raise RpcError(INVALID_PARAMS, "Can only specify {limit} with {index}")
         if invstring is not None:
             try:
-                payment_hash = decode_bolt11(invstring).payment_hash
-            except Bolt11Error:
+                payment_hash = decode_bolt12(invstring, "invoice").invoice_payment_hash \
+                    if invstring[:4].lower() == "lni1" else decode_bolt11(invstring).payment_hash
+            except (Bolt11Error, Bolt12Error):
                 raise RpcError(INVALID_PARAMS, "Invalid invstring") from None
         invs = ld.invoices
         if label is not None or payment_hash is not None:
             row = invs.by_label(label) if label is not None else invs.by_hash(payment_hash)  # type: ignore[arg-type]
             return {"invoices": [invs.to_json(row)] if row is not None else []}
         if offer_id is not None:
-            return {"invoices": []}  # no bolt12 offers here
+            return {"invoices": [i for i in invs.listing() if i.get("local_offer_id") == offer_id.hex()]}
         return {"invoices": invs.listing(index, start, limit)}
 
     @cmd("waitinvoice", [req("label", P.label)], category="payment",
@@ -350,7 +361,9 @@ def register(ld: "LightningD") -> None:
 
     @cmd("decode", [req("string", bolt11_string)], category="utility",
          description="Decode {string} message, returning all the fields")
-    async def decode(ctx: RequestContext, string: Invoice) -> dict:
+    async def decode(ctx: RequestContext, string: Invoice | dict) -> dict:
+        if isinstance(string, dict):
+            return string
         return {"type": "bolt11 invoice", "valid": True, **bolt11_json(string)}
 
     @cmd("dev-resolve-invoice", [req("payment_hash", P.sha256_hex), req("amount_msat", P.msat),

@@ -500,7 +500,7 @@ class MultiPartPayment:
         node) are only a last resort, as extra channels are to Core
         Lightning's xpay: the cheapest route is found in the graph."""
         if self._payee_known is None:
-            chans = await self.ld.gossipd.listchannels({"destination": self.req.payee.hex()})
+            chans = await self.ld.gossipd.listchannels(destination=self.req.payee)
             self._payee_known = any(c["source"] != self.ld.node_id.hex() for c in chans)
         return self._payee_known
 

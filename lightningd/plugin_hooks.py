@@ -23,6 +23,8 @@ HOOKS: dict[str, bool] = {
     "db_write": True,
     "commitment_revocation": True,
     "custommsg": True,
+    "onion_message_recv": True,
+    "onion_message_recv_secret": True,
 }
 
 

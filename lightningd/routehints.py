@@ -60,6 +60,19 @@ class Capacities:
     offline: int = 0
 
 
+def hint_scid(rec: "ChannelRecord") -> ShortChannelId | None:
+    """The short channel id the peer forwards into the channel by, for our
+    route hints and blinded paths (BOLT 2 channel_ready): its alias for an
+    option_scid_alias channel (never the real one: None until we have it),
+    an unannounced or unconfirmed one; else the real one."""
+    remote = ShortChannelId.from_int(rec.alias_remote) if rec.alias_remote is not None else None
+    if rec.scid_alias_type:
+        return remote
+    if remote is not None and (not rec.announce or rec.scid is None):
+        return remote
+    return rec.scid
+
+
 class RouteHints:
     """State kept between invoices: the round-robin order of channels
     already given as hints (Core Lightning's rr_number)."""
@@ -134,7 +147,7 @@ class RouteHints:
             if rec.subd is None or not rec.subd.running or not self.is_connected(rec.peer_id):
                 caps.offline += cap
                 continue
-            scid = self._hint_scid(rec)
+            scid = hint_scid(rec)
             if scid is None:
                 continue
             hop = RouteHintHop(rec.peer_id, scid, policy["fee_base_msat"], policy["fee_proportional_millionths"],
@@ -147,21 +160,11 @@ class RouteHints:
             pub, caps.available, caps.private = priv, caps.private, 0
         return pub, none_public, caps
 
-    @staticmethod
-    def _hint_scid(rec: "ChannelRecord") -> ShortChannelId | None:
-        """The short channel id the peer forwards by (BOLT 2 channel_ready)."""
-        remote = ShortChannelId.from_int(rec.alias_remote) if rec.alias_remote is not None else None
-        if rec.scid_alias_type:
-            return remote        # never the real one (None: not received yet)
-        if remote is not None and (not rec.announce or rec.scid is None):
-            return remote
-        return rec.scid
-
     async def _peer_policy(self, rec: "ChannelRecord") -> dict | None:
         """The peer's policy for its direction of the channel: from the
         graph for a public channel, else the update it sent us alone."""
         if rec.announce and rec.scid is not None:
-            for c in await self.gossip.listchannels({"short_channel_id": rec.scid.to_int()}):
+            for c in await self.gossip.listchannels(short_channel_id=rec.scid.to_int()):
                 if c["source"] == rec.peer_id.hex():
                     return {"fee_base_msat": c["base_fee_millisatoshi"],
                             "fee_proportional_millionths": c["fee_per_millionth"], "cltv_expiry_delta": c["delay"],
@@ -172,7 +175,7 @@ class RouteHints:
         """What can reach the peer through its other enabled channels (Core
         Lightning's peer_capacity): none makes it a dead end."""
         ours = {str(rec.scid)} if rec.scid is not None else set()
-        return sum(c["htlc_maximum_msat"] for c in await self.gossip.listchannels({"destination": rec.peer_id.hex()})
+        return sum(c["htlc_maximum_msat"] for c in await self.gossip.listchannels(destination=rec.peer_id)
                    if c["active"] and c["short_channel_id"] not in ours)
 
     # ------------------------------------------------------------------ selection

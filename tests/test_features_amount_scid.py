@@ -115,10 +115,11 @@ def test_validate_context_enum_and_bad_context():
 
 
 def test_our_features():
-    assert F.bits_from_features(F.our_features("9")) == {8, 14, 17, 49}
+    assert F.bits_from_features(F.our_features("9")) == {8, 14, 17, 25, 49}   # 25 in invoices too, as CLN
     init = F.bits_from_features(F.our_features(F.Context.INIT))
-    # 23: option_anchors, 47/51: option_scid_alias/option_zeroconf, optional as in Core Lightning
-    assert init == {0, 5, 7, 8, 12, 14, 17, 23, 27, 45, 47, 51}
+    # 23: option_anchors, 25: route blinding, 39: onion messages, 47/51:
+    # option_scid_alias/option_zeroconf, optional as in Core Lightning
+    assert init == {0, 5, 7, 8, 12, 14, 17, 23, 25, 27, 39, 45, 47, 51}
     assert F.our_features("N") == F.our_features("I")
     assert F.our_features("C") == b""
     assert F.bits_from_features(F.our_features("T")) == {12, 22}    # what we propose to a peer like us

@@ -41,12 +41,11 @@ class Gossip:
         self.deadends = set(deadends)
         self.public = public or {}
 
-    async def listchannels(self, req):
-        if req.get("destination"):
-            peer = req["destination"]
-            return [] if bytes.fromhex(peer) in self.deadends else [
+    async def listchannels(self, source=None, *, short_channel_id=None, destination=None):
+        if destination is not None:
+            return [] if destination in self.deadends else [
                 {"short_channel_id": "1x1x1", "active": True, "htlc_maximum_msat": 10**9, "source": "02" * 33}]
-        return self.public.get(req["short_channel_id"], [])
+        return self.public.get(short_channel_id, [])
 
 
 def hints(recs, gossip=None, connected=lambda p: True):
