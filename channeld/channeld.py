@@ -79,6 +79,7 @@ class ChannelDaemon:
         self.minimum_depth = 3
         self.opening_timeout = OPENING_TIMEOUT
         self.scid: int | None = None
+        self.local_alias: int | None = None    # ours, sent in channel_ready (the master chose it)
         self.funding_depth = 0
         self._commit_scheduled = False
         self.commit_delay = COMMIT_DELAY
@@ -358,6 +359,8 @@ class ChannelDaemon:
         async with self.lock:
             r = ch.recv_reestablish(fields)
             for m in r.messages:
+                if m[0] == "channel_ready":
+                    m = self._with_alias(m)
                 await self.send_peer(*m)
             if r.changes:
                 await self.persist(ch, [{"type": "htlcs", **changes_json(r.changes, self.shared_secret)}])
@@ -427,7 +430,10 @@ class ChannelDaemon:
                                if changes else [])
         elif name == "channel_ready":
             ch.recv_channel_ready(f)
-            await self.persist(ch, [{"type": "state"}])
+            alias = ((f.get("tlvs") or {}).get("short_channel_id") or {}).get("alias")
+            # (a redundant channel_ready may still bring a new alias)
+            await self.persist(ch, [{"type": "state"}] + ([{"type": "remote_alias",
+                                                            "alias": int.from_bytes(alias, "big")}] if alias else []))
             asyncio.ensure_future(self._maybe_announce())
         elif name == "announcement_signatures":
             assert self.announcer is not None
@@ -525,10 +531,17 @@ class ChannelDaemon:
             if ch.state is ChannelState.AWAITING_LOCKIN and not ch.channel_ready_sent and ch.connected:
                 msg = ch.channel_ready_msg()
                 await self.persist(ch, [{"type": "state"}])
-                if self.scid is not None:
-                    msg[1]["tlvs"] = {"short_channel_id": {"alias": self.scid.to_bytes(8, "big")}}
-                await self.send_peer(*msg)
+                await self.send_peer(*self._with_alias(msg))
         self.billboard(self._state_text())
+
+    def _with_alias(self, msg: tuple[str, dict]) -> tuple[str, dict]:
+        """channel_ready with our alias for the channel (BOLT 2: MUST with
+        option_scid_alias, MAY otherwise; Core Lightning always sends it):
+        the short_channel_id the peer puts in its invoices' route hints."""
+        alias = self.local_alias if self.local_alias is not None else self.scid
+        if alias is not None:
+            msg[1]["tlvs"] = {"short_channel_id": {"alias": alias.to_bytes(8, "big")}}
+        return msg
 
     async def _abort_opening(self, reason: str, tell_peer: bool) -> None:
         """An open that cannot go on, before any commitment exists (Core
@@ -592,6 +605,7 @@ class ChannelDaemon:
         self.chain_hash = msg["chain_hash"]
         cfg = json.loads(msg["config_json"]) if msg["config_json"] else {}
         self.opening_timeout = float(cfg.get("opening_timeout", OPENING_TIMEOUT))
+        self.local_alias = cfg.get("local_alias")
         if "feerate_min" in cfg:
             self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"],
                                             cfg.get("max_dust_htlc_exposure_msat"))

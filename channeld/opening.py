@@ -7,6 +7,7 @@ the fundee stores the channel before sending funding_signed, the funder
 before the master broadcasts the funding transaction."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +25,13 @@ if TYPE_CHECKING:
     from .channeld import ChannelDaemon
 
 MAX_MINIMUM_DEPTH = 10   # a fundee asking for more is unreasonable (BOLT 2 MAY reject)
-#: every channel type the core runs (what we propose is one of them)
+#: every basic channel type the core runs (what we propose is one of them,
+#: perhaps with the variations option_scid_alias and option_zeroconf)
 KNOWN_TYPES = ((12,), (12, 22))
+VARIATIONS = {46, 50}
+#: Core Lightning's answer to a zero-conf channel_type from a peer the
+#: openchannel hook gave no minimum depth 0
+NOT_ZEROCONF = "You required zeroconf, but you're not on our allowlist"
 
 
 @dataclass
@@ -38,11 +44,14 @@ class OurConfig:
     to_self_delay: int
     max_accepted_htlcs: int
     reserve_percent: float
+    #: fundchannel's `reserve`, the openchannel hook's: instead of the percentage
+    reserve_sat: int | None = None
 
     def party(self, funding_sat: int, signer: Any, upfront: bytes, their_dust_sat: int = 0) -> PartyConfig:
         # BOLT 2: the reserve we ask of the peer is at least its dust limit
         # (Core Lightning bumps it the same way), so its to_local can't be dust
-        reserve = max(self.dust_limit_sat, their_dust_sat, int(funding_sat * self.reserve_percent / 100))
+        asked = self.reserve_sat if self.reserve_sat is not None else int(funding_sat * self.reserve_percent / 100)
+        reserve = max(self.dust_limit_sat, their_dust_sat, asked)
         return PartyConfig(dust_limit_sat=self.dust_limit_sat,
                            max_htlc_value_in_flight_msat=min(self.max_htlc_value_in_flight_msat, funding_sat * 1000),
                            channel_reserve_sat=reserve, htlc_minimum_msat=self.htlc_minimum_msat,
@@ -53,9 +62,9 @@ class OurConfig:
 
 def _channel_type(bits: list[int]) -> ChannelType:
     """The type the master chose to propose (it checked we run it)."""
-    if tuple(sorted(bits)) not in KNOWN_TYPES:
+    if tuple(sorted(set(bits) - VARIATIONS)) not in KNOWN_TYPES:
         raise ValueError(f"cannot propose channel_type {sorted(bits)}")
-    return ChannelType(anchors=22 in bits)
+    return ChannelType.from_bits(bits)
 
 
 def _type_tlv(ct: ChannelType) -> bytes:
@@ -87,10 +96,23 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
         raise PeerError(f"minimum_depth {acc['minimum_depth']} unreasonably large")
     got_type = (acc.get("tlvs") or {}).get("channel_type")
     # BOLT 2: the type we proposed, or the channel fails
-    their_ct = parse_channel_type(got_type["type"] if got_type else None, KNOWN_TYPES, "accept_channel")
+    their_ct = parse_channel_type(got_type["type"] if got_type else None,
+                                  [ct.feature_bits] + [(12,), (12, 22)], "accept_channel")
     if their_ct != ct:
         raise PeerError(f"accept_channel channel_type {list(their_ct.feature_bits)} differs from ours "
                         f"{list(ct.feature_bits)}")
+    if ct.zeroconf and acc["minimum_depth"] != 0:
+        # BOLT 2: an accepter of a zero-conf type MUST set minimum_depth 0
+        raise PeerError(f"accept_channel minimum_depth {acc['minimum_depth']} for a zeroconf channel_type")
+    if cfg.get("zeroconf_negotiated"):
+        # Core Lightning: with option_zeroconf both may send channel_ready
+        # when they like, so ours waits for our own minimum depth (fundchannel's
+        # mindepth); the channel is zero-conf when the peer asked for none
+        minimum_depth = cfg.get("minimum_depth", acc["minimum_depth"])
+        if acc["minimum_depth"] == 0:
+            ct = dataclasses.replace(ct, zeroconf=True)
+    else:
+        minimum_depth = acc["minimum_depth"]
     remote = PartyConfig.from_wire(acc)
     # BOLT 2's checks of accept_channel before the wallet reserves any coin
     check_channel_params(ChannelParams(PLACEHOLDER_OUTPOINT, funding_sat, Side.LOCAL, local, remote, ct),
@@ -108,7 +130,7 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
                      fee_bounds=d.fee_bounds, local_shutdown_script=cfg.get("close_to_script") and
                      bytes.fromhex(cfg["close_to_script"]) or None,
                      max_to_self_delay=cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY))
-    d.minimum_depth = acc["minimum_depth"]
+    d.minimum_depth = minimum_depth
     d.route_channel_id(ch.channel_id)
     await d.send_peer("funding_created", {"temporary_channel_id": temp_id, "funding_txid": txid,
                                           "funding_output_index": outnum,
@@ -128,6 +150,15 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     max_delay = cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY)
     # every BOLT 2 check before we answer: a refused open costs nothing more
     ct = check_open_channel(oc, d.chain_hash, d.fee_bounds, cfg)
+    d.minimum_depth = cfg.get("minimum_depth", 3)
+    if ct.zeroconf and d.minimum_depth != 0:
+        # BOLT 2: fail a zero-conf channel_type from a sender we do not trust
+        # (the openchannel hook trusts it by setting mindepth 0)
+        raise PeerError(NOT_ZEROCONF)
+    if ct.scid_alias and oc["channel_flags"] & 1:
+        # the sender MUST NOT: the channel would be announced by a real
+        # short_channel_id it may never be used by
+        raise PeerError("option_scid_alias in the channel_type of a public channel")
     funding_sat = oc["funding_satoshis"]
     ours = OurConfig(**cfg["our"])
     upfront = bytes.fromhex(cfg.get("upfront_shutdown_script", ""))
@@ -141,7 +172,6 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
         d.announcer.enabled = bool(oc["channel_flags"] & 1)   # the funder decides
     tlvs: dict[str, Any] = {"channel_type": {"type": _type_tlv(ct)},
                             "upfront_shutdown_script": {"shutdown_scriptpubkey": upfront}}
-    d.minimum_depth = cfg.get("minimum_depth", 3)
     await d.send_peer("accept_channel", {
         "temporary_channel_id": temp_id, **local.wire_fields(), "minimum_depth": d.minimum_depth,
         "first_per_commitment_point": signer.per_commitment_point(0), "tlvs": tlvs})

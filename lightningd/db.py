@@ -257,6 +257,15 @@ MIGRATIONS: list[str] = [
         created_at INTEGER NOT NULL
     );
     """,
+    # 8: short channel id aliases (BOLT 2 channel_ready's alias): ours, that
+    # we recognize for forwards into the channel; the peer's, for our route
+    # hints; and the peer's policy for its direction of a channel that is
+    # not announced (its channel_update sent to us only), as JSON
+    """
+    ALTER TABLE channels ADD COLUMN alias_local INTEGER;
+    ALTER TABLE channels ADD COLUMN alias_remote INTEGER;
+    ALTER TABLE channels ADD COLUMN remote_update TEXT;
+    """,
 ]
 
 

@@ -236,8 +236,8 @@ class HtlcEngine:
             onion["next_onion"] = peeled.next_packet.hex()
         htlc = {"id": htlc_id, "amount_msat": amount, "cltv_expiry": cltv,
                 "cltv_expiry_relative": cltv - self.ld.blockheight, "payment_hash": phash.hex()}
-        if in_rec is not None and in_rec.scid is not None:
-            htlc["short_channel_id"] = str(in_rec.scid)
+        if in_rec is not None and in_rec.scid_or_alias is not None:
+            htlc["short_channel_id"] = str(in_rec.scid_or_alias)
         res = await hooks.call("htlc_accepted", {"onion": onion, "htlc": htlc})
         return None if res.get("result") == "continue" else res
 
@@ -341,22 +341,27 @@ class HtlcEngine:
         cc = self.ld.channels
         out_amt, out_cltv, scid, next_onion = to.amount_msat, to.cltv_expiry, to.short_channel_id, to.onion
         if scid is not None:
-            out = next((c for c in cc.channels.values() if c.scid is not None and c.scid.to_int() == scid), None)
+            # BOLT 2: our alias names the channel; its real short channel id
+            # too, unless its type is option_scid_alias
+            out = next((c for c in cc.channels.values() if c.forwards_by(scid)), None)
         else:
             # a blinded hop names the next node: our best channel with it
             out = self._channel_to(to.next_node_id, out_amt)
-            scid = out.scid.to_int() if out is not None and out.scid is not None else None
-        in_scid = str(in_rec.scid) if in_rec is not None and in_rec.scid else ""
-        out_scid = str(ShortChannelId.from_int(scid)) if scid is not None else ""
+            scid = out.scid_or_alias.to_int() if out is not None and out.scid_or_alias is not None else None
+        in_scid = str(in_rec.scid_or_alias) if in_rec is not None and in_rec.scid_or_alias else ""
+        out_scid = str(out.scid_or_alias) if out is not None and out.scid_or_alias else \
+            str(ShortChannelId.from_int(scid)) if scid is not None else ""
         now = time.time()
 
         async def local_fail(refusal: Refusal) -> None:
             code, fields = refusal.code, dict(refusal.fields)
-            # UPDATE errors carry our channel_update of the outgoing channel
-            # (public channels only, as Core Lightning): a payer may retry with it
-            if code & UPDATE:
-                scid_int = out.scid.to_int() if out is not None and out.scid is not None else None
-                fields["channel_update"] = await self.ld.gossipd.channel_update(scid_int)  # type: ignore
+            # UPDATE errors carry our channel_update of the outgoing channel,
+            # naming it as the onion did (BOLT 4): a payer may retry with it
+            if code & UPDATE and out is not None and scid is not None:
+                announced = out.announce and out.config.get("channel_announcement") and \
+                    out.scid is not None and out.scid.to_int() == scid
+                fields["channel_update"] = await self.ld.gossipd.channel_update(  # type: ignore
+                    scid, 0 if announced else out.alias_local or 0)
             data = encode_failure_data(code, **fields) if code & UPDATE or fields else b""
             with self.db.transaction():
                 self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, in_channel, out_channel, in_msat, out_msat, "
@@ -415,7 +420,7 @@ class HtlcEngine:
         """Our usable channel with ``node_id`` that can carry ``amount`` (the most spendable)."""
         best = None
         for c in self.ld.channels.channels.values():
-            if c.peer_id != node_id or c.state != C.NORMAL or c.scid is None:
+            if c.peer_id != node_id or c.state != C.NORMAL or c.scid_or_alias is None:
                 continue
             spendable = c.summary.get("spendable_msat", 0)
             if best is None or spendable > best[0]:

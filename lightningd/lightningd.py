@@ -501,10 +501,12 @@ class LightningD:
         locals_ = []
         if source is None or source == self.node_id:
             for c in self.channels.channels.values():
-                if c.scid is None or c.state != C.NORMAL:
+                # (a zero-conf channel by our alias until it confirms)
+                if c.scid_or_alias is None or c.state != C.NORMAL:
                     continue
-                locals_.append({"scid": c.scid.to_int(), "peer_id": c.peer_id,
-                                "spendable_msat": spendable.get(c.scid.to_int(), c.summary.get("spendable_msat", 0)),
+                name = c.scid_or_alias.to_int()
+                locals_.append({"scid": name, "peer_id": c.peer_id,
+                                "spendable_msat": spendable.get(name, c.summary.get("spendable_msat", 0)),
                                 "htlc_minimum_msat": c.summary.get("their_htlc_minimum_msat", 0),
                                 "enabled": self.is_connected(c.peer_id)})
         channels, nodes = [], []

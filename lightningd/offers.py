@@ -34,6 +34,7 @@ from .jsonrpc import RequestContext
 from .jsonrpc_errors import INVALID_PARAMS, LIGHTNINGD, RpcError
 from .onion_messages import blinded_path
 from .params import opt, req
+from .routehints import hint_scid
 
 if TYPE_CHECKING:
     from .lightningd import LightningD
@@ -163,14 +164,15 @@ class Offers:
             if payment and (not has_feature(p.features, OPTION_ROUTE_BLINDING)
                             or c.summary.get("receivable_msat", 0) < amount_msat):
                 continue
-            if not await self.announced(c.peer_id):
+            if not await self.announced(c.peer_id) or hint_scid(c) is None:
                 continue
             out.append((c.summary.get("receivable_msat", 0), c))
         out.sort(key=lambda x: -x[0])
         policies = []
         for receivable, c in out:
             upd = await self._policy_towards_us(c)
-            policies.append(PeerPolicy(c.peer_id, c.scid.to_int(), PaymentRelay(*upd[:3]), upd[3],
+            # (named as the peer forwards by it: its alias of a private channel)
+            policies.append(PeerPolicy(c.peer_id, hint_scid(c).to_int(), PaymentRelay(*upd[:3]), upd[3],
                                        min(upd[4], receivable) if receivable else upd[4]))
         return policies
 
@@ -182,6 +184,10 @@ class Offers:
             if ch.get("destination") == self.ld.node_id.hex() and ch.get("short_channel_id") == str(c.scid):
                 return (ch["delay"], ch["fee_per_millionth"], ch["base_fee_millisatoshi"],
                         ch.get("htlc_minimum_msat", 0), ch.get("htlc_maximum_msat", 2**63))
+        r = c.remote_update       # a private channel: the update the peer sent us alone
+        if r is not None:
+            return (r["cltv_expiry_delta"], r["fee_proportional_millionths"], r["fee_base_msat"],
+                    r["htlc_minimum_msat"], r["htlc_maximum_msat"])
         return (34, 10, 1000, 0, 2**63)
 
     async def message_path(self, secret: bytes) -> BlindedPath | None:

@@ -62,8 +62,8 @@ class OnionMessages:
 
     def to_scid(self, msg: Msg) -> None:
         f = msg.fields
-        chan = next((c for c in self.ld.channels.channels.values()
-                     if c.scid is not None and c.scid.to_int() == f["short_channel_id"]), None)
+        # BOLT 4: an announced short_channel_id or our alias of a channel
+        chan = next((c for c in self.ld.channels.channels.values() if c.forwards_by(f["short_channel_id"])), None)
         if chan is None or not self.ld.is_connected(chan.peer_id):
             self.ld.log.debug(f"onion message to unknown or offline channel {f['short_channel_id']}: dropped")
             return

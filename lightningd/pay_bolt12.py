@@ -91,8 +91,7 @@ async def _hop_of_ours(ld: "LightningD", path: BlindedPath, amount: int, cltv: i
         raise BlindingError("our own hop does not relay")
     nxt = d.next_node_id
     if nxt is None and d.short_channel_id is not None:
-        nxt = next((c.peer_id for c in ld.channels.channels.values()
-                    if c.scid is not None and c.scid.to_int() == d.short_channel_id), None)
+        nxt = next((c.peer_id for c in ld.channels.channels.values() if c.forwards_by(d.short_channel_id)), None)
     if nxt is None:
         raise BlindingError("our own hop names no next node we know")
     chans = [c for c in ld.channels.by_peer(nxt) if c.scid is not None and c.state == C.NORMAL]

@@ -322,7 +322,7 @@ class Payments:
         if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
             raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
         first_amount = first_hop["amount_msat"]
-        first = {"amount_msat": first_amount, "channel": str(chan.scid) if chan.scid else ""}
+        first = {"amount_msat": first_amount, "channel": str(chan.scid_or_alias) if chan.scid_or_alias else ""}
         now = int(time.time())
         htlcs = self.ld.htlcs
         # the part and its outgoing HTLC's row in one transaction, before
@@ -358,7 +358,7 @@ class Payments:
     def channel_for(self, hop: dict) -> "C.ChannelRecord | None":
         cands = [c for c in self.ld.channels.channels.values() if c.peer_id.hex() == hop["id"]]
         if hop.get("channel"):
-            exact = [c for c in cands if c.scid is not None and str(c.scid) == hop["channel"]]
+            exact = [c for c in cands if c.names(hop["channel"])]
             if exact:
                 return exact[0]
         normal = [c for c in cands if c.state == C.NORMAL]
