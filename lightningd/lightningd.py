@@ -418,6 +418,7 @@ class LightningD:
             if not await self.db.aclose(timeout=10.0):
                 self.log.unusual("database: transactions not committed at shutdown were dropped "
                                  "(nothing that depended on them was revealed)")
+        await self.plugins.shutdown(db_writers=True)
         if self._pidfile_fd is not None:
             st = os.fstat(self._pidfile_fd)
             unlink_if_ours(self._pidfile, (st.st_dev, st.st_ino))   # (a new node's is not ours to remove)

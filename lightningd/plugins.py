@@ -262,8 +262,7 @@ class PluginManager:
         plugin that registered it (all at once), before it is committed; all
         must answer `continue`, or the node stops without committing.  Only
         plugins started with the node (it is called before their `init`)."""
-        plugins = [p for p in self.plugins if p.manifest is not None
-                   and any(h["name"] == "db_write" for h in p.manifest.hooks)]
+        plugins = [p for p in self.plugins if self._is_db_writer(p)]
         if not plugins:
             return None
 
@@ -433,9 +432,17 @@ class PluginManager:
         key = next(k for k, c in FEATURE_CONTEXTS.items() if c == ctx)
         return features_from_bits(bits_from_features(our_features(ctx)) | self.extra_feature_bits(key))
 
-    async def shutdown(self) -> None:
-        for p in list(self.plugins):
+    async def shutdown(self, db_writers: bool = False) -> None:
+        """Stop the plugins; those registered for db_write only when asked
+        (after the database closed: the daemons' last writes go to them
+        too, as Core Lightning stops them last)."""
+        chosen = [p for p in self.plugins if self._is_db_writer(p) == db_writers]
+        for p in chosen:
             p.stopping = True
             self.notify_one(p, "shutdown", {})
-        await asyncio.gather(*(p.stop(timeout=10.0) for p in list(self.plugins)), return_exceptions=True)
-        self.plugins.clear()
+        await asyncio.gather(*(p.stop(timeout=10.0) for p in chosen), return_exceptions=True)
+        self.plugins = [p for p in self.plugins if p not in chosen]
+
+    @staticmethod
+    def _is_db_writer(p: PluginProcess) -> bool:
+        return p.manifest is not None and any(h["name"] == "db_write" for h in p.manifest.hooks)

