@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from common import bolt12 as B
 from common.blindedpath import BlindedPath, EncryptedData, PaymentConstraints, PaymentRelay, aggregate_payinfo
 from common.bolt12 import Bolt12, Bolt12Error, Payinfo, path_secret
+from common.bolt12_json import bolt12_json
 from common.features import OPTION_ONION_MESSAGES, OPTION_ROUTE_BLINDING, has_feature
 
 from . import channel as C
@@ -395,7 +396,6 @@ def offers_create(ld: "LightningD", o: Bolt12, label: str | None, single_use: bo
 
 def decode_json(text: str) -> dict:
     """``decode`` of a BOLT 12 string (RpcError if it does not parse)."""
-    from common.bolt12_json import bolt12_json
     try:
         return bolt12_json(B.decode(text))
     except Bolt12Error as e:
