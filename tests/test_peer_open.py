@@ -212,10 +212,9 @@ def funded(node) -> Any:
     return node
 
 
-@pytest.mark.parametrize("case", sorted(BAD_ACCEPTS))
-def test_bad_accept_channel_fails_fundchannel(funded, case):
-    node = funded
-    peer = fresh_peer(node)
+def fundchannel_in_background(node: Any, peer: ScriptedPeer) -> tuple[threading.Thread, dict[str, Any]]:
+    """fundchannel towards the scripted peer in a thread (the test plays the
+    peer's side meanwhile); the result dict gets "ok" or "error"."""
     result: dict[str, Any] = {}
 
     def fund() -> None:
@@ -225,6 +224,14 @@ def test_bad_accept_channel_fails_fundchannel(funded, case):
             result["error"] = e.error
     t = threading.Thread(target=fund)
     t.start()
+    return t, result
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ACCEPTS))
+def test_bad_accept_channel_fails_fundchannel(funded, case):
+    node = funded
+    peer = fresh_peer(node)
+    t, result = fundchannel_in_background(node, peer)
     oc = peer.expect("open_channel")
     overrides, reason = dict(BAD_ACCEPTS[case][0]), BAD_ACCEPTS[case][1]
     channel_type = overrides.pop("channel_type", "same")
@@ -267,15 +274,7 @@ def test_funding_signed_with_a_bad_signature_fails_fundchannel_and_broadcasts_no
     from common.scripts import funding_script
     node = funded
     peer = fresh_peer(node)
-    result: dict[str, Any] = {}
-
-    def fund() -> None:
-        try:
-            result["ok"] = node.rpc.fundchannel(peer.node_id, 1_000_000)
-        except RpcError as e:
-            result["error"] = e.error
-    t = threading.Thread(target=fund)
-    t.start()
+    t, result = fundchannel_in_background(node, peer)
     oc = peer.expect("open_channel")
     local = party_config(peer.signer)
     peer.send("accept_channel", {"temporary_channel_id": oc["temporary_channel_id"], **local.wire_fields(),
