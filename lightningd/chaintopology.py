@@ -44,6 +44,7 @@ class ChainTopology:
         #: called after every fee refresh (channels follow the estimate)
         self.on_fees: list[Callable[[], None]] = []
         self.tip_height = -1
+        self._caught_up = False      # lightningd_synced's latch
         self.tip_hash = b""
         self.backend_height = 0
         self.headercount = 0
@@ -101,7 +102,12 @@ class ChainTopology:
 
     @property
     def lightningd_synced(self) -> bool:
-        return self.tip_height >= self.backend_height
+        """True from the first time we caught up with a synced bitcoind on:
+        as Core Lightning's topology_synced(), a latch, so a block found a
+        moment ago does not make fundchannel answer 304 until we poll."""
+        if not self._caught_up and self.bitcoind_synced and self.tip_height >= self.backend_height:
+            self._caught_up = True
+        return self._caught_up
 
     def wake(self) -> None:
         self._wake.set()
