@@ -19,6 +19,7 @@ from common.logtext import MAX_PEER_TEXT, fit_utf8, peer_data
 from common.msgconn import ConnectionClosed, MsgConn
 from common.sync_hsm import SyncHsm
 from wire import DecodeError, bolt_schema
+from wire.channeld_modes import MODE_EXPORT_ONCHAIN, MODE_FUNDEE, MODE_FUNDER, MODE_SIGN_LAST
 from wire.internal import internal_schema
 
 from . import opening
@@ -28,8 +29,6 @@ from .announce import Announcer
 from .hsm_signer import HsmSigner
 from .summary import changes_json, summary
 
-MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
-MODE_EXPORT_ONCHAIN = 4      # only to answer channeld_export_onchain (funding spent)
 BALANCE_REFRESH = 0.5       # seconds between recomputations of spendable/receivable under load
 # --commit-time (Core Lightning's default 10 ms): updates arriving together share one commitment
 COMMIT_DELAY = 0.010

@@ -18,18 +18,13 @@ from bitcoin.block import Block
 from bitcoin.coinselect import Target
 from common.daemon_conn import Msg, RequestFailed
 from common.features import OPTION_ANCHORS
+from wire.channeld_modes import MODE_RESUME, MODE_SIGN_LAST
+from wire.hsm_caps import CAP_COMMITMENT_POINT, CAP_ECDH, CAP_SIGN_CLOSING_TX, CAP_SIGN_GOSSIP, CAP_SIGN_REMOTE_TX
 from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
 from .feerates import FEERATE_FLOOR_PERKW, MAX_FEERATE, commitment_feerate_name
-from .hsm_control import (
-    CAP_COMMITMENT_POINT,
-    CAP_ECDH,
-    CAP_SIGN_CLOSING_TX,
-    CAP_SIGN_GOSSIP,
-    CAP_SIGN_REMOTE_TX,
-)
 from .jsonrpc_errors import LIGHTNINGD, RpcError
 from .subd import Subd
 
@@ -37,7 +32,6 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
     from .withdraw import Prepared
 
-MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 # ECDH: channeld computes each incoming HTLC's onion shared secret (as Core Lightning's)
 # SIGN_GOSSIP: channeld signs its channel's announcement (node and funding keys)
 CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX | CAP_ECDH | CAP_SIGN_GOSSIP

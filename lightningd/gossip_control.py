@@ -16,11 +16,11 @@ from common.features import Context
 from common.msgconn import ConnectionClosed
 from common.scid import ShortChannelId
 from common.wireaddr_bolt7 import encode_addresses
+from wire.hsm_caps import CAP_ECDH, CAP_SIGN_GOSSIP
 from wire.internal import internal_schema
 
 from . import channel as C
 from . import params as P
-from .hsm_control import CAP_ECDH, CAP_SIGN_GOSSIP
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import INVALID_PARAMS, PAY_ROUTE_NOT_FOUND, RpcError
 from .params import opt, req

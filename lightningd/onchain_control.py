@@ -42,11 +42,12 @@ from bitcoin.block import Block
 from bitcoin.coinselect import InsufficientFunds
 from bitcoin.tx import OutPoint, Tx
 from common.daemon_conn import Msg, RequestFailed
+from wire.channeld_modes import MODE_EXPORT_ONCHAIN
+from wire.hsm_caps import CAP_SIGN_ONCHAIN_TX
 from wire.internal import internal_schema
 
 from . import channel as C
 from .closing_control import unilateral
-from .hsm_control import CAP_SIGN_ONCHAIN_TX
 from .subd import Subd
 from .supervision import RestartBudget, restart
 
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     from .channel import ChannelRecord
     from .lightningd import LightningD
 
-MODE_EXPORT_ONCHAIN = 4          # channeld/channeld.py
 REASONABLE_DEPTH = 3             # confirmations before a timed-out HTLC is failed upstream
 OFFERED_GRACE = 1                # BOLT 2 `G`: go on chain at cltv_expiry + G
 RESTART_LIMIT = 5

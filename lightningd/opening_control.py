@@ -15,9 +15,10 @@ from common.features import (OPTION_ANCHORS, OPTION_SUPPORT_LARGE_CHANNEL, Conte
                              channel_type_accept, channel_type_names, desired_channel_type, has_feature,
                              supported_channel_types)
 from wire import DecodeError, bolt_schema
+from wire.channeld_modes import MODE_FUNDEE, MODE_FUNDER
 
 from . import params as P
-from .channel_control import MODE_FUNDEE, MODE_FUNDER, ChannelOpenFailed, PendingOpen
+from .channel_control import ChannelOpenFailed, PendingOpen
 from .feerates import commitment_feerate_name, feerate_param
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import (
