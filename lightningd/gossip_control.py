@@ -32,6 +32,29 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
 
 
+
+def listchannels_entry(c: dict) -> dict:
+    """A gossip_channel (wire/csv/gossipd.csv) as Core Lightning's listchannels shows it."""
+    return {"source": c["source"].hex(), "destination": c["destination"].hex(),
+            "short_channel_id": str(ShortChannelId.from_bytes(c["short_channel_id"])), "direction": c["direction"],
+            "public": c["public"], "amount_msat": c["amount_msat"], "message_flags": c["message_flags"],
+            "channel_flags": c["channel_flags"], "active": not c["channel_flags"] & 2,
+            "last_update": c["last_update"], "base_fee_millisatoshi": c["base_fee_millisatoshi"],
+            "fee_per_millionth": c["fee_per_millionth"], "delay": c["delay"],
+            "htlc_minimum_msat": c["htlc_minimum_msat"], "htlc_maximum_msat": c["htlc_maximum_msat"],
+            "features": c["features"].hex()}
+
+
+def listnodes_entry(n: dict) -> dict:
+    """A gossip_node (wire/csv/gossipd.csv) as Core Lightning's listnodes shows it."""
+    out: dict = {"nodeid": n["nodeid"].hex()}
+    a = n["announcement"]
+    if a is not None:
+        out.update({"alias": a["alias"], "color": a["color"].hex(), "last_timestamp": a["last_timestamp"],
+                    "features": a["features"].hex(), "addresses": [dict(x) for x in a["addresses"]]})
+    return out
+
+
 class GossipControl:
     # gossipd -> master messages that are not replies, and their handlers.
     HANDLERS = {"gossipd_get_txout": "handle_get_txout"}
@@ -187,19 +210,17 @@ def register(ld: "LightningD") -> None:
         if sum(x is not None for x in (short_channel_id, source, destination)) > 1:
             raise RpcError(INVALID_PARAMS, "Can only specify one of short_channel_id, source or destination")
         request = {"short_channel_id": short_channel_id.to_int() if short_channel_id is not None else None,
-                   "source": source.hex() if source else None,
-                   "destination": destination.hex() if destination else None}
+                   "source": source, "destination": destination}
         assert g.subd is not None
-        r = await g.subd.request("gossipd_listchannels", {"request_json": json.dumps(request)}, timeout=60)
-        return {"channels": json.loads(r["json"])}
+        r = await g.subd.request("gossipd_listchannels", request, timeout=60)
+        return {"channels": [listchannels_entry(c) for c in r["channels"]]}
 
     @cmd("listnodes", [opt("id", P.node_id)], category="network",
          description="Show node {id} (or all known nodes, if not specified)")
     async def listnodes(ctx: RequestContext, id: bytes | None) -> dict:
         assert g.subd is not None
-        r = await g.subd.request("gossipd_listnodes", {"request_json": json.dumps({"id": id.hex() if id else None})},
-                                 timeout=60)
-        return {"nodes": json.loads(r["json"])}
+        r = await g.subd.request("gossipd_listnodes", {"id": id}, timeout=60)
+        return {"nodes": [listnodes_entry(n) for n in r["nodes"]]}
 
     @cmd("getroute", [req("id", P.node_id), req("amount_msat", P.msat), req("riskfactor", P.nonneg_number),
                       opt("cltv", P.u32, 9), opt("fromid", P.node_id), opt("fuzzpercent", P.nonneg_number, 5),

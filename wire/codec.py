@@ -27,7 +27,7 @@ from typing import Any
 from .errors import DecodeError, EncodeError, SchemaError
 from .fundamental import FieldType, as_bytes, decode_bigsize, encode_bigsize
 
-__all__ = ["REST", "Field", "Struct", "TlvRecord", "TlvStream", "MessageType"]
+__all__ = ["REST", "Field", "Struct", "Sealed", "SealedStruct", "TlvRecord", "TlvStream", "MessageType"]
 
 #: COUNT value meaning "as many elements as fit in the rest of the window" (``...``)
 REST = ...
@@ -269,6 +269,93 @@ class Struct(FieldType):
                     encode_array(f.type, item, out, f.type.name)
             except EncodeError as err:
                 raise err.within(f.name) from None
+
+
+class Sealed:
+    """The encoding of a *sealed* subtype, unread: what a reader holds that
+    keeps sealed values shut (the master storing a daemon's private state,
+    see :class:`SealedStruct`).  Encodes back byte for byte, only as a
+    value of the same subtype."""
+
+    __slots__ = ("type_name", "data")
+
+    def __init__(self, type_name: str, data: bytes) -> None:
+        self.type_name, self.data = type_name, bytes(data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sealed) and (other.type_name, other.data) == (self.type_name, self.data)
+
+    def __hash__(self) -> int:
+        return hash((self.type_name, self.data))
+
+    def __repr__(self) -> str:
+        return f"Sealed({self.type_name}, {len(self.data)} bytes)"
+
+
+class SealedStruct(FieldType):
+    """A subtype declared ``subtype,NAME,sealed``: a u32 byte length, then
+    the subtype's fields.  The daemon that owns it encodes a dict (checked
+    field by field) and decodes it back to one; a schema built with
+    ``keep_sealed`` decodes it to a :class:`Sealed` without reading it
+    (only its length), and encodes such a value back as it came."""
+
+    min_size = 4
+
+    def __init__(self, struct: Struct, keep_sealed: bool = False) -> None:
+        self.struct = struct
+        self.name = struct.name
+        self.keep_sealed = keep_sealed
+
+    def encode(self, value: Any, out: bytearray) -> None:
+        if isinstance(value, Sealed):
+            if value.type_name != self.name:
+                raise EncodeError(f"a sealed {value.type_name} is not a {self.name}")
+            data = value.data
+        elif isinstance(value, Mapping):
+            body = bytearray()
+            self.struct.encode(value, body)
+            data = bytes(body)
+        else:
+            raise EncodeError(f"{self.name} needs a dict of fields or a Sealed value, got {type(value).__name__}")
+        if len(data) > 0xFFFFFFFF:
+            raise EncodeError(f"{self.name} too long ({len(data)} bytes)")
+        out += len(data).to_bytes(4, "big")
+        out += data
+
+    def decode(self, buf: bytes, pos: int, end: int) -> tuple[Any, int]:
+        if end - pos < 4:
+            raise DecodeError(f"truncated {self.name} length")
+        n = int.from_bytes(buf[pos:pos + 4], "big")
+        start, stop = pos + 4, pos + 4 + n
+        if stop > end:
+            raise DecodeError(f"truncated {self.name}: need {n} bytes, have {end - start}")
+        if self.keep_sealed:
+            return Sealed(self.name, bytes(buf[start:stop])), stop
+        value, used = self.struct.decode(buf, start, stop)
+        if used != stop:
+            raise DecodeError(f"{stop - used} trailing bytes in {self.name}")
+        return value, stop
+
+    def seal(self, value: Mapping[str, Any]) -> Sealed:
+        """``value`` encoded (and so checked), as a :class:`Sealed`."""
+        body = bytearray()
+        try:
+            self.struct.encode(value, body)
+        except EncodeError as err:
+            raise err.within(self.name) from None
+        return Sealed(self.name, bytes(body))
+
+    def unseal(self, value: Sealed) -> dict[str, Any]:
+        """The fields of a :class:`Sealed` of this subtype (checked)."""
+        if value.type_name != self.name:
+            raise DecodeError(f"a sealed {value.type_name} is not a {self.name}")
+        try:
+            fields, used = self.struct.decode(value.data, 0, len(value.data))
+        except DecodeError as err:
+            raise err.within(self.name) from None
+        if used != len(value.data):
+            raise DecodeError(f"{len(value.data) - used} trailing bytes", (self.name,))
+        return fields
 
 
 class TlvRecord:

@@ -23,7 +23,7 @@ from typing import Any
 from .errors import DecodeError, EncodeError
 
 __all__ = [
-    "FieldType", "IntType", "BoolType", "TruncatedIntType", "BigSizeType",
+    "FieldType", "IntType", "BoolType", "WireStringType", "TruncatedIntType", "BigSizeType",
     "FixedBytesType", "PointType", "ShortChannelIdType", "SciddirOrPubkeyType",
     "OpaqueType", "FUNDAMENTAL_TYPES", "INTERNAL_TYPES",
     "encode_bigsize", "decode_bigsize", "as_bytes",
@@ -135,6 +135,33 @@ class BoolType(FieldType):
         if buf[pos] > 1:
             raise DecodeError(f"invalid bool byte {buf[pos]}")
         return buf[pos] == 1, pos + 1
+
+
+class WireStringType(FieldType):
+    """``wirestring``: a u16 byte length, then that many bytes of UTF-8; a
+    ``str``.  (Core Lightning's wirestring is NUL-terminated; ours is
+    length-prefixed, so it may hold any text.)"""
+
+    name = "wirestring"
+    min_size = 2
+
+    def encode(self, value: Any, out: bytearray) -> None:
+        if not isinstance(value, str):
+            raise EncodeError(f"wirestring needs str, got {type(value).__name__}")
+        data = value.encode("utf-8")
+        if len(data) > 0xFFFF:
+            raise EncodeError(f"wirestring too long ({len(data)} bytes)")
+        out += len(data).to_bytes(2, "big")
+        out += data
+
+    def decode(self, buf: bytes, pos: int, end: int) -> tuple[str, int]:
+        _need(end, pos, 2, self.name)
+        n = int.from_bytes(buf[pos:pos + 2], "big")
+        _need(end, pos + 2, n, self.name)
+        try:
+            return bytes(buf[pos + 2:pos + 2 + n]).decode("utf-8"), pos + 2 + n
+        except UnicodeDecodeError:
+            raise DecodeError("invalid utf8 string") from None
 
 
 class TruncatedIntType(FieldType):
@@ -335,6 +362,7 @@ FUNDAMENTAL_TYPES: dict[str, FieldType] = _build_fundamentals()
 #: Not loaded by default; pass ``extra_types=INTERNAL_TYPES`` to opt in.
 INTERNAL_TYPES: dict[str, FieldType] = {
     "bool": BoolType(),
+    "wirestring": WireStringType(),
     "amount_msat": IntType("amount_msat", 8),
     "amount_sat": IntType("amount_sat", 8),
     "node_id": PointType("node_id"),

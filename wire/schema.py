@@ -111,16 +111,19 @@ class MessageSchema:
     @classmethod
     def from_csv_text(cls, text: str, *, include: Iterable[str] | None = None,
                       exclude: Iterable[str] = (), extra_types: Mapping[str, FieldType] | None = None,
-                      implicit_tlvs: bool = True, allow_trailing: bool = True) -> "MessageSchema":
+                      implicit_tlvs: bool = True, allow_trailing: bool = True,
+                      keep_sealed: bool = False) -> "MessageSchema":
         """Load a schema from CSV text.
 
         ``include``/``exclude`` select messages by name (TLV streams and
         subtypes are always all kept): the BOLT CSV mixes peer messages with
         BOLT 4 failure messages whose numbers collide (e.g. 18 is both
         ``ping`` and ``final_incorrect_cltv_expiry``).  ``extra_types`` adds
-        named types (see :data:`wire.INTERNAL_TYPES`).
+        named types (see :data:`wire.INTERNAL_TYPES`).  ``keep_sealed``:
+        values of sealed subtypes decode to :class:`~wire.codec.Sealed`,
+        unread (for a reader that only stores them).
         """
-        resolved = load_csv_text(text, extra_types, implicit_tlvs)
+        resolved = load_csv_text(text, extra_types, implicit_tlvs, keep_sealed)
         wanted = None if include is None else set(include)
         unwanted = set(exclude)
         names = {m.name for m in resolved.messages}
@@ -153,6 +156,13 @@ class MessageSchema:
     def type_number(self, name: str) -> int:
         """The 16-bit type number of message ``name``."""
         return self.message(name).number
+
+    def subtype(self, name: str) -> Any:
+        """The codec of subtype ``name`` (a Struct, or a SealedStruct)."""
+        try:
+            return self.subtypes[name]
+        except KeyError:
+            raise SchemaError(f"no subtype named {name!r}") from None
 
     def tlv_stream(self, name: str) -> TlvStream:
         """The definition of TLV stream ``name``."""
