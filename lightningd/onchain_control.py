@@ -431,12 +431,12 @@ class OnchainControl:
     async def handle_persist(self, r: Resolver, msg: Msg) -> None:
         rec = r.rec
         try:
-            lines = json.loads(msg["status_json"])
+            lines = msg["status"]
             with self.db.transaction():
                 self.db.execute("INSERT INTO onchain_state(dbid, state_json, status_json) VALUES (?, ?, ?) "
                                 "ON CONFLICT(dbid) DO UPDATE SET state_json = excluded.state_json, "
                                 "status_json = excluded.status_json", (rec.dbid, msg["state_json"],
-                                                                       msg["status_json"]))
+                                                                       json.dumps(lines)))
         except Exception as e:
             self.ld.log.broken(f"channel {rec.dbid}: storing onchaind's state failed: {e}")
             if r.subd is not None:

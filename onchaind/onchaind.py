@@ -135,7 +135,7 @@ class Onchaind:
         self._funded: dict[str, tuple[str, int]] = {}
         self.core_all_resolved = False
         self._all_told = False
-        self._persisted: tuple[str, str] | None = None
+        self._persisted: tuple[str, list[str]] | None = None
         self._failure: BaseException | None = None
         self._finished = asyncio.Event()
 
@@ -307,11 +307,11 @@ class Onchaind:
         assert st is not None
         state = json.dumps({"version": STATE_VERSION, "core": json.loads(st.to_json()), "to_us": self.to_us,
                             "core_all_resolved": self.core_all_resolved}, sort_keys=True)
-        status = json.dumps([self._funded_line(line) for line in st.status_lines()] + self._to_us_lines())
+        status = [self._funded_line(line) for line in st.status_lines()] + self._to_us_lines()
         if (state, status) == self._persisted:
             return
         try:
-            await self.master.request("onchaind_persist", {"state_json": state, "status_json": status})
+            await self.master.request("onchaind_persist", {"state_json": state, "status": status})
         except RequestFailed as e:
             raise RuntimeError(f"master refused to persist: {e.msg.fields.get('reason')}") from None
         self._persisted = (state, status)
