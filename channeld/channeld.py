@@ -33,7 +33,6 @@ BALANCE_REFRESH = 0.5       # seconds between recomputations of spendable/receiv
 # --commit-time (Core Lightning's default 10 ms): updates arriving together share one commitment
 COMMIT_DELAY = 0.010
 TEMPORARY_CHANNEL_FAILURE = 0x1007
-OPENING_TIMEOUT = 120.0     # seconds the peer has for each opening message (--dev-opening-timeout-secs)
 REESTABLISH_TIMEOUT = 120.0  # seconds the peer has to answer our channel_reestablish
 FAILED_STATES = (ChannelState.CLOSED,)
 
@@ -76,7 +75,7 @@ class ChannelDaemon:
         self.chain_hash = b""
         self.fee_bounds = FeerateBounds()
         self.minimum_depth = 3
-        self.opening_timeout = OPENING_TIMEOUT
+        self.opening_timeout = 0.0    # seconds the peer has for each opening message (channeld_init)
         self.scid: int | None = None
         self.funding_depth = 0
         self._commit_scheduled = False
@@ -258,10 +257,9 @@ class ChannelDaemon:
 
     async def _run_channel(self) -> None:
         i = self.init
-        cfg = json.loads(i["config_json"]) if i["config_json"] else {}
+        cfg = i["config"]
         self.signer = HsmSigner(self.hsm)
-        self.announcer = Announcer(self, bytes.fromhex(cfg.get("our_node_id", "00" * 33)),
-                                   bool(cfg.get("announce", False)), bool(cfg.get("channel_announcement")))
+        self.announcer = Announcer(self, cfg["our_node_id"], cfg["announce"], bool(cfg["channel_announcement"]))
         if i["mode"] == MODE_FUNDER:
             self.ch = await opening.open_as_funder(self, cfg)
             self.billboard("Funding signed: waiting for the funding transaction to confirm")
@@ -279,9 +277,9 @@ class ChannelDaemon:
             raise ChannelFailed("signing done")
         else:
             self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
-            self.minimum_depth = cfg.get("minimum_depth", self.minimum_depth)
-            self.scid = cfg.get("scid")
-            self.funding_depth = cfg.get("funding_depth", 0)
+            self.minimum_depth = cfg["minimum_depth"]
+            self.scid = cfg["scid"] or None
+            self.funding_depth = cfg["funding_depth"]
             await self._resume()
         await self._main_loop()
 
@@ -461,7 +459,7 @@ class ChannelDaemon:
         if (want is not None or ch.needs_shutdown_reply) and not ch.shutdown_sent:
             script = bytes.fromhex(want["script"]) if want and want.get("script") else None
             if script is None and ch.local_shutdown_script is None:
-                script = bytes.fromhex(json.loads(self.init["config_json"] or "{}").get("shutdown_script", ""))
+                script = self.init["config"]["shutdown_script"]
             try:
                 msg = ch.shutdown(script)
             except UsageError:
@@ -550,13 +548,10 @@ class ChannelDaemon:
         self.init = dict(msg.fields)
         self.peer_id = msg["peer_id"]
         self.chain_hash = msg["chain_hash"]
-        cfg = json.loads(msg["config_json"]) if msg["config_json"] else {}
-        self.opening_timeout = float(cfg.get("opening_timeout", OPENING_TIMEOUT))
-        if "feerate_min" in cfg:
-            self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"],
-                                            cfg.get("max_dust_htlc_exposure_msat"))
-        if "commit_time_ms" in cfg:
-            self.commit_delay = cfg["commit_time_ms"] / 1000
+        cfg = msg["config"]
+        self.opening_timeout = float(cfg["opening_timeout"])
+        self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"], cfg["max_dust_htlc_exposure_msat"])
+        self.commit_delay = cfg["commit_time_ms"] / 1000
         self.init_event.set()
 
     async def handle_funding_depth(self, msg: Msg) -> None:

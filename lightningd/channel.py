@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.tx import Tx
 from common.features import OPTION_ANCHORS, channel_type_names
 from common.scid import ShortChannelId
+from wire.internal import internal_schema
 
 if TYPE_CHECKING:
     from .subd import Subd
+
+#: the master's view of channeld.csv: channeld's own state stays sealed
+_CHANNELD = internal_schema("channeld", keep_sealed=True)
+
 
 class ChannelState(StrEnum):
     """Core Lightning's state names (stored by value)."""
@@ -173,15 +178,19 @@ class ChannelRecord:
         return (self.dbid, self.peer_id, self.channel_id, self.state, self.opener, self.funding_txid,
                 self.funding_outnum, self.funding_sat, self.funding_height, self.funding_txindex,
                 self.minimum_depth, int(self.announce), json.dumps(self.summary), self.core,
-                json.dumps(self.config), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
+                self.config_blob(), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
                 self.htlc_maximum_msat, self.cltv_delta, self.closer, self.close_cause, self.closing_tx,
                 self.last_tx, self.spend_txid, self.spend_height, self.created_at, int(self.ignore_fee_limits))
+
+    def config_blob(self) -> bytes:
+        """How channels.config stores `config`: its channeld_config encoding."""
+        return _CHANNELD.encode_subtype("channeld_config", self.config)
 
     @classmethod
     def from_row(cls, r: tuple) -> "ChannelRecord":
         d = dict(zip(cls.COLUMNS, r))
         d["summary"] = json.loads(d["summary"])
-        d["config"] = json.loads(d["config"])
+        d["config"] = _CHANNELD.decode_subtype("channeld_config", d["config"])
         d["announce"] = bool(d["announce"])
         d["ignore_fee_limits"] = bool(d["ignore_fee_limits"])
         d["state"] = ChannelState(d["state"])

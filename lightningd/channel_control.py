@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from bitcoin.block import Block
 from bitcoin.coinselect import Target
 from common.daemon_conn import Msg, RequestFailed
-from common.features import OPTION_ANCHORS
+from common.features import OPTION_ANCHORS, Context, supported_channel_types
 from wire.channeld_modes import MODE_RESUME, MODE_SIGN_LAST
 from wire.hsm_caps import CAP_COMMITMENT_POINT, CAP_ECDH, CAP_SIGN_CLOSING_TX, CAP_SIGN_GOSSIP, CAP_SIGN_REMOTE_TX
 from wire.internal import internal_schema
@@ -152,7 +152,7 @@ class ChannelControl:
         peer = self.ld.peers.get(peer_id)
         subd.send("channeld_init", {
             "mode": mode, "peer_id": peer_id, "dbid": dbid, "chain_hash": self.ld.network.chain_hash,
-            "their_features": peer.features if peer else b"", "config_json": json.dumps(config),
+            "their_features": peer.features if peer else b"", "config": config,
             "core_json": core, "open_msg": open_msg})
         fd = os.dup(ours.fileno())
         ours.close()
@@ -178,27 +178,32 @@ class ChannelControl:
         anchors = rec is not None and 22 in rec.summary.get("channel_type", [12])
         return (f.floor_perkw() if anchors else f.min_acceptable()), f.max_acceptable()
 
-    def channel_config(self, rec_or_policy: Any, extra: dict | None = None) -> dict:
+    def channel_config(self, **extra: Any) -> dict:
+        """A new channel's `channeld_config` (wire/csv/channeld.csv) from our
+        options; `extra` sets fields (announce, funder, ...)."""
         cfg = self.ld.cfg
         lo, hi = self.fee_bounds()
         d = {
+            "our_node_id": self.ld.node_id, "announce": False, "channel_announcement": b"",
+            "minimum_depth": int(cfg.get("funding-confirms")), "scid": 0, "funding_depth": 0,
+            "feerate_min": lo, "feerate_max": hi, "commit_time_ms": int(cfg.get("commit-time")),
+            "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
+            "opening_timeout": int(cfg.get("dev-opening-timeout-secs") or 120) if cfg.developer else 120,
+            "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"]
+            if self.ld.wallet.xpub is not None else b"",
+            "upfront_shutdown_script": b"",
             "our": {"dust_limit_sat": 546, "max_htlc_value_in_flight_msat": 2**63 // 1000 * 1000,
                     "htlc_minimum_msat": max(1, int(cfg.get("htlc-minimum-msat") or 0)),
                     "to_self_delay": int(cfg.get("watchtime-blocks")),
-                    "max_accepted_htlcs": int(cfg.get("max-concurrent-htlcs")), "reserve_percent": 1.0},
+                    "max_accepted_htlcs": int(cfg.get("max-concurrent-htlcs")), "reserve_sat": None},
             "max_to_self_delay": int(cfg.get("max-locktime-blocks")),
             "min_funding_sat": int(cfg.get("min-capacity-sat")),
-            "feerate_min": lo,
-            "feerate_max": hi,
-            "commit_time_ms": int(cfg.get("commit-time")),
-            "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
-            "minimum_depth": int(cfg.get("funding-confirms")),
-            "opening_timeout": int(cfg.get("dev-opening-timeout-secs") or 120) if cfg.developer else 120,
-            "our_node_id": self.ld.node_id.hex(),
-            "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"].hex()
-            if self.ld.wallet.xpub is not None else "",
+            "large_channels": False,
+            # BOLT 2: the types we run, as our init offers them (channeld refuses any other)
+            "channel_types": [{"bits": sorted(t)} for t in supported_channel_types(self.ld.our_features(Context.INIT))],
+            "funder": None,
         }
-        d.update(extra or {})
+        d.update(extra)
         return d
 
     async def start_channeld(self, rec: ChannelRecord) -> int | None:
@@ -212,8 +217,8 @@ class ChannelControl:
         depth = self.depth(rec)
         lo, hi = self.fee_bounds(rec)
         # what the options say now, not what they said when the channel was opened
-        config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
-                      minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex(),
+        config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else 0, funding_depth=depth,
+                      minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id,
                       feerate_min=lo, feerate_max=hi, commit_time_ms=int(self.ld.cfg.get("commit-time")),
                       max_dust_htlc_exposure_msat=int(self.ld.cfg.get("max-dust-htlc-exposure-msat")))
         subd, fd = await self.spawn(rec.peer_id, rec.dbid, MODE_RESUME, config, rec.core,
@@ -278,7 +283,7 @@ class ChannelControl:
         if po is None or subd is None:
             return
         try:
-            anchors = OPTION_ANCHORS in po.config["channel_type"]
+            anchors = OPTION_ANCHORS in po.config["funder"]["channel_type"]["bits"]
             prep = self.ld.spender.prepare([Target(msg["script"], msg["funding_sat"])], po.policy["feerate"],
                                            po.policy["minconf"], po.policy["utxos"],
                                            self.ld.spender.emergency_reserve(opening_anchors=anchors))
@@ -383,8 +388,8 @@ class ChannelControl:
                 elif ev["type"] in ("htlcs", "preimage"):
                     self.ld.htlcs.on_event(rec, ev)
                 elif ev["type"] == "channel_announcement":
-                    rec.config["channel_announcement"] = ev["msg"]
-                    db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (json.dumps(rec.config), rec.dbid))
+                    rec.config["channel_announcement"] = bytes.fromhex(ev["msg"])
+                    db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (rec.config_blob(), rec.dbid))
                     asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
             db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ?, "
                        "close_cause = ? WHERE dbid = ?", (rec.state, json.dumps(summary), core, rec.closing_tx,

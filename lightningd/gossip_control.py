@@ -110,7 +110,7 @@ class GossipControl:
         """Tell gossipd about one of our channels (and our policy) once it has an scid."""
         if self.subd is None or not self.subd.running or rec.scid is None:
             return
-        ann = bytes.fromhex(rec.config.get("channel_announcement", "")) if rec.announce else b""
+        ann = rec.config["channel_announcement"] if rec.announce else b""
         enabled = rec.state == C.NORMAL and self.ld.is_connected(rec.peer_id)
         self.subd.send("gossipd_local_channel", {
             "scid": rec.scid.to_int(), "peer_id": rec.peer_id, "capacity_sat": rec.funding_sat, "announcement": ann,

@@ -96,21 +96,20 @@ def register(ld: "LightningD") -> None:
         ld.spender.plan([Target(DUMMY_FUNDING_SCRIPT, amount)], rate, minconf, ops, emergency)
         if push_msat > amount * 1000:
             raise RpcError(INVALID_PARAMS, "push_msat must not exceed the channel amount")
-        upfront = ""
+        upfront = b""
         if close_to is not None:
             try:
-                upfront = address_to_script(close_to, ld.network).hex()
+                upfront = address_to_script(close_to, ld.network)
             except AddressError:
                 raise RpcError(INVALID_PARAMS, f"close_to: invalid address {close_to}") from None
         dbid = cc.new_dbid()
         temp_id = os.urandom(32)
         commit_rate = ld.feerates.perkw(commitment_feerate_name(anchors)) or rate
-        config = cc.channel_config(None, {
-            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": commit_rate, "announce": announce,
-            "temporary_channel_id": temp_id.hex(), "upfront_shutdown_script": upfront,
-            "channel_type": sorted(ctype)})
+        config = cc.channel_config(announce=announce, upfront_shutdown_script=upfront, funder={
+            "temporary_channel_id": temp_id, "funding_sat": amount, "push_msat": push_msat,
+            "feerate_per_kw": commit_rate, "channel_type": {"bits": sorted(ctype)}})
         if reserve is not None:
-            config["our"]["reserve_percent"] = 100.0 * reserve / amount
+            config["our"]["reserve_sat"] = reserve
         po = PendingOpen(dbid, id, temp_id, config, {"feerate": rate, "minconf": minconf,
                                                       "utxos": ops if ops is not None else None},
                          done=asyncio.get_running_loop().create_future(), funding_sat=amount, announce=announce)
@@ -274,7 +273,7 @@ async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) 
     extra: dict[str, Any] = {}
     if result.get("close_to"):
         try:
-            extra["upfront_shutdown_script"] = address_to_script(result["close_to"], ld.network).hex()
+            extra["upfront_shutdown_script"] = address_to_script(result["close_to"], ld.network)
         except AddressError:
             ld.log.unusual(f"openchannel hook close_to {result['close_to']} is not an address: ignored")
     if result.get("mindepth") is not None:
@@ -283,13 +282,10 @@ async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) 
     # BOLT 2: funding_satoshis >= 2^24 needs option_support_large_channel on both sides
     extra["large_channels"] = peer is not None and has_feature(peer.features, OPTION_SUPPORT_LARGE_CHANNEL) and \
         has_feature(ld.our_features(Context.INIT), OPTION_SUPPORT_LARGE_CHANNEL)
-    # BOLT 2: the types we run, as our init offers them (channeld refuses any other)
-    extra["channel_types"] = [sorted(t) for t in supported_channel_types(ld.our_features(Context.INIT))]
     dbid = cc.new_dbid()
-    config = cc.channel_config(None, extra)
+    config = cc.channel_config(**extra)
     if result.get("reserve") is not None:
-        config["our"]["reserve_percent"] = 100.0 * int(str(result["reserve"]).rstrip("sat")) / \
-            max(1, oc["funding_satoshis"])
+        config["our"]["reserve_sat"] = int(str(result["reserve"]).rstrip("sat"))
     po = PendingOpen(dbid, node_id, temp_id, config, {}, done=asyncio.get_running_loop().create_future())
     cc.pending[dbid] = po
     subd, fd = await cc.spawn(node_id, dbid, MODE_FUNDEE, config, open_msg=raw,

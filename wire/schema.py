@@ -164,6 +164,31 @@ class MessageSchema:
         except KeyError:
             raise SchemaError(f"no subtype named {name!r}") from None
 
+    def encode_subtype(self, name: str, value: Mapping[str, Any]) -> bytes:
+        """A value of subtype ``name`` on its own (for storage), checked as in
+        a message; a sealed subtype's fields, without its length."""
+        codec = self.subtype(name)
+        struct = getattr(codec, "struct", codec)
+        out = bytearray()
+        try:
+            struct.encode(value, out)
+        except EncodeError as err:
+            raise err.within(name) from None
+        return bytes(out)
+
+    def decode_subtype(self, name: str, data: bytes) -> dict[str, Any]:
+        """The inverse of :meth:`encode_subtype` (all of ``data``, checked)."""
+        codec = self.subtype(name)
+        struct = getattr(codec, "struct", codec)
+        data = bytes(data)
+        try:
+            value, used = struct.decode(data, 0, len(data))
+        except DecodeError as err:
+            raise err.within(name) from None
+        if used != len(data):
+            raise DecodeError(f"{len(data) - used} trailing bytes", (name,))
+        return value
+
     def tlv_stream(self, name: str) -> TlvStream:
         """The definition of TLV stream ``name``."""
         try:
