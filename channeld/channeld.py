@@ -23,11 +23,11 @@ from wire.channeld_modes import MODE_EXPORT_ONCHAIN, MODE_FUNDEE, MODE_FUNDER, M
 from wire.internal import internal_schema
 
 from . import opening
-from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, DataLossError, FeerateBounds, PeerError,
-                   PeerWarning, SignerError, UsageError)
+from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, DataLossError, FeerateBounds, HtlcChanges,
+                   PeerError, PeerWarning, SignerError, UsageError)
 from .announce import Announcer
 from .hsm_signer import HsmSigner
-from .summary import changes_json, summary
+from .summary import locked_in, resolved, summary
 
 BALANCE_REFRESH = 0.5       # seconds between recomputations of spendable/receivable under load
 # --commit-time (Core Lightning's default 10 ms): updates arriving together share one commitment
@@ -180,14 +180,19 @@ class ChannelDaemon:
             except ChannelFailed:
                 pass
 
-    async def persist(self, ch: Channel, events: list[dict] | None = None) -> None:
-        """Have the master store the state (and act on events) in one
-        transaction; return once it is on disk."""
+    async def persist(self, ch: Channel, changes: HtlcChanges | None = None, *, fulfilled: dict | None = None,
+                      funding: dict | None = None, closing_tx: bytes = b"", announcement: bytes = b"") -> None:
+        """Have the master store the state (and act on what happened with it:
+        `channeld_persist` in wire/csv/channeld.csv) in one transaction;
+        return once it is on disk."""
         try:
             await self.master.request("channeld_persist", {
-                "summary_json": json.dumps(summary(ch, self.scid, self._balances(ch))),
+                "summary": summary(ch, self._balances(ch)),
                 "core_json": json.dumps(ch.to_dict()),
-                "events_json": json.dumps(events or [])})
+                "locked_in": locked_in(changes, self.shared_secret) if changes else [],
+                "resolved": resolved(changes) if changes else [],
+                "fulfilled": fulfilled, "funding": funding, "closing_tx": closing_tx,
+                "channel_announcement": announcement})
         except RequestFailed as e:
             raise ChannelFailed(f"master refused to persist: {e.msg.fields.get('reason')}") from None
 
@@ -325,7 +330,7 @@ class ChannelDaemon:
             for m in r.messages:
                 await self.send_peer(*m)
             if r.changes:
-                await self.persist(ch, [{"type": "htlcs", **changes_json(r.changes, self.shared_secret)}])
+                await self.persist(ch, r.changes)
         self._after_progress()
 
     async def _main_loop(self) -> None:
@@ -368,7 +373,7 @@ class ChannelDaemon:
         elif name == "update_fulfill_htlc":
             preimage = ch.recv_update_fulfill_htlc(f)
             # the preimage is ours to use upstream at once: store and tell the master
-            await self.persist(ch, [{"type": "preimage", "id": f["id"], "preimage": preimage.hex()}])
+            await self.persist(ch, fulfilled={"id": f["id"], "preimage": preimage})
         elif name == "update_fail_htlc":
             ch.recv_update_fail_htlc(f)
         elif name == "update_fail_malformed_htlc":
@@ -383,27 +388,25 @@ class ChannelDaemon:
             ch.mark_persisted()
             rev = ch.revoke()
             # ...and the revocation and what it locks in before the peer sees the secret
-            await self.persist(ch, [{"type": "htlcs", **changes_json(rev.changes, self.shared_secret)}]
-                               if rev.changes else [])
+            await self.persist(ch, rev.changes)
             await self.send_peer(*rev.message)
         elif name == "revoke_and_ack":
             changes = ch.recv_revoke_and_ack(f)
-            await self.persist(ch, [{"type": "htlcs", **changes_json(changes, self.shared_secret)}]
-                               if changes else [])
+            await self.persist(ch, changes)
         elif name == "channel_ready":
             ch.recv_channel_ready(f)
-            await self.persist(ch, [{"type": "state"}])
+            await self.persist(ch)
             asyncio.ensure_future(self._maybe_announce())
         elif name == "announcement_signatures":
             assert self.announcer is not None
             await self.announcer.recv(f)
         elif name == "shutdown":
             ch.recv_shutdown(f)
-            await self.persist(ch, [{"type": "state"}])
+            await self.persist(ch)
         elif name == "closing_signed":
             result = ch.recv_closing_signed(f)
             if result.tx is not None:
-                await self.persist(ch, [{"type": "closing_tx", "tx": result.tx.serialize().hex()}])
+                await self.persist(ch, closing_tx=result.tx.serialize())
             if result.reply is not None:
                 await self.send_peer(*result.reply)
         elif name == "channel_reestablish":
@@ -464,7 +467,7 @@ class ChannelDaemon:
                 msg = ch.shutdown(script)
             except UsageError:
                 return   # updates pending: after the next commitment round
-            await self.persist(ch, [{"type": "state"}])
+            await self.persist(ch)
             await self.send_peer(*msg)
         if ch.state is ChannelState.CLOSING_NEGOTIATION and ch.closing is None:
             fees = None
@@ -472,7 +475,7 @@ class ChannelDaemon:
                 base = ch.default_closing_fees()
                 fees = ClosingFeeRange(min(base.min_sat, base.ideal_sat), base.ideal_sat, base.max_sat)
             first = ch.start_closing(fees)
-            await self.persist(ch, [{"type": "state"}])
+            await self.persist(ch)
             if first is not None:
                 await self.send_peer(*first)
 
@@ -482,7 +485,7 @@ class ChannelDaemon:
         async with self.lock:
             if ch.state is ChannelState.AWAITING_LOCKIN and not ch.channel_ready_sent and ch.connected:
                 msg = ch.channel_ready_msg()
-                await self.persist(ch, [{"type": "state"}])
+                await self.persist(ch)
                 if self.scid is not None:
                     msg[1]["tlvs"] = {"short_channel_id": {"alias": self.scid.to_bytes(8, "big")}}
                 await self.send_peer(*msg)

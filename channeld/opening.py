@@ -105,7 +105,7 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     fs = await d.expect_peer("funding_signed", ch.channel_id)
     ch.recv_initial_commitment_sig(fs["signature"])
     # The master stores the channel, then signs and broadcasts the funding tx.
-    await d.persist(ch, [{"type": "funding_signed", "minimum_depth": d.minimum_depth}])
+    await d.persist(ch, funding={"minimum_depth": d.minimum_depth, "channel_flags": 1 if cfg["announce"] else 0})
     return ch
 
 
@@ -142,8 +142,7 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     ch.recv_initial_commitment_sig(fc["signature"])
     sig = ch.initial_remote_commitment_sig()
     # Persist before reveal: once funding_signed is out the funder may broadcast.
-    await d.persist(ch, [{"type": "funding_created", "minimum_depth": d.minimum_depth,
-                          "channel_flags": oc["channel_flags"]}])
+    await d.persist(ch, funding={"minimum_depth": d.minimum_depth, "channel_flags": oc["channel_flags"]})
     d.route_channel_id(ch.channel_id)
     await d.send_peer("funding_signed", {"channel_id": ch.channel_id, "signature": sig})
     return ch

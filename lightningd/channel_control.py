@@ -7,7 +7,6 @@ short channel id) and the spend of the funding output."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import time
@@ -175,7 +174,7 @@ class ChannelControl:
         f = self.ld.feerates
         if f is None:
             return FEERATE_FLOOR_PERKW, MAX_FEERATE
-        anchors = rec is not None and 22 in rec.summary.get("channel_type", [12])
+        anchors = rec is not None and rec.anchors
         return (f.floor_perkw() if anchors else f.min_acceptable()), f.max_acceptable()
 
     def channel_config(self, **extra: Any) -> dict:
@@ -298,8 +297,6 @@ class ChannelControl:
         subd.send("channeld_funding_needed_reply", {"funding_txid": prep.tx.txid(), "funding_outnum": outnum})
 
     async def handle_persist(self, dbid: int, msg: Msg) -> None:
-        summary = json.loads(msg["summary_json"])
-        events = json.loads(msg["events_json"])
         rec = self.channels.get(dbid)
         po = self.pending.get(dbid)
         subd = rec.subd if rec is not None else (po.subd if po else None)
@@ -308,42 +305,42 @@ class ChannelControl:
         try:
             if rec is None:
                 assert po is not None
-                rec = self._create(po, summary, msg["core_json"], events)
+                rec = self._create(po, msg)
                 rec.subd = po.subd
                 subd.on_exit = lambda s, rc, r=rec: self._on_channeld_exit(r, s, rc)
             else:
-                self._update(rec, summary, msg["core_json"], events)
+                self._update(rec, msg)
         except Exception as e:  # nothing was committed: channeld must not go on
             self.ld.log.broken(f"persist for channel {dbid} failed: {e}")
             subd.send("channeld_persist_fail", {"reason": str(e)})
             return
         # after the commit: things that talk to the outside
-        for ev in events:
-            if ev["type"] == "funding_signed" and po is not None:
-                await self._broadcast_funding(po, rec)
-            elif ev["type"] == "closing_tx":
-                await self._broadcast(bytes.fromhex(ev["tx"]), f"closing tx of channel {dbid}")
-        if po is not None and rec is not None and dbid in self.pending and any(
-                ev["type"] in ("funding_signed", "funding_created") for ev in events):
+        if msg["funding"] is not None and po is not None and rec.opener == "local":
+            await self._broadcast_funding(po, rec)
+        if msg["closing_tx"]:
+            await self._broadcast(msg["closing_tx"], f"closing tx of channel {dbid}")
+        if po is not None and rec is not None and dbid in self.pending and msg["funding"] is not None:
             del self.pending[dbid]
             if po.done is not None and not po.done.done():
                 po.done.set_result(rec)
         subd.send("channeld_persist_reply", {})
 
-    def _create(self, po: PendingOpen, summary: dict, core: str, events: list[dict]) -> ChannelRecord:
+    def _create(self, po: PendingOpen, msg: Msg) -> ChannelRecord:
         cfg = self.ld.cfg
-        ev = next(e for e in events if e["type"] in ("funding_signed", "funding_created"))
+        summary, funding = msg["summary"], msg["funding"]
+        if funding is None:
+            raise ValueError("a new channel's first persist must say its funding is signed")
         rec = ChannelRecord(
-            dbid=po.dbid, peer_id=po.peer_id, channel_id=bytes.fromhex(summary["channel_id"]),
-            state=C.AWAITING_LOCKIN, opener=summary["opener"], funding_txid=bytes.fromhex(summary["funding_txid"])[::-1],
+            dbid=po.dbid, peer_id=po.peer_id, channel_id=summary["channel_id"],
+            state=C.AWAITING_LOCKIN, opener=summary["opener"], funding_txid=summary["funding_txid"],
             funding_outnum=summary["funding_outnum"], funding_sat=summary["funding_sat"],
-            minimum_depth=ev.get("minimum_depth", 3), summary=summary, core=core, config=po.config,
+            minimum_depth=funding["minimum_depth"], summary=summary, core=msg["core_json"], config=po.config,
             fee_base_msat=int(cfg.get("fee-base")), fee_ppm=int(cfg.get("fee-per-satoshi")),
             htlc_minimum_msat=max(1, int(cfg.get("htlc-minimum-msat") or 0)),
             # the option's default (2^64-1) means "no limit": the channel's capacity
             htlc_maximum_msat=min(int(cfg.get("htlc-maximum-msat")), summary["funding_sat"] * 1000),
             cltv_delta=int(cfg.get("cltv-delta")), ignore_fee_limits=bool(cfg.get("ignore-fee-limits")),
-            announce=po.announce if summary["opener"] == "local" else bool(ev.get("channel_flags", 1) & 1))
+            announce=po.announce if summary["opener"] == "local" else bool(funding["channel_flags"] & 1))
         rec.state_changes.append({"timestamp": _now(), "old_state": C.AWAITING_LOCKIN,
                                   "new_state": C.AWAITING_LOCKIN, "cause": "user" if rec.opener == "local"
                                   else "remote", "message": "new channel opened"})
@@ -366,11 +363,12 @@ class ChannelControl:
                                                       "channel_ready": False})
         return rec
 
-    def _update(self, rec: ChannelRecord, summary: dict, core: str, events: list[dict]) -> None:
+    def _update(self, rec: ChannelRecord, msg: Msg) -> None:
         db = self.ld.db
         assert db is not None
+        summary = msg["summary"]
         with db.transaction():
-            rec.summary, rec.core = summary, core
+            rec.summary, rec.core = summary, msg["core_json"]
             new_state = C.FROM_CORE.get(summary["state"], rec.state)
             if rec.state in C.ACTIVE:
                 change = rec.set_state(new_state, "user" if rec.opener == "local" else "remote",
@@ -379,20 +377,18 @@ class ChannelControl:
                     self._save_state_change(rec.dbid, change)
                     self._notify_state(rec, change)
                     asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
-            for ev in events:
-                if ev["type"] == "closing_tx":
-                    rec.closing_tx = bytes.fromhex(ev["tx"])
-                    asked = rec.dbid in self.close_requests
-                    rec.closer = rec.closer or ("local" if asked else "remote")
-                    rec.close_cause = rec.close_cause or ("user" if asked else "remote")
-                elif ev["type"] in ("htlcs", "preimage"):
-                    self.ld.htlcs.on_event(rec, ev)
-                elif ev["type"] == "channel_announcement":
-                    rec.config["channel_announcement"] = bytes.fromhex(ev["msg"])
-                    db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (rec.config_blob(), rec.dbid))
-                    asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
+            if msg["closing_tx"]:
+                rec.closing_tx = msg["closing_tx"]
+                asked = rec.dbid in self.close_requests
+                rec.closer = rec.closer or ("local" if asked else "remote")
+                rec.close_cause = rec.close_cause or ("user" if asked else "remote")
+            self.ld.htlcs.on_persist(rec, msg["locked_in"], msg["resolved"], msg["fulfilled"])
+            if msg["channel_announcement"]:
+                rec.config["channel_announcement"] = msg["channel_announcement"]
+                db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (rec.config_blob(), rec.dbid))
+                asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
             db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ?, "
-                       "close_cause = ? WHERE dbid = ?", (rec.state, json.dumps(summary), core, rec.closing_tx,
+                       "close_cause = ? WHERE dbid = ?", (rec.state, rec.summary_blob(), rec.core, rec.closing_tx,
                                                           rec.closer, rec.close_cause, rec.dbid))
         if rec.closing_tx is not None:
             for fut in self.close_waiters.pop(rec.dbid, []):

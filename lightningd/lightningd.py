@@ -439,8 +439,8 @@ class LightningD:
                 if c.scid is None or c.state != C.NORMAL:
                     continue
                 locals_.append({"scid": c.scid.to_int(), "peer_id": c.peer_id.hex(),
-                                "spendable_msat": c.summary.get("spendable_msat", 0),
-                                "htlc_minimum_msat": c.summary.get("their_htlc_minimum_msat", 0),
+                                "spendable_msat": c.summary["spendable_msat"],
+                                "htlc_minimum_msat": c.summary["their_htlc_minimum_msat"],
                                 "enabled": self.is_connected(c.peer_id)})
         return await self.gossipd.getroute({
             "source": (source or self.node_id).hex(), "destination": destination.hex(), "amount_msat": amount_msat,

@@ -536,7 +536,7 @@ class OnchainControl:
             if rec.state == C.AWAITING_UNILATERAL and rec.last_tx is not None:
                 asyncio.ensure_future(self.ld.anchors.broadcast_commitment(rec, rec.last_tx, "our commitment"))
                 continue
-            htlcs = rec.summary.get("htlcs") or []
+            htlcs = rec.summary["htlcs"]
             if rec.state not in C.ACTIVE or not htlcs or rec.dbid in self._going_onchain:
                 continue
             rows = {(d, hid): (state, pre) for hid, d, state, pre in self.db.query(

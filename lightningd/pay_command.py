@@ -81,10 +81,10 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
         return (c.state == C.NORMAL and c.scid is not None and ld.is_connected(c.peer_id)
                 and f"{c.scid}/{0 if ld.node_id < c.peer_id else 1}" not in exclude and str(c.scid) not in exclude
                 and c.peer_id.hex() not in exclude
-                and c.summary.get("spendable_msat", 0) >= amount_msat)
+                and c.summary["spendable_msat"] >= amount_msat)
     direct = [c for c in ld.channels.by_peer(destination) if usable(c)]
     if direct:
-        c = max(direct, key=lambda c: c.summary.get("spendable_msat", 0))
+        c = max(direct, key=lambda c: c.summary["spendable_msat"])
         return [{"id": destination.hex(), "channel": str(c.scid), "amount_msat": amount_msat, "delay": delay,
                  "direction": 0 if ld.node_id < c.peer_id else 1}]
     for hint in hints:
@@ -112,7 +112,7 @@ async def route_to(ld: "LightningD", destination: bytes, amount_msat: int, final
         if any(hp["channel"] in exclude or f"{hp['channel']}/0" in exclude or f"{hp['channel']}/1" in exclude
                for hp in chain):
             continue
-        to_peer = [c for c in ld.channels.by_peer(peer) if usable(c) and c.summary.get("spendable_msat", 0) >= amt]
+        to_peer = [c for c in ld.channels.by_peer(peer) if usable(c) and c.summary["spendable_msat"] >= amt]
         if to_peer:
             c = to_peer[0]
             hops_after = [{"id": peer.hex(), "channel": str(c.scid), "amount_msat": amt, "delay": dl}] + chain
