@@ -690,7 +690,7 @@ class ChannelDaemon:
         except (UsageError, SignerError, KeyError, ValueError) as e:
             self.master.send("channeld_export_onchain_fail", {"reason": str(e)})
             return
-        self.master.send("channeld_export_onchain_reply", {"json": json.dumps(doc)})
+        self.master.send("channeld_export_onchain_reply", {"channel": doc})
 
 
 async def main(d: Daemon) -> None:

@@ -3,8 +3,8 @@ onchaind per channel whose funding output was spent, from that block until
 every output is irrevocably resolved (the channel is then CLOSED).
 
 - Start: `ChannelControl._funding_spent` calls us; a one-off channeld
-  (mode 4) exports the channel as onchaind needs it (onchaind/channel_json.py
-  documents the JSON), we add what the database knows (every HTLC the
+  (mode 4) exports the channel as onchaind needs it (`onchain_channel`,
+  wire/csv/onchain_channel.csv), we add what the database knows (every HTLC the
   channel carried, the preimages we know, our closing tx) and spawn onchaind
   with an hsmd client limited to CAP_SIGN_ONCHAIN_TX.  At our start-up,
   channels still resolving get their onchaind back from its saved state
@@ -256,18 +256,18 @@ class OnchainControl:
             self.ld.log.broken(f"channel {rec.dbid}: cannot find the tx {_hex(rec.spend_txid)} spending "
                                "its funding output")
             return
-        channel_json = extra_json = ""
+        channel = extra = None
         if not saved:
             try:
-                channel_json = await self._export(rec)
+                channel = await self._export(rec)
             except Exception as e:
                 if self.ld.stopping:
                     return
                 self.ld.log.broken(f"channel {rec.dbid}: cannot export the channel for onchaind: {e}")
                 rec.onchain_status = [f"cannot resolve on chain: {e}"]
                 return
-            extra_json = json.dumps(self._extra(rec))
-            self._fail_uncommitted(rec, json.loads(channel_json))
+            extra = self._extra(rec)
+            self._fail_uncommitted(rec, channel)
         if self.resolvers.get(rec.dbid) is not r or self.ld.stopping:
             return
         hsm_fd = await self.ld.hsm.client_fd(f"onchaind-{rec.dbid}", CAP_SIGN_ONCHAIN_TX, rec.peer_id, rec.dbid)
@@ -286,7 +286,7 @@ class OnchainControl:
         tip = self.ld.topology.tip_height
         r.feerate_sent = self._feerate()
         subd.send("onchaind_init", {
-            "channel_json": channel_json, "extra_json": extra_json, "spending_tx": spend.serialize(),
+            "channel": channel, "extra": extra, "spending_tx": spend.serialize(),
             "spend_height": rec.spend_height or 0, "tip": tip, "sweep_script": self._sweep_script(rec),
             "feerate_per_kw": r.feerate_sent, "reasonable_depth": REASONABLE_DEPTH, "state_json": saved})
         if saved:
@@ -326,7 +326,7 @@ class OnchainControl:
                 return tx
         return None
 
-    async def _export(self, rec: "ChannelRecord") -> str:
+    async def _export(self, rec: "ChannelRecord") -> dict[str, Any]:
         """The channel as onchaind needs it, from a one-off channeld (the
         master cannot read channeld's state)."""
         subd, fd = await self.ld.channels.spawn(rec.peer_id, rec.dbid, MODE_EXPORT_ONCHAIN, rec.config, rec.core)
@@ -339,27 +339,29 @@ class OnchainControl:
         finally:
             await subd.stop()
             self.subds.remove(subd)
-        return r["json"]
+        return r["channel"]
 
     def _extra(self, rec: "ChannelRecord") -> dict[str, Any]:
-        """What the master adds to channeld's export (onchaind/channel_json.py)."""
-        past, preimages = [], []
+        """What the master adds to channeld's export (`onchain_extra`,
+        wire/csv/onchaind.csv).  HTLC rows with a placeholder id (negative:
+        an offer never committed) were never in a commitment."""
+        past, preimages = [], set()
         for htlc_id, direction, amount, phash, cltv, preimage in self.db.query(
                 "SELECT htlc_id, direction, amount_msat, payment_hash, cltv_expiry, preimage FROM htlcs "
-                "WHERE channel_dbid = ?", (rec.dbid,)):
+                "WHERE channel_dbid = ? AND htlc_id >= 0", (rec.dbid,)):
             past.append({"offerer": "local" if direction == "out" else "remote", "id": htlc_id,
-                         "amount_msat": amount, "payment_hash": phash.hex(), "cltv_expiry": cltv})
+                         "amount_msat": amount, "payment_hash": phash, "cltv_expiry": cltv})
             if preimage is not None:
-                preimages.append(preimage.hex())
-        closing = [Tx.parse(rec.closing_tx).txid_hex] if rec.closing_tx else []
-        return {"past_htlcs": past, "preimages": sorted(set(preimages)), "mutual_close_txids": closing}
+                preimages.add(preimage)
+        closing = [Tx.parse(rec.closing_tx).txid()] if rec.closing_tx else []
+        return {"past_htlcs": past, "preimages": sorted(preimages), "mutual_close_txids": closing}
 
     def _fail_uncommitted(self, rec: "ChannelRecord", doc: dict) -> None:
         """Our HTLCs in no commitment that can still confirm can never be on
         chain: fail them upstream now."""
         live = set()
         for key in ("local_commitment", "remote_commitment", "remote_next_commitment"):
-            for h in (doc.get(key) or {}).get("htlcs", []):
+            for h in (doc[key] or {"htlcs": []})["htlcs"]:
                 if h["offerer"] == "local":
                     live.add(h["id"])
         rows = self.db.query("SELECT htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND "

@@ -35,7 +35,7 @@ from common.msgconn import ConnectionClosed
 from common.sync_hsm import SyncHsm
 from wire.internal import internal_schema
 
-from .channel_json import parse_channel
+from .onchain_channel import parse_channel
 from .core import (IRREVOCABLE_DEPTH, AllResolved, Broadcast, HtlcFailed, OnchainState, Output, OutputType,
                    PreimageLearned, Resolved, Warn, Watch, dust_threshold, fee_for_weight)
 from .core.sweep import MAX_SIG_LEN, SEQUENCE_RBF
@@ -162,7 +162,9 @@ class Onchaind:
         if f["state_json"]:
             outs = self._restore(f["state_json"])
         else:
-            ch = parse_channel(json.loads(f["channel_json"]), json.loads(f["extra_json"] or "{}"),
+            if f["channel"] is None or f["extra"] is None:
+                raise ValueError("onchaind_init without a saved state needs the channel and the master's extra")
+            ch = parse_channel(f["channel"], f["extra"],
                                sweep_scriptpubkey=f["sweep_script"], feerate_per_kw=f["feerate_per_kw"],
                                block_height=f["tip"], reasonable_depth=f["reasonable_depth"])
             tx = Tx.parse(f["spending_tx"])
