@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from typing import Any
 
@@ -188,7 +187,7 @@ class ChannelDaemon:
         try:
             await self.master.request("channeld_persist", {
                 "summary": summary(ch, self._balances(ch)),
-                "core_json": json.dumps(ch.to_dict()),
+                "core": ch.to_dict(),
                 "locked_in": locked_in(changes, self.shared_secret) if changes else [],
                 "resolved": resolved(changes) if changes else [],
                 "fulfilled": fulfilled, "funding": funding, "closing_tx": closing_tx,
@@ -275,18 +274,24 @@ class ChannelDaemon:
         elif i["mode"] in (MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
             # only to sign our latest commitment for the master (peer gone),
             # or to export the channel for onchaind
-            self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self.ch = Channel.from_dict(self._stored_core(), self.signer, fee_bounds=self.fee_bounds)
             self._revalidate()
             self.loaded.set()
             await self.master.wait_closed()
             raise ChannelFailed("signing done")
         else:
-            self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self.ch = Channel.from_dict(self._stored_core(), self.signer, fee_bounds=self.fee_bounds)
             self.minimum_depth = cfg["minimum_depth"]
             self.scid = cfg["scid"] or None
             self.funding_depth = cfg["funding_depth"]
             await self._resume()
         await self._main_loop()
+
+    def _stored_core(self) -> dict:
+        core = self.init["core"]
+        if core is None:
+            raise UsageError(f"mode {self.init['mode']} needs the channel's stored state")
+        return core
 
     def _revalidate(self) -> None:
         """hsmd forgets across restarts which of our commitments it saw signed:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.tx import Tx
 from common.features import OPTION_ANCHORS, channel_type_names
 from common.scid import ShortChannelId
+from wire.codec import Sealed
 from wire.internal import internal_schema
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class ChannelRecord:
     funding_sat: int
     minimum_depth: int
     summary: dict
-    core: str
+    core: Sealed                 # channeld_core: channeld's own state, never opened here
     config: dict
     fee_base_msat: int
     fee_ppm: int
@@ -175,7 +176,7 @@ class ChannelRecord:
     def row(self) -> tuple:
         return (self.dbid, self.peer_id, self.channel_id, self.state, self.opener, self.funding_txid,
                 self.funding_outnum, self.funding_sat, self.funding_height, self.funding_txindex,
-                self.minimum_depth, int(self.announce), self.summary_blob(), self.core,
+                self.minimum_depth, int(self.announce), self.summary_blob(), self.core.data,
                 self.config_blob(), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
                 self.htlc_maximum_msat, self.cltv_delta, self.closer, self.close_cause, self.closing_tx,
                 self.last_tx, self.spend_txid, self.spend_height, self.created_at, int(self.ignore_fee_limits))
@@ -193,6 +194,7 @@ class ChannelRecord:
         d = dict(zip(cls.COLUMNS, r))
         d["summary"] = _CHANNELD.decode_subtype("channel_summary", d["summary"])
         d["config"] = _CHANNELD.decode_subtype("channeld_config", d["config"])
+        d["core"] = Sealed("channeld_core", d["core"])
         d["announce"] = bool(d["announce"])
         d["ignore_fee_limits"] = bool(d["ignore_fee_limits"])
         d["state"] = ChannelState(d["state"])

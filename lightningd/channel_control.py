@@ -19,6 +19,7 @@ from common.daemon_conn import Msg, RequestFailed
 from common.features import OPTION_ANCHORS, Context, supported_channel_types
 from wire.channeld_modes import MODE_RESUME, MODE_SIGN_LAST
 from wire.hsm_caps import CAP_COMMITMENT_POINT, CAP_ECDH, CAP_SIGN_CLOSING_TX, CAP_SIGN_GOSSIP, CAP_SIGN_REMOTE_TX
+from wire.codec import Sealed
 from wire.internal import internal_schema
 
 from . import channel as C
@@ -133,14 +134,14 @@ class ChannelControl:
         return n + (len(self.pending) if kind == "pending" else 0)
 
     # ------------------------------------------------------------------ spawning
-    async def spawn(self, peer_id: bytes, dbid: int, mode: int, config: dict, core: str = "",
+    async def spawn(self, peer_id: bytes, dbid: int, mode: int, config: dict, core: Sealed | None = None,
                     open_msg: bytes = b"", on_exit: Callable[[Subd, int], Any] | None = None,
                     channel_id: bytes | None = None) -> tuple[Subd, int]:
         """Start a channeld; returns it and connectd's end of its peer socketpair."""
         hsm_fd = await self.ld.hsm.client_fd(f"channeld-{dbid}", CHANNELD_CAPS, peer_id, dbid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         handlers = {name: self._bind(dbid, meth) for name, meth in self.HANDLERS.items()}
-        subd = Subd("channeld", internal_schema("channeld"), handlers,
+        subd = Subd("channeld", internal_schema("channeld", keep_sealed=True), handlers,
                     self.ld.log.child(f"channeld-chan#{dbid}", peer_id.hex()), on_exit=on_exit,
                     node_id=peer_id.hex(), spawner=self.ld.zygote)
         try:
@@ -152,7 +153,7 @@ class ChannelControl:
         subd.send("channeld_init", {
             "mode": mode, "peer_id": peer_id, "dbid": dbid, "chain_hash": self.ld.network.chain_hash,
             "their_features": peer.features if peer else b"", "config": config,
-            "core_json": core, "open_msg": open_msg})
+            "core": core, "open_msg": open_msg})
         fd = os.dup(ours.fileno())
         ours.close()
         return subd, fd
@@ -334,7 +335,7 @@ class ChannelControl:
             dbid=po.dbid, peer_id=po.peer_id, channel_id=summary["channel_id"],
             state=C.AWAITING_LOCKIN, opener=summary["opener"], funding_txid=summary["funding_txid"],
             funding_outnum=summary["funding_outnum"], funding_sat=summary["funding_sat"],
-            minimum_depth=funding["minimum_depth"], summary=summary, core=msg["core_json"], config=po.config,
+            minimum_depth=funding["minimum_depth"], summary=summary, core=msg["core"], config=po.config,
             fee_base_msat=int(cfg.get("fee-base")), fee_ppm=int(cfg.get("fee-per-satoshi")),
             htlc_minimum_msat=max(1, int(cfg.get("htlc-minimum-msat") or 0)),
             # the option's default (2^64-1) means "no limit": the channel's capacity
@@ -368,7 +369,7 @@ class ChannelControl:
         assert db is not None
         summary = msg["summary"]
         with db.transaction():
-            rec.summary, rec.core = summary, msg["core_json"]
+            rec.summary, rec.core = summary, msg["core"]
             new_state = C.FROM_CORE.get(summary["state"], rec.state)
             if rec.state in C.ACTIVE:
                 change = rec.set_state(new_state, "user" if rec.opener == "local" else "remote",
@@ -388,7 +389,7 @@ class ChannelControl:
                 db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (rec.config_blob(), rec.dbid))
                 asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
             db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ?, "
-                       "close_cause = ? WHERE dbid = ?", (rec.state, rec.summary_blob(), rec.core, rec.closing_tx,
+                       "close_cause = ? WHERE dbid = ?", (rec.state, rec.summary_blob(), rec.core.data, rec.closing_tx,
                                                           rec.closer, rec.close_cause, rec.dbid))
         if rec.closing_tx is not None:
             for fut in self.close_waiters.pop(rec.dbid, []):

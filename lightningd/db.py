@@ -6,10 +6,28 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-# Each entry is one migration; never edit a shipped one, append a new one.
-MIGRATIONS: list[str] = [
+from wire.legacy_json import upgrade_channel_row, upgrade_onchaind_state
+
+
+def _declared_contracts(conn: sqlite3.Connection) -> None:
+    """7: channels.summary, .core and .config and onchaind's saved state
+    were JSON text; they are now the encodings of their declared subtypes
+    (wire/csv/channeld.csv channel_summary, channeld_core, channeld_config;
+    wire/csv/onchaind.csv onchaind_state), converted by wire/legacy_json.py.
+    onchain_state.state_json is renamed state."""
+    conn.execute("ALTER TABLE onchain_state RENAME COLUMN state_json TO state")
+    for dbid, summary, core, config in conn.execute("SELECT dbid, summary, core, config FROM channels").fetchall():
+        conn.execute("UPDATE channels SET summary = ?, core = ?, config = ? WHERE dbid = ?",
+                     (*upgrade_channel_row(summary, core, config), dbid))
+    for dbid, state in conn.execute("SELECT dbid, state FROM onchain_state").fetchall():
+        conn.execute("UPDATE onchain_state SET state = ? WHERE dbid = ?", (upgrade_onchaind_state(state), dbid))
+
+
+# Each entry is one migration (SQL, or a function of the connection for what
+# SQL cannot do); never edit a shipped one, append a new one.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: key/value settings, recent block headers, wallet
     """
     CREATE TABLE vars (name TEXT PRIMARY KEY, val TEXT NOT NULL);
@@ -200,6 +218,8 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE channels ADD COLUMN ignore_fee_limits INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: the JSON documents of channeld and onchaind become their declared encodings
+    _declared_contracts,
 ]
 
 
@@ -236,8 +256,12 @@ class Db:
                                f"({len(MIGRATIONS)}): refusing to downgrade")
         for i in range(version, len(MIGRATIONS)):
             with self.transaction():
-                for stmt in _split_sql(MIGRATIONS[i]):
-                    self.conn.execute(stmt)
+                step = MIGRATIONS[i]
+                if callable(step):
+                    step(self.conn)
+                else:
+                    for stmt in _split_sql(step):
+                        self.conn.execute(stmt)
                 self.conn.execute("UPDATE db_version SET version = ?", (i + 1,))
 
     @contextlib.contextmanager

@@ -43,6 +43,7 @@ from bitcoin.coinselect import InsufficientFunds
 from bitcoin.tx import OutPoint, Tx
 from common.daemon_conn import Msg, RequestFailed
 from wire.channeld_modes import MODE_EXPORT_ONCHAIN
+from wire.codec import Sealed
 from wire.hsm_caps import CAP_SIGN_ONCHAIN_TX
 from wire.internal import internal_schema
 
@@ -249,15 +250,15 @@ class OnchainControl:
         assert rec.spend_txid is not None
         if r is None:
             r = self.resolvers[rec.dbid] = Resolver(rec, rec.spend_txid)
-        row = self.db.one("SELECT state_json FROM onchain_state WHERE dbid = ?", (rec.dbid,))
-        saved = row[0] if row else ""
+        row = self.db.one("SELECT state FROM onchain_state WHERE dbid = ?", (rec.dbid,))
+        saved = Sealed("onchaind_state", row[0]) if row else None
         spend = await self._spending_tx(rec)
         if spend is None:
             self.ld.log.broken(f"channel {rec.dbid}: cannot find the tx {_hex(rec.spend_txid)} spending "
                                "its funding output")
             return
         channel = extra = None
-        if not saved:
+        if saved is None:
             try:
                 channel = await self._export(rec)
             except Exception as e:
@@ -272,7 +273,7 @@ class OnchainControl:
             return
         hsm_fd = await self.ld.hsm.client_fd(f"onchaind-{rec.dbid}", CAP_SIGN_ONCHAIN_TX, rec.peer_id, rec.dbid)
         handlers = {name: self._bind(r, meth) for name, meth in self.HANDLERS.items()}
-        subd = Subd("onchaind", internal_schema("onchaind"), handlers,
+        subd = Subd("onchaind", internal_schema("onchaind", keep_sealed=True), handlers,
                     self.ld.log.child(f"onchaind-chan#{rec.dbid}", rec.peer_id.hex()),
                     on_exit=lambda s, rc: self._on_exit(r, s, rc), node_id=rec.peer_id.hex(),
                     spawner=self.ld.zygote)
@@ -288,8 +289,8 @@ class OnchainControl:
         subd.send("onchaind_init", {
             "channel": channel, "extra": extra, "spending_tx": spend.serialize(),
             "spend_height": rec.spend_height or 0, "tip": tip, "sweep_script": self._sweep_script(rec),
-            "feerate_per_kw": r.feerate_sent, "reasonable_depth": REASONABLE_DEPTH, "state_json": saved})
-        if saved:
+            "feerate_per_kw": r.feerate_sent, "reasonable_depth": REASONABLE_DEPTH, "state": saved})
+        if saved is not None:
             if self._reorg_floor is not None:
                 self._send(r, "onchaind_block_disconnected", {"height": self._reorg_floor})
             if rec.spend_height is not None:
@@ -435,9 +436,9 @@ class OnchainControl:
         try:
             lines = msg["status"]
             with self.db.transaction():
-                self.db.execute("INSERT INTO onchain_state(dbid, state_json, status_json) VALUES (?, ?, ?) "
-                                "ON CONFLICT(dbid) DO UPDATE SET state_json = excluded.state_json, "
-                                "status_json = excluded.status_json", (rec.dbid, msg["state_json"],
+                self.db.execute("INSERT INTO onchain_state(dbid, state, status_json) VALUES (?, ?, ?) "
+                                "ON CONFLICT(dbid) DO UPDATE SET state = excluded.state, "
+                                "status_json = excluded.status_json", (rec.dbid, msg["state"].data,
                                                                        json.dumps(lines)))
         except Exception as e:
             self.ld.log.broken(f"channel {rec.dbid}: storing onchaind's state failed: {e}")

@@ -202,7 +202,7 @@ def test_channel_export_contract():
         init = onchaind.decode(onchaind.encode("onchaind_init", {
             "channel": master.decode(reply).fields["channel"], "extra": extra, "spending_tx": b"",
             "spend_height": 0, "tip": 100, "sweep_script": bytes(22), "feerate_per_kw": 1000,
-            "reasonable_depth": 3, "state_json": ""})).fields
+            "reasonable_depth": 3, "state": None})).fields
         doc = init["channel"]
         assert doc["revealed_secrets"] and len(doc["local_commitment"]["htlcs"]) == 6
         return parse_channel(doc, init["extra"], sweep_scriptpubkey=bytes(22), feerate_per_kw=1000,

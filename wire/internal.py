@@ -22,8 +22,8 @@ FAIL_OFFSET = 200
 DAEMONS = ("hsmd", "connectd", "gossipd", "channeld", "onchaind")
 #: daemon -> CSVs of shared subtypes its schema includes (wire/csv/<name>.csv)
 SHARED: dict[str, tuple[str, ...]] = {
-    "channeld": ("onchain_channel",),     # channeld_export_onchain_reply
-    "onchaind": ("onchain_channel",),     # onchaind_init
+    "channeld": ("onchain_channel", "shachain"),     # channeld_export_onchain_reply, channeld_core
+    "onchaind": ("onchain_channel", "shachain"),     # onchaind_init, onchaind_state
 }
 
 

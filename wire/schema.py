@@ -180,6 +180,8 @@ class MessageSchema:
         """The inverse of :meth:`encode_subtype` (all of ``data``, checked)."""
         codec = self.subtype(name)
         struct = getattr(codec, "struct", codec)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"{name} needs bytes, got {type(data).__name__}")
         data = bytes(data)
         try:
             value, used = struct.decode(data, 0, len(data))

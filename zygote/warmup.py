@@ -104,7 +104,6 @@ def _channel() -> None:
     p.deliver_all()
     a.persist()
     b.persist()
-    json.loads(json.dumps(a.db))
     from channeld.summary import summary
     from common.features import bits_from_features, features_from_bits
     from wire.internal import internal_schema
