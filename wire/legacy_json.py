@@ -215,7 +215,7 @@ def _outpoint_values(pairs: list[list[Any]]) -> list[dict[str, Any]]:
     for key, value in pairs:
         txid, outnum = _outpoint(key)
         out.append({"txid": txid, "outnum": outnum, "value": value})
-    return out
+    return sorted(out, key=lambda e: (e["txid"], e["outnum"]))     # onchaind's order
 
 
 def onchaind_state(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,15 +247,16 @@ def onchaind_state(doc: Mapping[str, Any]) -> dict[str, Any]:
             "shutdown_scriptpubkey": _b(ch["shutdown_scriptpubkey"]), "reasonable_depth": ch["reasonable_depth"]},
         "commitment_tx": _b(core["commitment_tx"]),
         "tip": core["tip"], "feerate_per_kw": core["feerate_per_kw"],
-        "confirmations": [{"txid": _b(t), "height": h} for t, h in core["confirmations"]],
-        "spends": spends,
+        "confirmations": sorted(({"txid": _b(t), "height": h} for t, h in core["confirmations"]),
+                                key=lambda e: e["txid"]),
+        "spends": sorted(spends, key=lambda e: (e["txid"], e["outnum"])),
         "preimages": sorted(_b(p) for _, p in core["preimages"]),
         "master_hashes": sorted(_b(h) for h in core["master_hashes"]),
         "pinned_feerates": _outpoint_values(core["pinned_feerates"]),
         "bumped_at": _outpoint_values(core["bumped_at"]),
         "emitted": sorted(core["emitted"]),
         "announced": sorted(_b(t) for t in core["announced"]),
-        "to_us": _outpoint_values(sorted(doc.get("to_us", {}).items())),
+        "to_us": _outpoint_values([[k, v] for k, v in doc.get("to_us", {}).items()]),
         "core_all_resolved": bool(doc.get("core_all_resolved", False)),
     }
 

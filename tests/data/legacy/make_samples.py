@@ -14,11 +14,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
+# this tree's code, not the one the venv's editable install points to
+sys.meta_path = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", repr(f))]
+sys.path.insert(0, str(HERE.parent.parent.parent))
 sys.path.insert(0, str(HERE.parent.parent))
-sys.path.insert(0, str(HERE.parent.parent / "tests"))
 
 from bitcoin.hashes import sha256  # noqa: E402
+from channeld.core import Channel  # noqa: E402
 from channeld.core.pair import Pipe, make_pair  # noqa: E402
+from channeld.core.signer import LocalSigner  # noqa: E402
 from channeld.onchain_export import export_onchain  # noqa: E402
 from channeld.summary import summary  # noqa: E402
 from common.commitment import Side  # noqa: E402
@@ -46,9 +50,13 @@ def channel_samples() -> list[dict]:
     p.send("A", a.channel.send_commitment())
     for name, node in (("A", a), ("B", b)):
         ch = node.channel
+        # and as the old code restored it (disconnected: the peer's uncommitted updates dropped)
+        restored = Channel.from_dict(json.loads(json.dumps(ch.to_dict())), LocalSigner.from_seed(b"legacy" + name.encode()))
         out.append({"seed": "legacy", "side": name, "core": ch.to_dict(),
                     "summary": summary(ch, 0x1234560000010001 if name == "A" else None, (11_000, 22_000)),
-                    "export": export_onchain(ch)})
+                    "export": export_onchain(ch),
+                    "restored_summary": summary(restored, None, (11_000, 22_000)),
+                    "restored_export": export_onchain(restored)})
     return out
 
 
@@ -69,5 +77,7 @@ def onchaind_samples() -> list[dict]:
 
 
 if __name__ == "__main__":
+    import channeld
+    assert Path(channeld.__file__).resolve().parent.parent == HERE.parent.parent.parent.resolve(), channeld.__file__
     (HERE / "channeld_v1.json").write_text(json.dumps(channel_samples(), indent=1, sort_keys=True) + "\n")
     (HERE / "onchaind_v1.json").write_text(json.dumps(onchaind_samples(), indent=1, sort_keys=True) + "\n")
