@@ -29,15 +29,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from contrib.regtest.testing import RegtestChain  # noqa: E402
+from bench.scene import regtest_scene
+from contrib.regtest.testing import RegtestChain
 
 REPO = Path(__file__).resolve().parent.parent
 CHANNEL_SAT = 1_000_000
@@ -145,29 +143,23 @@ def spawn_latency() -> dict[str, Any]:
 
 
 def run(channels: int | None = None, peers: int | None = None) -> dict[str, Any]:
-    from node_factory import NodeFactory, wait_for
+    from node_factory import wait_for
     channels = channels or int(os.environ.get("CHANNELS", "50"))
     peers = min(peers or int(os.environ.get("PEERS", "20")), channels)
     onchain_peers = min(int(os.environ.get("ONCHAIN_PEERS", "2")), peers)
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        chain = RegtestChain(Path(tmp) / "bitcoind")
-        chain.start()
-        # Enough mature coinbases for one faucet payment per channel.
-        chain.mine(101 + channels)
-        nf = NodeFactory(Path(tmp), chain)
-        try:
-            l1, others, before = open_channels(nf, chain, channels, peers)
-            setup_s = time.monotonic() - t0
-            wait_for(lambda: list(l1.subdaemon_pids_all().values()).count("channeld") == channels, timeout=60)
-            time.sleep(2)  # settle: post-lock-in messages, gossip
-            after = node_memory(l1)
-            n_onchain = go_onchain(l1, others[:onchain_peers], chain) if onchain_peers else 0
-            time.sleep(2)
-            onchain = node_memory(l1)
-        finally:
-            problems = nf.teardown()
-            chain.stop()
+    # Enough mature coinbases for one faucet payment per channel.
+    with regtest_scene(101 + channels) as scene:
+        chain = scene.chain
+        l1, others, before = open_channels(scene.nodes, chain, channels, peers)
+        setup_s = time.monotonic() - t0
+        wait_for(lambda: list(l1.subdaemon_pids_all().values()).count("channeld") == channels, timeout=60)
+        time.sleep(2)  # settle: post-lock-in messages, gossip
+        after = node_memory(l1)
+        n_onchain = go_onchain(l1, others[:onchain_peers], chain) if onchain_peers else 0
+        time.sleep(2)
+        onchain = node_memory(l1)
+    problems = scene.teardown_problems
     latency = spawn_latency()
     result = report(before, after, onchain, channels, latency)
     result.update(channels=channels, peers=peers, onchain_channels=n_onchain, setup_s=round(setup_s, 1),

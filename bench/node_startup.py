@@ -11,9 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from node_factory import child_pids, subdaemon_name
 from pyln.client import LightningRpc
 
-from contrib.regtest.testing import RegtestChain, free_port
+from bench.scene import regtest_scene
+from contrib.regtest.testing import free_port
 
 
 def rss_kib(pid: int) -> int:
@@ -25,55 +27,37 @@ def rss_kib(pid: int) -> int:
 
 
 def children(pid: int) -> dict[str, int]:
-    import os
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
-            if int(stat[1]) != pid:
-                continue
-            cmd = open(f"/proc/{d}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if len(cmd) > 2 and cmd[1] == b"-m":
-            out[cmd[2].decode()] = int(d)
-    return out
+    """The subdaemons (and zygote) of a lightningd, by name."""
+    return {name: kid for kid in child_pids(pid) if (name := subdaemon_name(kid))}
 
 
 def run(runs: int = 5) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        chain = RegtestChain(Path(tmp) / "bitcoind")
-        chain.start()
-        chain.mine(101)
+    with regtest_scene() as scene, tempfile.TemporaryDirectory() as tmp:
+        chain = scene.chain
         times, rss = [], {}
-        try:
-            for i in range(runs):
-                d = Path(tmp) / f"node{i}"
-                cmd = [sys.executable, "-m", "lightningd", f"--lightning-dir={d}", "--network=regtest",
-                       f"--addr=127.0.0.1:{free_port()}", f"--bitcoin-rpcport={chain.rpcport}",
-                       f"--bitcoin-rpcuser={chain.rpcuser}", f"--bitcoin-rpcpassword={chain.rpcpassword}",
-                       f"--log-file={d}.log"]
-                t0 = time.monotonic()
-                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                sock = d / "regtest" / "lightning-rpc"
-                while True:
-                    if sock.exists():
-                        try:
-                            LightningRpc(str(sock)).getinfo()
-                            break
-                        except (OSError, ValueError):
-                            pass
-                    time.sleep(0.005)
-                times.append(time.monotonic() - t0)
-                time.sleep(0.5)  # settle before reading memory
-                rss = {"lightningd": rss_kib(proc.pid)}
-                rss.update({k: rss_kib(v) for k, v in children(proc.pid).items()})
-                LightningRpc(str(sock)).stop()
-                proc.wait(30)
-        finally:
-            chain.stop()
+        for i in range(runs):
+            d = Path(tmp) / f"node{i}"
+            cmd = [sys.executable, "-m", "lightningd", f"--lightning-dir={d}", "--network=regtest",
+                   f"--addr=127.0.0.1:{free_port()}", f"--bitcoin-rpcport={chain.rpcport}",
+                   f"--bitcoin-rpcuser={chain.rpcuser}", f"--bitcoin-rpcpassword={chain.rpcpassword}",
+                   f"--log-file={d}.log"]
+            t0 = time.monotonic()
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            sock = d / "regtest" / "lightning-rpc"
+            while True:
+                if sock.exists():
+                    try:
+                        LightningRpc(str(sock)).getinfo()
+                        break
+                    except (OSError, ValueError):
+                        pass
+                time.sleep(0.005)
+            times.append(time.monotonic() - t0)
+            time.sleep(0.5)  # settle before reading memory
+            rss = {"lightningd": rss_kib(proc.pid)}
+            rss.update({k: rss_kib(v) for k, v in children(proc.pid).items()})
+            LightningRpc(str(sock)).stop()
+            proc.wait(30)
     return {"start_to_rpc_ready_s": {"median": round(statistics.median(times), 3), "min": round(min(times), 3),
                                      "max": round(max(times), 3), "runs": runs},
             "rss_kib": rss}

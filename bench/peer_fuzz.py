@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from contrib.regtest.testing import RegtestChain  # noqa: E402
+from bench.scene import regtest_scene
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
-    from node_factory import NodeFactory
-    from peer_fuzz import PeerFuzzer, campaign
+    from peer_fuzz import (  # tests/, on the path once bench.scene is loaded
+        PeerFuzzer,
+        campaign,
+    )
     ap = argparse.ArgumentParser(prog="./run bench peer_fuzz")
     ap.add_argument("--examples", type=int, default=1000, help="messages to send (default 1000)")
     ap.add_argument("--seed", type=int, default=None, help="hypothesis seed, to repeat a campaign")
@@ -33,22 +31,15 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                     help="at most one new locked-in channel per this many messages")
     args = ap.parse_args(argv or [])
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        chain = RegtestChain(Path(tmp) / "bitcoind")
-        chain.start()
-        chain.mine(101)
-        nf = NodeFactory(Path(tmp), chain)
+    with regtest_scene() as scene:
+        node = scene.nodes.get_node({"dev-opening-timeout-secs": 30})
+        fuzzer = PeerFuzzer(node, live=True, live_every=args.live_every, mine_every=25)
         try:
-            node = nf.get_node({"dev-opening-timeout-secs": 30})
-            fuzzer = PeerFuzzer(node, live=True, live_every=args.live_every, mine_every=25)
-            try:
-                campaign(fuzzer, args.examples, args.seed)
-            except KeyboardInterrupt:
-                print("interrupted: reporting what ran", file=sys.stderr)
-            stats = fuzzer.stats
-        finally:
-            problems = nf.teardown()
-            chain.stop()
+            campaign(fuzzer, args.examples, args.seed)
+        except KeyboardInterrupt:
+            print("interrupted: reporting what ran", file=sys.stderr)
+        stats = fuzzer.stats
+    problems = scene.teardown_problems
     result = stats.summary()
     result.update(seconds=round(time.monotonic() - t0, 1), teardown_problems=problems)
     print(f"peer_fuzz: {stats.tried} messages tried, {len(stats.failures)} failures, "

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from contrib.regtest.testing import RegtestChain  # noqa: E402
+from bench.scene import regtest_scene
 
 
 def run(argv: list[str] | None = None) -> dict:
-    from node_factory import NodeFactory
-    from rpc_fuzz import FuzzStats, Scene, fuzz
-
+    from rpc_fuzz import (  # tests/, on the path once bench.scene is loaded
+        FuzzStats,
+        Scene,
+        fuzz,
+    )
     ap = argparse.ArgumentParser(prog="./run bench rpc_fuzz")
     ap.add_argument("--examples", type=int, default=2000, help="inputs to try")
     ap.add_argument("--seed", type=int, default=None, help="hypothesis seed (random by default)")
@@ -33,21 +31,13 @@ def run(argv: list[str] | None = None) -> dict:
         print(f"rpc_fuzz: {s.tried} tried, {len(s.failures)} distinct failures, answers {s.answered}",
               file=sys.stderr, flush=True)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        chain = RegtestChain(Path(tmp) / "bitcoind")
-        chain.start()
-        chain.mine(101)
-        nf = NodeFactory(Path(tmp), chain)
-        try:
-            l1, l2 = nf.get_nodes(2, opts={"log-level": "debug"})
-            scene = Scene(l1, l2)
-            t0 = time.perf_counter()
-            stats = fuzz(scene, args.examples, call_timeout=args.timeout, stop_at_failure=False, seed=args.seed,
-                         progress=progress)
-            elapsed = time.perf_counter() - t0
-        finally:
-            problems = nf.teardown()
-            chain.stop()
+    with regtest_scene() as setting:
+        l1, l2 = setting.nodes.get_nodes(2, opts={"log-level": "debug"})
+        t0 = time.perf_counter()
+        stats = fuzz(Scene(l1, l2), args.examples, call_timeout=args.timeout, stop_at_failure=False,
+                     seed=args.seed, progress=progress)
+        elapsed = time.perf_counter() - t0
+    problems = setting.teardown_problems
     for sig, (example, problem) in sorted(stats.failures.items()):
         print(f"FAILURE {sig}\n  input:   {example}\n  problem: {problem[:1000]}", file=sys.stderr)
     return {"examples_tried": stats.tried, "seconds": round(elapsed, 1),

@@ -92,6 +92,7 @@ class ChannelDaemon:
         self._bal_at = 0.0
         self._bal_key: tuple = ()
         self._bal_timer: asyncio.TimerHandle | None = None
+        self._bal_task: asyncio.Future | None = None
 
     # ------------------------------------------------------------------ plumbing
     def billboard(self, text: str) -> None:
@@ -155,17 +156,36 @@ class ChannelDaemon:
     def _balances(self, ch: Channel) -> tuple[int, int]:
         """spendable/receivable for the master's summary.  Computing them is a
         search over the BOLT 2 checks: under load they are refreshed at most
-        every BALANCE_REFRESH seconds, and once more when things calm down."""
+        every BALANCE_REFRESH seconds, and once more when things calm down;
+        exact whenever the channel turns busy or idle (a payer starting its
+        next payment right after the last sees what it can really send).  A
+        payer planning on a stale figure learns the exact one when its HTLC
+        is refused (handle_offer_htlc)."""
         now = time.monotonic()
-        key = (ch.state, ch.connected)
+        key = (ch.state, ch.connected, not ch.log.htlcs)
         if self._bal is None or now - self._bal_at >= BALANCE_REFRESH or key != self._bal_key:
             self._bal = (ch.spendable_msat, ch.receivable_msat)
             self._bal_at = now
             self._bal_key = key
         elif self._bal_timer is None:
-            self._bal_timer = asyncio.get_running_loop().call_later(
-                BALANCE_REFRESH, lambda: asyncio.ensure_future(self._refresh_balances()))
+            self._bal_timer = asyncio.get_running_loop().call_later(BALANCE_REFRESH, self._start_refresh)
         return self._bal
+
+    def _start_refresh(self) -> None:
+        self._bal_task = asyncio.ensure_future(self._refresh_balances())
+
+    async def stop_balance_refresh(self) -> None:
+        """At exit: no refresh left pending (or destroyed half-way)."""
+        if self._bal_timer is not None:
+            self._bal_timer.cancel()
+            self._bal_timer = None
+        task, self._bal_task = self._bal_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
 
     async def _refresh_balances(self) -> None:
         self._bal_timer = None
@@ -592,8 +612,11 @@ class ChannelDaemon:
                 upd = ch.add_htlc(f["amount_msat"], f["payment_hash"], f["cltv_expiry"], f["onion"],
                                   f["blockheight"])
             except (UsageError, ChannelError) as e:
+                # with what the channel could take now (the master's summary
+                # of it may be up to BALANCE_REFRESH old): payers re-plan on it
                 self.master.send("channeld_offer_htlc_fail", {"failure_code": TEMPORARY_CHANNEL_FAILURE,
-                                                              "reason": str(e)})
+                                                              "reason": str(e),
+                                                              "spendable_msat": ch.spendable_msat if ch else 0})
                 return
             self.master.send("channeld_offer_htlc_reply", {"htlc_id": upd[1]["id"]})
             try:
@@ -700,6 +723,9 @@ class ChannelDaemon:
 
 async def main(d: Daemon) -> None:
     cd = ChannelDaemon(d)
-    await cd.run()
+    try:
+        await cd.run()
+    finally:
+        await cd.stop_balance_refresh()
 
 

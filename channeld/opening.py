@@ -29,7 +29,7 @@ KNOWN_TYPES = ((12,), (12, 22))
 def our_party(policy: dict[str, Any], funding_sat: int, signer: Any, upfront: bytes,
               their_dust_sat: int = 0) -> PartyConfig:
     """Our side of open_channel/accept_channel, from the master's policy
-    (`channel_policy` in wire/csv/channeld.csv)."""
+    (`open_policy` in wire/csv/channeld.csv)."""
     # BOLT 2: the reserve we ask of the peer is at least its dust limit
     # (Core Lightning bumps it the same way), so its to_local can't be dust
     wanted = policy["reserve_sat"] if policy["reserve_sat"] is not None else funding_sat // 100

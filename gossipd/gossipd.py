@@ -10,7 +10,6 @@ never goes through the master."""
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 import time
 
@@ -19,7 +18,7 @@ from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg, RequestFailed
 from common.features import GOSSIP_QUERIES, has_feature
 from common.msgconn import MsgConn
-from common.scid import ShortChannelId
+from common.scid import ShortChannelId, ShortChannelIdDir
 from wire import DecodeError, bolt_schema
 from wire.internal import internal_schema
 
@@ -27,7 +26,7 @@ from .graph import ACCEPTED, U_OFF, U_TS
 from .manager import GossipManager
 from .queries import (TimestampFilter, answer_query_short_channel_ids, filtered_gossip, gossip_timestamp_filter,
                       parse_reply_channel_range, query_channel_range, query_short_channel_ids, reply_channel_range)
-from .routing import ChannelPolicy, LocalChannel, RouteNotFound, Router
+from .routing import ChannelLimit, ChannelPolicy, LocalChannel, RouteNotFound, Router
 from .store import GossipStore
 from .validate import (GossipError, forwardable_node_announcement, parse_channel_announcement, parse_channel_update,
                        parse_node_announcement)
@@ -62,7 +61,7 @@ class Gossipd:
         "gossipd_new_blockheight": "handle_new_blockheight",
         "gossipd_outpoints_spent": "handle_outpoints_spent",
         "gossipd_local_channel": "handle_local_channel",
-        "gossipd_getroute": "handle_getroute",
+        "gossipd_getroutes": "handle_getroutes",
         "gossipd_listchannels": "handle_listchannels",
         "gossipd_listnodes": "handle_listnodes",
         "gossipd_node_info": "handle_node_info",
@@ -249,21 +248,34 @@ class Gossipd:
         except GossipError as e:
             self.status.broken(f"our own node_announcement refused: {e}")
 
-    def handle_getroute(self, msg: Msg) -> None:
+    def handle_getroutes(self, msg: Msg) -> None:
         assert self.router is not None
-        req = json.loads(msg["request_json"])
-        locals_ = [LocalChannel(lc["scid"], bytes.fromhex(lc["peer_id"]), lc["spendable_msat"],
-                                lc.get("htlc_minimum_msat", 0), lc.get("enabled", True))
-                   for lc in req.get("local_channels", [])]
+        f = msg.fields
+        locals_ = [LocalChannel(lc["scid"], lc["peer_id"], lc["spendable_msat"], lc["htlc_minimum_msat"],
+                                lc["enabled"]) for lc in f["local_channels"]]
+        policies = [ChannelPolicy(**p) for p in f["policies"]]
+        exclude = [ShortChannelIdDir(ShortChannelId.from_int(x["scid"]), x["direction"])
+                   for x in f["excluded_channels"]] + list(f["excluded_nodes"])
+        riskfactor, fuzzpercent = f["riskfactor_millionths"] / 1e6, f["fuzz_millionths"] / 1e4
         try:
-            route = self.router.getroute(bytes.fromhex(req["source"]), bytes.fromhex(req["destination"]),
-                                         req["amount_msat"], req.get("riskfactor", 10), req.get("cltv", 9),
-                                         req.get("exclude", []), req.get("fuzzpercent", 5), req.get("maxhops", 20),
-                                         locals_, policies=[ChannelPolicy(**p) for p in req.get("policies", [])])
+            if len(f["amounts"]) == 1 and f["maxparts"] == 1:
+                # one route: getroute's own checks and messages
+                routes = [self.router.getroute(f["source"], f["destination"], f["amounts"][0], riskfactor,
+                                               f["final_cltv"], exclude, fuzzpercent, f["maxhops"], locals_,
+                                               policies=policies)]
+            else:
+                routes = self.router.getroutes(
+                    f["source"], f["destination"], f["amounts"], riskfactor, f["final_cltv"], exclude, fuzzpercent,
+                    f["maxhops"], locals_, policies,
+                    [ChannelLimit(x["scid"], x["direction"], x["max_msat"], x["reserved_msat"]) for x in f["limits"]],
+                    f["maxparts"])
         except (RouteNotFound, ValueError) as e:
-            self.master.send("gossipd_getroute_fail", {"reason": str(e)})
+            self.master.send("gossipd_getroutes_fail", {"reason": str(e)})
             return
-        self.master.send("gossipd_getroute_reply", {"route_json": json.dumps(route)})
+        self.master.send("gossipd_getroutes_reply", {"routes": [{"hops": [
+            {"id": bytes.fromhex(h["id"]), "scid": ShortChannelId.parse(h["channel"]).to_int(),
+             "direction": h["direction"], "amount_msat": h["amount_msat"], "delay": h["delay"]} for h in r]}
+            for r in routes]})
 
     def handle_listchannels(self, msg: Msg) -> None:
         assert self.mgr is not None

@@ -83,6 +83,19 @@ class ChannelPolicy:
     enabled: bool = True
 
 
+@dataclass(frozen=True)
+class ChannelLimit:
+    """What one payment knows of a channel direction, for ``getroutes``:
+    at most ``max_msat`` can pass it in all (learnt from a failure; 2^64-1
+    if nothing was), of which its parts in flight already use
+    ``reserved_msat``."""
+
+    scid: int
+    direction: int
+    max_msat: int
+    reserved_msat: int = 0
+
+
 def _fuzz_r(seed: int, scid: int, direction: int) -> float:
     """Deterministic value in [-1, 1] (splitmix64 of seed, scid, direction)."""
     z = (seed * 0x9E3779B97F4A7C15 + scid * 2 + direction) & _MASK64
@@ -153,6 +166,75 @@ class Router:
         those channel directions for this search."""
         if amount_msat <= 0:
             raise ValueError("amount_msat must be positive")
+        src, dst, overlay, locals_ = self._prepare(source, destination, riskfactor, fuzzpercent, exclude,
+                                                   local_channels, policies, seed)
+        self._quick_checks(src, dst, amount_msat, overlay)
+        rf = riskfactor / (BLOCKS_PER_YEAR * 100)
+        fz = fuzzpercent / 100
+        route = self._search(src, dst, amount_msat, cltv, rf, fz, 0.0, overlay)
+        if route is None:
+            raise RouteNotFound("Could not find a route")
+        if len(route[0]) > maxhops:
+            route = self._search(src, dst, amount_msat, cltv, rf, fz, _SHORTEST_WEIGHT, overlay)
+            if route is None or len(route[0]) > maxhops:
+                raise RouteNotFound(f"Shortest route was {len(route[0]) if route else 0} hops, "
+                                    f"more than maxhops {maxhops}")
+        return self._hops(source, route, locals_)
+
+    def getroutes(self, source: bytes, destination: bytes, amounts: list[int],
+                  riskfactor: float = 10.0, cltv: int = 9, exclude=(),
+                  fuzzpercent: float = 5.0, maxhops: int = 20,
+                  local_channels: list[LocalChannel] | None = None,
+                  policies: list[ChannelPolicy] | None = None, limits: list[ChannelLimit] | None = None,
+                  maxparts: int = 1, seed: int | None = None) -> list[list[dict]]:
+        """Routes (each as getroute's) that together deliver ``sum(amounts)``
+        (a multi-part payment), at most ``maxparts`` of them.
+
+        Every channel direction has a liquidity for this search: our local
+        channels' ``spendable_msat``, else the channel's capacity, lowered
+        by ``limits`` (what the payment learnt, less what its parts in
+        flight reserve).  Each amount, in order, takes the cheapest route
+        whose channels can all still carry it, and what it carries is taken
+        from their liquidity.  An amount no route can carry whole is split:
+        the path that can carry the most (its narrowest channel, fees
+        included) takes as much as it can (the cheapest route for that much
+        if there is one), and the rest is routed the same way.  A greedy
+        splitter, not a min-cost flow: it finds a split whenever the
+        channels' liquidity allows one path after another."""
+        if not amounts or any(a <= 0 for a in amounts):
+            raise ValueError("amounts must be positive")
+        if maxparts < 1:
+            raise ValueError("maxparts must be positive")
+        src, dst, overlay, locals_ = self._prepare(source, destination, riskfactor, fuzzpercent, exclude,
+                                                   local_channels, policies, seed)
+        liq = self._limit(src, overlay, limits or ())
+        rf = riskfactor / (BLOCKS_PER_YEAR * 100)
+        fz = fuzzpercent / 100
+        todo = list(amounts)
+        routes: list[list[dict]] = []
+        while todo:
+            amount = todo.pop(0)
+            if len(routes) >= maxparts:
+                raise RouteNotFound(f"Could not find a route: {sum(todo) + amount}msat left over after "
+                                    f"{maxparts} parts")
+            found = self._best(src, dst, amount, cltv, rf, fz, maxhops, overlay)
+            if found is None:
+                widest = self._widest(src, dst, amount, cltv, overlay) if len(routes) + 1 < maxparts else None
+                if widest is None:
+                    raise RouteNotFound(f"Could not find a route for {amount}msat"
+                                        + (f" (after {len(routes)} parts)" if routes else ""))
+                part, found = widest
+                if part < amount:
+                    todo.insert(0, amount - part)
+                    found = self._best(src, dst, part, cltv, rf, fz, maxhops, overlay) or found
+            hops = self._hops(source, found, locals_)
+            self._consume(src, found[0], hops, liq, overlay)
+            routes.append(hops)
+        return routes
+
+    def _prepare(self, source: bytes, destination: bytes, riskfactor: float, fuzzpercent: float, exclude,
+                 local_channels, policies, seed) -> tuple[int, int, dict[int, tuple], list[LocalChannel]]:
+        """Checks and the per-call overlay: (src, dst, overlay, locals)."""
         if not 0 <= fuzzpercent <= 100:
             raise ValueError("fuzzpercent must be within 0..100")
         if riskfactor < 0:
@@ -176,18 +258,7 @@ class Router:
         overlay = self._overlay(src, exclude, locals_)
         self._apply_policies(overlay, policies or ())
         self._local_peers = [g._nidx.get(lc.peer_id) for lc in locals_]
-        self._quick_checks(src, dst, amount_msat, overlay)
-        rf = riskfactor / (BLOCKS_PER_YEAR * 100)
-        fz = fuzzpercent / 100
-        route = self._search(src, dst, amount_msat, cltv, rf, fz, 0.0, overlay)
-        if route is None:
-            raise RouteNotFound("Could not find a route")
-        if len(route[0]) > maxhops:
-            route = self._search(src, dst, amount_msat, cltv, rf, fz, _SHORTEST_WEIGHT, overlay)
-            if route is None or len(route[0]) > maxhops:
-                raise RouteNotFound(f"Shortest route was {len(route[0]) if route else 0} hops, "
-                                    f"more than maxhops {maxhops}")
-        return self._hops(source, route, locals_)
+        return src, dst, overlay, locals_
 
     def _overlay(self, src: int, exclude, locals_: list[LocalChannel]) -> dict[int, tuple]:
         """Per-call replacement edge tuples for the few nodes concerned."""
@@ -258,6 +329,145 @@ class Router:
                 kept += ((u, p.fee_base_msat, p.fee_proportional_millionths, p.cltv_expiry_delta,
                           p.htlc_minimum_msat, min(p.htlc_maximum_msat, old[5]), old[6], half),)
             overlay[v] = kept
+
+    # -- liquidity for getroutes -------------------------------------------------
+    def _target(self, h: int) -> int:
+        """The node a channel direction (half) leads to."""
+        if h < 0:
+            peer = self._local_peers[-1 - h]
+            assert peer is not None
+            return peer
+        g, c = self.graph, h >> 1
+        return g._n2[c] if h & 1 == 0 else g._n1[c]
+
+    def _edge(self, h: int, overlay: dict[int, tuple]) -> tuple | None:
+        v = self._target(h)
+        return next((e for e in overlay.get(v, self._inc[v] if v < len(self._inc) else ()) if e[7] == h), None)
+
+    def _cap_edge(self, h: int, most: int, overlay: dict[int, tuple]) -> None:
+        """At most ``most`` msat through half ``h`` in the rest of this search."""
+        v = self._target(h)
+        edges = overlay.get(v, self._inc[v] if v < len(self._inc) else ())
+        overlay[v] = tuple(e if e[7] != h else e[:5] + (min(e[5], most),) + e[6:]
+                           for e in edges if e[7] != h or most > 0)
+
+    def _liquidity0(self, src: int, e: tuple) -> int:
+        """A half's liquidity before this search takes any: our spendable for
+        our own channels (already the edge's maximum), else the capacity."""
+        if e[0] == src or e[7] < 0:
+            return e[5]
+        cap = self.graph._cap[e[7] >> 1]
+        return cap * 1000 if cap else e[5]
+
+    def _limit(self, src: int, overlay: dict[int, tuple], limits) -> dict[int, int]:
+        """Apply the payment's limits; the liquidity left per half touched."""
+        g, liq = self.graph, {}
+        for lim in limits:
+            c = g._cidx.get(lim.scid)
+            if c is None:
+                continue
+            h = 2 * c + lim.direction
+            e = self._edge(h, overlay)
+            if e is None:
+                continue
+            liq[h] = max(0, min(lim.max_msat, self._liquidity0(src, e)) - lim.reserved_msat)
+            self._cap_edge(h, liq[h], overlay)
+        return liq
+
+    def _consume(self, src: int, path: list[int], hops: list[dict], liq: dict[int, int],
+                 overlay: dict[int, tuple]) -> None:
+        """What a route carries is no longer available to the next ones."""
+        for h, hop in zip(path, hops):
+            if h not in liq:
+                e = self._edge(h, overlay)
+                if e is None:
+                    continue
+                liq[h] = self._liquidity0(src, e)
+            liq[h] = max(0, liq[h] - hop["amount_msat"])
+            self._cap_edge(h, liq[h], overlay)
+
+    def _best(self, src, dst, amount, cltv, rf, fz, maxhops, overlay):
+        """The cheapest route (maxhops respected), or None."""
+        route = self._search(src, dst, amount, cltv, rf, fz, 0.0, overlay)
+        if route is not None and len(route[0]) > maxhops:
+            route = self._search(src, dst, amount, cltv, rf, fz, _SHORTEST_WEIGHT, overlay)
+            if route is not None and len(route[0]) > maxhops:
+                return None
+        return route
+
+    def _widest(self, src, dst, amount, cltv, overlay):
+        """The path whose narrowest channel is widest (a max-bottleneck
+        Dijkstra backwards from dst, fees aside), and the most up to
+        ``amount`` it can deliver with fees: (part, route) or None."""
+        inc = self._inc
+        n = max(len(inc), src + 1)
+        width = [0] * n
+        nxt = [0] * n
+        done = bytearray(n)
+        unroutable = self.graph.unroutable_nodes
+        width[dst] = amount
+        heap = [(-amount, 0, dst)]
+        pop, push, get = heapq.heappop, heapq.heappush, overlay.get
+        while heap:
+            w, hp, v = pop(heap)
+            if done[v]:
+                continue
+            done[v] = 1
+            if v == src:
+                break
+            if v != dst and v in unroutable:
+                continue
+            w = -w
+            for e in get(v, inc[v] if v < len(inc) else ()):
+                u = e[0]
+                wu = min(w, e[5])
+                if wu > width[u] and not done[u]:
+                    width[u], nxt[u] = wu, e[7]
+                    push(heap, (-wu, hp + 1, u))
+        if not done[src] or width[src] <= 0:
+            return None
+        path, v = [], src
+        while v != dst:
+            path.append(nxt[v])
+            v = self._target(nxt[v])
+        edges = [self._edge(h, overlay) for h in path]
+
+        def along(d: int):
+            """(path, amt, dly) delivering d along the path, or None."""
+            amt, dly = {dst: d}, {dst: cltv}
+            a, dl = d, cltv
+            for e in reversed(edges):
+                if not e[4] <= a <= e[5]:
+                    return None
+                u = e[0]
+                if u != src:
+                    a, dl = a + e[1] + a * e[2] // 1000000, dl + e[3]
+                amt[u], dly[u] = a, dl
+            return path, amt, dly
+
+        hi = width[src]
+        if along(hi) is None:
+            lo = 0                      # the most that passes every maximum, fees included
+            while lo < hi - 1:
+                mid = (lo + hi) // 2
+                if self._fits(mid, edges, src):
+                    lo = mid
+                else:
+                    hi = mid
+            hi = lo
+        route = along(hi) if hi > 0 else None
+        return (hi, route) if route is not None else None
+
+    @staticmethod
+    def _fits(d: int, edges: list[tuple], src: int) -> bool:
+        """Does delivering d keep every channel of the path within its maximum?"""
+        a = d
+        for e in reversed(edges):
+            if a > e[5]:
+                return False
+            if e[0] != src:
+                a += e[1] + a * e[2] // 1000000
+        return True
 
     def _quick_checks(self, src: int, dst: int, amount: int, overlay: dict[int, tuple]) -> None:
         """Fail fast, without exploring the graph, when no channel into the

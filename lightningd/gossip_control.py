@@ -5,7 +5,6 @@ getroute)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -157,13 +156,17 @@ class GossipControl:
     def block_disconnected(self, height: int) -> None:
         return None
 
-    async def getroute(self, request: dict) -> list[dict]:
+    async def getroutes(self, request: dict) -> list[list[dict]]:
+        """gossipd's routes (wire/csv/gossipd.csv gossipd_getroutes, the
+        fields of ``request``), as getroute's hops; RpcError 205 if none."""
         assert self.subd is not None
         try:
-            r = await self.subd.request("gossipd_getroute", {"request_json": json.dumps(request)}, timeout=60)
+            r = await self.subd.request("gossipd_getroutes", request, timeout=60)
         except RequestFailed as e:
             raise RpcError(PAY_ROUTE_NOT_FOUND, e.msg.fields.get("reason", "Could not find a route")) from None
-        return json.loads(r["route_json"])
+        return [[{"id": h["id"].hex(), "channel": str(ShortChannelId.from_int(h["scid"])), "direction": h["direction"],
+                  "amount_msat": h["amount_msat"], "delay": h["delay"], "style": "tlv"} for h in route["hops"]]
+                for route in r["routes"]]
 
     async def channel_update(self, scid: int | None) -> bytes:
         """Our latest channel_update of a public channel (for onion errors);
@@ -235,5 +238,5 @@ def register(ld: "LightningD") -> None:
         # at most 100%.
         route = await ld.find_route(id, amount_msat, cltv, set(exclude or []),
                                     riskfactor=riskfactor, fuzzpercent=min(fuzzpercent, 100), maxhops=maxhops,
-                                    source=fromid, absolute_cltv=False)
+                                    source=fromid)
         return {"route": route}

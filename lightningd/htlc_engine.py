@@ -240,8 +240,19 @@ class HtlcEngine:
             self._fail(row_id, ss, code, _unknown_details(amount, height) if code == F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS
                        else b"")
             return
+        held = self.held.get(phash)
+        if held is not None and held.total_msat != total:
+            # BOLT 4: SHOULD fail the entire HTLC set if total_msat is not the
+            # same for all HTLCs in the set (Core Lightning's code and data)
+            self.ld.log.unusual(f"Failing HTLC set {phash.hex()}: total_msat {held.total_msat}msat, new HTLC's "
+                                f"{total}msat")
+            self.held_timers.pop(phash).cancel()
+            del self.held[phash]
+            for r in held.parts + [row_id]:
+                self._fail(r, self._ss(r), F.FINAL_INCORRECT_HTLC_AMOUNT,
+                           encode_failure_data(F.FINAL_INCORRECT_HTLC_AMOUNT, incoming_htlc_amt=amount))
+            return
         if total > amount:   # basic_mpp: hold until the parts add up
-            held = self.held.get(phash)
             if held is None:
                 held = self.held[phash] = HeldSet(total)
                 self.held_timers[phash] = asyncio.get_running_loop().call_later(MPP_TIMEOUT, self._mpp_timeout,
@@ -357,7 +368,8 @@ class HtlcEngine:
         (the row now carries its id), or its daemon went away before
         answering (the row stays 'offering' until reconcile() learns from
         the channel's stored state whether it was committed).  A string:
-        channeld refused it, the HTLC never existed and its row is gone."""
+        channeld refused it, the HTLC never existed and its row is gone (and
+        the channel's summary has the spendable amount channeld gave)."""
         subd = chan.subd
         if subd is None or not subd.running:
             return self._drop_offer(out_row, "channel daemon not running")
@@ -366,6 +378,9 @@ class HtlcEngine:
                 "amount_msat": amount, "payment_hash": phash, "cltv_expiry": cltv, "onion": onion,
                 "blockheight": self.ld.blockheight})
         except RequestFailed as e:
+            if e.msg.fields.get("spendable_msat") is not None:
+                # channeld's own figure, fresher than its last summary
+                chan.summary["spendable_msat"] = e.msg.fields["spendable_msat"]
             return self._drop_offer(out_row, e.msg.fields.get("reason") or "refused")
         except ConnectionClosed:
             return None

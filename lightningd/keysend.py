@@ -13,7 +13,8 @@ from . import params as P
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import INVALID_PARAMS, RpcError
 from .params import opt, req
-from .pay_command import DEFAULT_RETRY_FOR, PaymentRequest, fee_budget, pay_with_retries
+from .pay_command import DEFAULT_RETRY_FOR, PaymentRequest, fee_budget, send_payment
+from .pay_parts import PayOptions
 
 if TYPE_CHECKING:
     from .lightningd import LightningD
@@ -38,5 +39,7 @@ def register(ld: "LightningD") -> None:
         req_ = PaymentRequest(payee=destination, payment_hash=sha256(preimage), amount_msat=amount_msat,
                               total_msat=amount_msat, min_final_cltv=KEYSEND_FINAL_CLTV, label=label,
                               keysend_preimage=preimage)
-        return await pay_with_retries(ld, req_, fee_budget(amount_msat, maxfee, maxfeepercent, exemptfee),
-                                      retry_for, maxdelay, 10, set())
+        # one part: a keysend carries no payment_secret to tie parts together
+        return await send_payment(ld, req_, PayOptions(max_fee=fee_budget(amount_msat, maxfee, maxfeepercent,
+                                                                          exemptfee),
+                                                       retry_for=retry_for, maxdelay=maxdelay))

@@ -9,12 +9,14 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bitcoin.networks import Network, network_by_name
 from common.features import Context
 from common.ownfile import unlink_if_ours
+from common.scid import ShortChannelIdDir
 from common.wireaddr import WireAddr, parse_wireaddr
 
 from . import channel as C
@@ -31,6 +33,7 @@ from . import (
     peer_channels,
     peer_control,
     wallet_commands,
+    xpay,
 )
 from .anchors import AnchorSpender
 from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
@@ -134,6 +137,7 @@ class LightningD:
         closing_control.register(self)
         peer_channels.register(self)
         keysend.register(self)
+        xpay.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:
@@ -427,25 +431,48 @@ class LightningD:
             self.peers[node_id] = PeerState(node_id)
 
     async def find_route(self, destination: bytes, amount_msat: int, final_cltv: int, exclude: set[str],
-                         riskfactor: int = 10, fuzzpercent: int = 5, maxhops: int = 20, source: bytes | None = None,
-                         absolute_cltv: bool = False, policies: list[dict] | None = None) -> list[dict]:
+                         riskfactor: float = 10, fuzzpercent: float = 5, maxhops: int = 20,
+                         source: bytes | None = None, policies: list[dict] | None = None) -> list[dict]:
         """Route through the gossip graph, our own channels with their real
         spendable amounts (gossipd's getroute); RpcError if none."""
+        routes = await self.find_routes(destination, [amount_msat], final_cltv, exclude, riskfactor=riskfactor,
+                                        fuzzpercent=fuzzpercent, maxhops=maxhops, source=source, policies=policies)
+        return routes[0]
+
+    async def find_routes(self, destination: bytes, amounts: list[int], final_cltv: int, exclude: Iterable[str],
+                          riskfactor: float = 10, fuzzpercent: float = 5, maxhops: int = 20,
+                          source: bytes | None = None, policies: list[dict] | None = None,
+                          limits: list[dict] | None = None, spendable: dict[int, int] | None = None,
+                          maxparts: int = 1) -> list[list[dict]]:
+        """Routes delivering sum(amounts) in at most ``maxparts`` parts
+        (gossipd's getroutes).  ``exclude``: "BLOCKxTXxOUT/DIR" or node ids
+        (hex); ``limits``: {scid, direction, max_msat, reserved_msat} a
+        payment learnt; ``spendable``: what the payment may send through
+        each of our channels (by scid) instead of their current spendable."""
         if self.gossipd.subd is None or not self.gossipd.subd.running:
             raise RpcError(PAY_ROUTE_NOT_FOUND, "gossipd is not running")
+        spendable = spendable or {}
         locals_ = []
         if source is None or source == self.node_id:
             for c in self.channels.channels.values():
                 if c.scid is None or c.state != C.NORMAL:
                     continue
-                locals_.append({"scid": c.scid.to_int(), "peer_id": c.peer_id.hex(),
-                                "spendable_msat": c.summary["spendable_msat"],
+                locals_.append({"scid": c.scid.to_int(), "peer_id": c.peer_id,
+                                "spendable_msat": spendable.get(c.scid.to_int(), c.summary["spendable_msat"]),
                                 "htlc_minimum_msat": c.summary["their_htlc_minimum_msat"],
                                 "enabled": self.is_connected(c.peer_id)})
-        return await self.gossipd.getroute({
-            "source": (source or self.node_id).hex(), "destination": destination.hex(), "amount_msat": amount_msat,
-            "riskfactor": riskfactor, "cltv": final_cltv, "exclude": sorted(exclude), "fuzzpercent": fuzzpercent,
-            "maxhops": maxhops, "local_channels": locals_, "policies": policies or []})
+        channels, nodes = [], []
+        for x in exclude:
+            if "/" in x:
+                sd = ShortChannelIdDir.parse(x)
+                channels.append({"scid": sd.scid.to_int(), "direction": sd.direction})
+            else:
+                nodes.append(bytes.fromhex(x))
+        return await self.gossipd.getroutes({
+            "source": source or self.node_id, "destination": destination, "amounts": amounts, "maxparts": maxparts,
+            "final_cltv": final_cltv, "riskfactor_millionths": min(int(riskfactor * 1e6), 2**64 - 1),
+            "fuzz_millionths": int(fuzzpercent * 1e4), "maxhops": maxhops, "excluded_channels": channels,
+            "excluded_nodes": nodes, "local_channels": locals_, "policies": policies or [], "limits": limits or []})
 
     def is_connected(self, node_id: bytes) -> bool:
         p = self.peers.get(node_id)

@@ -117,6 +117,9 @@ OPTIONS: list[OptionSpec] = [
        int_range=U64),
     _o("ignore-fee-limits", BOOL, False, "Allow peer to set any feerate"),
     _o("disable-mpp", FLAG, False, "Disable multi-part payments."),
+    # Core Lightning's xpay plugin options (xpay is built in here)
+    _o("xpay-handle-pay", BOOL, False, "Make xpay take over pay commands it can handle."),
+    _o("xpay-slow-mode", BOOL, False, "Wait until all parts have completed before returning success or failure"),
     _o("autoclean-cycle", INT, 3600, "Perform cleanup every given seconds", dynamic=True, int_range=U64),
     _o("autoclean-expiredinvoices-age", INT, 0, "How old do expired invoices have to be before deletion (0 = never)",
        dynamic=True, int_range=U64),

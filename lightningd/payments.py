@@ -65,6 +65,9 @@ class Payments:
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
         self.waiters: dict[int, list[asyncio.Future]] = {}
+        # (payment_hash, groupid) of payments pay/xpay are still working on
+        # (listpays shows them pending even between parts)
+        self.active_groups: set[tuple[bytes, int]] = set()
 
     @property
     def db(self):
@@ -283,7 +286,7 @@ class Payments:
                                    total if check_total is None else check_total, destination)
         if done is not None:
             return self.json(done)
-        chan = self._channel_for(first_hop)
+        chan = self.channel_for(first_hop)
         if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
             raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
         first_amount = first_hop["amount_msat"]
@@ -320,7 +323,7 @@ class Payments:
         out["message"] = "Monitor status with listpays or waitsendpay"
         return out
 
-    def _channel_for(self, hop: dict) -> "C.ChannelRecord | None":
+    def channel_for(self, hop: dict) -> "C.ChannelRecord | None":
         cands = [c for c in self.ld.channels.channels.values() if c.peer_id.hex() == hop["id"]]
         if hop.get("channel"):
             exact = [c for c in cands if c.scid is not None and str(c.scid) == hop["channel"]]

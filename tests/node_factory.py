@@ -80,6 +80,17 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def subdaemon_name(pid: int) -> str | None:
+    """hsmd, connectd, ... or zygote if pid is one of those daemons: a
+    subdaemon names itself lightning_<name> (ps/top) once started; before,
+    its command line is still `python -m <name>`."""
+    cl = cmdline(pid)
+    for name in ("hsmd", "connectd", "gossipd", "channeld", "onchaind", "zygote"):
+        if cl.startswith(f"lightning_{name} ") or f"-m {name} " in cl:
+            return name
+    return None
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below pid (children, theirs, ...)."""
     out, todo = [], [pid]
@@ -192,14 +203,7 @@ class LightningNode:
         """pid -> daemon name for every subdaemon (several channelds) and the
         zygote: all are children of lightningd."""
         assert self.proc is not None
-        out = {}
-        for pid in child_pids(self.proc.pid):
-            cl = cmdline(pid)
-            for name in ("hsmd", "connectd", "gossipd", "channeld", "onchaind", "zygote"):
-                # a subdaemon names itself lightning_<name> (ps/top) once started
-                if cl.startswith(f"lightning_{name} ") or f"-m {name} " in cl:
-                    out[pid] = name
-        return out
+        return {pid: name for pid in child_pids(self.proc.pid) if (name := subdaemon_name(pid))}
 
     def stop(self, timeout: float = 30.0) -> int:
         """`stop` over RPC and wait for exit; SIGKILL if it hangs."""

@@ -41,15 +41,15 @@ EXCLUDED = {"stop"}
 # Commands that may legitimately wait longer than a call's budget (a timeout
 # in them is not a hang): waits on invoices/payments, and those that talk to
 # peers or retry.
-MAY_WAIT = {"waitanyinvoice", "waitinvoice", "waitsendpay", "pay", "keysend", "fundchannel", "close", "connect",
-            "ping", "disconnect"}
+MAY_WAIT = {"waitanyinvoice", "waitinvoice", "waitsendpay", "pay", "xpay", "keysend", "fundchannel", "close",
+            "connect", "ping", "disconnect"}
 # `plugin` subcommands that start or stop processes: a random path is not a
 # plugin worth starting, and stopping one changes what the rest of the run tests.
 PLUGIN_SIDE_EFFECTS = {"start", "startdir", "rescan", "stop"}
 # Core Lightning documents -1 ("catchall nonspecific error") for these
 # commands' failures (schemas' `errors`, or its source for the rest): a -1
 # that is not an "Internal error" is their normal answer.
-CATCHALL_OK = {"sendpay", "pay", "keysend", "fundchannel", "close", "decodepay", "decode", "setchannel", "txsend",
+CATCHALL_OK = {"sendpay", "pay", "xpay", "keysend", "fundchannel", "close", "decodepay", "decode", "setchannel", "txsend",
                "txdiscard", "withdraw", "txprepare", "connect", "disconnect", "dev-sign-last-tx", "plugin",
                "delinvoice", "createonion", "sendonion", "invoice", "ping", "check", "dev-resolve-invoice",
                "autoclean-once", "waitsendpay", "getroute", "waitinvoice"}

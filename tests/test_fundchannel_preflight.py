@@ -14,20 +14,15 @@ import pytest
 from pyln.client import RpcError
 
 from node_factory import sync_blockheight, wait_for
+from rpc_errors import INVALID_PARAMS, rpc_error
 from test_channels import fund
 
 PLUGINS = Path(__file__).parent / "plugins"
-INVALID_PARAMS = -32602
 FUND_CANNOT_AFFORD = 301
 FUND_CANNOT_AFFORD_WITH_EMERGENCY = 313
 # what a wallet's figures look like in the error we used to send the peer
 WALLET_WORDS = re.compile(r"afford|UTXO|short|reserved|[0-9a-f]{64}|\d{4,}sat|emergency", re.IGNORECASE)
 
-
-def rpc_error(fn, *args, **kwargs) -> dict:
-    with pytest.raises(RpcError) as e:
-        fn(*args, **kwargs)
-    return e.value.error
 
 
 def peer_heard(node) -> list[str]:

@@ -67,8 +67,9 @@ def test_diamond_cheaper_path_and_retry_around_a_channel_that_cannot_carry(node_
     wait_for(lambda: any(c["base_fee_millisatoshi"] == 50_000 for c in l1.rpc.listchannels()["channels"]))
     route = l1.rpc.getroute(l4.node_id, 1_000_000, 1, fuzzpercent=0)["route"]
     assert route[0]["id"] == l2.node_id
-    # drain l2 -> l4 so it cannot carry 600,000 sat, then pay that much: the
-    # first attempt fails at l2 and pay goes round through l3
+    # drain l2 -> l4 so it cannot carry 600,000 sat, then pay that much: pay
+    # sends it in parts (presplit), those l2 cannot carry fail there and go
+    # round through l3
     inv = l4.rpc.invoice(500_000_000, "drain", "drain")
     l2.rpc.pay(inv["bolt11"])
     big = l4.rpc.invoice(600_000_000, "big", "big")
@@ -77,7 +78,7 @@ def test_diamond_cheaper_path_and_retry_around_a_channel_that_cannot_carry(node_
     fees = r["amount_sent_msat"] - r["amount_msat"]
     assert fees >= 50_000   # went through l3
     assert any(f["status"] == "settled" for f in l3.rpc.listforwards()["forwards"])
-    assert [f["status"] for f in l2.rpc.listforwards()["forwards"]] == ["local_failed"]
+    assert "local_failed" in [f["status"] for f in l2.rpc.listforwards()["forwards"]]
 
 
 def test_graph_kept_across_restart_and_late_joiner_syncs(node_factory):

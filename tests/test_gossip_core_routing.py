@@ -355,6 +355,108 @@ def test_policies_from_onion_errors_apply_to_one_search_only():
     assert path(route(g, 0, 3, 50_000)) == [nid(1).hex(), nid(3).hex()]
 
 
+# --- getroutes: payments in parts ---------------------------------------------------------
+
+def routes(g, a, b, amounts, **kw):
+    kw.setdefault("riskfactor", 0)
+    kw.setdefault("fuzzpercent", 0)
+    kw.setdefault("maxparts", 16)
+    return Router(g).getroutes(nid(a), nid(b), amounts, **kw)
+
+
+def delivered(rs) -> int:
+    return sum(r[-1]["amount_msat"] for r in rs)
+
+
+def carried(rs) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rs:
+        for h in r:
+            out[h["channel"]] = out.get(h["channel"], 0) + h["amount_msat"]
+    return out
+
+
+def test_getroutes_one_route_when_one_can_carry_it():
+    A, B, C, D = range(4)
+    g, s = diamond(policy(base=1000), policy(base=2000))
+    rs = routes(g, A, D, [50_000])
+    assert len(rs) == 1 and rs == [route(g, A, D, 50_000)]
+
+
+def test_getroutes_splits_over_two_disjoint_routes_within_capacity():
+    A, B, C, D = range(4)
+    g, s = build([(A, B, policy(), None), (B, D, policy(), None), (A, C, policy(), None), (C, D, policy(), None)],
+                 cap=60_000)
+    rs = routes(g, A, D, [100_000_000])
+    assert len(rs) == 2 and delivered(rs) == 100_000_000
+    for chan, amt in carried(rs).items():
+        assert amt <= 60_000_000, chan
+    # every route is a valid getroute answer for its own amount (fees, delays)
+    for r in rs:
+        assert r == route(g, A, D, r[-1]["amount_msat"], exclude=[n.hex() for n in (nid(B), nid(C))
+                                                                  if n.hex() not in [h["id"] for h in r]])
+    with pytest.raises(RouteNotFound):
+        routes(g, A, D, [121_000_000])                   # more than both routes
+    with pytest.raises(RouteNotFound):
+        routes(g, A, D, [100_000_000], maxparts=1)       # one part cannot carry it
+
+
+def test_getroutes_parallel_local_channels_use_their_spendable():
+    A, B = range(2)
+    g, s = build([(A, B, policy(), policy()), (A, B, policy(), policy()), (A, B, policy(), policy())], cap=60_000)
+    local = [LocalChannel(s[0], nid(B), 50_000_000), LocalChannel(s[1], nid(B), 40_000_000),
+             LocalChannel(s[2], nid(B), 30_000_000)]
+    rs = routes(g, A, B, [100_000_000], local_channels=local)
+    assert delivered(rs) == 100_000_000 and len(rs) == 3
+    assert carried(rs) == {scid_str(s[0]): 50_000_000, scid_str(s[1]): 40_000_000, scid_str(s[2]): 10_000_000}
+    with pytest.raises(RouteNotFound):
+        routes(g, A, B, [120_000_001], local_channels=local)
+
+
+def test_getroutes_chunks_share_the_liquidity_and_limits_apply():
+    """Presplit chunks are routed in turn, each taking what it carries from
+    the channels; a payment's limits (learnt maximum, reserved by parts in
+    flight) lower a channel's liquidity for this search only."""
+    from gossipd.routing import ChannelLimit
+    A, B, C, D = range(4)
+    g, s = build([(A, B, policy(base=0, prop=0), None), (B, D, policy(base=0, prop=0), None),
+                  (A, C, policy(base=100, prop=0), None), (C, D, policy(base=100, prop=0), None)], cap=60_000)
+    rs = routes(g, A, D, [25_000_000] * 4)
+    assert len(rs) == 4 and delivered(rs) == 100_000_000
+    assert carried(rs)[scid_str(s[1])] == 50_000_000            # two chunks fit the cheap side...
+    assert carried(rs)[scid_str(s[3])] == 50_000_000            # ...the other two go round
+    bd = 0 if nid(B) < nid(D) else 1
+    limited = routes(g, A, D, [50_000_000], limits=[ChannelLimit(s[1], bd, 40_000_000, 10_000_000)])
+    assert carried(limited).get(scid_str(s[1]), 0) <= 30_000_000
+    assert delivered(limited) == 50_000_000
+    assert routes(g, A, D, [50_000_000]) == [route(g, A, D, 50_000_000)]     # the graph is unchanged
+
+
+def test_getroutes_split_counts_fees_against_capacity():
+    """The widest path takes as much as fits once the fees of the hops
+    after a channel are added to what it carries."""
+    A, B, C, D = range(4)
+    fee = policy(base=10_000, prop=100_000)                      # 10 sat + 10%
+    g, s = build([(A, B, policy(), None), (B, D, fee, None), (A, C, policy(), None), (C, D, fee, None)],
+                 cap=60_000)
+    rs = routes(g, A, D, [100_000_000])
+    assert delivered(rs) == 100_000_000
+    for chan, amt in carried(rs).items():
+        assert amt <= 60_000_000, (chan, amt)
+
+
+def test_getroutes_htlc_maximum_is_per_part():
+    """A channel whose htlc_maximum_msat is below the amount still carries
+    it, in several parts (its capacity is for all of them together)."""
+    A, B, C = range(3)
+    g, s = build([(A, B, policy(), None), (B, C, policy(hmax=30_000_000), None)], cap=1_000_000)
+    rs = routes(g, A, C, [100_000_000])
+    assert delivered(rs) == 100_000_000 and len(rs) == 4
+    assert all(r[-1]["amount_msat"] <= 30_000_000 for r in rs)
+    with pytest.raises(RouteNotFound):
+        routes(g, A, C, [100_000_000], maxparts=3)
+
+
 def test_no_route_through_a_node_with_unknown_even_features():
     """BOLT 7 (node_announcement receiver): "if `features` field contains
     _unknown even bits_: ... MUST NOT route a payment _through_ the node"

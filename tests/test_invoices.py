@@ -25,6 +25,7 @@ from lightningd.db import Db
 from lightningd.invoices import (EXPIRED, INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS, PAID, TEMPORARY_NODE_FAILURE,
                                  InvoiceError, InvoiceNotPayable, Invoices)
 from node_factory import wait_for
+from rpc_errors import rpc_error
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "spec" / "cln" / "schemas"
@@ -390,11 +391,6 @@ def test_hsmd_signs_invoices_only():
 
 # -- RPC on real nodes ----------------------------------------------------------------
 
-def rpc_error(fn, *args, **kw) -> dict:
-    with pytest.raises(RpcError) as e:
-        fn(*args, **kw)
-    return e.value.error
-
 
 def test_invoice_fields_decode_and_errors(node_factory):
     l1 = node_factory.get_node(options={"plugin": HELLO, "cltv-final": 22})
@@ -541,7 +537,7 @@ def test_waitanyinvoice_queue_concurrent_payments_and_restart(node_factory):
 
 def test_waitinvoice_expiry_delete_and_autoclean(node_factory):
     l1 = node_factory.get_node(options={"autoclean-cycle": 1, "autoclean-expiredinvoices-age": 1})
-    soon = l1.rpc.invoice(1000, "soon", "x", expiry=1)
+    l1.rpc.invoice(1000, "soon", "x", expiry=1)
     paid = l1.rpc.invoice(1000, "paid", "x")
     results: dict[str, object] = {}
 

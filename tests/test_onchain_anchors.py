@@ -90,8 +90,12 @@ def test_anchors_commitment_cpfp_then_sweeps(node_factory):
     wait_for(lambda: (child["txid"], 0) in {(o["txid"], o["output"]) for o in l1.rpc.listfunds()["outputs"]})
     wait_for(lambda: state(l1, l2) == "ONCHAIN" and state(l2, l1) == "ONCHAIN")
     wait_for(lambda: any("ANCHORED_OUTPUT_TO_US" in s and "broadcast" in s for s in status(l2, l1)))
+    wait_mempool(l1)                 # l2's to_remote sweep
+    mine(l1, DELAY - 1, l1, l2)
+    # l1's to_local sweep can go in the next block: broadcast once l1 has
+    # processed the last one (which mine() does not wait for)
     wait_mempool(l1)
-    mine(l1, DELAY, l1, l2)
+    mine(l1, 1, l1, l2)
     wait_for(lambda: not mempool(l1))
     close_after_100_blocks(l1, l1, l2, l1, l2)
     close_after_100_blocks(l1, l2, l1, l1, l2)

@@ -13,28 +13,14 @@ import socket
 import time
 
 import pytest
-from pyln.client import RpcError
 
 from node_factory import sync_blockheight
+from rpc_errors import INVALID_PARAMS, INVALID_REQUEST, assert_invalid, rpc_error
 from test_channels import channel, fund, open_channel
 
-INVALID_PARAMS = -32602
-INVALID_REQUEST = -32600
 U64_MAX = 2 ** 64 - 1
 
 
-def rpc_error(fn, *args, **kwargs) -> dict:
-    with pytest.raises(RpcError) as e:
-        fn(*args, **kwargs)
-    return e.value.error
-
-
-def assert_invalid(fn, *args, name=None, **kwargs) -> dict:
-    err = rpc_error(fn, *args, **kwargs)
-    assert err["code"] == INVALID_PARAMS, err
-    if name is not None:
-        assert name in err["message"], err
-    return err
 
 
 def raw_session(node) -> socket.socket:

@@ -3,36 +3,25 @@ codes: bad parameters of pay/getroute are -32602 (never an internal error
 or a routing error), sendonion shares sendpay's duplicate checks (200/201, an
 exact repeat of a completed payment answered with it),
 and setchannel's htlcmin/htlcmax are enforced on forwards."""
+import time
 from pathlib import Path
 
-import pytest
 from pyln.client import RpcError
 
 from node_factory import wait_for
+from rpc_errors import assert_invalid, rpc_error
 from test_channels import channel, fund, open_channel, three_in_a_line
 
 PLUGINS = Path(__file__).parent / "plugins"
-INVALID_PARAMS = -32602
 BAD_ID = "02" + "00" * 32   # well-formed hex, but no point on the curve has x = 0
 
 
-def rpc_error(fn, *args, **kwargs) -> dict:
-    with pytest.raises(RpcError) as e:
-        fn(*args, **kwargs)
-    return e.value.error
-
-
-def assert_invalid(fn, *args, name=None, **kwargs) -> dict:
-    err = rpc_error(fn, *args, **kwargs)
-    assert err["code"] == INVALID_PARAMS, err
-    if name is not None:
-        assert name in err["message"], err
-    return err
 
 
 def test_pay_and_getroute_bad_params_are_invalid_params(node_factory):
     """No channels at all: every bad parameter is -32602 before any routing,
-    and the same calls with good parameters are 205 (no route)."""
+    and the same calls with good parameters get as far as paying: 215, our
+    channels cannot spend it (Core Lightning's pay checks that first)."""
     l1, l2 = node_factory.get_nodes(2)
     inv = l2.rpc.invoice(100_000, "v1", "validation")["bolt11"]
     anyamount = l2.rpc.invoice("any", "v2", "validation")["bolt11"]
@@ -60,12 +49,14 @@ def test_pay_and_getroute_bad_params_are_invalid_params(node_factory):
     assert_invalid(pay, name="maxfee", maxfee=1000, maxfeepercent=1)
     assert_invalid(pay, name="maxfee", maxfee=1000, exemptfee=1000)
     # good parameters (fractions, numbers as strings, node ids and channel
-    # directions to exclude) get as far as routing: no route from here
+    # directions to exclude) get as far as paying: nothing to spend here
     for kw in ({}, {"maxfeepercent": "1.5", "riskfactor": 0.5}, {"maxfeepercent": 0, "exemptfee": "1sat"},
                {"maxfee": "2sat"}, {"exclude": ["1x1x1/0", "103x2x1/1", l2.node_id.upper()]},
                {"maxdelay": 100, "retry_for": "2"}, {"partial_msat": 50_000}):
-        assert rpc_error(pay, **kw)["code"] == 205, kw
-    assert rpc_error(pay, bolt11=anyamount, amount_msat="10sat")["code"] == 205
+        err = rpc_error(pay, **kw)
+        assert err["code"] == 215 and "spendable=0msat" in err["message"], (kw, err)
+    err = rpc_error(pay, bolt11=anyamount, amount_msat="10sat")
+    assert err["code"] == 215 and "payment=10000msat" in err["message"], err
 
     def getroute(**kw):
         return l1.rpc.call("getroute", dict({"id": l2.node_id, "amount_msat": 1000, "riskfactor": 1}, **kw))
@@ -242,10 +233,11 @@ def test_setchannel_enforcedelay_keeps_the_old_fee_for_a_while(node_factory):
     l2.rpc.setchannel(scid23, feebase=5000, feeppm=0)                     # default enforcedelay: 600 s
     assert forward(1000, "old fee, in the grace period") == "complete"
     assert forward(5000, "new fee") == "complete"
-    l2.rpc.setchannel(scid23, feebase=9000, feeppm=0, enforcedelay=1)
-    assert forward(5000, "previous fee, one second grace") == "complete"
-    import time
-    time.sleep(1.5)
+    # a grace long enough for one forward on a loaded machine
+    l2.rpc.setchannel(scid23, feebase=9000, feeppm=0, enforcedelay=5)
+    changed = time.monotonic()
+    assert forward(5000, "previous fee, five seconds grace") == "complete"
+    time.sleep(max(0.0, changed + 5.5 - time.monotonic()))
     assert forward(5000, "previous fee, grace over") == "WIRE_FEE_INSUFFICIENT"
     assert forward(1000, "the fee before") == "WIRE_FEE_INSUFFICIENT"
     assert forward(9000, "current fee") == "complete"

@@ -14,6 +14,7 @@ The pytest fixtures around it are in tests/regtest_fixture.py.
 """
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -38,11 +39,30 @@ COIN = 100_000_000
 FAUCET_SECRET = sha256(b"regtestd faucet key")
 
 
+# Ports handed out below the kernel's ephemeral range (32768-60999 on
+# Linux): a port the kernel picked for `bind(0)` is also where it puts the
+# next outgoing connection, so a node started a moment later could find its
+# port taken by some client's socket (seen with parallel test runs).
+_PORT_RANGE = (10000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1 (the kernel picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port free right now on 127.0.0.1, outside the ephemeral range,
+    never the same twice in one process."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 def regtestd_command() -> list[str]:
