@@ -388,9 +388,10 @@ class ChannelControl:
                 rec.config["channel_announcement"] = msg["channel_announcement"]
                 db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (rec.config_blob(), rec.dbid))
                 asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
+            # the summary as channeld encoded it (the codec checked it): stored as is
             db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ?, "
-                       "close_cause = ? WHERE dbid = ?", (rec.state, rec.summary_blob(), rec.core.data, rec.closing_tx,
-                                                          rec.closer, rec.close_cause, rec.dbid))
+                       "close_cause = ? WHERE dbid = ?", (rec.state, msg.field_bytes("summary"), rec.core.data,
+                                                          rec.closing_tx, rec.closer, rec.close_cause, rec.dbid))
         if rec.closing_tx is not None:
             for fut in self.close_waiters.pop(rec.dbid, []):
                 if not fut.done():

@@ -64,7 +64,7 @@ def _array_len(elem: FieldType, value: Any, what: str) -> int:
             raise EncodeError(f"{what} needs str, got {type(value).__name__}")
         return len(value.encode("utf-8"))
     if elem.byte_like:
-        return len(as_bytes(value, what))
+        return len(value if value.__class__ is bytes else as_bytes(value, what))
     if not isinstance(value, (list, tuple)):
         raise EncodeError(f"{what} needs a list, got {type(value).__name__}")
     return len(value)
@@ -114,7 +114,7 @@ def encode_array(elem: FieldType, value: Any, out: bytearray, what: str) -> None
     if elem.text:
         out += value.encode("utf-8")  # type already checked by _array_len
     elif elem.byte_like:
-        out += as_bytes(value, what)
+        out += value if value.__class__ is bytes else as_bytes(value, what)
     else:
         for index, item in enumerate(value):
             try:
@@ -134,6 +134,10 @@ class Struct(FieldType):
         #: length field name -> names of the array fields it counts
         self.length_fields: dict[str, list[str]] = {}
         self._validate()
+        # each field's work, planned once: the hot loops of decode and
+        # encode look nothing up but locals
+        self._plan = [(f, f.name, f.type, f.type.decode, f.type.encode, f.optional, f.count,
+                       f.name in self.length_fields, isinstance(f.type, TlvStream)) for f in fields]
         last = fields[-1] if fields else None
         self.consumes_rest = bool(last and last.consumes_rest)
         self.min_size = sum(self._field_min(f) for f in fields)
@@ -179,12 +183,16 @@ class Struct(FieldType):
 
     # -- decoding -----------------------------------------------------------
 
-    def decode(self, buf: bytes, pos: int, end: int) -> tuple[dict[str, Any], int]:
+
+    def decode(self, buf: bytes, pos: int, end: int,
+               spans: dict[str, tuple[int, int]] | None = None) -> tuple[dict[str, Any], int]:
+        """``spans``, if given, gets each field's (start, end) in ``buf``."""
         values: dict[str, Any] = {}
         lengths: dict[str, int] = {}
-        for f in self.fields:
+        for f, name, ftype, dec, _enc, optional, count, is_length, _tlv in self._plan:
+            start = pos
             try:
-                if f.optional:
+                if optional:
                     if pos >= end:
                         raise DecodeError("truncated presence flag")
                     flag = buf[pos]
@@ -192,22 +200,25 @@ class Struct(FieldType):
                     if flag > 1:
                         raise DecodeError(f"invalid presence flag {flag}")
                     if not flag:
-                        values[f.name] = None
+                        values[name] = None
+                        if spans is not None:
+                            spans[name] = (start, pos)
                         continue
-                count = f.count
                 if count is None:
-                    value, pos = f.type.decode(buf, pos, end)
+                    value, pos = dec(buf, pos, end)
                 elif count is REST:
-                    value, pos = decode_array(f.type, None, buf, pos, end)
+                    value, pos = decode_array(ftype, None, buf, pos, end)
                 else:
                     n = count if isinstance(count, int) else lengths[count]
-                    value, pos = decode_array(f.type, n, buf, pos, end)
+                    value, pos = decode_array(ftype, n, buf, pos, end)
             except DecodeError as err:
-                raise err.within(f.name) from None
-            if f.name in self.length_fields:
-                lengths[f.name] = value
+                raise err.within(name) from None
+            if is_length:
+                lengths[name] = value
             else:
-                values[f.name] = value
+                values[name] = value
+            if spans is not None:
+                spans[name] = (start, pos)
         return values, pos
 
     # -- encoding -----------------------------------------------------------
@@ -236,39 +247,42 @@ class Struct(FieldType):
         return lengths
 
     def encode(self, value: Any, out: bytearray) -> None:
-        if not isinstance(value, Mapping):
+        if value.__class__ is not dict and not isinstance(value, Mapping):
             raise EncodeError(f"{self.name} needs a dict of fields, got {type(value).__name__}")
-        unknown = set(value) - self.field_names
-        if unknown:
+        if not self.field_names.issuperset(value):
+            unknown = set(value) - self.field_names
             raise EncodeError(f"{self.name} has no field(s) {sorted(map(str, unknown))}")
-        lengths = self._lengths(value)
-        for f in self.fields:
+        lengths = self._lengths(value) if self.length_fields else _NO_LENGTHS
+        for f, name, ftype, _dec, enc, optional, count, _is_length, is_tlv in self._plan:
             try:
-                if f.name in lengths:
-                    f.type.encode(lengths[f.name], out)
+                if name in lengths:
+                    enc(lengths[name], out)
                     continue
-                if f.name not in value:
-                    if isinstance(f.type, TlvStream):
+                if name not in value:
+                    if is_tlv:
                         continue  # an absent trailing TLV stream is simply empty
-                    if f.optional:
+                    if optional:
                         out.append(0)
                         continue
                     raise EncodeError("missing field")
-                item = value[f.name]
-                if f.optional:
+                item = value[name]
+                if optional:
                     if item is None:
                         out.append(0)
                         continue
                     out.append(1)
-                if f.count is None:
-                    f.type.encode(item, out)
+                if count is None:
+                    enc(item, out)
                 else:
-                    n = _array_len(f.type, item, f.type.name)
-                    if isinstance(f.count, int) and n != f.count:
-                        raise EncodeError(f"needs exactly {f.count} elements, got {n}")
-                    encode_array(f.type, item, out, f.type.name)
+                    n = _array_len(ftype, item, ftype.name)
+                    if isinstance(count, int) and n != count:
+                        raise EncodeError(f"needs exactly {count} elements, got {n}")
+                    encode_array(ftype, item, out, ftype.name)
             except EncodeError as err:
-                raise err.within(f.name) from None
+                raise err.within(name) from None
+
+
+_NO_LENGTHS: dict[str, int] = {}
 
 
 class Sealed:

@@ -101,12 +101,14 @@ class IntType(FieldType):
         self.hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
 
     def encode(self, value: Any, out: bytearray) -> None:
-        _check_int(value, self.lo, self.hi, self.name)
+        if not isinstance(value, int) or not self.lo <= value <= self.hi:
+            _check_int(value, self.lo, self.hi, self.name)     # raises
         out += value.to_bytes(self.size, "big", signed=self.signed)
 
     def decode(self, buf: bytes, pos: int, end: int) -> tuple[int, int]:
-        _need(end, pos, self.size, self.name)
         stop = pos + self.size
+        if stop > end:
+            _need(end, pos, self.size, self.name)              # raises
         return int.from_bytes(buf[pos:stop], "big", signed=self.signed), stop
 
 
@@ -247,6 +249,8 @@ class FixedBytesType(FieldType):
     def __init__(self, name: str, size: int) -> None:
         self.name, self.size = name, size
         self.fixed_size = self.min_size = size
+        #: any bytes of the right size are valid (no subclass check in to_bytes)
+        self._plain = type(self).to_bytes is FixedBytesType.to_bytes
 
     def to_bytes(self, value: Any) -> bytes:
         data = as_bytes(value, self.name)
@@ -255,11 +259,15 @@ class FixedBytesType(FieldType):
         return data
 
     def encode(self, value: Any, out: bytearray) -> None:
-        out += self.to_bytes(value)
+        if value.__class__ is bytes and len(value) == self.size and self._plain:
+            out += value                                        # the common case, checked
+        else:
+            out += self.to_bytes(value)
 
     def decode(self, buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
-        _need(end, pos, self.size, self.name)
         stop = pos + self.size
+        if stop > end:
+            _need(end, pos, self.size, self.name)              # raises
         return bytes(buf[pos:stop]), stop
 
 
@@ -279,6 +287,12 @@ class PointType(FixedBytesType):
         if data[0] not in (2, 3):
             raise EncodeError(f"{self.name} must start with 0x02 or 0x03")
         return data
+
+    def encode(self, value: Any, out: bytearray) -> None:
+        if value.__class__ is bytes and len(value) == 33 and value[0] in (2, 3):
+            out += value
+        else:
+            out += self.to_bytes(value)
 
     def decode(self, buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
         data, stop = super().decode(buf, pos, end)

@@ -38,6 +38,13 @@ class Message:
     #: trailing bytes beyond the known fields that the schema did not parse
     #: (a BOLT 1 extension on a message that declares no TLV stream)
     extension: bytes = b""
+    #: where each field's encoding is in ``payload`` (start, end)
+    spans: dict[str, tuple[int, int]] = field(repr=False, default_factory=dict)
+
+    def field_bytes(self, name: str) -> bytes:
+        """Field ``name`` as it was encoded (e.g. a subtype to store as is)."""
+        start, end = self.spans[name]
+        return self.payload[start:end]
 
     @property
     def known(self) -> bool:
@@ -233,9 +240,10 @@ class MessageSchema:
         fields, _ = self._decode_fields(msg, bytes(payload))
         return fields
 
-    def _decode_fields(self, msg: MessageType, payload: bytes) -> tuple[dict[str, Any], bytes]:
+    def _decode_fields(self, msg: MessageType, payload: bytes,
+                       spans: dict[str, tuple[int, int]] | None = None) -> tuple[dict[str, Any], bytes]:
         try:
-            fields, pos = msg.struct.decode(payload, 0, len(payload))
+            fields, pos = msg.struct.decode(payload, 0, len(payload), spans)
         except DecodeError as err:
             raise err.within(msg.name) from None
         extension = payload[pos:]
@@ -256,8 +264,9 @@ class MessageSchema:
         msg = self.by_number.get(number)
         if msg is None:
             return Message(None, {}, number, payload)
-        fields, extension = self._decode_fields(msg, payload)
-        return Message(msg.name, fields, number, payload, extension)
+        spans: dict[str, tuple[int, int]] = {}
+        fields, extension = self._decode_fields(msg, payload, spans)
+        return Message(msg.name, fields, number, payload, extension, spans)
 
     # -- bare TLV streams ------------------------------------------------------
 
