@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from pyln.client import RpcError
 
 from bitcoin.keys import der_to_compact
 from channeld.core import Channel
@@ -218,17 +219,25 @@ def test_nodes_of_a_version_6_database_restart_with_their_channels(legacy_nodes)
     for k, v in facts["l1_l2"].items():
         assert c12[k] == v, k
     assert chan(l2, l1)["to_us_msat"] == facts["l2_l1"]["to_us_msat"]
-    c13 = chan(l1, l3)
-    assert c13["state"] == "ONCHAIN" and c13["status"] == facts["l1_l3"]["status"]
+    assert chan(l1, l3)["state"] == "ONCHAIN"
+    # onchaind's stored status lines, once the master resumed it (after catching up with the chain)
+    wait_for(lambda: chan(l1, l3)["status"] == facts["l1_l3"]["status"])
 
     l1.connect(l2)
-    wait_for(lambda: chan(l1, l2)["peer_connected"] and chan(l1, l2)["spendable_msat"] > 0
-             and chan(l2, l1)["spendable_msat"] > 0)
     for src, dst, amount in ((l1, l2, 2_000_000), (l2, l1, 1_000_000)):
         inv = dst.rpc.invoice(amount, f"after-{amount}", "after the upgrade")
         route = [{"id": dst.node_id, "channel": facts["l1_l2"]["short_channel_id"], "amount_msat": amount,
                   "delay": 18}]
-        src.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+
+        def sent() -> bool:       # (refused while the channel is still reestablishing)
+            try:
+                src.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+                return True
+            except RpcError as e:
+                if "channel_reestablish" not in e.error["message"]:
+                    raise
+                return False
+        wait_for(sent)
         assert src.rpc.waitsendpay(inv["payment_hash"], 60)["status"] == "complete"
     wait_for(lambda: chan(l1, l2)["to_us_msat"] == facts["l1_l2"]["to_us_msat"] - 1_000_000)
 
