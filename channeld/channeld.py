@@ -485,7 +485,7 @@ class ChannelDaemon:
         assert ch is not None
         want = self._shutdown_request
         if (want is not None or ch.needs_shutdown_reply) and not ch.shutdown_sent:
-            script = bytes.fromhex(want["script"]) if want and want.get("script") else None
+            script = want["script"] if want and want["script"] else None
             if script is None and ch.local_shutdown_script is None:
                 script = self.init["config"]["shutdown_script"]
             try:
@@ -496,7 +496,7 @@ class ChannelDaemon:
             await self.send_peer(*msg)
         if ch.state is ChannelState.CLOSING_NEGOTIATION and ch.closing is None:
             fees = None
-            if want and want.get("feerate"):
+            if want and want["feerate"]:
                 base = ch.default_closing_fees()
                 fees = ClosingFeeRange(min(base.min_sat, base.ideal_sat), base.ideal_sat, base.max_sat)
             first = ch.start_closing(fees)
@@ -662,7 +662,7 @@ class ChannelDaemon:
 
     def handle_shutdown(self, msg: Msg) -> None:
         f = msg.fields
-        self._shutdown_request = {"script": f["script"].hex(), "feerate": f["feerate"]}
+        self._shutdown_request = f          # channeld_shutdown: script (may be empty), feerates
         self._after_progress()
 
     async def handle_feerates(self, msg: Msg) -> None:
