@@ -8,8 +8,8 @@ import importlib
 import json
 import sys
 
-BENCHES = ["node_startup", "codec", "gossip_graph", "chain_sync", "payments", "channel_memory", "spawn_latency",
-           "rpc_fuzz"]
+BENCHES = ["node_startup", "codec", "gossip_graph", "chain_sync", "payments", "offers", "channel_memory",
+           "spawn_latency", "rpc_fuzz"]
 
 
 def main() -> None:

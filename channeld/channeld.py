@@ -18,7 +18,7 @@ from common.logtext import MAX_PEER_TEXT, fit_utf8, peer_data
 from common.msgconn import ConnectionClosed, MsgConn
 from common.sync_hsm import SyncHsm
 from wire import DecodeError, bolt_schema
-from wire.channeld_modes import MODE_EXPORT_ONCHAIN, MODE_FUNDEE, MODE_FUNDER, MODE_SIGN_LAST
+from wire.channeld_modes import MODE_EXPORT_ONCHAIN, MODE_FUNDEE, MODE_FUNDER, MODE_RESUME, MODE_SIGN_LAST
 from wire.internal import internal_schema
 
 from . import opening
@@ -76,6 +76,7 @@ class ChannelDaemon:
         self.minimum_depth = 3
         self.opening_timeout = 0.0    # seconds the peer has for each opening message (channeld_init)
         self.scid: int | None = None
+        self.local_alias: int | None = None    # ours, sent in channel_ready (the master chose it)
         self.funding_depth = 0
         self._commit_scheduled = False
         self.commit_delay = COMMIT_DELAY
@@ -200,7 +201,8 @@ class ChannelDaemon:
                 pass
 
     async def persist(self, ch: Channel, changes: HtlcChanges | None = None, *, fulfilled: dict | None = None,
-                      funding: dict | None = None, closing_tx: bytes = b"", announcement: bytes = b"") -> None:
+                      funding: dict | None = None, closing_tx: bytes = b"", announcement: bytes = b"",
+                      remote_alias: int | None = None) -> None:
         """Have the master store the state (and act on what happened with it:
         `channeld_persist` in wire/csv/channeld.csv) in one transaction;
         return once it is on disk."""
@@ -211,16 +213,25 @@ class ChannelDaemon:
                 "locked_in": locked_in(changes, self.shared_secret) if changes else [],
                 "resolved": resolved(changes) if changes else [],
                 "fulfilled": fulfilled, "funding": funding, "closing_tx": closing_tx,
-                "channel_announcement": announcement})
+                "channel_announcement": announcement, "remote_alias": remote_alias})
         except RequestFailed as e:
             raise ChannelFailed(f"master refused to persist: {e.msg.fields.get('reason')}") from None
 
-    def shared_secret(self, onion: bytes) -> bytes | None:
+    def shared_secret(self, onion: bytes, path_key: bytes | None = None) -> bytes | None:
         """BOLT 4 shared secret of an incoming onion (hsmd does the ECDH);
-        None if its public key is invalid (the master fails it as malformed)."""
+        None if its public key (or the path_key) is invalid (the master fails
+        it).  With a route blinding path_key, the onion was encrypted to our
+        blinded id B = HMAC256("blinded_node_id", ECDH(path_key)) * N: the
+        ephemeral key is tweaked instead, which needs only ECDHs of hsmd."""
+        from common.onion import blinded_node_tweak
+        from common.onion_crypto import blind_pubkey
         from common.sync_hsm import HsmError
         try:
-            return self.hsm.call("hsmd_ecdh_req", {"point": onion[1:34]})["ss"]
+            point = onion[1:34]
+            if path_key is not None:
+                path_ss = self.hsm.call("hsmd_ecdh_req", {"point": path_key})["ss"]
+                point = blind_pubkey(point, blinded_node_tweak(path_ss))
+            return self.hsm.call("hsmd_ecdh_req", {"point": point})["ss"]
         except (HsmError, ValueError):    # (HsmLinkBroken stops the daemon)
             return None
 
@@ -301,6 +312,7 @@ class ChannelDaemon:
             raise ChannelFailed("signing done")
         else:
             self.ch = Channel.from_dict(self._stored_core(), self.signer, fee_bounds=self.fee_bounds)
+            self.loaded.set()
             self.minimum_depth = cfg["minimum_depth"]
             self.scid = cfg["scid"] or None
             self.funding_depth = cfg["funding_depth"]
@@ -353,6 +365,8 @@ class ChannelDaemon:
         async with self.lock:
             r = ch.recv_reestablish(fields)
             for m in r.messages:
+                if m[0] == "channel_ready":
+                    m = self._with_alias(m)
                 await self.send_peer(*m)
             if r.changes:
                 await self.persist(ch, r.changes)
@@ -420,7 +434,9 @@ class ChannelDaemon:
             await self.persist(ch, changes)
         elif name == "channel_ready":
             ch.recv_channel_ready(f)
-            await self.persist(ch)
+            alias = ((f.get("tlvs") or {}).get("short_channel_id") or {}).get("alias")
+            # (a redundant channel_ready may still bring a new alias)
+            await self.persist(ch, remote_alias=int.from_bytes(alias, "big") if alias else None)
             asyncio.ensure_future(self._maybe_announce())
         elif name == "announcement_signatures":
             assert self.announcer is not None
@@ -511,10 +527,17 @@ class ChannelDaemon:
             if ch.state is ChannelState.AWAITING_LOCKIN and not ch.channel_ready_sent and ch.connected:
                 msg = ch.channel_ready_msg()
                 await self.persist(ch)
-                if self.scid is not None:
-                    msg[1]["tlvs"] = {"short_channel_id": {"alias": self.scid.to_bytes(8, "big")}}
-                await self.send_peer(*msg)
+                await self.send_peer(*self._with_alias(msg))
         self.billboard(self._state_text())
+
+    def _with_alias(self, msg: tuple[str, dict]) -> tuple[str, dict]:
+        """channel_ready with our alias for the channel (BOLT 2: MUST with
+        option_scid_alias, MAY otherwise; Core Lightning always sends it):
+        the short_channel_id the peer puts in its invoices' route hints."""
+        alias = self.local_alias if self.local_alias is not None else self.scid
+        if alias is not None:
+            msg[1]["tlvs"] = {"short_channel_id": {"alias": alias.to_bytes(8, "big")}}
+        return msg
 
     async def _abort_opening(self, reason: str, tell_peer: bool) -> None:
         """An open that cannot go on, before any commitment exists (Core
@@ -578,6 +601,7 @@ class ChannelDaemon:
         self.chain_hash = msg["chain_hash"]
         cfg = msg["config"]
         self.opening_timeout = float(cfg["opening_timeout"])
+        self.local_alias = cfg["local_alias"]
         self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"], cfg["max_dust_htlc_exposure_msat"])
         self.commit_delay = cfg["commit_time_ms"] / 1000
         self.init_event.set()
@@ -604,13 +628,13 @@ class ChannelDaemon:
 
     async def handle_offer_htlc(self, msg: Msg) -> None:
         f = msg.fields
-        ch = self.ch
+        ch = await self._loaded_channel()
         async with self.lock:
             try:
                 if ch is None:
                     raise UsageError("channel not open")
                 upd = ch.add_htlc(f["amount_msat"], f["payment_hash"], f["cltv_expiry"], f["onion"],
-                                  f["blockheight"])
+                                  f["blockheight"], blinding_point=f["path_key"])
             except (UsageError, ChannelError) as e:
                 # with what the channel could take now (the master's summary
                 # of it may be up to BALANCE_REFRESH old): payers re-plan on it
@@ -686,9 +710,11 @@ class ChannelDaemon:
                 self._after_progress()
 
     async def _loaded_channel(self) -> Channel | None:
-        """The channel, once loaded (modes 3 and 4 load it after init, in run())."""
+        """The channel, once loaded (modes 2, 3 and 4 load it after init, in
+        run(): a master request can arrive first, e.g. an HTLC offered to a
+        channeld just restarted)."""
         await self.init_event.wait()
-        if self.ch is None and self.init["mode"] in (MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
+        if self.ch is None and self.init["mode"] in (MODE_RESUME, MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
             try:
                 await asyncio.wait_for(self.loaded.wait(), 30)
             except asyncio.TimeoutError:

@@ -38,7 +38,7 @@ def parse_channel_type(raw: bytes | None, supported: Iterable[Iterable[int]], ms
         raise PeerError(f"{msg} without a channel_type")
     bits = bits_from_features(raw)
     if any(bits == set(t) for t in supported):
-        return ChannelType(anchors=ANCHORS in bits)
+        return ChannelType.from_bits(bits)
     raise PeerError(f"unsupported channel_type {sorted(bits)}")
 
 

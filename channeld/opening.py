@@ -7,6 +7,7 @@ the fundee stores the channel before sending funding_signed, the funder
 before the master broadcasts the funding transaction."""
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.script import p2wsh_script
@@ -22,8 +23,13 @@ if TYPE_CHECKING:
     from .channeld import ChannelDaemon
 
 MAX_MINIMUM_DEPTH = 10   # a fundee asking for more is unreasonable (BOLT 2 MAY reject)
-#: every channel type the core runs (what we propose is one of them)
+#: every basic channel type the core runs (what we propose is one of them,
+#: perhaps with the variations option_scid_alias and option_zeroconf)
 KNOWN_TYPES = ((12,), (12, 22))
+VARIATIONS = {46, 50}
+#: Core Lightning's answer to a zero-conf channel_type from a peer the
+#: openchannel hook gave no minimum depth 0
+NOT_ZEROCONF = "You required zeroconf, but you're not on our allowlist"
 
 
 def our_party(policy: dict[str, Any], funding_sat: int, signer: Any, upfront: bytes,
@@ -44,9 +50,9 @@ def our_party(policy: dict[str, Any], funding_sat: int, signer: Any, upfront: by
 
 def _channel_type(bits: list[int]) -> ChannelType:
     """The type the master chose to propose (it checked we run it)."""
-    if tuple(sorted(bits)) not in KNOWN_TYPES:
+    if tuple(sorted(set(bits) - VARIATIONS)) not in KNOWN_TYPES:
         raise ValueError(f"cannot propose channel_type {sorted(bits)}")
-    return ChannelType(anchors=22 in bits)
+    return ChannelType.from_bits(bits)
 
 
 def _type_tlv(ct: ChannelType) -> bytes:
@@ -77,10 +83,23 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
         raise PeerError(f"minimum_depth {acc['minimum_depth']} unreasonably large")
     got_type = (acc.get("tlvs") or {}).get("channel_type")
     # BOLT 2: the type we proposed, or the channel fails
-    their_ct = parse_channel_type(got_type["type"] if got_type else None, KNOWN_TYPES, "accept_channel")
+    their_ct = parse_channel_type(got_type["type"] if got_type else None,
+                                  [ct.feature_bits] + [(12,), (12, 22)], "accept_channel")
     if their_ct != ct:
         raise PeerError(f"accept_channel channel_type {list(their_ct.feature_bits)} differs from ours "
                         f"{list(ct.feature_bits)}")
+    if ct.zeroconf and acc["minimum_depth"] != 0:
+        # BOLT 2: an accepter of a zero-conf type MUST set minimum_depth 0
+        raise PeerError(f"accept_channel minimum_depth {acc['minimum_depth']} for a zeroconf channel_type")
+    if f["zeroconf_negotiated"]:
+        # Core Lightning: with option_zeroconf both may send channel_ready
+        # when they like, so ours waits for our own minimum depth (fundchannel's
+        # mindepth); the channel is zero-conf when the peer asked for none
+        minimum_depth = cfg["minimum_depth"]
+        if acc["minimum_depth"] == 0:
+            ct = dataclasses.replace(ct, zeroconf=True)
+    else:
+        minimum_depth = acc["minimum_depth"]
     remote = PartyConfig.from_wire(acc)
     # BOLT 2's checks of accept_channel before the wallet reserves any coin
     check_channel_params(ChannelParams(PLACEHOLDER_OUTPOINT, funding_sat, Side.LOCAL, local, remote, ct),
@@ -96,7 +115,7 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     ch = Channel.new(params, signer, push_msat=push_msat, feerate_per_kw=feerate,
                      remote_first_per_commitment_point=acc["first_per_commitment_point"],
                      fee_bounds=d.fee_bounds, max_to_self_delay=cfg["max_to_self_delay"])
-    d.minimum_depth = acc["minimum_depth"]
+    d.minimum_depth = minimum_depth
     d.route_channel_id(ch.channel_id)
     await d.send_peer("funding_created", {"temporary_channel_id": temp_id, "funding_txid": txid,
                                           "funding_output_index": outnum,
@@ -116,6 +135,15 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     max_delay = cfg["max_to_self_delay"]
     # every BOLT 2 check before we answer: a refused open costs nothing more
     ct = check_open_channel(oc, d.chain_hash, d.fee_bounds, cfg)
+    d.minimum_depth = cfg["minimum_depth"]
+    if ct.zeroconf and d.minimum_depth != 0:
+        # BOLT 2: fail a zero-conf channel_type from a sender we do not trust
+        # (the openchannel hook trusts it by setting mindepth 0)
+        raise PeerError(NOT_ZEROCONF)
+    if ct.scid_alias and oc["channel_flags"] & 1:
+        # the sender MUST NOT: the channel would be announced by a real
+        # short_channel_id it may never be used by
+        raise PeerError("option_scid_alias in the channel_type of a public channel")
     funding_sat = oc["funding_satoshis"]
     upfront = cfg["upfront_shutdown_script"]
     local = our_party(cfg["our"], funding_sat, signer, upfront, their_dust_sat=oc["dust_limit_satoshis"])
@@ -128,7 +156,6 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
         d.announcer.enabled = bool(oc["channel_flags"] & 1)   # the funder decides
     tlvs: dict[str, Any] = {"channel_type": {"type": _type_tlv(ct)},
                             "upfront_shutdown_script": {"shutdown_scriptpubkey": upfront}}
-    d.minimum_depth = cfg["minimum_depth"]
     await d.send_peer("accept_channel", {
         "temporary_channel_id": temp_id, **local.wire_fields(), "minimum_depth": d.minimum_depth,
         "first_per_commitment_point": signer.per_commitment_point(0), "tlvs": tlvs})

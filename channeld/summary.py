@@ -16,14 +16,16 @@ def summary_htlc(h: HtlcStatus) -> dict[str, Any]:
             "payment_hash": h.payment_hash, "expiry": h.cltv_expiry, "state": h.state}
 
 
-def locked_in(ch: HtlcChanges, shared_secret: Callable[[bytes], bytes | None] | None = None) -> list[dict[str, Any]]:
+def locked_in(ch: HtlcChanges, shared_secret: Callable[[bytes, bytes | None], bytes | None] | None = None
+              ) -> list[dict[str, Any]]:
     """The HTLCs the peer offered that are now irrevocably committed
-    (`locked_htlc`); `shared_secret(onion)` gives an onion's shared secret
-    (ECDH with our node key, asked of hsmd), None if its key is invalid."""
+    (`locked_htlc`); `shared_secret(onion, path_key)` gives an onion's shared
+    secret (ECDH with our node key, asked of hsmd; with the blinded key when
+    the HTLC came with a route blinding path_key), None if a key is invalid."""
     return [{"id": h.htlc_id, "amount_msat": h.amount_msat, "payment_hash": h.payment_hash,
              "cltv_expiry": h.cltv_expiry, "onion": h.onion,
-             "shared_secret": shared_secret(h.onion) if shared_secret is not None else None,
-             "fail_immediate": h.fail_immediate}
+             "shared_secret": shared_secret(h.onion, h.blinding_point) if shared_secret is not None else None,
+             "path_key": h.blinding_point, "fail_immediate": h.fail_immediate}
             for h in ch.locked_in if h.direction == "in"]
 
 

@@ -233,9 +233,13 @@ def validate_features(features: bytes | Iterable[int], context: Context | str) -
 #               option_anchors (zero-fee HTLC txs; Core Lightning and LND
 #               open such channels by default), option_shutdown_anysegwit,
 #               option_payment_metadata, option_channel_type (optional as in
-#               Core Lightning before 25.09)
-# Not advertised (yet): gossip_queries_ex, large channels, route blinding,
-# dual funding, quiescence, splicing, onion messages, scid_alias, zeroconf,
+#               Core Lightning before 25.09), option_scid_alias and
+#               option_zeroconf (channel_type variations: aliases in
+#               channel_ready, zero-conf opens the openchannel hook allows)
+# Route blinding and onion messages are optional, as Core Lightning (BOLT 12
+# offers need both).
+# Not advertised (yet): gossip_queries_ex, large channels,
+# dual funding, quiescence, splicing,
 # ... — BOLT 9: "MUST NOT set feature bits it does not support".
 OUR_FEATURE_BITS: frozenset[int] = frozenset({
     compulsory(OPTION_DATA_LOSS_PROTECT),
@@ -246,16 +250,20 @@ OUR_FEATURE_BITS: frozenset[int] = frozenset({
     compulsory(PAYMENT_SECRET),
     optional(BASIC_MPP),
     optional(OPTION_ANCHORS),
+    optional(OPTION_ROUTE_BLINDING),
     optional(OPTION_SHUTDOWN_ANYSEGWIT),
+    optional(OPTION_ONION_MESSAGES),
     optional(OPTION_CHANNEL_TYPE),
     optional(OPTION_PAYMENT_METADATA),
+    optional(OPTION_SCID_ALIAS),
+    optional(OPTION_ZEROCONF),
 })
 
 
 # -- channel types (BOLT 2 "Defined Channel Types") ---------------------------------
 # A channel type is a set of even bits, not an arbitrary combination: the
 # basic types below, each with the variations option_scid_alias and
-# option_zeroconf (which we do not advertise, so never accept).
+# option_zeroconf (accepted when our init offers them, as it does).
 CHANNEL_TYPE_STATIC_REMOTEKEY: frozenset[int] = frozenset({OPTION_STATIC_REMOTEKEY})
 CHANNEL_TYPE_ANCHORS: frozenset[int] = frozenset({OPTION_STATIC_REMOTEKEY, OPTION_ANCHORS})
 BASIC_CHANNEL_TYPES: tuple[frozenset[int], ...] = (CHANNEL_TYPE_STATIC_REMOTEKEY, CHANNEL_TYPE_ANCHORS)
@@ -300,6 +308,18 @@ def channel_type_accept(proposed: Iterable[int], our_init: bytes | Iterable[int]
 def supported_channel_types(our_init: bytes | Iterable[int]) -> list[frozenset[int]]:
     """The basic channel types a peer may propose to us."""
     return [t for t in BASIC_CHANNEL_TYPES if channel_type_accept(t, our_init) is not None]
+
+
+def acceptable_channel_types(our_init: bytes | Iterable[int]) -> list[frozenset[int]]:
+    """Every channel type a peer may propose to us: the basic types with
+    each combination of the variations our init offers."""
+    out = []
+    for t in BASIC_CHANNEL_TYPES:
+        for extra in ((), (OPTION_SCID_ALIAS,), (OPTION_ZEROCONF,), (OPTION_SCID_ALIAS, OPTION_ZEROCONF)):
+            ctype = channel_type_accept(t | set(extra), our_init)
+            if ctype is not None:
+                out.append(ctype)
+    return out
 
 
 def our_feature_bits(context: Context | str) -> set[int]:

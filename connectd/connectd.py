@@ -11,6 +11,7 @@ import socket
 
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg
+from common.features import OPTION_ONION_MESSAGES, has_feature
 from common.noise import HandshakeError
 from common.noise_async import ConnectionClosed, handshake_initiator, handshake_responder
 from common.wireaddr import AddressParseError, WireAddr, parse_wireaddr
@@ -20,6 +21,7 @@ from common.msgconn import MsgConn
 
 from .channel_link import ChannelLink
 from .dev_disconnect import DevDisconnect
+from .onion_message import OnionMessenger
 from .peer import GOSSIP_MSGS, InitError, Peer, random_pong_len
 
 CONNECT_ALL_ADDRESSES_FAILED = 401
@@ -54,6 +56,8 @@ class Connectd:
         "connectd_peer_connect_subd": "handle_peer_connect_subd",
         "connectd_peer_activate": "handle_peer_activate",
         "connectd_gossipd_link": "handle_gossipd_link",
+        "connectd_send_onionmsg": "handle_send_onionmsg",
+        "connectd_inject_onionmsg": "handle_inject_onionmsg",
     }
 
     def __init__(self, d: Daemon) -> None:
@@ -83,6 +87,7 @@ class Connectd:
         self.ping_interval = 60
         self.handshake_timeout = 60
         self.log_io = False
+        self.onion = OnionMessenger(lambda: self.node_id, self._ecdh, self.peers, self.master, self.status)
 
     async def run(self) -> None:
         self.master.start()
@@ -248,6 +253,15 @@ class Connectd:
         if f["disconnect"]:
             p.close()
 
+    def handle_send_onionmsg(self, msg: Msg) -> None:
+        f = msg.fields
+        if not self.onion.send(f["id"], f["path_key"], f["onion"]):
+            self.status.debug("onion message to a peer that is gone: dropped", f["id"])
+
+    async def handle_inject_onionmsg(self, msg: Msg) -> None:
+        err = await self.onion.inject(msg["path_key"], msg["onion"])
+        self.master.send("connectd_inject_onionmsg_reply", {"err": err})
+
     # -- connections -------------------------------------------------------------------
     async def _ecdh(self, point: bytes) -> bytes:
         reply = await self.hsm.request("hsmd_ecdh_req", {"point": point})
@@ -361,6 +375,10 @@ class Connectd:
             elif fields["channel_id"] == b"\x00" * 32 and name == "error":
                 for link in list(peer.links):  # an error for all channels
                     link.deliver(raw)
+            return None
+        if name == "onion_message":
+            if has_feature(self.our_features, OPTION_ONION_MESSAGES):
+                return self.onion.from_peer(peer, fields)
             return None
         if name in GOSSIP_MSGS and name != "announcement_signatures":
             self._to_gossipd("gl_peer_msg", {"id": peer.id, "msg": raw})

@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from common.features import bits_from_features, features_from_bits, missing_dependencies, unknown_even_bits
 from common.noise_async import ConnectionClosed, NoiseConnection
@@ -84,6 +84,7 @@ class Peer:
         self.closed = asyncio.Event()
         self.activated = asyncio.Event()
         self.links: list = []          # ChannelLinks of this peer's channel daemons
+        self.onionmsg_bucket: Any = None   # its onion message allowance (onion_message.TokenBucket)
         self._write_lock = asyncio.Lock()
 
     # -- I/O ----------------------------------------------------------------------------

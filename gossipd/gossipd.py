@@ -14,6 +14,7 @@ import struct
 import time
 
 
+from bitcoin.script import multisig_2of2_script, p2wsh_script
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg, RequestFailed
 from common.features import GOSSIP_QUERIES, has_feature
@@ -24,12 +25,13 @@ from wire.internal import internal_schema
 
 from .graph import ACCEPTED, U_OFF, U_TS
 from .manager import GossipManager
+from .private import DONT_FORWARD, PrivateChannel, PrivateChannels, unsigned_update
 from .queries import (TimestampFilter, answer_query_short_channel_ids, filtered_gossip, gossip_timestamp_filter,
                       parse_reply_channel_range, query_channel_range, query_short_channel_ids, reply_channel_range)
 from .routing import ChannelLimit, ChannelPolicy, LocalChannel, RouteNotFound, Router
 from .store import GossipStore
-from .validate import (GossipError, forwardable_node_announcement, parse_channel_announcement, parse_channel_update,
-                       parse_node_announcement)
+from .validate import (GossipError, check_channel_update, forwardable_node_announcement, parse_channel_announcement,
+                       parse_channel_update, parse_node_announcement)
 
 STORE_FILE = "gossip_store"
 BROADCAST_INTERVAL = 60.0
@@ -97,6 +99,7 @@ class Gossipd:
         self.prune_age, self.refresh_age, self.maintenance_interval = PRUNE_AGE, REFRESH_AGE, MAINTENANCE_INTERVAL
         self.local: dict[int, dict] = {}                   # our channels: scid -> policy
         self.local_updates: dict[int, bytes] = {}          # our latest channel_update of each
+        self.private = PrivateChannels(b"", b"")           # our channels as between us and the peer
         self.suppressed = False                            # dev-suppress-gossip
         self.node_info: dict | None = None
         self._last_ts = 0
@@ -114,6 +117,7 @@ class Gossipd:
         self.node_id = msg["id"]
         self.chain_hash = msg["chain_hash"]
         self.blockheight = msg["blockheight"]
+        self.private = PrivateChannels(self.node_id, self.chain_hash)
         if msg["dev_fast_gossip"]:
             self.interval = FAST_BROADCAST_INTERVAL
         if msg["dev_fast_gossip_prune"]:
@@ -155,6 +159,25 @@ class Gossipd:
 
     async def handle_local_channel(self, msg: Msg) -> None:
         f = msg.fields
+        if f["local_alias"]:
+            pol = {k: f[k] for k in ("cltv_delta", "htlc_minimum_msat", "fee_base_msat", "fee_ppm",
+                                     "htlc_maximum_msat")}
+            ch = PrivateChannel(f["peer_id"], f["scid"], f["local_alias"], f["remote_alias"],
+                                bool(f["announcement"]), f["enabled"], pol)
+            self.private.set(ch)
+            for raw in self.private.take_early(ch):
+                try:
+                    self._peer_private_update(ch.peer_id, raw)
+                except GossipError as e:
+                    self.status.debug(f"bad channel_update: {e}", ch.peer_id)
+        if f["scid"]:
+            await self._local_channel_in_graph(f)
+        if f["local_alias"]:
+            await self._send_peer_update(f["local_alias"], f["peer_id"])
+
+    async def _local_channel_in_graph(self, f: dict) -> None:
+        """One of our channels with its real short channel id: in the graph
+        (public with its announcement, or private), with our channel_update."""
         mgr = self.mgr
         assert mgr is not None
         scid = f["scid"]
@@ -168,7 +191,6 @@ class Gossipd:
                 try:
                     if mgr.handle_channel_announcement(f["announcement"], now) is not None:
                         ann = parse_channel_announcement(f["announcement"])
-                        from bitcoin.script import multisig_2of2_script, p2wsh_script
                         spk = p2wsh_script(multisig_2of2_script(ann.bitcoin_key_1, ann.bitcoin_key_2))
                         if mgr.handle_txout(scid, f["capacity_sat"], spk, False):
                             self._queue(f["announcement"], now)
@@ -181,6 +203,30 @@ class Gossipd:
         if f["announcement"]:
             await self._maybe_node_announcement()
 
+    async def _sign(self, unsigned: bytes, what: str) -> bytes | None:
+        """hsmd's signature on a channel_update of ours; the signed message."""
+        assert self.hsm is not None
+        try:
+            r = await self.hsm.request("hsmd_sign_gossip", {"msg": unsigned})
+        except RequestFailed as e:
+            self.status.broken(f"hsmd refused our {what}: {e}")
+            return None
+        return unsigned[:2] + r["sig"] + unsigned[66:]
+
+    async def _send_peer_update(self, local_alias: int, peer_id: bytes) -> None:
+        """BOLT 7: the peer of an unannounced channel may get our
+        channel_update (dont_forward), naming the channel as it does: its
+        invoices' route hints need our fees."""
+        ts = max(int(time.time()), self._last_ts + 1)
+        unsigned = self.private.to_send(local_alias, ts)
+        if unsigned is None or peer_id not in self.peers:
+            return
+        self._last_ts = ts
+        signed = await self._sign(unsigned, "private channel_update")
+        if signed is not None:
+            self.private.mark_sent(local_alias, signed)
+            self._send(peer_id, signed)
+
     async def _sign_local_update(self, scid: int) -> None:
         """Our channel_update for our direction of `scid`, signed by hsmd."""
         mgr = self.mgr
@@ -190,16 +236,10 @@ class Gossipd:
         direction = 0 if n1 == self.node_id else 1
         ts = max(int(time.time()), self._last_ts + 1)
         self._last_ts = ts
-        body = (self.chain_hash + struct.pack(">QIBBHQIIQ", scid, ts, 1, direction | (0 if pol["enabled"] else 2),
-                                              pol["cltv_delta"], pol["htlc_minimum_msat"], pol["fee_base_msat"],
-                                              pol["fee_ppm"], pol["htlc_maximum_msat"]))
-        unsigned = struct.pack(">H", 258) + b"\x00" * 64 + body
-        try:
-            r = await self.hsm.request("hsmd_sign_gossip", {"msg": unsigned})
-        except RequestFailed as e:
-            self.status.broken(f"hsmd refused our channel_update: {e}")
+        raw = await self._sign(unsigned_update(self.chain_hash, scid, ts, 1, direction | (0 if pol["enabled"] else 2),
+                                               pol), "channel_update")
+        if raw is None:
             return
-        raw = struct.pack(">H", 258) + r["sig"] + body
         try:
             status = mgr.handle_channel_update(raw)
         except GossipError as e:
@@ -210,9 +250,19 @@ class Gossipd:
             if not mgr.graph.is_private(scid):
                 self._queue(raw, ts)
 
-    def handle_get_channel_update(self, msg: Msg) -> None:
+    async def handle_get_channel_update(self, msg: Msg) -> None:
+        """For an onion error: our update of a public channel; of an
+        unannounced one (`local_alias` set), one signed now that names it
+        by the short channel id the onion used (`scid`)."""
         mgr = self.mgr
         scid = msg["scid"]
+        if msg["local_alias"]:
+            ts = max(int(time.time()), self._last_ts + 1)
+            self._last_ts = ts
+            unsigned = self.private.for_error(msg["local_alias"], scid, ts)
+            raw = (await self._sign(unsigned, "private channel_update")) if unsigned is not None else None
+            self.master.send("gossipd_get_channel_update_reply", {"update": raw or b""})
+            return
         raw = self.local_updates.get(scid, b"")
         if mgr is None or not mgr.graph.has_channel(scid) or mgr.graph.is_private(scid):
             raw = b""
@@ -321,9 +371,13 @@ class Gossipd:
             # everything it has (initial sync), then new gossip as it comes
             self._send(p.id, gossip_timestamp_filter(self.chain_hash, 0, 0xFFFFFFFF))
             self._send(p.id, query_channel_range(self.chain_hash, 0, 0xFFFFFFFF))
+        for alias, ch in list(self.private.by_alias.items()):
+            if ch.peer_id == p.id:
+                asyncio.ensure_future(self._send_peer_update(alias, p.id))
 
     def handle_peer_disconnected(self, msg: Msg) -> None:
         self.peers.pop(msg["id"], None)
+        self.private.peer_disconnected(msg["id"])
 
     async def handle_peer_msg(self, msg: Msg) -> None:
         peer_id, raw = msg["id"], msg["msg"]
@@ -343,7 +397,10 @@ class Gossipd:
                 if scid is not None:
                     asyncio.ensure_future(self._lookup_txout(scid, raw, now))
             elif name == "channel_update":
-                if mgr.handle_channel_update(raw, now) == ACCEPTED:
+                if self._peer_private_update(peer_id, raw):
+                    return
+                if mgr.handle_channel_update(raw, now) == ACCEPTED and \
+                        not mgr.graph.is_private(parse_channel_update(raw).scid):
                     self._queue(raw, parse_channel_update(raw).timestamp)
             elif name == "node_announcement":
                 if mgr.handle_node_announcement(raw, now) == ACCEPTED:
@@ -380,6 +437,28 @@ class Gossipd:
             self.status.debug(f"bad gossip {name}: {e}", peer_id)
             if e.warn:
                 self._warn(peer_id, f"{name}: {e}")
+
+    def _peer_private_update(self, peer_id: bytes, raw: bytes) -> bool:
+        """The peer's channel_update of one of our unannounced channels with
+        it (by our alias or the real scid): its policy goes to the master
+        (route hints).  True if that is all there is to it: named by our
+        alias, or `dont_forward` (BOLT 7: never relayed, nor put in the
+        graph others query); False if it is gossip too (the peer's public
+        update of a channel announced meanwhile)."""
+        upd = parse_channel_update(raw)
+        ch = self.private.match(peer_id, upd.scid)
+        if ch is None:
+            if upd.message_flags & DONT_FORWARD or self.mgr is None or not self.mgr.graph.has_channel(upd.scid):
+                # (it may be ours, the master not having told us of it yet)
+                self.private.keep_early(peer_id, upd.scid, raw)
+            return bool(upd.message_flags & DONT_FORWARD)
+        check_channel_update(raw, self.chain_hash, peer_id)    # signed by the peer (GossipError)
+        self.master.send("gossipd_remote_channel_update", {
+            "peer_id": peer_id, "scid": upd.scid, "timestamp": upd.timestamp, "enabled": not upd.disabled,
+            "cltv_delta": upd.cltv_expiry_delta, "htlc_minimum_msat": upd.htlc_minimum_msat,
+            "fee_base_msat": upd.fee_base_msat, "fee_ppm": upd.fee_proportional_millionths,
+            "htlc_maximum_msat": upd.htlc_maximum_msat})
+        return bool(upd.message_flags & DONT_FORWARD) or upd.scid != ch.scid
 
     def _warn(self, peer_id: bytes, text: str) -> None:
         self._send(peer_id, bolt_schema().encode("warning", {"channel_id": b"\x00" * 32,

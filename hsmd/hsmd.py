@@ -72,6 +72,8 @@ class Hsmd:
             "hsmd_sign_withdrawal": self.handle_sign_withdrawal,
             "hsmd_sign_anchorspend": self.handle_sign_anchorspend,
             "hsmd_sign_gossip": self.handle_sign_gossip,
+            "hsmd_derive_secret": self.handle_derive_secret,
+            "hsmd_sign_bolt12": self.handle_sign_bolt12,
         }
         for name in CHANNEL_REQUESTS:
             impl[name] = self._channel_handler(name, peer_id, dbid)
@@ -141,6 +143,22 @@ class Hsmd:
             conn.send("hsmd_ecdh_fail", {})
             return
         conn.send("hsmd_ecdh_resp", {"ss": ss})
+
+    def handle_derive_secret(self, conn: DaemonConn, msg: Msg) -> None:
+        assert self.keys is not None
+        conn.send("hsmd_derive_secret_reply", {"secret": self.keys.derive_secret(msg["info"])})
+
+    def handle_sign_bolt12(self, conn: DaemonConn, msg: Msg) -> None:
+        assert self.keys is not None
+        f = msg.fields
+        try:
+            sig, pub = self.keys.sign_bolt12(f["messagename"], f["fieldname"], f["tlv"], f["publictweak"],
+                                             f["path_key"])
+        except ValueError as e:
+            self.status.unusual(f"refusing to sign bolt12: {e}")
+            conn.send("hsmd_sign_bolt12_fail", {"reason": str(e)})
+            return
+        conn.send("hsmd_sign_bolt12_reply", {"sig": sig, "pubkey": pub})
 
     def _channel_handler(self, name: str, peer_id: bytes, dbid: int):
         """A request on the client's channel: its answer from CHANNEL_HANDLERS

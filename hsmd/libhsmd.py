@@ -61,6 +61,7 @@ class HsmKeys:
             raise ValueError("invalid node private key")
         self.bip32_seed = dev_force_bip32_seed or derive_bip32_seed(hsm_secret)
         self.peer_seed = derive_peer_seed(hsm_secret)
+        self._derive_base = hkdf_sha256(hsm_secret, b"", b"derived secrets")
         self.dev_channel_secrets = dev_force_channel_secrets
         self._node_key = PrivateKey(self.node_privkey)
         self.node_id = self._node_key.public_key.format(compressed=True)
@@ -115,6 +116,30 @@ class HsmKeys:
         if any(w > 31 for w in words):
             raise ValueError("invoice data words must be 5-bit values")
         return self._node_key.sign_recoverable(signing_hash(hrp, list(words)), hasher=None)
+
+    def derive_secret(self, info: bytes) -> bytes:
+        """A secret for ``info`` (Core Lightning's derive_secret / makesecret):
+        one-way from hsm_secret, unrelated to every key."""
+        return hkdf_sha256(self._derive_base, b"", info)
+
+    def sign_bolt12(self, messagename: str, fieldname: str, tlv: bytes, publictweak: bytes = b"",
+                    path_key: bytes = b"") -> tuple[bytes, bytes]:
+        """BIP-340 signature of a BOLT 12 stream and the public key it verifies
+        with: the node key, the transient payer key of ``publictweak``, or our
+        blinded key for ``path_key``.  ValueError for anything else."""
+        from common.bolt12 import alias_tweak
+        from common.bolt12_merkle import sign
+        if (messagename, fieldname) not in (("invoice", "signature"), ("invoice_request", "signature")):
+            raise ValueError(f"refusing to sign {messagename}.{fieldname}")
+        if publictweak and path_key:
+            raise ValueError("either a payer tweak or a path key, not both")
+        key = self._node_key
+        if publictweak:
+            key = key.add(alias_tweak(self.derive_secret(b"node-alias-base"), publictweak))
+        elif path_key:
+            from common.blindedpath import blinded_privkey
+            key = PrivateKey(blinded_privkey(self.node_privkey, self.ecdh(path_key)))
+        return sign(key.secret, messagename, fieldname, tlv), key.public_key.format()
 
     def ecdh(self, point: bytes) -> bytes:
         """BOLT 8 / BOLT 4 ECDH: SHA256 of the compressed shared point.

@@ -19,6 +19,8 @@ REQUIRED_CAP: dict[str, int] = {
     "hsmd_sign_invoice": CAP_MASTER,
     "hsmd_sign_withdrawal": CAP_MASTER,
     "hsmd_sign_anchorspend": CAP_MASTER,
+    "hsmd_derive_secret": CAP_MASTER,
+    "hsmd_sign_bolt12": CAP_MASTER,
     "hsmd_get_channel_basepoints": CAP_COMMITMENT_POINT,
     "hsmd_get_per_commitment_point": CAP_COMMITMENT_POINT,
     "hsmd_validate_commitment_tx": CAP_COMMITMENT_POINT,

@@ -4,16 +4,19 @@ state itself (channeld/core) is opaque here: the master stores it and hands
 it back to the next channeld."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.tx import Tx
-from common.features import OPTION_ANCHORS, channel_type_names
+from common.features import OPTION_ANCHORS, OPTION_SCID_ALIAS, OPTION_ZEROCONF, channel_type_names
 from common.scid import ShortChannelId
 from wire.codec import Sealed
 from wire.internal import internal_schema
+
+from .db import from_sql_u64, to_sql_u64
 
 if TYPE_CHECKING:
     from .subd import Subd
@@ -103,6 +106,14 @@ class ChannelRecord:
     created_at: int = field(default_factory=lambda: int(time.time()))
     #: accept any feerate from the peer (setchannel ignorefeelimits)
     ignore_fee_limits: bool = False
+    #: our alias for the channel (sent in channel_ready: forwards to it reach
+    #: this channel) and the peer's (received: for our invoices' route hints)
+    alias_local: int | None = None
+    alias_remote: int | None = None
+    #: the peer's policy for its direction of an unannounced channel, from the
+    #: channel_update it sent us alone: fee_base_msat, fee_proportional_millionths,
+    #: cltv_expiry_delta, htlc_minimum_msat, htlc_maximum_msat, timestamp, enabled
+    remote_update: dict | None = None
     state_changes: list[dict] = field(default_factory=list)
     # not stored
     subd: "Subd | None" = None
@@ -128,6 +139,32 @@ class ChannelRecord:
         if self.funding_height is None or self.funding_txindex is None:
             return None
         return ShortChannelId(self.funding_height, self.funding_txindex, self.funding_outnum)
+
+    @property
+    def scid_alias_type(self) -> bool:
+        """option_scid_alias in the channel type: the real short channel id
+        is never given out nor accepted for forwards into the channel."""
+        return OPTION_SCID_ALIAS in self.channel_type_bits
+
+    @property
+    def scid_or_alias(self) -> ShortChannelId | None:
+        """Core Lightning's channel_scid_or_local_alias: how we name the
+        channel in routes and records (the alias until the funding confirms)."""
+        if self.scid is not None:
+            return self.scid
+        return ShortChannelId.from_int(self.alias_local) if self.alias_local is not None else None
+
+    def forwards_by(self, scid: int) -> bool:
+        """Does an onion's short_channel_id name this channel?  BOLT 2: our
+        alias always; the real one unless the type is option_scid_alias."""
+        if self.alias_local is not None and scid == self.alias_local:
+            return True
+        return self.scid is not None and self.scid.to_int() == scid and not self.scid_alias_type
+
+    def names(self, scid: str) -> bool:
+        """Is `scid` (text) the real short channel id or our alias of this channel?"""
+        return (self.scid is not None and str(self.scid) == scid) or (
+            self.alias_local is not None and str(ShortChannelId.from_int(self.alias_local)) == scid)
 
     @property
     def funding_txid_hex(self) -> str:
@@ -171,7 +208,7 @@ class ChannelRecord:
                "funding_sat", "funding_height", "funding_txindex", "minimum_depth", "announce", "summary",
                "core", "config", "fee_base_msat", "fee_ppm", "htlc_minimum_msat", "htlc_maximum_msat",
                "cltv_delta", "closer", "close_cause", "closing_tx", "last_tx", "spend_txid", "spend_height",
-               "created_at", "ignore_fee_limits")
+               "created_at", "ignore_fee_limits", "alias_local", "alias_remote", "remote_update")
 
     def row(self) -> tuple:
         return (self.dbid, self.peer_id, self.channel_id, self.state, self.opener, self.funding_txid,
@@ -179,7 +216,9 @@ class ChannelRecord:
                 self.minimum_depth, int(self.announce), self.summary_blob(), self.core.data,
                 self.config_blob(), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
                 self.htlc_maximum_msat, self.cltv_delta, self.closer, self.close_cause, self.closing_tx,
-                self.last_tx, self.spend_txid, self.spend_height, self.created_at, int(self.ignore_fee_limits))
+                self.last_tx, self.spend_txid, self.spend_height, self.created_at, int(self.ignore_fee_limits),
+                _u64(self.alias_local), _u64(self.alias_remote),
+                json.dumps(self.remote_update) if self.remote_update is not None else None)
 
     def summary_blob(self) -> bytes:
         """How channels.summary stores `summary`: its channel_summary encoding."""
@@ -197,6 +236,9 @@ class ChannelRecord:
         d["core"] = Sealed("channeld_core", d["core"])
         d["announce"] = bool(d["announce"])
         d["ignore_fee_limits"] = bool(d["ignore_fee_limits"])
+        for k in ("alias_local", "alias_remote"):
+            d[k] = from_sql_u64(d[k]) if d[k] is not None else None
+        d["remote_update"] = json.loads(d["remote_update"]) if d["remote_update"] else None
         d["state"] = ChannelState(d["state"])
         return cls(**d)
 
@@ -207,7 +249,9 @@ class ChannelRecord:
         d: dict[str, Any] = {
             "peer_id": self.peer_id.hex(), "peer_connected": connected, "state": str(self.state),
             "channel_type": self.channel_type_json(), "opener": self.opener,
-            "features": ["option_static_remotekey"] + (["option_anchors"] if self.anchors else []),
+            "features": ["option_static_remotekey"] + (["option_anchors"] if self.anchors else [])
+            + (["option_scid_alias"] if self.scid_alias_type else [])
+            + (["option_zeroconf"] if OPTION_ZEROCONF in self.channel_type_bits else []),
             "channel_id": self.channel_id.hex(), "funding_txid": self.funding_txid_hex,
             "funding_outnum": self.funding_outnum, "private": not self.announce,
             "funding": {"local_funds_msat": total if self.opener == "local" else 0,
@@ -240,6 +284,19 @@ class ChannelRecord:
         if self.scid is not None:
             d["short_channel_id"] = str(self.scid)
             d["direction"] = 0 if our_id < self.peer_id else 1   # BOLT 7: 0 if we are node_1
+        alias = {k: str(ShortChannelId.from_int(v)) for k, v in (("local", self.alias_local),
+                                                                  ("remote", self.alias_remote)) if v is not None}
+        if alias:
+            d["alias"] = alias
+        # our channel_update's policy, and the peer's (Core Lightning's updates)
+        d["updates"] = {"local": {"htlc_minimum_msat": self.htlc_minimum_msat,
+                                  "htlc_maximum_msat": self.htlc_maximum_msat, "cltv_expiry_delta": self.cltv_delta,
+                                  "fee_base_msat": self.fee_base_msat,
+                                  "fee_proportional_millionths": self.fee_ppm}}
+        if self.remote_update is not None:
+            d["updates"]["remote"] = {k: self.remote_update[k] for k in (
+                "htlc_minimum_msat", "htlc_maximum_msat", "cltv_expiry_delta", "fee_base_msat",
+                "fee_proportional_millionths")}
         if self.closer:
             d["closer"] = self.closer
         if self.ignore_fee_limits:
@@ -247,6 +304,10 @@ class ChannelRecord:
         if self.last_tx is not None and self.state in ON_CHAIN + (AWAITING_UNILATERAL,):
             d["scratch_txid"] = _txid(self.last_tx)
         return d
+
+
+def _u64(v: int | None) -> int | None:
+    return to_sql_u64(v) if v is not None else None
 
 
 def _txid(raw: bytes) -> str:

@@ -24,6 +24,7 @@ from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
+from .db import to_sql_u64
 from .feerates import FEERATE_FLOOR_PERKW, MAX_FEERATE, commitment_feerate_name
 from .jsonrpc_errors import LIGHTNINGD, RpcError
 from .subd import Subd
@@ -102,6 +103,32 @@ class ChannelControl:
             self._next_dbid = max(self._next_dbid, rec.dbid + 1)
             if rec.state != C.CLOSED:
                 self.ld.peer_has_channel(rec.peer_id)
+        for rec in self.channels.values():
+            if rec.alias_local is None and rec.state != C.CLOSED:
+                # a channel stored before aliases: it gets one (sent in the
+                # channel_ready of its next reestablish, if that happens)
+                rec.alias_local = self.new_alias()
+                db.execute("UPDATE channels SET alias_local = ? WHERE dbid = ?",
+                           (to_sql_u64(rec.alias_local), rec.dbid))
+
+    def new_alias(self) -> int:
+        """A local short channel id alias (Core Lightning's random_scid): 64
+        random bits, unrelated to the real short channel id (BOLT 2 MUST for
+        unannounced channels), colliding with no scid or alias of ours."""
+        taken = {a for c in self.channels.values() for a in (c.alias_local, c.scid.to_int() if c.scid else None)}
+        taken |= {po.config["local_alias"] for po in self.pending.values()}
+        while True:
+            alias = int.from_bytes(os.urandom(8), "big")
+            if alias not in taken:
+                return alias
+
+    def by_alias_or_scid(self, peer_id: bytes, scid: int) -> ChannelRecord | None:
+        """Our channel with `peer_id` that `scid` names: its real short
+        channel id, or our alias (what the peer's channel_updates use)."""
+        for c in self.by_peer(peer_id):
+            if c.alias_local == scid or (c.scid is not None and c.scid.to_int() == scid):
+                return c
+        return None
 
     def new_dbid(self) -> int:
         d = self._next_dbid
@@ -112,9 +139,9 @@ class ChannelControl:
         return [c for c in self.channels.values() if c.peer_id == peer_id]
 
     def find(self, text: str) -> ChannelRecord | None:
-        """By peer id (its active channel), channel id or short channel id."""
+        """By peer id (its active channel), channel id, short channel id or our alias."""
         for c in self.channels.values():
-            if c.channel_id.hex() == text or (c.scid is not None and str(c.scid) == text):
+            if c.channel_id.hex() == text or c.names(text):
                 return c
         if len(text) == 66:
             live = [c for c in self.channels.values() if c.peer_id.hex() == text and c.state != C.CLOSED]
@@ -202,6 +229,7 @@ class ChannelControl:
             # BOLT 2: the types we run, as our init offers them (channeld refuses any other)
             "channel_types": [{"bits": sorted(t)} for t in supported_channel_types(self.ld.our_features(Context.INIT))],
             "funder": None,
+            "local_alias": self.new_alias(),
         }
         d.update(extra)
         return d
@@ -218,6 +246,7 @@ class ChannelControl:
         lo, hi = self.fee_bounds(rec)
         # what the options say now, not what they said when the channel was opened
         config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else 0, funding_depth=depth,
+                      local_alias=rec.alias_local,
                       minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id,
                       feerate_min=lo, feerate_max=hi, commit_time_ms=int(self.ld.cfg.get("commit-time")),
                       max_dust_htlc_exposure_msat=int(self.ld.cfg.get("max-dust-htlc-exposure-msat")))
@@ -341,6 +370,7 @@ class ChannelControl:
             # the option's default (2^64-1) means "no limit": the channel's capacity
             htlc_maximum_msat=min(int(cfg.get("htlc-maximum-msat")), summary["funding_sat"] * 1000),
             cltv_delta=int(cfg.get("cltv-delta")), ignore_fee_limits=bool(cfg.get("ignore-fee-limits")),
+            alias_local=po.config["local_alias"],
             announce=po.announce if summary["opener"] == "local" else bool(funding["channel_flags"] & 1))
         rec.state_changes.append({"timestamp": _now(), "old_state": C.AWAITING_LOCKIN,
                                   "new_state": C.AWAITING_LOCKIN, "cause": "user" if rec.opener == "local"
@@ -356,6 +386,8 @@ class ChannelControl:
                        (rec.peer_id, addr.addr if addr is not None and not addr.incoming else None))
         self.channels[rec.dbid] = rec
         self.ld.peer_has_channel(rec.peer_id)
+        # gossipd knows our alias before the peer's channel_update names the channel by it
+        asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
         self.ld.log.info(f"channel {rec.dbid} with {rec.peer_id.hex()}: funding {rec.funding_txid_hex}:"
                          f"{rec.funding_outnum} ({rec.funding_sat} sat)")
         if rec.opener == "remote":   # as Core Lightning: "a peer successfully funded a channel with us"
@@ -384,6 +416,12 @@ class ChannelControl:
                 rec.closer = rec.closer or ("local" if asked else "remote")
                 rec.close_cause = rec.close_cause or ("user" if asked else "remote")
             self.ld.htlcs.on_persist(rec, msg["locked_in"], msg["resolved"], msg["fulfilled"])
+            if msg["remote_alias"] is not None and msg["remote_alias"] != rec.alias_remote:
+                # the peer's alias, for our route hints (and its updates to us)
+                rec.alias_remote = msg["remote_alias"]
+                db.execute("UPDATE channels SET alias_remote = ? WHERE dbid = ?",
+                           (to_sql_u64(rec.alias_remote), rec.dbid))
+                asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
             if msg["channel_announcement"]:
                 rec.config["channel_announcement"] = msg["channel_announcement"]
                 db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (rec.config_blob(), rec.dbid))
@@ -500,6 +538,8 @@ class ChannelControl:
                 rec.funding_height, rec.funding_txindex = height, idx
                 db.execute("UPDATE channels SET funding_height = ?, funding_txindex = ? WHERE dbid = ?",
                            (height, idx, rec.dbid))
+                # a zero-conf channel in use already gets its real short channel id
+                asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
             for i in tx.inputs:
                 rec = outpoints.get((i.prevout.txid, i.prevout.index))
                 if rec is not None:

@@ -36,6 +36,8 @@ class ConnectControl:
         "connectd_peer_disconnected": "handle_peer_disconnected",
         "connectd_peer_error": "handle_peer_error",
         "connectd_peer_spoke": "handle_peer_spoke",
+        "connectd_got_onionmsg_to_us": "handle_got_onionmsg_to_us",
+        "connectd_onionmsg_to_scid": "handle_onionmsg_to_scid",
     }
 
     def __init__(self, ld: "LightningD") -> None:
@@ -123,6 +125,27 @@ class ConnectControl:
         self.waiters.setdefault(node_id, []).append(fut)
         self.subd.send("connectd_connect_to_peer", {"id": node_id, "addrs": [{"addr": a} for a in addrs]})
         await asyncio.wait_for(fut, timeout)
+
+    async def handle_got_onionmsg_to_us(self, msg: Msg) -> None:
+        await self.ld.onion_messages.got_to_us(msg)
+
+    def handle_onionmsg_to_scid(self, msg: Msg) -> None:
+        self.ld.onion_messages.to_scid(msg)
+
+    def send_onionmsg(self, node_id: bytes, path_key: bytes, onion: bytes) -> None:
+        if self.subd is not None and self.subd.running:
+            self.subd.send("connectd_send_onionmsg", {"id": node_id, "path_key": path_key, "onion": onion})
+
+    async def inject_onionmsg(self, path_key: bytes, onion: bytes) -> str:
+        """connectd processes an onion we made (its first hop is us); the
+        reason it could not send it, or ""."""
+        if self.subd is None or not self.subd.running:
+            return "connectd is restarting"
+        try:
+            r = await self.subd.request("connectd_inject_onionmsg", {"path_key": path_key, "onion": onion})
+        except (RequestFailed, ConnectionError, EOFError) as e:
+            return f"connectd: {e}"
+        return r["err"]
 
     def discard(self, node_id: bytes) -> None:
         if self.subd is not None and self.subd.running:

@@ -12,7 +12,7 @@ from wire.legacy_json import upgrade_channel_row, upgrade_onchaind_state
 
 
 def _declared_contracts(conn: sqlite3.Connection) -> None:
-    """7: channels.summary, .core and .config and onchaind's saved state
+    """9: channels.summary, .core and .config and onchaind's saved state
     were JSON text; they are now the encodings of their declared subtypes
     (wire/csv/channeld.csv channel_summary, channeld_core, channeld_config;
     wire/csv/onchaind.csv onchaind_state), converted by wire/legacy_json.py.
@@ -218,7 +218,48 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """
     ALTER TABLE channels ADD COLUMN ignore_fee_limits INTEGER NOT NULL DEFAULT 0;
     """,
-    # 7: the JSON documents of channeld and onchaind become their declared encodings
+    # 7: BOLT 12 and route blinding.  htlcs: an incoming HTLC's path_key
+    # (update_add_htlc's, we are inside a blinded path) and whether we were
+    # the introduction point of one (every error is then
+    # invalid_onion_blinding); outgoing: the path_key we gave the next node.
+    # invoices: BOLT 12 invoices (payment_secret holds the path_id of the
+    # invoice's paths).  offers / invoicerequests: ours (offers.py).
+    """
+    ALTER TABLE htlcs ADD COLUMN path_key BLOB;
+    ALTER TABLE htlcs ADD COLUMN blinded_intro INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE invoices ADD COLUMN bolt12 TEXT;
+    ALTER TABLE invoices ADD COLUMN local_offer_id BLOB;
+    ALTER TABLE invoices ADD COLUMN invreq_payer_note TEXT;
+    ALTER TABLE payments ADD COLUMN bolt12 TEXT;
+    CREATE TABLE offers (
+        offer_id BLOB PRIMARY KEY,
+        bolt12 TEXT NOT NULL,
+        label TEXT,
+        single_use INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE invoicerequests (
+        invreq_id BLOB PRIMARY KEY,
+        bolt12 TEXT NOT NULL,
+        label TEXT,
+        single_use INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL
+    );
+    """,
+    # 8: short channel id aliases (BOLT 2 channel_ready's alias): ours, that
+    # we recognize for forwards into the channel; the peer's, for our route
+    # hints; and the peer's policy for its direction of a channel that is
+    # not announced (its channel_update sent to us only), as JSON
+    """
+    ALTER TABLE channels ADD COLUMN alias_local INTEGER;
+    ALTER TABLE channels ADD COLUMN alias_remote INTEGER;
+    ALTER TABLE channels ADD COLUMN remote_update TEXT;
+    """,
+    # 9: the JSON documents of channeld and onchaind become their declared encodings
     _declared_contracts,
 ]
 

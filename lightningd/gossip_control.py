@@ -5,6 +5,7 @@ getroute)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
 
 
-
 def listchannels_entry(c: dict) -> dict:
     """A gossip_channel (wire/csv/gossipd.csv) as Core Lightning's listchannels shows it."""
     return {"source": c["source"].hex(), "destination": c["destination"].hex(),
@@ -56,7 +56,8 @@ def listnodes_entry(n: dict) -> dict:
 
 class GossipControl:
     # gossipd -> master messages that are not replies, and their handlers.
-    HANDLERS = {"gossipd_get_txout": "handle_get_txout"}
+    HANDLERS = {"gossipd_get_txout": "handle_get_txout",
+                "gossipd_remote_channel_update": "handle_remote_channel_update"}
 
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
@@ -106,16 +107,37 @@ class GossipControl:
             self.subd.send("gossipd_new_blockheight", {"blockheight": height})
 
     def local_channel(self, rec: "ChannelRecord") -> None:
-        """Tell gossipd about one of our channels (and our policy) once it has an scid."""
-        if self.subd is None or not self.subd.running or rec.scid is None:
+        """Tell gossipd about one of our channels (and our policy) once it
+        has an scid or an alias (a zero-conf channel before its funding
+        confirms has only the alias)."""
+        if self.subd is None or not self.subd.running or (rec.scid is None and rec.alias_local is None):
             return
         ann = rec.config["channel_announcement"] if rec.announce else b""
         enabled = rec.state == C.NORMAL and self.ld.is_connected(rec.peer_id)
         self.subd.send("gossipd_local_channel", {
-            "scid": rec.scid.to_int(), "peer_id": rec.peer_id, "capacity_sat": rec.funding_sat, "announcement": ann,
-            "enabled": enabled, "fee_base_msat": rec.fee_base_msat, "fee_ppm": rec.fee_ppm,
+            "scid": rec.scid.to_int() if rec.scid else 0, "peer_id": rec.peer_id, "capacity_sat": rec.funding_sat,
+            "announcement": ann, "enabled": enabled, "fee_base_msat": rec.fee_base_msat, "fee_ppm": rec.fee_ppm,
             "cltv_delta": rec.cltv_delta, "htlc_minimum_msat": rec.htlc_minimum_msat,
-            "htlc_maximum_msat": rec.htlc_maximum_msat})
+            "htlc_maximum_msat": rec.htlc_maximum_msat, "local_alias": rec.alias_local or 0,
+            "remote_alias": rec.alias_remote or 0})
+
+    def handle_remote_channel_update(self, msg: Msg) -> None:
+        """The peer's policy for its direction of an unannounced channel
+        (listpeerchannels' updates.remote, our route hints)."""
+        rec = self.ld.channels.by_alias_or_scid(msg["peer_id"], msg["scid"])
+        if rec is None:
+            return
+        old = rec.remote_update
+        if old is not None and old.get("timestamp", 0) >= msg["timestamp"]:
+            return
+        rec.remote_update = {"fee_base_msat": msg["fee_base_msat"], "fee_proportional_millionths": msg["fee_ppm"],
+                             "cltv_expiry_delta": msg["cltv_delta"], "htlc_minimum_msat": msg["htlc_minimum_msat"],
+                             "htlc_maximum_msat": msg["htlc_maximum_msat"], "timestamp": msg["timestamp"],
+                             "enabled": msg["enabled"]}
+        assert self.ld.db is not None
+        with self.ld.db.transaction():
+            self.ld.db.execute("UPDATE channels SET remote_update = ? WHERE dbid = ?",
+                               (json.dumps(rec.remote_update), rec.dbid))
 
     async def handle_get_txout(self, msg: Msg) -> None:
         """The funding output of a short channel id, from the chain (block,
@@ -168,16 +190,38 @@ class GossipControl:
                   "amount_msat": h["amount_msat"], "delay": h["delay"], "style": "tlv"} for h in route["hops"]]
                 for route in r["routes"]]
 
-    async def channel_update(self, scid: int | None) -> bytes:
-        """Our latest channel_update of a public channel (for onion errors);
-        empty if there is none, or gossipd cannot say."""
+    async def channel_update(self, scid: int | None, local_alias: int = 0) -> bytes:
+        """Our channel_update for an onion error: the latest of a public
+        channel; of an unannounced one (its `local_alias`), one naming it by
+        `scid`, the short channel id the onion used.  Empty if there is
+        none, or gossipd cannot say."""
         if scid is None or self.subd is None or not self.subd.running:
             return b""
         try:
-            r = await self.subd.request("gossipd_get_channel_update", {"scid": scid}, timeout=10)
+            r = await self.subd.request("gossipd_get_channel_update", {"scid": scid, "local_alias": local_alias},
+                                        timeout=10)
         except (RequestFailed, asyncio.TimeoutError, ConnectionClosed):
             return b""
         return r["update"]
+
+    async def listnodes(self, node_id: bytes | None = None) -> list[dict]:
+        """gossipd's listnodes (of one node): [] if it does not know it; as
+        Core Lightning's listnodes shows them."""
+        if self.subd is None or not self.subd.running:
+            return []
+        r = await self.subd.request("gossipd_listnodes", {"id": node_id}, timeout=60)
+        return [listnodes_entry(n) for n in r["nodes"]]
+
+    async def listchannels(self, source: bytes | None = None, *, short_channel_id: int | None = None,
+                           destination: bytes | None = None) -> list[dict]:
+        """gossipd's listchannels (from ``source``, to ``destination``, or of
+        one short channel id; all of them without any), as Core Lightning's
+        listchannels shows them."""
+        if self.subd is None or not self.subd.running:
+            return []
+        r = await self.subd.request("gossipd_listchannels", {"short_channel_id": short_channel_id, "source": source,
+                                                             "destination": destination}, timeout=60)
+        return [listchannels_entry(c) for c in r["channels"]]
 
     async def dev_suppress(self) -> None:
         if self.subd is not None and self.subd.running:
@@ -212,18 +256,14 @@ def register(ld: "LightningD") -> None:
                            destination: bytes | None) -> dict:
         if sum(x is not None for x in (short_channel_id, source, destination)) > 1:
             raise RpcError(INVALID_PARAMS, "Can only specify one of short_channel_id, source or destination")
-        request = {"short_channel_id": short_channel_id.to_int() if short_channel_id is not None else None,
-                   "source": source, "destination": destination}
-        assert g.subd is not None
-        r = await g.subd.request("gossipd_listchannels", request, timeout=60)
-        return {"channels": [listchannels_entry(c) for c in r["channels"]]}
+        return {"channels": await g.listchannels(
+            source, short_channel_id=short_channel_id.to_int() if short_channel_id is not None else None,
+            destination=destination)}
 
     @cmd("listnodes", [opt("id", P.node_id)], category="network",
          description="Show node {id} (or all known nodes, if not specified)")
     async def listnodes(ctx: RequestContext, id: bytes | None) -> dict:
-        assert g.subd is not None
-        r = await g.subd.request("gossipd_listnodes", {"id": id}, timeout=60)
-        return {"nodes": [listnodes_entry(n) for n in r["nodes"]]}
+        return {"nodes": await g.listnodes(id)}
 
     @cmd("getroute", [req("id", P.node_id), req("amount_msat", P.msat), req("riskfactor", P.nonneg_number),
                       opt("cltv", P.u32, 9), opt("fromid", P.node_id), opt("fuzzpercent", P.nonneg_number, 5),

@@ -78,6 +78,29 @@ class HsmControl:
         r = await self.subd.request("hsmd_sign_invoice", {"hrp": hrp, "u5bytes": bytes(words)})
         return r["sig"]
 
+    async def derive_secret(self, info: bytes) -> bytes:
+        """hsmd's secret for ``info`` (Core Lightning's makesecret)."""
+        assert self.subd is not None
+        return (await self.subd.request("hsmd_derive_secret", {"info": info}))["secret"]
+
+    async def ecdh(self, point: bytes) -> bytes:
+        """SHA256(node_key * point): route blinding's path key secrets (raises
+        RequestFailed for a point that is not one)."""
+        assert self.subd is not None
+        return (await self.subd.request("hsmd_ecdh_req", {"point": point}))["ss"]
+
+    async def sign_bolt12(self, messagename: str, tlv: bytes, publictweak: bytes = b"",
+                          path_key: bytes = b"") -> tuple[bytes, bytes]:
+        """The BIP-340 ``signature`` of a BOLT 12 ``messagename`` stream (hsmd
+        computes the Merkle root) by the node key, a transient payer key
+        (``publictweak``) or our blinded key of a path (``path_key``); with the
+        key it verifies with."""
+        assert self.subd is not None
+        r = await self.subd.request("hsmd_sign_bolt12", {
+            "messagename": messagename, "fieldname": "signature", "tlv": tlv, "publictweak": publictweak,
+            "path_key": path_key})
+        return r["sig"], r["pubkey"]
+
     async def stop(self) -> None:
         if self.subd is not None:
             await self.subd.stop()

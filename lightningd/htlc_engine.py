@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bitcoin.hashes import sha256
 from common.daemon_conn import RequestFailed
+from common.blindedpath import BlindingError
 from common.msgconn import ConnectionClosed
 from common.onion import peel_onion
 from common.onion_errors import (
@@ -49,6 +50,7 @@ from .htlc_core import (
     reconcile,
 )
 from .htlc_core import HtlcState as S
+from .blinded_htlc import BlindedFinal, unwrap
 from .invoice_commands import keysend_invoice
 
 if TYPE_CHECKING:
@@ -62,6 +64,17 @@ MPP_TIMEOUT = 60.0
 # htlc_offer_timeout).  --dev-no-htlc-timeout turns that off.
 HTLC_OFFER_TIMEOUT = 30.0
 F = FailureCode
+
+
+class ForwardTo(NamedTuple):
+    """Where and how to forward an incoming HTLC (from its payload, or its blinded hop)."""
+
+    amount_msat: int
+    cltv_expiry: int
+    short_channel_id: int | None
+    next_node_id: bytes | None
+    path_key: bytes | None
+    onion: bytes
 
 
 class HtlcEngine:
@@ -98,9 +111,9 @@ class HtlcEngine:
         for h in locked_in:
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
-                "cltv_expiry, state, onion, shared_secret, received_time) VALUES (?, ?, 'in', ?, ?, ?, "
-                "?, ?, ?, ?)", (rec.dbid, h["id"], h["amount_msat"], h["payment_hash"], h["cltv_expiry"],
-                                S.LOCKED, h["onion"], h["shared_secret"], now))
+                "cltv_expiry, state, onion, shared_secret, received_time, path_key) VALUES (?, ?, 'in', ?, ?, ?, "
+                "?, ?, ?, ?, ?)", (rec.dbid, h["id"], h["amount_msat"], h["payment_hash"], h["cltv_expiry"],
+                                   S.LOCKED, h["onion"], h["shared_secret"], now, h["path_key"]))
             if cur.rowcount:
                 self._trace(cur.lastrowid, f"locked in (expiry {h['cltv_expiry']})")
                 asyncio.get_running_loop().call_soon(
@@ -143,10 +156,10 @@ class HtlcEngine:
     # ------------------------------------------------------------------ incoming
     async def _process_incoming(self, row_id: int) -> None:
         row = self.db.one("SELECT channel_dbid, htlc_id, amount_msat, payment_hash, cltv_expiry, onion, "
-                          "shared_secret, state FROM htlcs WHERE id = ?", (row_id,))
+                          "shared_secret, state, path_key FROM htlcs WHERE id = ?", (row_id,))
         if row is None or row[7] != S.LOCKED:
             return
-        chan_dbid, htlc_id, amount, phash, cltv, onion, ss, _ = row
+        chan_dbid, htlc_id, amount, phash, cltv, onion, ss, _, path_key = row
         in_rec = self.ld.channels.channels.get(chan_dbid)
         if ss is None:
             self._fail_malformed(row_id, F.INVALID_ONION_KEY, onion)
@@ -165,7 +178,7 @@ class HtlcEngine:
             return
         try:
             payload = decode_payload(peeled.payload)
-            check_payload(payload, is_final=peeled.is_final)
+            check_payload(payload, is_final=peeled.is_final, path_key_in_htlc=path_key is not None)
         except InvalidOnionPayload as e:
             self._fail(row_id, ss, F.INVALID_ONION_PAYLOAD, encode_failure_data(
                 F.INVALID_ONION_PAYLOAD, type=e.tlv_type or 0, offset=e.offset or 0))
@@ -175,10 +188,35 @@ class HtlcEngine:
         if hook is not None:
             self._apply_hook_result(row_id, ss, hook)
             return
-        if peeled.is_final:
+        if payload.encrypted_recipient_data is not None:
+            await self._blinded(row_id, in_rec, amount, phash, cltv, peeled, payload, ss, path_key)
+        elif peeled.is_final:
             await self._final_hop(row_id, amount, phash, cltv, payload, ss)
         else:
-            await self._forward(row_id, in_rec, amount, cltv, payload, peeled.next_packet, phash, ss)
+            assert peeled.next_packet is not None
+            await self._forward(row_id, in_rec, amount, cltv, ForwardTo(payload.amt_to_forward or 0,
+                                                                         payload.outgoing_cltv_value or 0,
+                                                                         payload.short_channel_id, None, None,
+                                                                         peeled.next_packet), phash, ss)
+
+    async def _blinded(self, row_id: int, in_rec, amount: int, phash: bytes, cltv: int, peeled, payload, ss: bytes,
+                       path_key: bytes | None) -> None:
+        """A hop of a blinded path (blinded_htlc.py): from here on every error is invalid_onion_blinding."""
+        if path_key is None and not peeled.is_final:
+            with self.db.transaction():
+                self.db.execute("UPDATE htlcs SET blinded_intro = 1 WHERE id = ?", (row_id,))
+        try:
+            res = await unwrap(self.ld.hsm.ecdh, self.ld.node_id, phash, peeled, payload, path_key, amount, cltv)
+        except BlindingError as e:
+            self._trace(row_id, f"blinded hop refused: {e}")
+            self._fail(row_id, ss, F.INVALID_ONION_BLINDING, b"")
+            return
+        if isinstance(res, BlindedFinal):
+            await self._final_hop(row_id, amount, phash, cltv, res.payload, ss, path_id=res.path_id, blinded=True)
+        else:
+            await self._forward(row_id, in_rec, amount, cltv, ForwardTo(res.amount_msat, res.cltv_expiry,
+                                                                         res.short_channel_id, res.next_node_id,
+                                                                         res.next_path_key, res.next_onion), phash, ss)
 
     async def _htlc_accepted_hook(self, in_rec, htlc_id, amount, phash, cltv, peeled, payload, ss) -> dict | None:
         hooks = self.ld.plugins.hooks
@@ -198,8 +236,8 @@ class HtlcEngine:
             onion["next_onion"] = peeled.next_packet.hex()
         htlc = {"id": htlc_id, "amount_msat": amount, "cltv_expiry": cltv,
                 "cltv_expiry_relative": cltv - self.ld.blockheight, "payment_hash": phash.hex()}
-        if in_rec is not None and in_rec.scid is not None:
-            htlc["short_channel_id"] = str(in_rec.scid)
+        if in_rec is not None and in_rec.scid_or_alias is not None:
+            htlc["short_channel_id"] = str(in_rec.scid_or_alias)
         res = await hooks.call("htlc_accepted", {"onion": onion, "htlc": htlc})
         return None if res.get("result") == "continue" else res
 
@@ -218,7 +256,10 @@ class HtlcEngine:
             self.ld.log.unusual(f"htlc_accepted hook: bad result {res}: failing the HTLC")
             self._fail(row_id, ss, F.TEMPORARY_NODE_FAILURE, b"")
 
-    async def _final_hop(self, row_id: int, amount: int, phash: bytes, cltv: int, payload, ss: bytes) -> None:
+    async def _final_hop(self, row_id: int, amount: int, phash: bytes, cltv: int, payload, ss: bytes,
+                         path_id: bytes | None = None, blinded: bool = False) -> None:
+        """``blinded``: the HTLC came through a blinded path, its ``path_id``
+        stands for the payment secret (a BOLT 12 invoice's, never a BOLT 11's)."""
         height = self.ld.blockheight
         refusal = check_final_onion(amount, cltv, payload.amt_to_forward, payload.outgoing_cltv_value)
         if refusal is not None:
@@ -227,6 +268,9 @@ class HtlcEngine:
         pd = payload.payment_data
         total = pd.total_msat if pd is not None else amount
         secret = pd.payment_secret if pd is not None else None
+        if blinded:
+            total = payload.total_amount_msat or amount
+            secret = path_id
         inv = self.ld.invoices
         if payload.keysend_preimage is not None and pd is None:
             # keysend: the payer chose the preimage; an invoice is made for it
@@ -235,7 +279,7 @@ class HtlcEngine:
                 self._fail(row_id, ss, F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS, _unknown_details(amount, height))
                 return
             secret = await keysend_invoice(self.ld, amount, payload.keysend_preimage)
-        preimage, code = inv.check_payment(phash, amount, total, secret, cltv, height)
+        preimage, code = inv.check_payment(phash, amount, total, secret, cltv, height, blinded=blinded)
         if code is not None:
             self._fail(row_id, ss, code, _unknown_details(amount, height) if code == F.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS
                        else b"")
@@ -292,22 +336,32 @@ class HtlcEngine:
         row = self.db.one("SELECT shared_secret FROM htlcs WHERE id = ?", (row_id,))
         return row[0] if row and row[0] else b"\x00" * 32
 
-    async def _forward(self, row_id: int, in_rec, amount: int, cltv: int, payload, next_onion: bytes,
+    async def _forward(self, row_id: int, in_rec, amount: int, cltv: int, to: "ForwardTo",
                        phash: bytes, ss: bytes) -> None:
         cc = self.ld.channels
-        out_amt, out_cltv, scid = payload.amt_to_forward, payload.outgoing_cltv_value, payload.short_channel_id
-        out = next((c for c in cc.channels.values() if c.scid is not None and c.scid.to_int() == scid), None)
-        in_scid = str(in_rec.scid) if in_rec is not None and in_rec.scid else ""
-        out_scid = str(ShortChannelId.from_int(scid)) if scid is not None else ""
+        out_amt, out_cltv, scid, next_onion = to.amount_msat, to.cltv_expiry, to.short_channel_id, to.onion
+        if scid is not None:
+            # BOLT 2: our alias names the channel; its real short channel id
+            # too, unless its type is option_scid_alias
+            out = next((c for c in cc.channels.values() if c.forwards_by(scid)), None)
+        else:
+            # a blinded hop names the next node: our best channel with it
+            out = self._channel_to(to.next_node_id, out_amt)
+            scid = out.scid_or_alias.to_int() if out is not None and out.scid_or_alias is not None else None
+        in_scid = str(in_rec.scid_or_alias) if in_rec is not None and in_rec.scid_or_alias else ""
+        out_scid = str(out.scid_or_alias) if out is not None and out.scid_or_alias else \
+            str(ShortChannelId.from_int(scid)) if scid is not None else ""
         now = time.time()
 
         async def local_fail(refusal: Refusal) -> None:
             code, fields = refusal.code, dict(refusal.fields)
-            # UPDATE errors carry our channel_update of the outgoing channel
-            # (public channels only, as Core Lightning): a payer may retry with it
-            if code & UPDATE:
-                scid_int = out.scid.to_int() if out is not None and out.scid is not None else None
-                fields["channel_update"] = await self.ld.gossipd.channel_update(scid_int)  # type: ignore
+            # UPDATE errors carry our channel_update of the outgoing channel,
+            # naming it as the onion did (BOLT 4): a payer may retry with it
+            if code & UPDATE and out is not None and scid is not None:
+                announced = out.announce and out.config["channel_announcement"] and \
+                    out.scid is not None and out.scid.to_int() == scid
+                fields["channel_update"] = await self.ld.gossipd.channel_update(  # type: ignore
+                    scid, 0 if announced else out.alias_local or 0)
             data = encode_failure_data(code, **fields) if code & UPDATE or fields else b""
             with self.db.transaction():
                 self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, in_channel, out_channel, in_msat, out_msat, "
@@ -342,7 +396,7 @@ class HtlcEngine:
                             "out_msat, fee_msat, status, received_time) VALUES (?, ?, ?, ?, ?, ?, ?, 'offered', ?)",
                             (row_id, out_row, in_scid, out_scid, amount, out_amt, amount - out_amt, now))
         self._trace(row_id, f"forwarded to chan#{out.dbid}")
-        refused = await self.offer(out, out_row, out_amt, phash, out_cltv, next_onion)
+        refused = await self.offer(out, out_row, out_amt, phash, out_cltv, next_onion, to.path_key)
         if refused is not None:
             self.ld.log.debug(f"forward of htlc {row_id} refused by channeld: {refused}")
             await local_fail(Refusal(F.TEMPORARY_CHANNEL_FAILURE))
@@ -362,8 +416,19 @@ class HtlcEngine:
             (chan_dbid, amount, phash, cltv, S.OFFERING, origin, payment_id, time.time()))
         return cur.lastrowid
 
+    def _channel_to(self, node_id: bytes | None, amount: int) -> "ChannelRecord | None":
+        """Our usable channel with ``node_id`` that can carry ``amount`` (the most spendable)."""
+        best = None
+        for c in self.ld.channels.channels.values():
+            if c.peer_id != node_id or c.state != C.NORMAL or c.scid_or_alias is None:
+                continue
+            spendable = c.summary["spendable_msat"]
+            if best is None or spendable > best[0]:
+                best = (spendable, c)
+        return best[1] if best is not None else None
+
     async def offer(self, chan: "ChannelRecord", out_row: int, amount: int, phash: bytes, cltv: int,
-                    onion: bytes) -> str | None:
+                    onion: bytes, path_key: bytes | None = None) -> str | None:
         """Ask chan's channeld to offer the recorded HTLC.  None: it has it
         (the row now carries its id), or its daemon went away before
         answering (the row stays 'offering' until reconcile() learns from
@@ -376,7 +441,7 @@ class HtlcEngine:
         try:
             r = await subd.request("channeld_offer_htlc", {
                 "amount_msat": amount, "payment_hash": phash, "cltv_expiry": cltv, "onion": onion,
-                "blockheight": self.ld.blockheight})
+                "blockheight": self.ld.blockheight, "path_key": path_key})
         except RequestFailed as e:
             if e.msg.fields.get("spendable_msat") is not None:
                 # channeld's own figure, fresher than its last summary
@@ -528,6 +593,23 @@ class HtlcEngine:
 
     def _set_failing(self, row_id: int, failure: bytes, code: int | None = None, commit: bool = True) -> None:
         def do() -> None:
+            blinded = self.db.one("SELECT path_key, blinded_intro, onion, shared_secret FROM htlcs WHERE id = ?",
+                                  (row_id,))
+            if blinded is not None and blinded[0] is not None:
+                # inside a blinded path: any error is an update_fail_malformed_htlc
+                # with invalid_onion_blinding (BOLT 2), nothing about what went wrong
+                self.db.execute("UPDATE htlcs SET state = ?, failure = NULL, failure_code = ?, sha256_of_onion = ? "
+                                "WHERE id = ? AND state NOT IN (?, ?, ?)",
+                                (S.FAILING, int(F.INVALID_ONION_BLINDING), sha256(blinded[2]), row_id, S.FULFILLED,
+                                 S.FULFILLING, S.FAILED))
+                self._trace(row_id, "failing (invalid_onion_blinding, inside a blinded path)")
+                return
+            nonlocal failure, code
+            if blinded is not None and blinded[1]:
+                # the introduction point: our own invalid_onion_blinding instead of any error
+                code = int(F.INVALID_ONION_BLINDING)
+                failure = create_failure_message(blinded[3], code, encode_failure_data(
+                    F.INVALID_ONION_BLINDING, sha256_of_onion=sha256(blinded[2])))
             self.db.execute("UPDATE htlcs SET state = ?, failure = ?, failure_code = ? WHERE id = ? AND "
                             "state NOT IN (?, ?, ?)", (S.FAILING, failure, code, row_id, S.FULFILLED, S.FULFILLING,
                                                        S.FAILED))
@@ -541,6 +623,9 @@ class HtlcEngine:
 
     def _fail_malformed(self, row_id: int, code: int, onion: bytes) -> None:
         with self.db.transaction():
+            row = self.db.one("SELECT path_key FROM htlcs WHERE id = ?", (row_id,))
+            if row is not None and row[0] is not None:
+                code = F.INVALID_ONION_BLINDING     # inside a blinded path, whatever was wrong
             self.db.execute("UPDATE htlcs SET state = ?, failure = NULL, failure_code = ?, sha256_of_onion = ? "
                             "WHERE id = ?", (S.FAILING, int(code), sha256(onion), row_id))
         self._send_resolution(row_id)

@@ -3,16 +3,10 @@ waitanyinvoice, delinvoice, delexpiredinvoice, autoclean-once,
 autoclean-status, decodepay, decode, and dev-resolve-invoice (developer: the
 final-hop sequence of the HTLC engine without an HTLC, for tests).
 
-Route hints come from the channels layer through one hook,
-``ld.invoice_route_hints(amount_msat)``: a list of routes (each a list of
-``common.bolt11.RouteHintHop``), or ``{"routes": [...], "warnings":
-{"warning_capacity": "...", ...}}``; no hook means no hints.  The hints are
-taken to be of unannounced channels (announced ones need none):
-``exposeprivatechannels=false`` drops them all, a list of short channel ids
-keeps the routes whose last hop is one of them (902 if none is)."""
+Route hints and their warnings come from `lightningd/routehints.py`
+(Core Lightning's choice of incoming channels, `exposeprivatechannels`)."""
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from typing import TYPE_CHECKING, Any, Sequence
@@ -28,10 +22,12 @@ from common.bolt11 import (
     Fallback,
     Invoice,
     InvoiceFields,
-    RouteHintHop,
     encode,
 )
 from common.bolt11 import decode as decode_bolt11
+from common.bolt12 import Bolt12Error
+from common.bolt12 import decode as decode_bolt12
+from common.bolt12_json import bolt12_json
 from common.features import Context
 
 from . import params as P
@@ -39,12 +35,12 @@ from .invoices import AUTOCLEAN_SUBSYSTEMS, InvoiceError
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import (
     INVALID_PARAMS,
-    INVOICE_HINTS_GAVE_NO_ROUTES,
     LIGHTNINGD,
     ParamError,
     RpcError,
 )
 from .params import opt, req
+from .routehints import RouteHints
 
 if TYPE_CHECKING:
     from .lightningd import LightningD
@@ -87,11 +83,18 @@ def chanhints(v: Any) -> bool | list:
     return [P.short_channel_id(v)]
 
 
-def bolt11_string(v: Any) -> Invoice:
-    """decode's `string`: a BOLT 11 invoice (bolt12, runes and emergency
-    recovery strings are not supported here)."""
+def bolt11_string(v: Any) -> Invoice | dict:
+    """decode's `string`: a BOLT 11 invoice, or a BOLT 12 offer, invoice_request
+    or invoice (as its JSON: common.bolt12_json); runes and emergency recovery
+    strings are not supported here."""
+    text = P.string(v)
+    if text.strip()[:4].lower() in ("lno1", "lnr1", "lni1"):
+        try:
+            return bolt12_json(decode_bolt12(text))
+        except Bolt12Error as e:
+            raise P.BadType(f"Invalid bolt12: {e}") from None
     try:
-        return decode_bolt11(P.string(v))
+        return decode_bolt11(text)
     except Bolt11Error as e:
         raise P.BadType(f"Invalid bolt11: {e}") from None
 
@@ -116,23 +119,6 @@ def parse_fallback(ld: "LightningD", addr: Any) -> Fallback:
             continue
         raise RpcError(LIGHTNINGD, f"Fallback address does not match our network {ld.network.name}")
     raise RpcError(LIGHTNINGD, "Fallback address not valid")
-
-
-async def route_hints(ld: "LightningD", amount_msat: int | None,
-                      expose: bool | list | None) -> tuple[list[list[RouteHintHop]], dict[str, str]]:
-    hook = getattr(ld, "invoice_route_hints", None)
-    got: Any = [] if hook is None else hook(amount_msat or 1)
-    if inspect.isawaitable(got):
-        got = await got
-    routes, warnings = (got.get("routes", []), got.get("warnings", {})) if isinstance(got, dict) else (got, {})
-    routes = [list(r) for r in routes if r]
-    if expose is False:
-        routes = []
-    elif isinstance(expose, list):
-        routes = [r for r in routes if r[-1].short_channel_id in expose]
-        if expose and not routes:
-            raise RpcError(INVOICE_HINTS_GAVE_NO_ROUTES, "None of those hints were suitable local channels")
-    return routes, {k: v for k, v in warnings.items() if k.startswith("warning_")}
 
 
 async def sign_bolt11(ld: "LightningD", fields: InvoiceFields) -> str:
@@ -233,6 +219,14 @@ async def keysend_invoice(ld: "LightningD", amount_msat: int, preimage: bytes) -
 
 def register(ld: "LightningD") -> None:
     cmd = ld.registry.command
+    made: list[RouteHints] = []
+
+    def hints() -> RouteHints:
+        """Made at the first invoice (registration needs only the registry),
+        kept for its round-robin state."""
+        if not made:
+            made.append(RouteHints(ld.channels, ld.gossipd, ld.is_connected))
+        return made[0]
 
     @cmd("invoice", [req("amount_msat", positive_msat_or_any), req("label", P.label), req("description", P.string),
                      opt("expiry", P.u64, DEFAULT_EXPIRY), opt("fallbacks", P.array), opt("preimage", preimage32),
@@ -259,7 +253,7 @@ def register(ld: "LightningD") -> None:
             ld.invoices.check_new(label, payment_hash)
         except InvoiceError as e:
             raise invoice_error(e) from None
-        routes, warnings = await route_hints(ld, amount_msat, exposeprivatechannels)
+        routes, warnings = await hints().for_invoice(amount_msat, exposeprivatechannels)
         min_final = cltv if cltv is not None else int(ld.cfg.get("cltv-final", 18))
         payment_secret = os.urandom(32)
         fields = InvoiceFields(
@@ -299,15 +293,16 @@ def register(ld: "LightningD") -> None:
             raise RpcError(INVALID_PARAMS, "Can only specify {limit} with {index}")
         if invstring is not None:
             try:
-                payment_hash = decode_bolt11(invstring).payment_hash
-            except Bolt11Error:
+                payment_hash = decode_bolt12(invstring, "invoice").invoice_payment_hash \
+                    if invstring[:4].lower() == "lni1" else decode_bolt11(invstring).payment_hash
+            except (Bolt11Error, Bolt12Error):
                 raise RpcError(INVALID_PARAMS, "Invalid invstring") from None
         invs = ld.invoices
         if label is not None or payment_hash is not None:
             row = invs.by_label(label) if label is not None else invs.by_hash(payment_hash)  # type: ignore[arg-type]
             return {"invoices": [invs.to_json(row)] if row is not None else []}
         if offer_id is not None:
-            return {"invoices": []}  # no bolt12 offers here
+            return {"invoices": [i for i in invs.listing() if i.get("local_offer_id") == offer_id.hex()]}
         return {"invoices": invs.listing(index, start, limit)}
 
     @cmd("waitinvoice", [req("label", P.label)], category="payment",
@@ -366,7 +361,9 @@ def register(ld: "LightningD") -> None:
 
     @cmd("decode", [req("string", bolt11_string)], category="utility",
          description="Decode {string} message, returning all the fields")
-    async def decode(ctx: RequestContext, string: Invoice) -> dict:
+    async def decode(ctx: RequestContext, string: Invoice | dict) -> dict:
+        if isinstance(string, dict):
+            return string
         return {"type": "bolt11 invoice", "valid": True, **bolt11_json(string)}
 
     @cmd("dev-resolve-invoice", [req("payment_hash", P.sha256_hex), req("amount_msat", P.msat),

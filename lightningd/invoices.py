@@ -63,7 +63,8 @@ AUTOCLEAN_SUBSYSTEMS = ("succeededforwards", "failedforwards", "succeededpays", 
                         "expiredinvoices", "networkevents")
 
 _COLUMNS = ("id, state, label, payment_hash, preimage, payment_secret, amount_msat, description, bolt11, "
-            "created_at, expires_at, min_final_cltv_expiry, pay_index, amount_received_msat, paid_at, updated_index")
+            "created_at, expires_at, min_final_cltv_expiry, pay_index, amount_received_msat, paid_at, updated_index, "
+            "bolt12, local_offer_id, invreq_payer_note")
 _MAX_EXPIRY_CHECK = 60.0  # re-read the soonest expiry at least this often (seconds)
 
 
@@ -88,6 +89,8 @@ class Invoices:
         # report nothing beyond it (it is committed)
         self._notified = self._counter("next_pay_index") - 1
         self._expiry_changed = asyncio.Event()
+        #: offers.py: a BOLT 12 invoice of one of our offers was paid (inside mark_paid's transaction)
+        self.on_bolt12_paid: Any = None
         self.tasks: list[asyncio.Task] = []
         if start_tasks:
             self.tasks = [asyncio.ensure_future(c) for c in (self._expiry_loop(), self._autoclean_loop())]
@@ -130,8 +133,12 @@ class Invoices:
     def to_json(self, row: dict, now: float | None = None) -> dict:
         """Core Lightning's json_add_invoice_fields, in its field order."""
         status = self.status(row, now)
-        out: dict[str, Any] = {"label": row["label"], "bolt11": row["bolt11"],
-                               "payment_hash": row["payment_hash"].hex()}
+        out: dict[str, Any] = {"label": row["label"]}
+        if row["bolt12"] is not None:
+            out["bolt12"] = row["bolt12"]
+        else:
+            out["bolt11"] = row["bolt11"]
+        out["payment_hash"] = row["payment_hash"].hex()
         if row["amount_msat"] is not None:
             out["amount_msat"] = row["amount_msat"]
         out["status"] = status
@@ -141,6 +148,10 @@ class Invoices:
         if row["description"] is not None:
             out["description"] = row["description"]
         out["expires_at"] = row["expires_at"]
+        if row["local_offer_id"] is not None:
+            out["local_offer_id"] = row["local_offer_id"].hex()
+        if row["invreq_payer_note"] is not None:
+            out["invreq_payer_note"] = row["invreq_payer_note"]
         out["created_index"] = row["id"]
         if row["updated_index"] is not None:
             out["updated_index"] = row["updated_index"]
@@ -163,16 +174,18 @@ class Invoices:
 
     def create(self, label: str, preimage: bytes, payment_hash: bytes, payment_secret: bytes,
                amount_msat: int | None, description: str, bolt11: str, created_at: int, expires_at: int,
-               min_final_cltv_expiry: int) -> dict:
-        """Store a new unpaid invoice (its bolt11 already signed)."""
+               min_final_cltv_expiry: int, bolt12: str | None = None, local_offer_id: bytes | None = None,
+               invreq_payer_note: str | None = None) -> dict:
+        """Store a new unpaid invoice (its bolt11, or bolt12, already signed;
+        a BOLT 12 invoice's ``payment_secret`` is the path_id of its paths)."""
         with self.db.transaction():
             self.check_new(label, payment_hash)
             cur = self.db.execute(
                 "INSERT INTO invoices (state, label, payment_hash, preimage, payment_secret, amount_msat, "
-                "description, bolt11, created_at, expires_at, min_final_cltv_expiry) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "description, bolt11, created_at, expires_at, min_final_cltv_expiry, bolt12, local_offer_id, "
+                "invreq_payer_note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (UNPAID, label, payment_hash, preimage, payment_secret, amount_msat, description, bolt11,
-                 created_at, expires_at, min_final_cltv_expiry))
+                 created_at, expires_at, min_final_cltv_expiry, bolt12, local_offer_id, invreq_payer_note))
             row = self._one("WHERE id = ?", (cur.lastrowid,))
         assert row is not None
         self._expiry_changed.set()
@@ -212,10 +225,15 @@ class Invoices:
 
     # -- payment (the HTLC engine's interface, see the module docstring) -----------------
     def check_payment(self, payment_hash: bytes, amount_msat: int, total_msat: int, payment_secret: bytes | None,
-                      cltv_expiry: int, blockheight: int) -> tuple[bytes | None, int | None]:
+                      cltv_expiry: int, blockheight: int, blinded: bool = False) -> tuple[bytes | None, int | None]:
+        """``blinded``: the payment came through a blinded path and
+        ``payment_secret`` is its ``path_id``: only a BOLT 12 invoice (whose
+        paths carry it) is paid that way, and a BOLT 12 invoice only so."""
         fail = (None, INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS)
         row = self.by_hash(payment_hash)
         if row is None or self.status(row) != "unpaid":
+            return fail
+        if blinded != (row["bolt12"] is not None):
             return fail
         # invoices always require the secret (payment_secret is compulsory in `9`)
         if payment_secret is None or not hmac.compare_digest(payment_secret, row["payment_secret"]):
@@ -253,6 +271,8 @@ class Invoices:
                             "amount_received_msat = ? WHERE id = ?",
                             (PAID, row["pay_index"], row["updated_index"], row["paid_at"], amount_received_msat,
                              row["id"]))
+            if row["local_offer_id"] is not None and self.on_bolt12_paid is not None:
+                self.on_bolt12_paid(row["local_offer_id"], payment_hash)
         return self.to_json(row)
 
     def notify_paid(self, payment_hash: bytes) -> None:
@@ -313,6 +333,14 @@ class Invoices:
                 await asyncio.wait_for(ev.wait(), left)
             except asyncio.TimeoutError:
                 pass
+
+    def expire_others(self, local_offer_id: bytes, paid_hash: bytes) -> None:
+        """A single-use offer was paid: its other unpaid invoices expire now
+        (in the caller's transaction)."""
+        for (i,) in self.db.query("SELECT id FROM invoices WHERE local_offer_id = ? AND state = ? AND "
+                                  "payment_hash != ?", (local_offer_id, UNPAID, paid_hash)):
+            self.db.execute("UPDATE invoices SET state = ?, updated_index = ? WHERE id = ?",
+                            (EXPIRED, self._take("invoices_updated_index"), i))
 
     # -- expiry -------------------------------------------------------------------------
     def expire_due(self, now: float | None = None) -> int:

@@ -27,8 +27,12 @@ from . import (
     feerates,
     gossip_control,
     invoice_commands,
+    fetchinvoice,
     keysend,
+    offers,
+    onion_messages,
     opening_control,
+    pay_bolt12,
     payments,
     peer_channels,
     peer_control,
@@ -57,6 +61,9 @@ from .jsonrpc import CommandRegistry, RpcServer
 from .jsonrpc_errors import LIGHTNINGD, PAY_ROUTE_NOT_FOUND, RpcError
 from .log import LogBook, Logger, level_from_name
 from .onchain_control import OnchainControl
+from .fetchinvoice import Bolt12Messages
+from .offers import Offers
+from .onion_messages import OnionMessages
 from .opening_control import peer_spoke
 from .payments import Payments
 from .peer_channels import listfunds_channels
@@ -110,6 +117,9 @@ class LightningD:
         self.invoices: Invoices = None  # type: ignore[assignment]  (set in start)
         self.htlcs = HtlcEngine(self)
         self.payments = Payments(self)
+        self.onion_messages = OnionMessages(self)
+        self.offers = Offers(self)
+        self.bolt12_messages = Bolt12Messages(self)
         self.onchain = OnchainControl(self)
         self.anchors = AnchorSpender(self)
         self._channel_peers: set[bytes] = set()
@@ -138,6 +148,10 @@ class LightningD:
         peer_channels.register(self)
         keysend.register(self)
         xpay.register(self)
+        onion_messages.register(self)
+        offers.register(self)
+        fetchinvoice.register(self)
+        pay_bolt12.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:
@@ -246,6 +260,7 @@ class LightningD:
         self.wallet = Wallet(self.db, self.network, self.log_book.logger("wallet"))
         self.channels.load()
         self.invoices = Invoices(self)
+        await self.offers.start()
         self.fees_collected_msat = int(self.db.get_var("fees_collected_msat", 0))
         if self.hsm.bip32_xpub:
             self.wallet.set_xpub(self.hsm.bip32_xpub)
@@ -455,10 +470,12 @@ class LightningD:
         locals_ = []
         if source is None or source == self.node_id:
             for c in self.channels.channels.values():
-                if c.scid is None or c.state != C.NORMAL:
+                # (a zero-conf channel by our alias until it confirms)
+                if c.scid_or_alias is None or c.state != C.NORMAL:
                     continue
-                locals_.append({"scid": c.scid.to_int(), "peer_id": c.peer_id,
-                                "spendable_msat": spendable.get(c.scid.to_int(), c.summary["spendable_msat"]),
+                name = c.scid_or_alias.to_int()
+                locals_.append({"scid": name, "peer_id": c.peer_id,
+                                "spendable_msat": spendable.get(name, c.summary["spendable_msat"]),
                                 "htlc_minimum_msat": c.summary["their_htlc_minimum_msat"],
                                 "enabled": self.is_connected(c.peer_id)})
         channels, nodes = [], []

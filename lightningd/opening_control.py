@@ -11,9 +11,10 @@ from bitcoin.address import AddressError, address_to_script
 from bitcoin.coinselect import InsufficientFunds, Target, select_coins
 from bitcoin.coinselect import Utxo as CoinUtxo
 from bitcoin.script import p2wsh_script
-from common.features import (OPTION_ANCHORS, OPTION_SUPPORT_LARGE_CHANNEL, Context, bits_from_features,
-                             channel_type_accept, channel_type_names, desired_channel_type, has_feature,
-                             supported_channel_types)
+from common.features import (CHANNEL_TYPE_VARIATIONS, OPTION_ANCHORS, OPTION_SCID_ALIAS,
+                             OPTION_SUPPORT_LARGE_CHANNEL, OPTION_ZEROCONF, Context, acceptable_channel_types,
+                             bits_from_features, channel_type_accept, channel_type_names, desired_channel_type,
+                             feature_negotiated, has_feature, supported_channel_types)
 from wire import DecodeError, bolt_schema
 from wire.channeld_modes import MODE_FUNDEE, MODE_FUNDER
 
@@ -70,6 +71,13 @@ def register(ld: "LightningD") -> None:
             ctype = _runnable_type(channel_type, our_init)
             if ctype is None:
                 raise RpcError(INVALID_PARAMS, f"channel_type {sorted(set(channel_type))} not supported")
+            # BOLT 2: a zero-conf type means minimum_depth 0
+            if OPTION_ZEROCONF in ctype:
+                if mindepth not in (None, 0):
+                    raise RpcError(INVALID_PARAMS, "Cannot set non-zero mindepth for zero-conf channel_type")
+                mindepth = 0
+        if mindepth is None:
+            mindepth = int(ld.cfg.get("funding-confirms"))
         peer = ld.peers.get(id)
         if peer is None:
             raise RpcError(FUNDING_UNKNOWN_PEER, "Unknown peer")
@@ -82,6 +90,10 @@ def register(ld: "LightningD") -> None:
         if ctype is None:
             # BOLT 2: a type made of features both sides offered
             ctype = desired_channel_type(our_init, peer.features)
+        if feature_negotiated(our_init, peer.features, OPTION_SCID_ALIAS) and not announce:
+            # as Core Lightning: a private channel between peers that both
+            # offer aliases is never known by its real short_channel_id
+            ctype = ctype | {OPTION_SCID_ALIAS}
         anchors = OPTION_ANCHORS in ctype
         emergency = ld.spender.emergency_reserve(opening_anchors=anchors)
         if amount is None:
@@ -105,9 +117,11 @@ def register(ld: "LightningD") -> None:
         dbid = cc.new_dbid()
         temp_id = os.urandom(32)
         commit_rate = ld.feerates.perkw(commitment_feerate_name(anchors)) or rate
-        config = cc.channel_config(announce=announce, upfront_shutdown_script=upfront, funder={
+        config = cc.channel_config(announce=announce, upfront_shutdown_script=upfront, minimum_depth=mindepth, funder={
             "temporary_channel_id": temp_id, "funding_sat": amount, "push_msat": push_msat,
-            "feerate_per_kw": commit_rate, "channel_type": {"bits": sorted(ctype)}})
+            "feerate_per_kw": commit_rate, "channel_type": {"bits": sorted(ctype)},
+            # with option_zeroconf our channel_ready waits for our own mindepth (Core Lightning)
+            "zeroconf_negotiated": feature_negotiated(our_init, peer.features, OPTION_ZEROCONF)})
         if reserve is not None:
             config["our"]["reserve_sat"] = reserve
         po = PendingOpen(dbid, id, temp_id, config, {"feerate": rate, "minconf": minconf,
@@ -136,7 +150,7 @@ def register(ld: "LightningD") -> None:
                "channel_id": rec.channel_id.hex(), "channel_type": rec.channel_type_json(),
                "mindepth": rec.minimum_depth}
         if upfront:
-            out["close_to"] = upfront
+            out["close_to"] = upfront.hex()
         return out
 
 
@@ -233,12 +247,41 @@ async def _incoming_open(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict)
         cc.opening_peers.discard(node_id)
 
 
+async def _openchannel_hook(ld: "LightningD", payload: dict) -> dict | str:
+    """The `openchannel` hook chain, as Core Lightning reads it: the first
+    `reject` ends it (its error_message, a string, is returned); otherwise
+    what the `continue` answers set: the first close_to, the last mindepth
+    and reserve.  An answer we cannot read refuses the channel (Core
+    Lightning stops the node)."""
+    out: dict[str, Any] = {}
+    for ans in await ld.plugins.hooks.call_chain("openchannel", payload):
+        if ans.get("result") == "reject":
+            if ans.get("close_to"):
+                return "Plugin rejected openchannel but also set close_to"
+            return str(ans.get("error_message", "Channel rejected by plugin"))
+        if ans.get("result") != "continue":
+            ld.log.unusual(f"openchannel hook: bad result {ans!r}: refusing the channel")
+            return "Channel refused"
+        try:
+            if ans.get("close_to") is not None and "upfront_shutdown_script" not in out:
+                out["upfront_shutdown_script"] = address_to_script(str(ans["close_to"]), ld.network)
+            if ans.get("mindepth") is not None:
+                out["minimum_depth"] = P.u32(ans["mindepth"])
+            if ans.get("reserve") is not None:
+                out["reserve_sat"] = P.sat(ans["reserve"])
+        except (AddressError, P.BadType) as e:
+            ld.log.unusual(f"openchannel hook: bad answer {ans!r} ({e}): refusing the channel")
+            return "Channel refused"
+    return out
+
+
 def _runnable_type(bits: Iterable[int], our_init: bytes) -> frozenset[int] | None:
     """`bits` if it is a channel type our init offers (Core Lightning's
-    channel_type_accept) and channeld runs: a basic type, never with the
-    scid_alias/zeroconf variations, even if a plugin offered them."""
+    channel_type_accept) and channeld runs: a basic type, with the
+    scid_alias/zeroconf variations our init offers."""
     ctype = channel_type_accept(bits, our_init)
-    return ctype if ctype in supported_channel_types(our_init) else None
+    return ctype if ctype is not None and ctype - CHANNEL_TYPE_VARIATIONS in supported_channel_types(our_init) \
+        else None
 
 
 def _proposed_type(ld: "LightningD", oc: dict) -> frozenset[int] | None:
@@ -260,32 +303,30 @@ async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) 
         "channel_reserve_msat": oc["channel_reserve_satoshis"] * 1000, "htlc_minimum_msat": oc["htlc_minimum_msat"],
         "feerate_per_kw": oc["feerate_per_kw"], "to_self_delay": oc["to_self_delay"],
         "max_accepted_htlcs": oc["max_accepted_htlcs"], "channel_flags": oc["channel_flags"]}}
+    upfront = ((oc.get("tlvs") or {}).get("upfront_shutdown_script") or {}).get("shutdown_scriptpubkey")
+    if upfront:
+        payload["openchannel"]["shutdown_scriptpubkey"] = upfront.hex()
     ctype = _proposed_type(ld, oc)
     if ctype is not None:
         # as Core Lightning (25.09): the type the channel will have, so a plugin can refuse it
         payload["openchannel"]["channel_type"] = {"bits": sorted(ctype), "names": channel_type_names(ctype)}
-    result = await ld.plugins.hooks.call("openchannel", payload)
-    if result.get("result") == "reject":
-        msg = result.get("error_message", "Channel rejected by plugin")
-        ld.log.child("lightningd", node_id.hex()).info(f"openchannel hook rejected: {msg}")
-        ld.connectd.send_error(node_id, msg, warning=False, channel_id=temp_id)
+    decided = await _openchannel_hook(ld, payload)
+    if isinstance(decided, str):
+        ld.log.child("lightningd", node_id.hex()).info(f"openchannel hook rejected: {decided}")
+        ld.connectd.send_error(node_id, decided, warning=False, channel_id=temp_id)
         return
-    extra: dict[str, Any] = {}
-    if result.get("close_to"):
-        try:
-            extra["upfront_shutdown_script"] = address_to_script(result["close_to"], ld.network)
-        except AddressError:
-            ld.log.unusual(f"openchannel hook close_to {result['close_to']} is not an address: ignored")
-    if result.get("mindepth") is not None:
-        extra["minimum_depth"] = int(result["mindepth"])
+    extra: dict[str, Any] = {k: v for k, v in decided.items() if k in ("upfront_shutdown_script", "minimum_depth")}
     peer = ld.peers.get(node_id)
     # BOLT 2: funding_satoshis >= 2^24 needs option_support_large_channel on both sides
     extra["large_channels"] = peer is not None and has_feature(peer.features, OPTION_SUPPORT_LARGE_CHANNEL) and \
         has_feature(ld.our_features(Context.INIT), OPTION_SUPPORT_LARGE_CHANNEL)
+    # BOLT 2: the types we run, as our init offers them, with their
+    # variations (channeld refuses any other)
+    extra["channel_types"] = [{"bits": sorted(t)} for t in acceptable_channel_types(ld.our_features(Context.INIT))]
     dbid = cc.new_dbid()
     config = cc.channel_config(**extra)
-    if result.get("reserve") is not None:
-        config["our"]["reserve_sat"] = int(str(result["reserve"]).rstrip("sat"))
+    if decided.get("reserve_sat") is not None:
+        config["our"]["reserve_sat"] = decided["reserve_sat"]
     po = PendingOpen(dbid, node_id, temp_id, config, {}, done=asyncio.get_running_loop().create_future())
     cc.pending[dbid] = po
     subd, fd = await cc.spawn(node_id, dbid, MODE_FUNDEE, config, open_msg=raw,

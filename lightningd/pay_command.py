@@ -68,6 +68,23 @@ def register(ld: "LightningD") -> None:
                       riskfactor: float, maxfeepercent: float | None, retry_for: int, maxdelay: int | None,
                       exemptfee: int | None, localinvreqid: str | None, exclude: list[str] | None,
                       maxfee: int | None, description: str | None, partial_msat: int | None) -> dict:
+        if bolt11[:4].lower() == "lni1" and pay.bolt12_pay is not None:
+            # a BOLT 12 invoice: through its blinded paths (pay_bolt12.py)
+            if amount_msat is not None:
+                raise RpcError(INVALID_PARAMS, "amount_msat parameter unnecessary")
+            if partial_msat is not None:
+                raise RpcError(INVALID_PARAMS, "partial_msat: not supported for bolt12 invoices")
+            try:
+                invreq_id = bytes.fromhex(localinvreqid) if localinvreqid is not None else None
+            except ValueError:
+                raise RpcError(INVALID_PARAMS, "localinvreqid: should be a hex invreq_id") from None
+            out = await pay.bolt12_pay(bolt11, maxfee=maxfee, maxfeepercent=maxfeepercent,
+                                       exemptfee=exemptfee, label=label, retry_for=retry_for, maxdelay=maxdelay,
+                                       riskfactor=riskfactor, exclude=exclude, localinvreqid=invreq_id,
+                                       description=description)
+            for k in ("failed_parts", "successful_parts"):
+                out.pop(k, None)
+            return out
         if ld.cfg.get("xpay-handle-pay") and xpay_takes_over(ctx, maxfee, maxfeepercent, exemptfee):
             # Core Lightning's xpay-handle-pay: xpay serves it, answering as pay
             return await xpay_as_pay(ld, bolt11, amount_msat, label, maxfeepercent, retry_for, maxdelay, exemptfee,
@@ -93,7 +110,7 @@ def register(ld: "LightningD") -> None:
         # gives (filtered by status) merged by payment_hash and groupid
         groups: dict[tuple[bytes, int], list[dict]] = {}
         for p in pay.rows():
-            if bolt11 and p["bolt11"] != bolt11:
+            if bolt11 and bolt11 not in (p["bolt11"], p["bolt12"]):
                 continue
             if payment_hash and p["payment_hash"] != payment_hash:
                 continue
@@ -125,6 +142,8 @@ def pays_entry(key: tuple[bytes, int], parts: list[dict], ongoing: bool) -> dict
     d: dict[str, Any] = {}
     if first["bolt11"]:
         d["bolt11"] = first["bolt11"]
+    if first["bolt12"]:
+        d["bolt12"] = first["bolt12"]
     for p in parts:
         if p["description"]:
             d["description"] = p["description"]

@@ -193,6 +193,7 @@ class MultiPartPayment:
         self.summary: list[str] = []                # Core Lightning xpay's "prior results"
         self.not_before = 0.0
         self.plan_error = RpcError(PAY_ROUTE_NOT_FOUND, "Could not find a route")   # the last plan's failure
+        self._payee_known: bool | None = None     # a channel to the payee in the gossip
         self.spendable0: dict[str, int] = {}         # our channels' spendable when the payment started
 
     # ------------------------------------------------------------------ the loop
@@ -266,8 +267,9 @@ class MultiPartPayment:
         raise self.stopped
 
     def _snapshot(self) -> None:
-        self.spendable0 = {str(c.scid): c.summary["spendable_msat"] for c in self.ld.channels.channels.values()
-                           if c.scid is not None}
+        # our channels by name: the real scid, or our alias until it confirms (zero-conf)
+        self.spendable0 = {str(c.scid_or_alias): c.summary["spendable_msat"] for c in self.ld.channels.channels.values()
+                           if c.scid_or_alias is not None}
 
     def _stop(self, kind: str, error: RpcError) -> None:
         if self.stopped is None:
@@ -428,7 +430,7 @@ class MultiPartPayment:
         payment_max_htlcs)."""
         n = 0
         for c in self.ld.channels.channels.values():
-            if c.state == C.NORMAL and c.scid is not None and self.ld.is_connected(c.peer_id):
+            if c.state == C.NORMAL and c.scid_or_alias is not None and self.ld.is_connected(c.peer_id):
                 n += max(0, c.summary["their_max_accepted_htlcs"]
                          - sum(1 for h in c.summary["htlcs"] if h["direction"] == "out"))
         return n
@@ -445,17 +447,17 @@ class MultiPartPayment:
         ld, payee = self.ld, self.req.payee
         best = None
         for c in ld.channels.by_peer(payee):
-            if c.state != C.NORMAL or c.scid is None or not ld.is_connected(c.peer_id):
+            if c.state != C.NORMAL or c.scid_or_alias is None or not ld.is_connected(c.peer_id):
                 continue
             direction = 0 if ld.node_id < c.peer_id else 1
-            if {f"{c.scid}/{direction}", str(c.scid), payee.hex()} & (self.opts.exclude | self.knowledge.disabled):
+            if {f"{c.scid_or_alias}/{direction}", str(c.scid_or_alias), payee.hex()} & (self.opts.exclude | self.knowledge.disabled):
                 continue
-            a = avail.get(str(c.scid), 0)
+            a = avail.get(str(c.scid_or_alias), 0)
             if a >= amount and (best is None or a > best[0]):
                 best = (a, c, direction)
         if best is None:
             return None
-        return [{"id": payee.hex(), "channel": str(best[1].scid), "direction": best[2], "amount_msat": amount,
+        return [{"id": payee.hex(), "channel": str(best[1].scid_or_alias), "direction": best[2], "amount_msat": amount,
                  "delay": final_cltv}]
 
     async def _plan(self, amount: int, first: bool) -> list[list[dict]]:
@@ -465,8 +467,11 @@ class MultiPartPayment:
         final_cltv = req.min_final_cltv + FINAL_CLTV_PADDING
         avail = self._local_available()
         exclude = opts.exclude | k.disabled
-        route = self._direct(amount, final_cltv, avail) or \
-            hint_route(self.ld, req.payee, amount, final_cltv, exclude, req.hints, k.policies, avail)
+        def hinted() -> list[dict] | None:
+            return hint_route(self.ld, req.payee, amount, final_cltv, exclude, req.hints, k.policies, avail)
+        route = self._direct(amount, final_cltv, avail)
+        if route is None and req.hints and not await self._payee_in_graph():
+            route = hinted()        # a payee the gossip does not know: its hints are the way in
         if route is not None:
             return self._affordable([route])
         budget = self._htlc_budget()
@@ -476,6 +481,8 @@ class MultiPartPayment:
             return self._affordable(await self._network_routes(chunks, final_cltv, exclude, avail, budget))
         except RpcError as e:
             if len(chunks) == 1:
+                if e.code == PAY_ROUTE_NOT_FOUND and (route := hinted()) is not None:
+                    return self._affordable([route])
                 raise self._no_route(e, amount, avail, first) if e.code == PAY_ROUTE_NOT_FOUND else e from None
             # the presplit parts found no way, or their base fees add up over
             # the budget: the amount in one piece (split only where needed)
@@ -483,7 +490,19 @@ class MultiPartPayment:
         try:
             return self._affordable(await self._network_routes([amount], final_cltv, exclude, avail, budget))
         except RpcError as e:
+            if e.code == PAY_ROUTE_NOT_FOUND and (route := hinted()) is not None:
+                return self._affordable([route])
             raise self._no_route(e, amount, avail, first) if e.code == PAY_ROUTE_NOT_FOUND else e from None
+
+    async def _payee_in_graph(self) -> bool:
+        """Does the gossip know a channel to the payee?  Then its invoice's
+        route hints (Core Lightning's invoices carry one even for a public
+        node) are only a last resort, as extra channels are to Core
+        Lightning's xpay: the cheapest route is found in the graph."""
+        if self._payee_known is None:
+            chans = await self.ld.gossipd.listchannels(destination=self.req.payee)
+            self._payee_known = any(c["source"] != self.ld.node_id.hex() for c in chans)
+        return self._payee_known
 
     async def _network_routes(self, chunks: list[int], final_cltv: int, exclude: set[str], avail: dict[str, int],
                               budget: int) -> list[list[dict]]:
@@ -519,13 +538,13 @@ class MultiPartPayment:
         """No route: say whether our own channels are the reason."""
         if not first:
             return e
-        ours = [c for c in self.ld.channels.channels.values() if c.state == C.NORMAL and c.scid is not None]
-        spendable = sum(avail.get(str(c.scid), 0) for c in ours)
+        ours = [c for c in self.ld.channels.channels.values() if c.state == C.NORMAL and c.scid_or_alias is not None]
+        spendable = sum(avail.get(str(c.scid_or_alias), 0) for c in ours)
         if spendable < amount:
             return RpcError(PAY_INSUFFICIENT_FUNDS, "Insufficient funds to perform the payment: "
                             f"spendable={spendable}msat < payment={amount}msat"
                             + (f" (in {len(ours)} channels)" if ours else " (no channel)"))
-        if not self.opts.mpp and max((avail.get(str(c.scid), 0) for c in ours), default=0) < amount:
+        if not self.opts.mpp and max((avail.get(str(c.scid_or_alias), 0) for c in ours), default=0) < amount:
             return RpcError(e.code, f"{e.message} (no channel can send {amount}msat, and the invoice does not "
                                     "allow sending it in parts: no basic_mpp)", e.data)
         return e

@@ -147,10 +147,10 @@ def hint_route(ld: "LightningD", destination: bytes, amount_msat: int, final_clt
             continue
         for c in ld.channels.by_peer(peer):
             direction = 0 if ld.node_id < c.peer_id else 1
-            if (c.state == C.NORMAL and c.scid is not None and ld.is_connected(c.peer_id)
-                    and not {f"{c.scid}/{direction}", str(c.scid), peer.hex()} & exclude
-                    and spendable.get(str(c.scid), 0) >= amt):
-                return [{"id": peer.hex(), "channel": str(c.scid), "direction": direction, "amount_msat": amt,
+            if (c.state == C.NORMAL and c.scid_or_alias is not None and ld.is_connected(c.peer_id)
+                    and not {f"{c.scid_or_alias}/{direction}", str(c.scid_or_alias), peer.hex()} & exclude
+                    and spendable.get(str(c.scid_or_alias), 0) >= amt):
+                return [{"id": peer.hex(), "channel": str(c.scid_or_alias), "direction": direction, "amount_msat": amt,
                          "delay": dl}] + chain
     return None
 

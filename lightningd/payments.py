@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 _COLS = ("id", "payment_hash", "partid", "groupid", "destination", "amount_msat", "amount_sent_msat", "total_msat",
          "status", "created_at", "completed_at", "preimage", "bolt11", "label", "description", "shared_secrets",
-         "route", "erroronion", "failure")
+         "route", "erroronion", "failure", "bolt12")
 
 
 def _from_row(r: tuple) -> dict:
@@ -65,6 +65,8 @@ class Payments:
     def __init__(self, ld: "LightningD") -> None:
         self.ld = ld
         self.waiters: dict[int, list[asyncio.Future]] = {}
+        #: pays a BOLT 12 invoice string (pay_bolt12.register sets it; pay dispatches to it)
+        self.bolt12_pay: Any = None
         # (payment_hash, groupid) of payments pay/xpay are still working on
         # (listpays shows them pending even between parts)
         self.active_groups: set[tuple[bytes, int]] = set()
@@ -179,7 +181,7 @@ class Payments:
             d["completed_at"] = p["completed_at"]
         if p["preimage"]:
             d["payment_preimage"] = p["preimage"].hex()
-        for k in ("bolt11", "label", "description"):
+        for k in ("bolt11", "bolt12", "label", "description"):
             if p[k]:
                 d[k] = p[k]
         if p["erroronion"] and p["status"] == "failed":
@@ -270,10 +272,40 @@ class Payments:
                                      groupid, bytes.fromhex(final["id"]), final["amount_msat"], total, bolt11, label,
                                      description, route)
 
+    async def sendpay_blinded(self, route: list[dict], blinded: list[tuple[bytes, bytes]], payment_hash: bytes,
+                              amount_msat: int, destination: bytes, bolt12: str, label: str | None,
+                              description: str | None, partid: int, groupid: int,
+                              path_key: bytes | None = None) -> dict:
+        """sendpay to a blinded path: ``route`` reaches its introduction
+        point (the last hop, whose payload, with the rest of the path's, is
+        ``blinded``: common.blindedpay.blinded_payloads); with ``path_key``
+        the route is one hop to the node after us, we having been the
+        introduction point (the key goes in its update_add_htlc)."""
+        base = self.ld.blockheight + 1
+        hops = []
+        for i, hop in enumerate(route[:-1] if path_key is None else []):
+            nxt = route[i + 1]
+            pl = HopPayload(amt_to_forward=nxt["amount_msat"],
+                            outgoing_cltv_value=cltv_expiry(base, nxt["delay"], f"route[{i + 1}]"),
+                            short_channel_id=ShortChannelId.parse(nxt["channel"]).to_int())
+            hops.append((bytes.fromhex(hop["id"]), encode_payload(pl)))
+        hops += blinded
+        if sum(onion_frame_size(pl) for _, pl in hops) > ROUTING_INFO_SIZE:
+            raise RpcError(INVALID_PARAMS, "Payloads exceed maximum onion packet size (blinded path too long)")
+        onion, secrets = create_onion(os.urandom(32), hops, payment_hash)
+        # the error decoder's view: one entry per onion hop
+        full = list(route) if path_key is None else []
+        full += [{"id": k.hex(), "channel": None, "blinded": True, "amount_msat": amount_msat,
+                  "delay": route[-1]["delay"]} for k, _ in blinded[0 if path_key is not None else 1:]]
+        return await self.send_onion(route[0], base + route[0]["delay"], onion, list(secrets), payment_hash, partid,
+                                     groupid, destination, amount_msat, amount_msat, None, label, description,
+                                     full, bolt12=bolt12, path_key=path_key)
+
     async def send_onion(self, first_hop: dict, first_cltv: int, onion: bytes, secrets: list[bytes] | None,
                          payment_hash: bytes, partid: int, groupid: int, destination: bytes | None,
                          amount_msat: int, total: int, bolt11: str | None, label: str | None,
-                         description: str | None, route: list[dict] | None, check_total: int | None = None) -> dict:
+                         description: str | None, route: list[dict] | None, check_total: int | None = None,
+                         bolt12: str | None = None, path_key: bytes | None = None) -> dict:
         """sendpay's and sendonion's common path (Core Lightning's
         send_payment_core): check earlier parts for this hash, pick the
         channel to `first_hop` ({id, channel (optional), amount_msat}),
@@ -290,7 +322,7 @@ class Payments:
         if chan is None or chan.state != C.NORMAL or chan.subd is None or not chan.subd.running:
             raise RpcError(PAY_TRY_OTHER_ROUTE, "First peer not ready")
         first_amount = first_hop["amount_msat"]
-        first = {"amount_msat": first_amount, "channel": str(chan.scid) if chan.scid else ""}
+        first = {"amount_msat": first_amount, "channel": str(chan.scid_or_alias) if chan.scid_or_alias else ""}
         now = int(time.time())
         htlcs = self.ld.htlcs
         # the part and its outgoing HTLC's row in one transaction, before
@@ -300,14 +332,14 @@ class Payments:
                             "status = 'failed'", (payment_hash, to_sql_u64(partid), to_sql_u64(groupid)))
             cur = self.db.execute(
                 "INSERT INTO payments(payment_hash, partid, groupid, destination, amount_msat, amount_sent_msat, "
-                "total_msat, status, created_at, bolt11, label, description, shared_secrets, route) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                "total_msat, status, created_at, bolt11, label, description, shared_secrets, route, bolt12) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
                 (payment_hash, to_sql_u64(partid), to_sql_u64(groupid), destination, amount_msat, first_amount, total,
                  now, bolt11, label, description, b"".join(secrets) if secrets else None,
-                 json.dumps(route) if route else None))
+                 json.dumps(route) if route else None, bolt12))
             pid = cur.lastrowid
             out_row = htlcs.record_offer(chan.dbid, first_amount, payment_hash, first_cltv, payment_id=pid)
-        refused = await htlcs.offer(chan, out_row, first_amount, payment_hash, first_cltv, onion)
+        refused = await htlcs.offer(chan, out_row, first_amount, payment_hash, first_cltv, onion, path_key)
         if refused is not None:
             with self.db.transaction():
                 self.db.execute("UPDATE payments SET status = 'failed', completed_at = ?, failure = ? WHERE id = ?",
@@ -326,7 +358,7 @@ class Payments:
     def channel_for(self, hop: dict) -> "C.ChannelRecord | None":
         cands = [c for c in self.ld.channels.channels.values() if c.peer_id.hex() == hop["id"]]
         if hop.get("channel"):
-            exact = [c for c in cands if c.scid is not None and str(c.scid) == hop["channel"]]
+            exact = [c for c in cands if c.names(hop["channel"])]
             if exact:
                 return exact[0]
         normal = [c for c in cands if c.state == C.NORMAL]

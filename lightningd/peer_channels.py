@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from bitcoin.address import script_to_address
+
 from . import channel as C
 from . import params as P
 from .jsonrpc import RequestContext
@@ -28,14 +30,16 @@ def register(ld: "LightningD") -> None:
                 continue
             if id is not None and rec.peer_id != id:
                 continue
-            if short_channel_id is not None and rec.scid != short_channel_id:
-                continue
+            if short_channel_id is not None and not rec.names(str(short_channel_id)):
+                continue      # (by its real short channel id or our alias, as Core Lightning)
             d = rec.to_json(ld.is_connected(rec.peer_id), ld.node_id)
-            # our channel_update's policy (Core Lightning's updates.local)
-            d["updates"] = {"local": {"htlc_minimum_msat": rec.htlc_minimum_msat,
-                                      "htlc_maximum_msat": rec.htlc_maximum_msat,
-                                      "cltv_expiry_delta": rec.cltv_delta, "fee_base_msat": rec.fee_base_msat,
-                                      "fee_proportional_millionths": rec.fee_ppm}}
+            # the script our share goes to on a mutual close (upfront_shutdown_script)
+            close_to = rec.summary["local_shutdown_script"] or rec.config["upfront_shutdown_script"]
+            if close_to:
+                d["close_to"] = close_to.hex()
+                addr = script_to_address(close_to, ld.network)
+                if addr is not None:
+                    d["close_to_addr"] = addr
             d["reestablished"] = rec.subd is not None and rec.subd.running and rec.state in C.ACTIVE
             out.append(d)
         for po in cc.pending.values():

@@ -23,6 +23,8 @@ HOOKS: dict[str, bool] = {
     "db_write": True,
     "commitment_revocation": True,
     "custommsg": True,
+    "onion_message_recv": True,
+    "onion_message_recv_secret": True,
 }
 
 
@@ -57,6 +59,14 @@ class HookManager:
     async def call(self, name: str, payload: dict) -> dict:
         """Walk the chain until a plugin answers anything but `continue`;
         a plugin that dies mid-call counts as `continue`."""
+        answers = await self.call_chain(name, payload)
+        return answers[-1] if answers and answers[-1].get("result") != "continue" else dict(CONTINUE)
+
+    async def call_chain(self, name: str, payload: dict) -> list[dict]:
+        """Every plugin's answer in chain order, up to the first that is not
+        `continue` (included), for hooks whose `continue` carries settings
+        (openchannel's mindepth, reserve, close_to)."""
+        answers = []
         for p, _ in list(self.chains.get(name, [])):
             try:
                 resp = await p.request(name, payload)
@@ -70,10 +80,10 @@ class HookManager:
             if not isinstance(result, dict):
                 self.pm.log.unusual(f"hook {name}: plugin {p.name} returned {result!r}")
                 continue
-            if result.get("result") == "continue":
-                continue
-            return result
-        return dict(CONTINUE)
+            answers.append(result)
+            if result.get("result") != "continue":
+                break
+        return answers
 
 
 def _order(chain: list[tuple[PluginProcess, dict]]) -> list[tuple[PluginProcess, dict]]:

@@ -1,6 +1,8 @@
 """`xpay invstring [amount_msat] [maxfee] [layers] [retry_for] [partial_msat]
 [maxdelay]` (Core Lightning's xpay plugin, v24.11 to v26, built in) and its
 `xpay-handle-pay` (pay calls served by xpay, answering as pay).
+BOLT 12 invoices are paid through their blinded paths (pay_bolt12.py), an
+offer's invoice being fetched first (fetchinvoice.py).
 
 The parts are lightningd/pay_parts.py's, with xpay's choices: no
 presplit (routes are split only where the liquidity asks for it, as
@@ -18,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from common import bolt12 as B
 from common.bolt11 import Bolt11Error
 from common.bolt11 import decode as decode_bolt11
 
@@ -32,6 +35,7 @@ from .jsonrpc_errors import (
     PAY_UNSPECIFIED_ERROR,
     RpcError,
 )
+from .fetchinvoice import fetch_invoice
 from .params import opt, req
 from .pay_parts import MultiPartPayment, PaymentFailed, PayOptions, previous_success
 from .pay_routes import can_split, payment_request
@@ -54,9 +58,10 @@ def xpay_maxfee(amount: int) -> int:
 async def xpay_core(ld: "LightningD", invstring: str, amount_msat: int | None, maxfee: int | None,
                     layers: list[str] | None, retry_for: int, partial_msat: int | None, maxdelay: int,
                     label: str | None, as_pay: bool) -> dict:
-    if invstring.lower().startswith(("lno1", "lni1")) or "@" in invstring:
-        raise RpcError(INVALID_PARAMS, "invstring: only bolt11 invoices can be paid here (no offers, bolt12 "
-                                       "invoices or BIP353 names)")
+    if "@" in invstring:
+        raise RpcError(INVALID_PARAMS, "invstring: BIP353 names cannot be paid here (no fetchbip353)")
+    if invstring.lower().startswith(("lno1", "lni1")):
+        return await xpay_bolt12(ld, invstring, amount_msat, maxfee, retry_for, partial_msat, maxdelay, label, as_pay)
     for layer in layers or []:
         if layer not in KNOWN_LAYERS:
             raise RpcError(INVALID_PARAMS, f"Unknown layer {layer}")
@@ -98,6 +103,36 @@ async def xpay_core(ld: "LightningD", invstring: str, amount_msat: int | None, m
         out = await MultiPartPayment(ld, request, opts).run()
     except PaymentFailed as f:
         raise xpay_error(f, amount) from None
+    if as_pay:
+        return {k: out[k] for k in ("payment_preimage", "amount_msat", "amount_sent_msat", "parts", "destination",
+                                    "payment_hash", "status", "created_at")}
+    return {"payment_preimage": out["payment_preimage"], "amount_msat": amount,
+            "amount_sent_msat": out["amount_sent_msat"], "failed_parts": out["failed_parts"],
+            "successful_parts": out["successful_parts"]}
+
+
+async def xpay_bolt12(ld: "LightningD", invstring: str, amount_msat: int | None, maxfee: int | None,
+                      retry_for: int, partial_msat: int | None, maxdelay: int, label: str | None,
+                      as_pay: bool, payer_note: str | None = None, localinvreqid: bytes | None = None) -> dict:
+    """A BOLT 12 invoice (through its blinded paths: pay_bolt12.py), or an
+    offer, whose invoice is fetched first (fetchinvoice), as Core Lightning's xpay."""
+    if partial_msat is not None:
+        raise RpcError(INVALID_PARAMS, "partial_msat: not supported for bolt12")
+    if invstring.lower().startswith("lno1"):
+        invstring = (await fetch_invoice(ld, invstring, amount_msat, payer_note=payer_note))["invoice"]
+    elif amount_msat is not None:
+        raise RpcError(INVALID_PARAMS, "amount_msat unnecessary")
+    try:
+        inv = B.decode(invstring, B.INVOICE)
+    except B.Bolt12Error as e:
+        raise RpcError(INVALID_PARAMS, f"Invalid bolt12 invoice: {e}") from None
+    assert inv.invoice_payment_hash is not None
+    if not as_pay and previous_success(ld, inv.invoice_payment_hash) is not None:
+        raise RpcError(PAY_INJECTPAYMENTONION_ALREADY_PAID, "Already paid this invoice successfully")
+    amount = inv.invoice_amount or 0
+    out = await ld.payments.bolt12_pay(invstring, max_fee_override=maxfee if maxfee is not None
+                                       else xpay_maxfee(amount), retry_for=retry_for, maxdelay=maxdelay, label=label,
+                                       localinvreqid=localinvreqid)
     if as_pay:
         return {k: out[k] for k in ("payment_preimage", "amount_msat", "amount_sent_msat", "parts", "destination",
                                     "payment_hash", "status", "created_at")}
@@ -157,6 +192,12 @@ def register(ld: "LightningD") -> None:
     async def xpay(ctx: RequestContext, invstring: str, amount_msat: int | None, maxfee: int | None,
                    layers: list[str] | None, retry_for: int, partial_msat: int | None, maxdelay: int,
                    payer_note: str | None, label: str | None, localinvreqid: Any) -> dict:
+        if invstring.lower().startswith(("lno1", "lni1")):
+            for layer in layers or []:
+                if layer not in KNOWN_LAYERS:
+                    raise RpcError(INVALID_PARAMS, f"Unknown layer {layer}")
+            return await xpay_bolt12(ld, invstring, amount_msat, maxfee, retry_for, partial_msat, maxdelay, label,
+                                     as_pay=False, payer_note=payer_note, localinvreqid=localinvreqid)
         if localinvreqid is not None:
             raise RpcError(INVALID_PARAMS, "Cannot use localinvreqid with BOLT11 payment")
         return await xpay_core(ld, invstring, amount_msat, maxfee, layers, retry_for, partial_msat, maxdelay, label,

@@ -272,7 +272,7 @@ class PeerFuzzer:
             self._wallet_funded = True
         done: list[Any] = []
         t = threading.Thread(target=lambda: done.append(_try(lambda: node.rpc.fundchannel(
-            peer.node_id, 1_000_000, push_msat=200_000_000, announce=False))))
+            peer.node_id, 1_000_000, push_msat=200_000_000, announce=False, mindepth=1))))
         t.start()
         try:
             oc = self._await_any("open_channel", done)

@@ -42,7 +42,7 @@ EXCLUDED = {"stop"}
 # in them is not a hang): waits on invoices/payments, and those that talk to
 # peers or retry.
 MAY_WAIT = {"waitanyinvoice", "waitinvoice", "waitsendpay", "pay", "xpay", "keysend", "fundchannel", "close",
-            "connect", "ping", "disconnect"}
+            "connect", "ping", "disconnect", "fetchinvoice", "sendinvoice"}
 # `plugin` subcommands that start or stop processes: a random path is not a
 # plugin worth starting, and stopping one changes what the rest of the run tests.
 PLUGIN_SIDE_EFFECTS = {"start", "startdir", "rescan", "stop"}
@@ -52,7 +52,8 @@ PLUGIN_SIDE_EFFECTS = {"start", "startdir", "rescan", "stop"}
 CATCHALL_OK = {"sendpay", "pay", "xpay", "keysend", "fundchannel", "close", "decodepay", "decode", "setchannel", "txsend",
                "txdiscard", "withdraw", "txprepare", "connect", "disconnect", "dev-sign-last-tx", "plugin",
                "delinvoice", "createonion", "sendonion", "invoice", "ping", "check", "dev-resolve-invoice",
-               "autoclean-once", "waitsendpay", "getroute", "waitinvoice"}
+               "autoclean-once", "waitsendpay", "getroute", "waitinvoice", "disableoffer", "enableoffer",
+               "disableinvoicerequest", "fetchinvoice", "sendinvoice", "injectonionmessage"}
 # how long a MAY_WAIT command is given before the fuzzer moves on
 WAIT_BUDGET = 1.5
 TIMEOUT = object()          # the call got no answer within its budget

@@ -256,20 +256,26 @@ def test_peer_without_anchors_gets_static_remotekey(node_factory):
 
 def test_fundchannel_channel_type_parameter(node_factory):
     """fundchannel's channel_type must be a type we run (Core Lightning's
-    channel_type_accept): -32602 before anything reaches the peer.  A
-    variation is refused even when a plugin offers its feature in our init
-    (channeld runs none)."""
+    channel_type_accept): -32602 before anything reaches the peer.  The
+    variations our init offers (scid_alias, zeroconf) are types we run: a
+    private channel proposed with option_scid_alias has it (a plugin
+    offering the same bit again changes nothing)."""
     l1 = node_factory.get_node(options={"plugin": str(PLUGINS / "offer_scid_alias.py")})
     l2 = node_factory.get_node()
     assert 47 in bits_from_features(bytes.fromhex(l1.rpc.getinfo()["our_features"]["init"]))
     fund(l1)
     sync_blockheight(l1)
     l1.connect(l2)
-    for bad in ([], [22], [13], [12, 23], [12, 14], [12, 46], [12, 22, 46], [12, 50], [12, 2**32 - 1]):
+    for bad in ([], [22], [13], [12, 23], [12, 14], [12, 47], [12, 22, 51], [12, 20], [12, 2**32 - 1]):
         with pytest.raises(RpcError) as e:
             l1.rpc.fundchannel(l2.node_id, 100_000, channel_type=bad)
         assert e.value.error["code"] == -32602 and "channel_type" in e.value.error["message"], (bad, e.value.error)
     assert l2.rpc.listpeerchannels()["channels"] == [] and "open_channel" not in l2.log_text()
+    r = l1.rpc.fundchannel(l2.node_id, 100_000, channel_type=[12, 22, 46], announce=False)
+    assert r["channel_type"] == {"bits": [12, 22, 46], "names": ["static_remotekey/even", "anchors/even",
+                                                                  "scid_alias/even"]}
+    c = wait_for(lambda: l2.rpc.listpeerchannels()["channels"])[0]
+    assert c["channel_type"] == r["channel_type"] and "option_scid_alias" in c["features"]
 
 
 def test_funder_refuses_another_type_in_accept_channel(node_factory):
@@ -319,22 +325,33 @@ def test_accepter_takes_the_proposed_type(node_factory, bits):
 
 def test_accepter_refuses_types_it_does_not_run(node_factory):
     """BOLT 2: a channel_type that is not a defined type, or has a variation
-    our init does not offer (scid_alias, zeroconf), or is the obsolete
-    anchor_outputs (20), gets an error for that temporary id: no channel,
-    the connection stays."""
+    by its odd bit, or is the obsolete anchor_outputs (20), gets an error
+    for that temporary id: no channel, the connection stays.  So does a
+    zero-conf type from a peer no openchannel hook trusts (Core Lightning's
+    message), and option_scid_alias for a public channel (its sender MUST
+    NOT); a private one with it is taken."""
     node = node_factory.get_node()
-    for seed, bits in enumerate(([22], [13], [12, 23], [12, 22, 46], [12, 22, 50], [12, 20], [20, 12, 22], []),
-                                start=0x80):
+    refused = [(bits, f"unsupported channel_type {sorted(bits)}", 0)
+               for bits in ([22], [13], [12, 23], [12, 22, 47], [12, 22, 51], [12, 20], [20, 12, 22], [])]
+    refused += [([12, 22, 50], "You required zeroconf, but you're not on our allowlist", 0),
+                ([12, 22, 46], "option_scid_alias in the channel_type of a public channel", 1)]
+    for seed, (bits, message, flags) in enumerate(refused, start=0x80):
         peer = ScriptedPeer(node, seed=seed)
         wait_for(lambda: node.rpc.listpeers(peer.node_id)["peers"])
         temp_id = os.urandom(32)
-        peer.send("open_channel", open_channel_fields(peer, temp_id, channel_type=bits))
+        peer.send("open_channel", open_channel_fields(peer, temp_id, channel_type=bits, channel_flags=flags))
         err = peer.expect("error")
         assert err["channel_id"] == temp_id
-        assert f"unsupported channel_type {sorted(bits)}".encode() in err["data"], (bits, err)
+        assert message.encode() in err["data"], (bits, err)
         wait_for(lambda: node.rpc.listpeerchannels(peer.node_id)["channels"] == [])
         assert peer.ping_ok()
         peer.close()
+    peer = ScriptedPeer(node, seed=0x90)
+    wait_for(lambda: node.rpc.listpeers(peer.node_id)["peers"])
+    assert open_unconfirmed_channel(peer, channel_type=[12, 22, 46]) is not None
+    c = wait_for(lambda: node.rpc.listpeerchannels(peer.node_id)["channels"])[0]
+    assert c["channel_type"]["bits"] == [12, 22, 46] and c["private"]
+    peer.close()
     assert node.broken_lines() == []
 
 

@@ -177,8 +177,9 @@ def test_list_features_only_as_runners_parse_it(tmp_path):
     assert lines == ["option_data_loss_protect/even", "option_upfront_shutdown_script/odd",
                      "option_gossip_queries/odd", "option_var_onion_optin/even", "option_static_remotekey/even",
                      "option_payment_secret/even", "option_basic_mpp/odd", "option_anchors/odd",
-                     "option_shutdown_anysegwit/odd",
-                     "option_channel_type/odd", "supports_open_accept_channel_type"]
+                     "option_route_blinding/odd", "option_shutdown_anysegwit/odd", "option_onion_messages/odd",
+                     "option_channel_type/odd", "option_scid_alias/odd", "option_zeroconf/odd",
+                     "supports_open_accept_channel_type"]
     # lnprototest's clightning runner
     options: dict[str, str] = {}
     for o in lines:

@@ -115,9 +115,11 @@ def test_validate_context_enum_and_bad_context():
 
 
 def test_our_features():
-    assert F.bits_from_features(F.our_features("9")) == {8, 14, 17, 49}
+    assert F.bits_from_features(F.our_features("9")) == {8, 14, 17, 25, 49}   # 25 in invoices too, as CLN
     init = F.bits_from_features(F.our_features(F.Context.INIT))
-    assert init == {0, 5, 7, 8, 12, 14, 17, 23, 27, 45}     # 23: option_anchors, optional as in Core Lightning
+    # 23: option_anchors, 25: route blinding, 39: onion messages, 47/51:
+    # option_scid_alias/option_zeroconf, optional as in Core Lightning
+    assert init == {0, 5, 7, 8, 12, 14, 17, 23, 25, 27, 39, 45, 47, 51}
     assert F.our_features("N") == F.our_features("I")
     assert F.our_features("C") == b""
     assert F.bits_from_features(F.our_features("T")) == {12, 22}    # what we propose to a peer like us
@@ -133,7 +135,7 @@ def test_channel_type_negotiation():
     """BOLT 2 channel types as Core Lightning negotiates them
     (desired_channel_type, channel_type_accept)."""
     ours = F.our_features(F.Context.INIT)
-    static_only = {0, 5, 7, 8, 12, 14, 17, 27, 45}          # our init without anchors
+    static_only = {0, 5, 7, 8, 12, 14, 17, 27, 45}          # our init without anchors nor the variations
     # the opener proposes anchors only when both init messages offer it (either bit)
     assert F.desired_channel_type(ours, ours) == {12, 22}
     assert F.desired_channel_type(ours, static_only | {22}) == {12, 22}
@@ -144,8 +146,13 @@ def test_channel_type_negotiation():
     assert F.channel_type_accept({12}, ours) == {12}
     assert F.channel_type_accept([22, 12], ours) == {12, 22}
     assert F.channel_type_accept({12, 22}, static_only) is None       # anchors not offered
-    for bad in ({22}, set(), {13}, {12, 23}, {12, 14}, {12, 20}, {12, 22, 46}, {12, 50}, {12, 2**32 - 1}):
+    for bad in ({22}, set(), {13}, {12, 23}, {12, 14}, {12, 20}, {12, 22, 47}, {12, 51}, {12, 2**32 - 1}):
         assert F.channel_type_accept(bad, ours) is None, bad
+    # the variations our init offers (both)
+    assert F.channel_type_accept({12, 22, 46}, ours) == {12, 22, 46}
+    assert F.channel_type_accept({12, 50}, ours) == {12, 50}
+    assert F.channel_type_accept({12, 22, 46, 50}, ours) == {12, 22, 46, 50}
+    assert F.channel_type_accept({12, 22, 46}, static_only | {23}) is None
     # a feature we require (static_remotekey, even in our init) must be in the type
     assert F.channel_type_accept({22}, {13, 23}) is None
     assert F.channel_type_accept({12}, {13}) == {12}
@@ -153,6 +160,9 @@ def test_channel_type_negotiation():
     assert F.channel_type_accept({12, 46}, static_only | {47}) == {12, 46}
     assert F.supported_channel_types(ours) == [{12}, {12, 22}]
     assert F.supported_channel_types(static_only) == [{12}]
+    assert F.acceptable_channel_types(ours) == [{12}, {12, 46}, {12, 50}, {12, 46, 50},
+                                                {12, 22}, {12, 22, 46}, {12, 22, 50}, {12, 22, 46, 50}]
+    assert F.acceptable_channel_types(static_only | {47}) == [{12}, {12, 46}]
 
 
 def test_channel_type_names():

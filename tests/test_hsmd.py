@@ -141,3 +141,44 @@ def test_every_channel_request_has_a_handler():
     schema = internal_schema("hsmd")
     for name in CHANNEL_HANDLERS:
         assert name + "_reply" in schema.messages, name
+
+
+def test_bolt12_signatures_and_derived_secrets(tmp_path):
+    """hsmd signs BOLT 12 streams (computing the Merkle root itself) with the
+    node key, a transient payer key, or our blinded key of a path; derived
+    secrets are stable and distinct; other names are refused."""
+    from common import bolt12 as B
+    from common.blindedpath import blinded_node_id, create_blinded_path
+    from common.bolt12_merkle import verify
+    key = bytes([7] * 32)
+
+    async def main():
+        subd, book, node_id = await start_hsmd(tmp_path, dev_privkey=key)
+        s1 = (await subd.request("hsmd_derive_secret", {"info": b"node-alias-base"}, timeout=10))["secret"]
+        s2 = (await subd.request("hsmd_derive_secret", {"info": b"bolt12-invoice-base"}, timeout=10))["secret"]
+        assert s1 != s2 and len(s1) == 32
+        assert (await subd.request("hsmd_derive_secret", {"info": b"node-alias-base"}, timeout=10))["secret"] == s1
+        inv = B.Bolt12(B.INVREQ, invreq_metadata=b"\x01" * 8, offer_description="x", invreq_amount=5,
+                       invreq_payer_id=node_id).encode()
+
+        async def sign(name, tlv, tweak=b"", path_key=b""):
+            return await subd.request("hsmd_sign_bolt12", {"messagename": name, "fieldname": "signature",
+                                                           "tlv": tlv, "publictweak": tweak, "path_key": path_key},
+                                      timeout=10)
+        r = await sign("invoice_request", inv)
+        assert r["pubkey"] == node_id and verify(node_id, r["sig"], "invoice_request", "signature", inv)
+        # the payer key: node id + SHA256(node-alias-base || tweak), computable without hsmd
+        r = await sign("invoice_request", inv, tweak=b"metadata")
+        assert r["pubkey"] == B.tweak_add_pubkey(node_id, B.alias_tweak(s1, b"metadata"))
+        assert verify(r["pubkey"], r["sig"], "invoice_request", "signature", inv)
+        # a path we made to ourselves: the final blinded id signs
+        built = create_blinded_path(b"\x05" * 32, [(node_id, b"")])
+        r = await sign("invoice", inv, path_key=built.path.first_path_key)
+        assert r["pubkey"] == built.path.final_blinded_node_id
+        assert r["pubkey"] == blinded_node_id(node_id, built.secrets[0].shared_secret)
+        # never anything but a BOLT 12 signature
+        from common.daemon_conn import RequestFailed
+        with pytest.raises(RequestFailed):
+            await sign("offer", inv)
+        await subd.stop()
+    asyncio.run(main())

@@ -1,7 +1,7 @@
 """What the node stored before its inter-daemon contracts were declared in
-wire/csv (database version 6: JSON text) still works: migration 7 converts
-it (wire/legacy_json.py), and the daemons restore from the result exactly
-the state they had.  The documents and the nodes were written by the code
+wire/csv (JSON text, up to database version 8; the nodes here are of
+version 6) still works: migration 9 converts it (wire/legacy_json.py), and
+the daemons restore from the result exactly the state they had.  The documents and the nodes were written by the code
 of that time (tests/data/legacy/make_*.py, at commit 45b1f5b)."""
 from __future__ import annotations
 
@@ -92,8 +92,10 @@ def _as_legacy_core(c: dict) -> dict:
                       **({"fail_immediate": True} if x["fail_immediate"] else {})})
     return {
         "version": 1,
-        "params": dict(p, funding_txid=p["funding_txid"][::-1].hex(), local=party(p["local"]),
-                       remote=party(p["remote"])),
+        # (the scid_alias/zeroconf variations came later: the samples have neither)
+        "params": {k: v for k, v in dict(p, funding_txid=p["funding_txid"][::-1].hex(), local=party(p["local"]),
+                                         remote=party(p["remote"])).items()
+                   if k not in ("scid_alias", "zeroconf") or v},
         "state": c["state"],
         "log": dict(log, htlcs=htlcs, fee_updates=[dict(f, at=at(f["at"])) for f in log["fee_updates"]]),
         "remote_points": {str(e["number"]): e["point"].hex() for e in c["remote_points"]},
@@ -160,9 +162,9 @@ def test_old_config_converts():
     assert legacy_json.channeld_config(fundee)["channel_types"] == [{"bits": [12]}, {"bits": [12, 22]}]
 
 
-def test_migration_7_converts_a_version_6_database(tmp_path):
-    """Migration 7 rewrites the rows of a database of version 6 (one of the
-    legacy nodes' databases), and only them."""
+def test_migration_9_converts_a_version_6_database(tmp_path):
+    """Migrations 7 to 9 bring a database of version 6 (one of the legacy
+    nodes') up to date, 9 rewriting its JSON rows, and only them."""
     with tarfile.open(DATA / "nodes-v6.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
     path = tmp_path / "lightning-1" / "regtest" / "lightningd.sqlite3"

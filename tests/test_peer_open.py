@@ -96,7 +96,8 @@ BAD_OPENS = {
     "feerate_too_low": (dict(feerate_per_kw=100), "feerate_per_kw 100 outside"),
     "channel_type_missing": (dict(channel_type=None), "open_channel without a channel_type"),
     "channel_type_unknown": (dict(channel_type=[12, 14]), "unsupported channel_type [12, 14]"),
-    "channel_type_zeroconf": (dict(channel_type=[12, 50]), "unsupported channel_type [12, 50]"),
+    # (a zero-conf type from a peer the openchannel hook gave no mindepth 0)
+    "channel_type_zeroconf": (dict(channel_type=[12, 50]), "You required zeroconf, but you're not on our allowlist"),
 }
 
 

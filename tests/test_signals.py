@@ -27,6 +27,18 @@ def assert_clean_exit(node, procs: list[int]) -> None:
     assert not node.broken_lines()
 
 
+def catches(pid: int, sig: int) -> bool:
+    """pid has a handler for sig (SigCgt in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    except OSError:
+        pass
+    return False
+
+
 def group_signal(node, sig: int, whole_cgroup: bool) -> list[int]:
     """^C in a terminal reaches the process group; systemd's stop reaches
     every process of the service, whatever its group."""
@@ -62,6 +74,10 @@ def test_signal_during_startup(node_factory, sig, cgroup, delay):
     gossipd, or opening its database."""
     l1 = node_factory.get_node(start=False, options={"plugin": str(PLUGIN)})
     l1.start(wait_for_rpc=False)
+    # a signal before the interpreter has run a line of ours kills it, as
+    # any program: count from when lightningd catches SIGTERM (Python
+    # itself catches SIGINT from the start; early_signals takes both)
+    wait_for(lambda: catches(l1.proc.pid, signal.SIGTERM), interval=0.001)
     time.sleep(delay)
     procs = group_signal(l1, sig, cgroup)
     assert_clean_exit(l1, procs)

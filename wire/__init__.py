@@ -14,6 +14,8 @@ API
 ---
 ``bolt_schema() -> MessageSchema``
     BOLT peer messages + every TLV stream/subtype in the spec CSV (cached).
+``bolt12_schema() -> MessageSchema``
+    The BOLT 12 TLV streams (offer, invoice_request, invoice, invoice_error).
 ``onion_failure_schema() -> MessageSchema``
     BOLT 4 failure messages (their type numbers collide with peer messages).
 ``MessageSchema.from_csv(path, **opts)`` / ``MessageSchema.from_csv_text(text, **opts)``
@@ -57,14 +59,14 @@ decoded dicts and *computed* on encode; if supplied they must match, else
 Errors: every malformed input raises ``DecodeError`` (a ``ValueError``);
 bad values to encode raise ``EncodeError``; bad CSVs ``SchemaError``.
 """
-from .bolt import ONION_FAILURE_MESSAGES, bolt_csv_text, bolt_schema, onion_failure_schema
+from .bolt import ONION_FAILURE_MESSAGES, bolt12_schema, bolt_csv_text, bolt_schema, onion_failure_schema
 from .codec import Field, MessageType, Struct, TlvRecord, TlvStream
 from .errors import DecodeError, EncodeError, SchemaError, UnknownMessageError, WireError
 from .fundamental import FUNDAMENTAL_TYPES, INTERNAL_TYPES, FieldType, decode_bigsize, encode_bigsize
 from .schema import Message, MessageSchema, accept_message, encode_raw_message, peek_type
 
 __all__ = [
-    "ONION_FAILURE_MESSAGES", "bolt_csv_text", "bolt_schema", "onion_failure_schema",
+    "ONION_FAILURE_MESSAGES", "bolt12_schema", "bolt_csv_text", "bolt_schema", "onion_failure_schema",
     "Field", "MessageType", "Struct", "TlvRecord", "TlvStream",
     "DecodeError", "EncodeError", "SchemaError", "UnknownMessageError", "WireError",
     "FUNDAMENTAL_TYPES", "INTERNAL_TYPES", "FieldType", "decode_bigsize", "encode_bigsize",

@@ -13,7 +13,7 @@ from importlib import resources
 
 from .schema import MessageSchema
 
-__all__ = ["ONION_FAILURE_MESSAGES", "bolt_csv_text", "bolt_schema", "onion_failure_schema"]
+__all__ = ["ONION_FAILURE_MESSAGES", "bolt12_schema", "bolt_csv_text", "bolt_schema", "onion_failure_schema"]
 
 #: Names of the BOLT 4 failure messages in the BOLT CSV (the "failure_code" namespace).
 ONION_FAILURE_MESSAGES = frozenset({
@@ -47,3 +47,12 @@ def bolt_schema() -> MessageSchema:
 def onion_failure_schema() -> MessageSchema:
     """BOLT 4 failure messages (``failure_code`` + data), e.g. ``temporary_node_failure``."""
     return MessageSchema.from_csv_text(bolt_csv_text(), include=ONION_FAILURE_MESSAGES)
+
+
+@lru_cache(maxsize=1)
+def bolt12_schema() -> MessageSchema:
+    """The BOLT 12 TLV streams (``offer``, ``invoice_request``, ``invoice``,
+    ``invoice_error``) from ``csv/bolt12.csv``, with the BOLT CSV's subtypes
+    (``blinded_path``) they use."""
+    text = resources.files(__package__).joinpath("csv", "bolt12.csv").read_text(encoding="utf-8")
+    return MessageSchema.from_csv_text(bolt_csv_text() + "\n" + text, exclude=ONION_FAILURE_MESSAGES)

@@ -1,5 +1,5 @@
 """The JSON documents the node stored before its inter-daemon contracts were
-declared in wire/csv (database version 6), converted to the declared
+declared in wire/csv (database versions up to 8), converted to the declared
 values: channeld's core, summary and config (channels.core, .summary,
 .config) and onchaind's saved state (onchain_state).  Used once, by the
 database migration that re-encodes those rows (lightningd/db.py); nothing
@@ -106,7 +106,10 @@ def channeld_core(d: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "params": {"funding_txid": _display_txid(p["funding_txid"]), "funding_output_index": p["funding_output_index"],
                    "funding_sat": p["funding_sat"], "opener": p["opener"], "local": _core_party(p["local"]),
-                   "remote": _core_party(p["remote"]), "anchors": p["anchors"], "anysegwit": p["anysegwit"]},
+                   "remote": _core_party(p["remote"]), "anchors": p["anchors"],
+                   # written only since the scid_alias/zeroconf variations
+                   "scid_alias": p.get("scid_alias", False), "zeroconf": p.get("zeroconf", False),
+                   "anysegwit": p["anysegwit"]},
         "state": d["state"],
         "log": {"oldest": log["oldest"], "latest": log["latest"], "base_msat": log["base_msat"],
                 "base_feerate": log["base_feerate"], "next_id": log["next_id"],
@@ -159,13 +162,14 @@ def channeld_config(c: Mapping[str, Any]) -> dict[str, Any]:
     """The master's old channel config JSON -> `channeld_config`.  What a
     stored channel's channeld reads of it again is the announcement and the
     scripts; the master replaces the rest at every start (scid, depths,
-    feerates, our node id...), or it only mattered while opening."""
+    feerates, our node id, alias...), or it only mattered while opening."""
     our = c.get("our") or {}
     funder = None
     if "temporary_channel_id" in c and "funding_sat" in c:
         funder = {"temporary_channel_id": _b(c["temporary_channel_id"]), "funding_sat": c["funding_sat"],
                   "push_msat": c.get("push_msat", 0), "feerate_per_kw": c.get("feerate_per_kw", 253),
-                  "channel_type": {"bits": sorted(c.get("channel_type", [12]))}}
+                  "channel_type": {"bits": sorted(c.get("channel_type", [12]))},
+                  "zeroconf_negotiated": bool(c.get("zeroconf_negotiated", False))}
     return {
         "our_node_id": _b(c.get("our_node_id")) or b"\x02" + bytes(32),
         "announce": bool(c.get("announce", False)),
@@ -180,12 +184,13 @@ def channeld_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "our": {"dust_limit_sat": our.get("dust_limit_sat", 546),
                 "max_htlc_value_in_flight_msat": our.get("max_htlc_value_in_flight_msat", 2**63 // 1000 * 1000),
                 "htlc_minimum_msat": our.get("htlc_minimum_msat", 1), "to_self_delay": our.get("to_self_delay", 144),
-                "max_accepted_htlcs": our.get("max_accepted_htlcs", 483), "reserve_sat": None},
+                "max_accepted_htlcs": our.get("max_accepted_htlcs", 483), "reserve_sat": our.get("reserve_sat")},
         "max_to_self_delay": c.get("max_to_self_delay", 2016),
         "min_funding_sat": c.get("min_funding_sat", 10_000),
         "large_channels": bool(c.get("large_channels", False)),
         "channel_types": [{"bits": sorted(t)} for t in c.get("channel_types", [[12]])],
         "funder": funder,
+        "local_alias": c.get("local_alias"),
     }
 
 
@@ -263,7 +268,7 @@ def onchaind_state(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- rows ----------------------------------------------------------------------------
 def upgrade_channel_row(summary: str, core: str, config: str) -> tuple[bytes, bytes, bytes]:
-    """A channels row's summary, core and config, as stored from version 7:
+    """A channels row's summary, core and config, as stored from version 9:
     their encodings (checked by the codec)."""
     schema = internal_schema("channeld")
     return (schema.encode_subtype("channel_summary", channel_summary(json.loads(summary))),
@@ -272,5 +277,5 @@ def upgrade_channel_row(summary: str, core: str, config: str) -> tuple[bytes, by
 
 
 def upgrade_onchaind_state(state: str) -> bytes:
-    """An onchain_state row's state, as stored from version 7."""
+    """An onchain_state row's state, as stored from version 9."""
     return internal_schema("onchaind").encode_subtype("onchaind_state", onchaind_state(json.loads(state)))

@@ -17,7 +17,7 @@ sites, e.g. ``params.limits_on(sender)`` for the limits a sender must respect.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from bitcoin.keys import is_valid_pubkey
 from bitcoin.tx import OutPoint
@@ -42,10 +42,16 @@ class ChannelType:
     """The persistent channel features (BOLT 2 "Defined Channel Types").
 
     ``option_static_remotekey`` is mandatory in this implementation;
-    ``anchors`` means option_anchors (zero-fee HTLC transactions)."""
+    ``anchors`` means option_anchors (zero-fee HTLC transactions).  The
+    variations ``scid_alias`` (option_scid_alias: the real short channel id
+    is never used for this channel, only aliases) and ``zeroconf``
+    (option_zeroconf: usable before the funding confirms) change nothing
+    in the commitments: the shells act on them."""
 
     anchors: bool = False
     static_remotekey: bool = True
+    scid_alias: bool = False
+    zeroconf: bool = False
 
     def __post_init__(self) -> None:
         if not self.static_remotekey:
@@ -53,11 +59,17 @@ class ChannelType:
 
     @property
     def feature_bits(self) -> tuple[int, ...]:
-        return (12, 22) if self.anchors else (12,)
+        return ((12,) + ((22,) if self.anchors else ()) + ((46,) if self.scid_alias else ())
+                + ((50,) if self.zeroconf else ()))
 
     def to_wire(self) -> bytes:
         """The ``channel_type`` TLV value (a feature bitmap)."""
         return features_from_bits(self.feature_bits)
+
+    @classmethod
+    def from_bits(cls, bits: Iterable[int]) -> "ChannelType":
+        b = set(bits)
+        return cls(anchors=22 in b, scid_alias=46 in b, zeroconf=50 in b)
 
     @classmethod
     def from_wire(cls, bitmap: bytes) -> "ChannelType":
@@ -68,7 +80,7 @@ class ChannelType:
         bits = bits_from_features(bitmap)
         if bits - {12, 22, 46, 50} or 12 not in bits:
             raise PeerError(f"unsupported channel_type bits {sorted(bits)}")
-        return cls(anchors=22 in bits)
+        return cls.from_bits(bits)
 
 
 @dataclass(frozen=True)

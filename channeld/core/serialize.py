@@ -93,6 +93,8 @@ def params_to_dict(p: ChannelParams) -> dict[str, Any]:
         "local": _party_to(p.local),
         "remote": _party_to(p.remote),
         "anchors": p.channel_type.anchors,
+        "scid_alias": p.channel_type.scid_alias,
+        "zeroconf": p.channel_type.zeroconf,
         "anysegwit": p.anysegwit,
     }
 
@@ -104,7 +106,7 @@ def params_from_dict(d: Mapping[str, Any]) -> ChannelParams:
         opener=_side(d["opener"]),
         local=_party_from(d["local"]),
         remote=_party_from(d["remote"]),
-        channel_type=ChannelType(anchors=d["anchors"]),
+        channel_type=ChannelType(anchors=d["anchors"], scid_alias=d["scid_alias"], zeroconf=d["zeroconf"]),
         anysegwit=d["anysegwit"],
     )
 

@@ -41,6 +41,8 @@ class HtlcStatus:
     failure_code: int | None = None
     sha256_of_onion: bytes | None = None
     fail_immediate: bool = False     # see Htlc.fail_immediate
+    #: route blinding: the update_add_htlc's path_key, if any
+    blinding_point: bytes | None = None
 
     @property
     def offered_by_us(self) -> bool:
@@ -80,6 +82,7 @@ def htlc_status(log: HtlcLog, h: Htlc) -> HtlcStatus:
         removal=r.kind if r else None, preimage=r.preimage if r else None,
         fail_reason=r.reason if r else None, failure_code=r.failure_code if r else None,
         sha256_of_onion=r.sha256_of_onion if r else None, fail_immediate=h.fail_immediate,
+        blinding_point=h.blinding_point,
     )
 
 
