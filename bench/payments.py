@@ -1,5 +1,7 @@
-"""Payment latency and throughput on the regtest chain (fsync on: SQLite
-synchronous=FULL in every node):
+"""Payment latency and throughput on the regtest chain, with both nodes'
+database on each engine in turn, side by side: SQLite (the default file,
+synchronous=FULL) and PostgreSQL (a local server started for the run, fsync
+and synchronous_commit on; `--wallet=postgres://...`):
 
 - single part, over one channel: 1,000 sequential 1-hop payments, then
   1,000 with 20 in flight at once (sendpay + waitsendpay on invoices made
@@ -13,10 +15,13 @@ synchronous=FULL in every node):
   channels can send (so in 4 parts or more), in turns from each side; its
   latency includes the route planning and the parts' retries.
 
-    ./run bench payments            # PAYMENTS=200 for a shorter run
+    ./run bench payments                       # both engines
+    ./run bench payments --engine postgres     # one (sqlite | postgres | both)
+    ./run bench payments --payments 200        # or PAYMENTS=200: a shorter run
 """
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import os
 import statistics
@@ -29,17 +34,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from pyln.client import RpcError  # noqa: E402
 
+from contrib.postgres_testing import PostgresServer  # noqa: E402
 from contrib.regtest.testing import RegtestChain  # noqa: E402
 
 
-def run(n: int | None = None, inflight: int = 20) -> dict:
+def run(args: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="./run bench payments")
+    ap.add_argument("--engine", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument("--payments", type=int, default=int(os.environ.get("PAYMENTS", "1000")))
+    ap.add_argument("--inflight", type=int, default=20)
+    opts = ap.parse_args(args or [])
+    engines = ["sqlite", "postgres"] if opts.engine == "both" else [opts.engine]
+    return {e: run_engine(e, opts.payments, opts.inflight) for e in engines}
+
+
+def run_engine(engine: str, n: int, inflight: int = 20) -> dict:
     from node_factory import NodeFactory, wait_for
-    n = n or int(os.environ.get("PAYMENTS", "1000"))
     with tempfile.TemporaryDirectory() as tmp:
         chain = RegtestChain(Path(tmp) / "bitcoind")
         chain.start()
         chain.mine(101)
-        nf = NodeFactory(Path(tmp), chain)
+        server = _postgres(engine)
+        nf = NodeFactory(Path(tmp), chain, server)
         try:
             l1, l2 = nf.get_nodes(2, opts={"log-level": "info", "max-concurrent-htlcs": 483})
             addr = l1.rpc.newaddr("bech32")["bech32"]
@@ -67,6 +83,8 @@ def run(n: int | None = None, inflight: int = 20) -> dict:
             seq = [pay(invs[i], 1000 + i) for i in range(n)]
             seq_total = time.perf_counter() - t0
             procs = _node_processes(l1, "payer") + _node_processes(l2, "payee") + [(chain.proc.pid, "regtestd")]
+            if server is not None:
+                procs += [(pid, "postgres") for pid in _postgres_pids(server)]
             cpu0, client0 = _cpu(procs), time.process_time()
             t0 = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(inflight) as ex:
@@ -79,10 +97,12 @@ def run(n: int | None = None, inflight: int = 20) -> dict:
         finally:
             nf.teardown()
             chain.stop()
+            if server is not None:
+                server.cleanup()
 
     return {"payments": n, "sequential": stats(seq, seq_total), f"concurrent_{inflight}": stats(conc, conc_total),
             f"concurrent_{inflight}_cpu_s": dict(cpu, wall=round(conc_total, 2)),
-            "mpp": run_mpp(max(20, n // 5), inflight=inflight),
+            "mpp": run_mpp(engine, max(20, n // 5), inflight=inflight),
             "load_average": os.getloadavg()}
 
 
@@ -92,7 +112,27 @@ def stats(xs: list[float], total: float) -> dict:
             "payments_per_s": round(len(xs) / total, 1)}
 
 
-def run_mpp(n: int, parts: int = 4, inflight: int = 20) -> dict:
+def _postgres(engine: str) -> PostgresServer | None:
+    """A PostgreSQL server for this run (fsync on), or None for SQLite."""
+    if engine != "postgres":
+        return None
+    server = PostgresServer(fsync=True)
+    server.start()
+    return server
+
+
+def _postgres_pids(server: PostgresServer) -> list[int]:
+    """The server's processes (postmaster and backends)."""
+    from node_factory import child_pids
+    try:
+        with open(os.path.join(server.datadir, "postmaster.pid")) as f:
+            root = int(f.readline())
+    except (OSError, ValueError):
+        return []
+    return [root] + child_pids(root)
+
+
+def run_mpp(engine: str, n: int, parts: int = 4, inflight: int = 20) -> dict:
     """N-part payments over N channels (sendpay), then `pay` splitting."""
     from node_factory import NodeFactory, wait_for
     pays = int(os.environ.get("MPP_PAYS", "20"))
@@ -101,7 +141,8 @@ def run_mpp(n: int, parts: int = 4, inflight: int = 20) -> dict:
         chain = RegtestChain(Path(tmp) / "bitcoind")
         chain.start()
         chain.mine(101)
-        nf = NodeFactory(Path(tmp), chain)
+        server = _postgres(engine)
+        nf = NodeFactory(Path(tmp), chain, server)
         try:
             l1, l2 = nf.get_nodes(2, opts={"log-level": "info", "max-concurrent-htlcs": 483})
             for _ in range(parts):
@@ -174,6 +215,8 @@ def run_mpp(n: int, parts: int = 4, inflight: int = 20) -> dict:
         finally:
             nf.teardown()
             chain.stop()
+            if server is not None:
+                server.cleanup()
     return out
 
 
@@ -204,4 +247,4 @@ def _cpu(procs: list[tuple[int, str]]) -> dict[str, float]:
 
 if __name__ == "__main__":
     import json
-    print(json.dumps(run(), indent=2))
+    print(json.dumps(run(sys.argv[1:]), indent=2))

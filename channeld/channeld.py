@@ -280,7 +280,9 @@ class ChannelDaemon:
                 self.ch.disconnect()
             self._warn_and_disconnect(str(e))
         except (PeerError, ChannelError, SignerError) as e:
-            if self.ch is None and self.temp_id is not None:
+            if self._disconnected_meanwhile(e):
+                self.status.info(f"channel stopped: {e}", self.peer_id)
+            elif self.ch is None and self.temp_id is not None:
                 # nothing is committed yet: refuse this open, keep the connection
                 self.status.info(f"opening refused: {e}", self.peer_id)
                 await self._abort_opening(str(e), tell_peer=True)
@@ -492,9 +494,16 @@ class ChannelDaemon:
                         await self.send_peer(*msg)
                 await self._progress_shutdown()
             except (PeerError, ChannelError, SignerError) as e:
-                await self._fail_channel(str(e))
+                if not self._disconnected_meanwhile(e):
+                    await self._fail_channel(str(e))
             except ChannelFailed:
                 pass
+
+    def _disconnected_meanwhile(self, e: Exception) -> bool:
+        """The peer went away while we waited (for the master's "saved", say):
+        what we were about to send is refused by the core, which is no
+        reason to fail the channel; both sides reestablish on reconnection."""
+        return isinstance(e, UsageError) and self.ch is not None and not self.ch.connected
 
     async def _progress_shutdown(self) -> None:
         ch = self.ch

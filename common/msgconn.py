@@ -14,10 +14,22 @@ import socket
 import struct
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 64 * 1024 * 1024
 MAX_FDS_PER_FRAME = 8
+
+
+class WriteGate(Protocol):
+    """Holds frames back until what they depend on is durable: the master's
+    database (lightningd/db_pipeline.py DbGate).  A frame queued while
+    transaction `committed` was the last one goes out once `durable`
+    reaches it."""
+    committed: int
+    durable: int
+
+    def call_when_durable(self, seq: int, cb: Callable[[], None]) -> None: ...
 
 
 class ConnectionClosed(EOFError):
@@ -31,15 +43,18 @@ class Frame:
 
 
 class MsgConn:
-    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None,
+                 gate: WriteGate | None = None) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.loop = loop or asyncio.get_running_loop()
         self._rbuf = bytearray()
         self._rfds: deque[int] = deque()
         self._frames: asyncio.Queue[Frame | None] = asyncio.Queue()
-        self._wqueue: deque[tuple[memoryview, list[int]]] = deque()
+        self._wqueue: deque[tuple[memoryview, list[int], int]] = deque()
         self._writing = False
+        self.gate = gate
+        self._gated = False       # a call_when_durable is pending
         self.closed = False
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
 
@@ -110,21 +125,35 @@ class MsgConn:
             raise ValueError("too many fds in one frame")
         frame = HEADER.pack(len(msg), len(fds)) + msg
         # fds must be sent now: the caller may close them right after.
-        self._wqueue.append((memoryview(frame), [os.dup(f) for f in fds]))
-        self._flush()
+        seq = self.gate.committed if self.gate is not None else 0
+        self._wqueue.append((memoryview(frame), [os.dup(f) for f in fds], seq))
+        if not self._gated:
+            self._flush()
+
+    def _released(self) -> None:
+        self._gated = False
+        if not self.closed:
+            self._flush()
 
     def _flush(self) -> None:
+        held = False
         while self._wqueue:
-            view, fds = self._wqueue[0]
+            view, fds, seq = self._wqueue[0]
+            if self.gate is not None and seq > self.gate.durable:
+                held = True
+                if not self._gated:
+                    self._gated = True
+                    self.gate.call_when_durable(seq, self._released)
+                break
             try:
                 if fds:
                     n = self.sock.sendmsg([view], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
                     for f in fds:
                         os.close(f)
-                    self._wqueue[0] = (view[n:], [])
+                    self._wqueue[0] = (view[n:], [], seq)
                 else:
                     n = self.sock.send(view)
-                    self._wqueue[0] = (view[n:], [])
+                    self._wqueue[0] = (view[n:], [], seq)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -133,7 +162,7 @@ class MsgConn:
                 return
             if len(self._wqueue[0][0]) == 0:
                 self._wqueue.popleft()
-        want = bool(self._wqueue)
+        want = bool(self._wqueue) and not held
         if want and not self._writing:
             self.loop.add_writer(self.sock.fileno(), self._flush)
             self._writing = True
@@ -148,6 +177,9 @@ class MsgConn:
 
     def close(self) -> None:
         self._shutdown()
+        while self._wqueue:           # held frames are never sent: their fds are ours
+            for f in self._wqueue.popleft()[1]:
+                os.close(f)
         try:
             self.sock.close()
         except OSError:

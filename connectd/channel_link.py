@@ -93,7 +93,7 @@ class ChannelLink:
             return
         try:
             await self.peer.send(raw)
-        except (ConnectionClosed, OSError, asyncio.IncompleteReadError):
+        except (EOFError, OSError):   # the peer's connection closed (noise_async's ConnectionClosed is an EOFError)
             return
         if action == "+":
             self.status.debug(f"dev-disconnect: after sending type {msgtype}", self.peer.id)

@@ -4,7 +4,7 @@ plugin that registers all five methods replaces it, so an operator can bring
 another chain source."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable
 from .jsonrpc_errors import RpcError
@@ -99,3 +99,31 @@ def find_backend_plugin(pm: "PluginManager") -> "PluginProcess | None":
                 raise ValueError(f"two Bitcoin backend plugins: {found.name} and {p.name}")
             found = p
     return found
+
+
+class DurableBackend:
+    """Another backend whose broadcasts wait until the database committed
+    everything before them (a funding, closing or sweep tx is stored before
+    it may reach the chain): lightningd wraps its backend in this when the
+    database commits after the working copy (--wallet=postgres://...)."""
+
+    def __init__(self, inner: ChainBackend, durable: Callable[[], Awaitable[None]]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.durable = durable
+
+    async def getchaininfo(self) -> dict:
+        return await self.inner.getchaininfo()
+
+    async def estimatefees(self) -> dict:
+        return await self.inner.estimatefees()
+
+    async def getrawblockbyheight(self, height: int) -> dict:
+        return await self.inner.getrawblockbyheight(height)
+
+    async def getutxout(self, txid: str, vout: int) -> dict:
+        return await self.inner.getutxout(txid, vout)
+
+    async def sendrawtransaction(self, tx: str, allowhighfees: bool = False) -> dict:
+        await self.durable()
+        return await self.inner.sendrawtransaction(tx, allowhighfees)

@@ -213,27 +213,29 @@ class ChannelRecord:
     def row(self) -> tuple:
         return (self.dbid, self.peer_id, self.channel_id, self.state, self.opener, self.funding_txid,
                 self.funding_outnum, self.funding_sat, self.funding_height, self.funding_txindex,
-                self.minimum_depth, int(self.announce), self.summary_blob(), self.core.data,
+                self.minimum_depth, int(self.announce), self.summary_blob(), self.core.data.hex(),
                 self.config_blob(), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
                 self.htlc_maximum_msat, self.cltv_delta, self.closer, self.close_cause, self.closing_tx,
                 self.last_tx, self.spend_txid, self.spend_height, self.created_at, int(self.ignore_fee_limits),
                 _u64(self.alias_local), _u64(self.alias_remote),
                 json.dumps(self.remote_update) if self.remote_update is not None else None)
 
-    def summary_blob(self) -> bytes:
+    # channels.summary, .config and .core hold the hex of the records'
+    # encodings (TEXT columns, on PostgreSQL too)
+    def summary_blob(self) -> str:
         """How channels.summary stores `summary`: its channel_summary encoding."""
-        return _CHANNELD.encode_subtype("channel_summary", self.summary)
+        return _CHANNELD.encode_subtype("channel_summary", self.summary).hex()
 
-    def config_blob(self) -> bytes:
+    def config_blob(self) -> str:
         """How channels.config stores `config`: its channeld_config encoding."""
-        return _CHANNELD.encode_subtype("channeld_config", self.config)
+        return _CHANNELD.encode_subtype("channeld_config", self.config).hex()
 
     @classmethod
     def from_row(cls, r: tuple) -> "ChannelRecord":
         d = dict(zip(cls.COLUMNS, r))
-        d["summary"] = _CHANNELD.decode_subtype("channel_summary", d["summary"])
-        d["config"] = _CHANNELD.decode_subtype("channeld_config", d["config"])
-        d["core"] = Sealed("channeld_core", d["core"])
+        d["summary"] = _CHANNELD.decode_subtype("channel_summary", bytes.fromhex(d["summary"]))
+        d["config"] = _CHANNELD.decode_subtype("channeld_config", bytes.fromhex(d["config"]))
+        d["core"] = Sealed("channeld_core", bytes.fromhex(d["core"]))
         d["announce"] = bool(d["announce"])
         d["ignore_fee_limits"] = bool(d["ignore_fee_limits"])
         for k in ("alias_local", "alias_remote"):

@@ -170,7 +170,7 @@ class ChannelControl:
         handlers = {name: self._bind(dbid, meth) for name, meth in self.HANDLERS.items()}
         subd = Subd("channeld", internal_schema("channeld", keep_sealed=True), handlers,
                     self.ld.log.child(f"channeld-chan#{dbid}", peer_id.hex()), on_exit=on_exit,
-                    node_id=peer_id.hex(), spawner=self.ld.zygote)
+                    node_id=peer_id.hex(), spawner=self.ld.zygote, gate=self.ld.db_gate)
         try:
             subd.start(hsm_fd=hsm_fd, extra_fds=[theirs.fileno()])
         finally:
@@ -428,8 +428,9 @@ class ChannelControl:
                 asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
             # the summary as channeld encoded it (the codec checked it): stored as is
             db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ?, "
-                       "close_cause = ? WHERE dbid = ?", (rec.state, msg.field_bytes("summary"), rec.core.data,
-                                                          rec.closing_tx, rec.closer, rec.close_cause, rec.dbid))
+                       "close_cause = ? WHERE dbid = ?", (rec.state, msg.field_bytes("summary").hex(),
+                                                          rec.core.data.hex(), rec.closing_tx, rec.closer,
+                                                          rec.close_cause, rec.dbid))
         if rec.closing_tx is not None:
             for fut in self.close_waiters.pop(rec.dbid, []):
                 if not fut.done():

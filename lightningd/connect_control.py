@@ -53,7 +53,7 @@ class ConnectControl:
         handlers = {name: getattr(self, meth) for name, meth in self.HANDLERS.items()}
         hsm_fd = await self.ld.hsm.client_fd("connectd", CAP_ECDH)
         self.subd = Subd("connectd", internal_schema("connectd"), handlers, self.ld.log.child("connectd"),
-                         on_exit=self._on_exit, spawner=self.ld.zygote)
+                         on_exit=self._on_exit, spawner=self.ld.zygote, gate=self.ld.db_gate)
         try:
             self.subd.start(hsm_fd=hsm_fd)
         finally:

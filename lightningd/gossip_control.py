@@ -69,7 +69,7 @@ class GossipControl:
         handlers = {name: getattr(self, meth) for name, meth in self.HANDLERS.items()}
         hsm_fd = await self.ld.hsm.client_fd("gossipd", CAP_SIGN_GOSSIP | CAP_ECDH)
         self.subd = Subd("gossipd", internal_schema("gossipd"), handlers, self.ld.log.child("gossipd"),
-                         on_exit=self._on_exit, spawner=self.ld.zygote)
+                         on_exit=self._on_exit, spawner=self.ld.zygote, gate=self.ld.db_gate)
         try:
             self.subd.start(hsm_fd=hsm_fd)
         finally:

@@ -326,6 +326,14 @@ class RpcConnection:
         ctx = RequestContext(rid, method, self, req.get("params"))
         resp = await self.server.execute(ctx, method, req.get("params"))
         resp["id"] = rid
+        if self.server.durable is not None:
+            # the answer may reveal what the command wrote: not before the
+            # database committed it (a database that failed: no answer)
+            try:
+                await self.server.durable()
+            except Exception as e:  # noqa: BLE001 - DbFatal: the node is stopping
+                self.server.log.unusual(f"RPC {method}: not answered, the database failed: {e}")
+                return
         await self.send(resp)
 
 
@@ -352,6 +360,9 @@ class RpcServer:
         self._next_conn = 0
         # set by the plugin layer: async (ctx, method, params) -> replacement response or None
         self.rpc_command_hook: Callable[[RequestContext, str, Any], Awaitable[dict | None]] | None = None
+        # set by lightningd when the database commits after the working copy
+        # (db_pipeline.DbGate.wait): answers wait for it
+        self.durable: Callable[[], Awaitable[None]] | None = None
 
     async def listen(self, path: str, mode: int = 0o600) -> None:
         if os.path.exists(path):

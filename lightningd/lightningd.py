@@ -44,6 +44,7 @@ from .bitcoind import Bitcoind, BitcoindError, BitcoindUnreachable, make_config
 from .chain_backend import (
     BitcoindBackend,
     ChainBackend,
+    DurableBackend,
     PluginBackend,
     find_backend_plugin,
 )
@@ -51,7 +52,8 @@ from .chaintopology import ChainTopology
 from .channel_control import ChannelControl
 from .config import Config
 from .connect_control import ConnectControl
-from .db import Db
+from .db import Db, DbError, open_wallet, parse_wallet
+from .db_pipeline import DbFatal, DbGate
 from .feerates import Feerates
 from .gossip_control import GossipControl
 from .hsm_control import HsmControl
@@ -256,7 +258,7 @@ class LightningD:
             assert len(self.color) == 3
         except (ValueError, AssertionError):
             raise StartupError(f"--rgb: '{rgb}' is not RRGGBB hex") from None
-        self.db = Db(os.path.join(self.cfg.network_dir, "lightningd.sqlite3"))
+        await self._open_db()
         self.wallet = Wallet(self.db, self.network, self.log_book.logger("wallet"))
         self.channels.load()
         self.invoices = Invoices(self)
@@ -286,6 +288,31 @@ class LightningD:
         self.log.info(f"Server started with public key {self.node_id.hex()}, alias {self.alias} "
                       f"(color #{self.color.hex()}) and lightningd {VERSION}")
 
+    async def _open_db(self) -> None:
+        try:
+            spec = parse_wallet(self.cfg.get("wallet"), os.path.join(self.cfg.network_dir, "lightningd.sqlite3"))
+            self.db = await open_wallet(spec, self.log_book.logger("database"), self.plugins.db_write_hook(),
+                                        self._db_failed)
+        except (DbError, DbFatal) as e:
+            raise StartupError(f"--wallet: {e}") from None
+        if self.db.gate is not None:
+            self.rpc.durable = self.db.gate.wait
+            self.backend = DurableBackend(self.backend, self.db.gate.wait)
+            self.log.info(f"database: {'PostgreSQL' if spec.scheme == 'postgres' else 'SQLite'}"
+                          f"{' after the db_write hook' if self.plugins.db_write_hook() else ''}; replies wait "
+                          "for its commits")
+
+    @property
+    def db_gate(self) -> DbGate | None:
+        """What subdaemon links wait for before sending (None: SQLite's own
+        commit is durable when it returns)."""
+        return self.db.gate if self.db is not None else None
+
+    def _db_failed(self, why: str) -> None:
+        self.log.broken(f"database failed: {why}; stopping (nothing that depends on an uncommitted "
+                        "transaction was revealed)")
+        self.request_shutdown(exit_code=1)
+
     async def _start_chain(self) -> None:
         try:
             plugin = find_backend_plugin(self.plugins)
@@ -293,6 +320,8 @@ class LightningD:
             raise StartupError(str(e)) from None
         if plugin is not None:
             self.backend = PluginBackend(self.plugins, plugin)
+            if self.db is not None and self.db.gate is not None:
+                self.backend = DurableBackend(self.backend, self.db.gate.wait)
             self.log.info(f"Bitcoin backend: plugin {plugin.name}")
         await self._check_backend()
         interval = self.cfg.get("dev-bitcoind-poll") if self.cfg.developer else None
@@ -386,7 +415,10 @@ class LightningD:
         await self.hsm.stop()
         await self.zygote.stop()
         if self.db is not None:
-            self.db.close()
+            if not await self.db.aclose(timeout=10.0):
+                self.log.unusual("database: transactions not committed at shutdown were dropped "
+                                 "(nothing that depended on them was revealed)")
+        await self.plugins.shutdown(db_writers=True)
         if self._pidfile_fd is not None:
             st = os.fstat(self._pidfile_fd)
             unlink_if_ours(self._pidfile, (st.st_dev, st.st_ino))   # (a new node's is not ours to remove)

@@ -251,7 +251,7 @@ class OnchainControl:
         if r is None:
             r = self.resolvers[rec.dbid] = Resolver(rec, rec.spend_txid)
         row = self.db.one("SELECT state FROM onchain_state WHERE dbid = ?", (rec.dbid,))
-        saved = Sealed("onchaind_state", row[0]) if row else None
+        saved = Sealed("onchaind_state", bytes.fromhex(row[0])) if row else None
         spend = await self._spending_tx(rec)
         if spend is None:
             self.ld.log.broken(f"channel {rec.dbid}: cannot find the tx {_hex(rec.spend_txid)} spending "
@@ -276,7 +276,7 @@ class OnchainControl:
         subd = Subd("onchaind", internal_schema("onchaind", keep_sealed=True), handlers,
                     self.ld.log.child(f"onchaind-chan#{rec.dbid}", rec.peer_id.hex()),
                     on_exit=lambda s, rc: self._on_exit(r, s, rc), node_id=rec.peer_id.hex(),
-                    spawner=self.ld.zygote)
+                    spawner=self.ld.zygote, gate=self.ld.db_gate)
         try:
             subd.start(hsm_fd=hsm_fd)
         finally:
@@ -438,7 +438,7 @@ class OnchainControl:
             with self.db.transaction():
                 self.db.execute("INSERT INTO onchain_state(dbid, state, status_json) VALUES (?, ?, ?) "
                                 "ON CONFLICT(dbid) DO UPDATE SET state = excluded.state, "
-                                "status_json = excluded.status_json", (rec.dbid, msg["state"].data,
+                                "status_json = excluded.status_json", (rec.dbid, msg["state"].data.hex(),
                                                                        json.dumps(lines)))
         except Exception as e:
             self.ld.log.broken(f"channel {rec.dbid}: storing onchaind's state failed: {e}")

@@ -63,6 +63,8 @@ OPTIONS: list[OptionSpec] = [
     _o("testnet", FLAG, False, "Alias for --network=testnet"),
     _o("signet", FLAG, False, "Alias for --network=signet"),
     _o("regtest", FLAG, False, "Alias for --network=regtest"),
+    _o("wallet", STR, None, "Location of the wallet database: sqlite3://PATH[:BACKUP] (default "
+       "sqlite3://<lightning-dir>/<network>/lightningd.sqlite3) or postgres://USER:PASS@HOST:PORT/DB"),
     _o("pid-file", STR, None, "Specify pid file (default: <lightning-dir>/lightningd-<network>.pid)"),
     _o("rpc-file", STR, "lightning-rpc", "Set JSON-RPC socket (relative to <lightning-dir>/<network>)"),
     _o("rpc-file-mode", STR, "0600", "Set the file mode (permissions) for the JSON-RPC socket"),

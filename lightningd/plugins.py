@@ -34,6 +34,7 @@ from .options import (
     OptionSpec,
     convert_value,
 )
+from .db_pipeline import DbFatal, DbWriteHook
 from .plugin_hooks import HookManager
 from .plugin_proc import Manifest, PluginError, PluginProcess, log_level_of
 
@@ -256,6 +257,29 @@ class PluginManager:
                 self.ld.registry.remove(name)
         self.hooks.unregister(p)
 
+    def db_write_hook(self) -> DbWriteHook | None:
+        """Core Lightning's db_write: every write transaction goes to every
+        plugin that registered it (all at once), before it is committed; all
+        must answer `continue`, or the node stops without committing.  Only
+        plugins started with the node (it is called before their `init`)."""
+        plugins = [p for p in self.plugins if self._is_db_writer(p)]
+        if not plugins:
+            return None
+
+        async def one(p: PluginProcess, payload: dict) -> None:
+            try:
+                resp = await p.request("db_write", payload)
+            except PluginError as e:
+                raise DbFatal(f"db_write hook: plugin {p.name} failed: {e}") from None
+            if resp.get("error") is not None or resp.get("result") != {"result": "continue"}:
+                raise DbFatal(f"db_write hook: plugin {p.name} answered "
+                              f"{resp.get('error') or resp.get('result')!r}")
+
+        async def hook(data_version: int, writes: list[str]) -> None:
+            payload = {"data_version": data_version, "writes": writes}
+            await asyncio.gather(*(one(p, payload) for p in plugins))
+        return hook
+
     async def call_plugin_method(self, p: PluginProcess, method: str, params: Any) -> Any:
         try:
             resp = await p.request(method, params if params is not None else {})
@@ -346,6 +370,9 @@ class PluginManager:
         if not p.manifest.dynamic:
             p.kill()
             raise PluginError(f"{path}: Not a dynamic plugin")
+        if any(h["name"] == "db_write" for h in p.manifest.hooks):
+            p.kill()   # it would miss what was written before it started
+            raise PluginError(f"{path}: the db_write hook is only for plugins started with lightningd")
         known = {o.name for o in p.manifest.options}
         for k in options:
             if k not in known:
@@ -405,9 +432,17 @@ class PluginManager:
         key = next(k for k, c in FEATURE_CONTEXTS.items() if c == ctx)
         return features_from_bits(bits_from_features(our_features(ctx)) | self.extra_feature_bits(key))
 
-    async def shutdown(self) -> None:
-        for p in list(self.plugins):
+    async def shutdown(self, db_writers: bool = False) -> None:
+        """Stop the plugins; those registered for db_write only when asked
+        (after the database closed: the daemons' last writes go to them
+        too, as Core Lightning stops them last)."""
+        chosen = [p for p in self.plugins if self._is_db_writer(p) == db_writers]
+        for p in chosen:
             p.stopping = True
             self.notify_one(p, "shutdown", {})
-        await asyncio.gather(*(p.stop(timeout=10.0) for p in list(self.plugins)), return_exceptions=True)
-        self.plugins.clear()
+        await asyncio.gather(*(p.stop(timeout=10.0) for p in chosen), return_exceptions=True)
+        self.plugins = [p for p in self.plugins if p not in chosen]
+
+    @staticmethod
+    def _is_db_writer(p: PluginProcess) -> bool:
+        return p.manifest is not None and any(h["name"] == "db_write" for h in p.manifest.hooks)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 
 from common.daemon import VERSION
 from common.daemon_conn import DaemonConn, Handler, Msg, ProtocolError
-from common.msgconn import ConnectionClosed, MsgConn
+from common.msgconn import ConnectionClosed, MsgConn, WriteGate
 from wire import MessageSchema
 
 from .log import BROKEN, LEVELS, UNUSUAL, Logger
@@ -75,8 +75,10 @@ def _posix_spawn(name: str, args: list[str], fds: list[int], hsm: bool) -> int:
 class Subd:
     def __init__(self, name: str, schema: MessageSchema, handlers: dict[str, Handler], log: Logger,
                  on_exit: ExitCallback | None = None, args: list[str] | None = None,
-                 node_id: str | None = None, spawner: "Spawner | None" = None) -> None:
+                 node_id: str | None = None, spawner: "Spawner | None" = None,
+                 gate: WriteGate | None = None) -> None:
         self.name = name
+        self.gate = gate          # what we send waits for the database (persist before reveal)
         self.spawner = spawner
         self.schema = schema
         self.handlers = handlers
@@ -125,7 +127,7 @@ class Subd:
             theirs.close()
             os.close(err_w)
         loop = asyncio.get_running_loop()
-        self.conn = DaemonConn(MsgConn(ours, loop), self.schema, self.handlers, on_status=self._on_status,
+        self.conn = DaemonConn(MsgConn(ours, loop, self.gate), self.schema, self.handlers, on_status=self._on_status,
                                on_error=self._on_protocol_error)
         self.conn.start()
         self._err_task = asyncio.ensure_future(self._read_stderr(err_r))

@@ -28,9 +28,15 @@ from typing import Any, Callable
 
 from pyln.client import LightningRpc
 
+from contrib.postgres_testing import PostgresServer
 from contrib.regtest.testing import RegtestChain, free_port
 
 LIGHTNINGD = [sys.executable, "-m", "lightningd"]
+
+
+def db_provider_name() -> str:
+    """TEST_DB_PROVIDER: sqlite3 (default) or postgres, as Core Lightning's tests."""
+    return os.environ.get("TEST_DB_PROVIDER", "sqlite3")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
@@ -139,6 +145,8 @@ class LightningNode:
             "dev-fast-gossip": None,
             "alias": f"node{num}",
         }
+        if factory.postgres is not None and "wallet" not in options:
+            self.options["wallet"] = factory.postgres.create_db(f"node{num}")
         self.options.update(options)
         self.proc: subprocess.Popen[bytes] | None = None
         self._rpc: LightningRpc | None = None
@@ -256,9 +264,10 @@ class LightningNode:
 
 
 class NodeFactory:
-    def __init__(self, directory: Path, chain: RegtestChain) -> None:
+    def __init__(self, directory: Path, chain: RegtestChain, postgres: PostgresServer | None = None) -> None:
         self.directory = directory
         self.chain = chain
+        self.postgres = postgres       # TEST_DB_PROVIDER=postgres: each node's database on it
         self.nodes: list[LightningNode] = []
 
     def get_node(self, options: dict[str, Any] | None = None, start: bool = True, **kw: Any) -> LightningNode:

@@ -2,7 +2,7 @@
 import pytest
 from pyln.client import RpcError
 
-from node_factory import wait_for
+from node_factory import db_provider_name, wait_for
 
 
 def fund(node, sats=2_000_000):
@@ -193,6 +193,7 @@ def test_kill9_master_subdaemons_exit_and_channel_comes_back(node_factory):
     wait_for(lambda: channel(l1, l2)["to_us_msat"] == 998_000_000)
 
 
+@pytest.mark.skipif(db_provider_name() != "sqlite3", reason="restores the SQLite file")
 def test_restored_old_database_never_broadcasts_revoked_state(node_factory):
     """option_data_loss_protect: l1 comes back from an old backup.  l2 proves
     l1 is behind; l1 must not broadcast its (revoked) commitment, l2 closes,

@@ -176,12 +176,12 @@ def test_migration_9_converts_a_version_6_database(tmp_path):
     assert db.one("SELECT version FROM db_version") == (len(MIGRATIONS),)
     for (dbid, old_summary), (summary_blob, core, config) in zip(old, db.query(
             "SELECT summary, core, config FROM channels ORDER BY dbid")):
-        s = CHANNELD.decode_subtype("channel_summary", summary_blob)
+        s = CHANNELD.decode_subtype("channel_summary", bytes.fromhex(summary_blob))     # (hex in TEXT columns)
         assert s["channel_id"].hex() == json.loads(old_summary)["channel_id"]
-        CHANNELD.decode_subtype("channeld_core", core)
-        CHANNELD.decode_subtype("channeld_config", config)
+        CHANNELD.decode_subtype("channeld_core", bytes.fromhex(core))
+        CHANNELD.decode_subtype("channeld_config", bytes.fromhex(config))
     (state,) = db.one("SELECT state FROM onchain_state")
-    ONCHAIND.decode_subtype("onchaind_state", state)
+    ONCHAIND.decode_subtype("onchaind_state", bytes.fromhex(state))
     db.close()
 
 
