@@ -200,7 +200,7 @@ def test_restored_old_database_never_broadcasts_revoked_state(node_factory):
     and l1 still gets its balance from l2's commitment."""
     import shutil
     l1, l2 = node_factory.get_nodes(2)
-    l1.allow_broken_log = True
+    l1.allow_broken_log = True    # l1 learns it lost data: Core Lightning logs that as broken too
     fund(l1)
     open_channel(l1, l2, 1_000_000)
     l1.stop()

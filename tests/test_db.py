@@ -84,6 +84,7 @@ def test_wallet_dsn_parsed_as_core_lightning():
 
 
 def test_unknown_wallet_driver_refused_at_start(node_factory):
+    # the refused start-up is logged as broken before the node exits
     l1 = node_factory.get_node({"wallet": "mysql://u@h/db"}, start=False, may_fail=True, allow_broken_log=True)
     with pytest.raises(RuntimeError, match="Unable to find DB driver for mysql://u@h/db"):
         l1.start()
@@ -167,6 +168,7 @@ def test_db_write_refusal_stops_the_node_before_commit(node_factory):
     """A plugin that answers anything but `continue` stops the node; what it
     refused was never committed and never answered."""
     replica = node_factory.directory / "replica.sqlite3"
+    # the plugin's refusal stops the node with a broken line, by design
     l1 = node_factory.get_node({"plugin": DBLOG, "dblog-file": str(replica)}, may_fail=True,
                                allow_broken_log=True)
     l1.rpc.call("dblog-refuse-next")

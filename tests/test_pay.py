@@ -197,7 +197,7 @@ def test_kill9_and_restart_in_the_middle_of_a_multihop_payment(node_factory):
     l1, l2 = node_factory.get_nodes(2)
     l3 = node_factory.get_node(options={"plugin": str(PLUGINS / "hold_htlcs.py")})
     for n in (l1, l2, l3):
-        n.allow_broken_log = True
+        n.allow_broken_log = True    # kill -9 mid-payment: the peers log the lost link as broken
         n.may_fail = True
     fund(l1)
     fund(l2)

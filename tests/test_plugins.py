@@ -81,6 +81,7 @@ def test_crashing_and_hanging_plugins_are_dropped(node_factory):
 
 
 def test_important_plugin_failure_stops_the_node(node_factory):
+    # an important plugin dying stops the node with a broken line, by design
     l1 = node_factory.get_node(start=False, allow_broken_log=True, may_fail=True)
     p = subprocess.run(l1.cmd_line() + [f"--important-plugin={PLUGINS / 'crashplugin.py'}"], capture_output=True,
                        timeout=60)
