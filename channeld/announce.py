@@ -105,4 +105,4 @@ class Announcer:
         fields.update(node_signature_1=ns1, node_signature_2=ns2, bitcoin_signature_1=bs1, bitcoin_signature_2=bs2)
         msg = bolt_schema().encode("channel_announcement", fields)
         self.done = True
-        await self.d.persist(ch, [{"type": "channel_announcement", "msg": msg.hex()}])
+        await self.d.persist(ch, announcement=msg)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from typing import Any
 
@@ -19,22 +18,20 @@ from common.logtext import MAX_PEER_TEXT, fit_utf8, peer_data
 from common.msgconn import ConnectionClosed, MsgConn
 from common.sync_hsm import SyncHsm
 from wire import DecodeError, bolt_schema
+from wire.channeld_modes import MODE_EXPORT_ONCHAIN, MODE_FUNDEE, MODE_FUNDER, MODE_RESUME, MODE_SIGN_LAST
 from wire.internal import internal_schema
 
 from . import opening
-from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, DataLossError, FeerateBounds, PeerError,
-                   PeerWarning, SignerError, UsageError)
+from .core import (Channel, ChannelError, ChannelState, ClosingFeeRange, DataLossError, FeerateBounds, HtlcChanges,
+                   PeerError, PeerWarning, SignerError, UsageError)
 from .announce import Announcer
 from .hsm_signer import HsmSigner
-from .summary import changes_json, summary
+from .summary import locked_in, resolved, summary
 
-MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
-MODE_EXPORT_ONCHAIN = 4      # only to answer channeld_export_onchain (funding spent)
 BALANCE_REFRESH = 0.5       # seconds between recomputations of spendable/receivable under load
 # --commit-time (Core Lightning's default 10 ms): updates arriving together share one commitment
 COMMIT_DELAY = 0.010
 TEMPORARY_CHANNEL_FAILURE = 0x1007
-OPENING_TIMEOUT = 120.0     # seconds the peer has for each opening message (--dev-opening-timeout-secs)
 REESTABLISH_TIMEOUT = 120.0  # seconds the peer has to answer our channel_reestablish
 FAILED_STATES = (ChannelState.CLOSED,)
 
@@ -77,7 +74,7 @@ class ChannelDaemon:
         self.chain_hash = b""
         self.fee_bounds = FeerateBounds()
         self.minimum_depth = 3
-        self.opening_timeout = OPENING_TIMEOUT
+        self.opening_timeout = 0.0    # seconds the peer has for each opening message (channeld_init)
         self.scid: int | None = None
         self.local_alias: int | None = None    # ours, sent in channel_ready (the master chose it)
         self.funding_depth = 0
@@ -203,14 +200,20 @@ class ChannelDaemon:
             except ChannelFailed:
                 pass
 
-    async def persist(self, ch: Channel, events: list[dict] | None = None) -> None:
-        """Have the master store the state (and act on events) in one
-        transaction; return once it is on disk."""
+    async def persist(self, ch: Channel, changes: HtlcChanges | None = None, *, fulfilled: dict | None = None,
+                      funding: dict | None = None, closing_tx: bytes = b"", announcement: bytes = b"",
+                      remote_alias: int | None = None) -> None:
+        """Have the master store the state (and act on what happened with it:
+        `channeld_persist` in wire/csv/channeld.csv) in one transaction;
+        return once it is on disk."""
         try:
             await self.master.request("channeld_persist", {
-                "summary_json": json.dumps(summary(ch, self.scid, self._balances(ch))),
-                "core_json": json.dumps(ch.to_dict()),
-                "events_json": json.dumps(events or [])})
+                "summary": summary(ch, self._balances(ch)),
+                "core": ch.to_dict(),
+                "locked_in": locked_in(changes, self.shared_secret) if changes else [],
+                "resolved": resolved(changes) if changes else [],
+                "fulfilled": fulfilled, "funding": funding, "closing_tx": closing_tx,
+                "channel_announcement": announcement, "remote_alias": remote_alias})
         except RequestFailed as e:
             raise ChannelFailed(f"master refused to persist: {e.msg.fields.get('reason')}") from None
 
@@ -291,10 +294,9 @@ class ChannelDaemon:
 
     async def _run_channel(self) -> None:
         i = self.init
-        cfg = json.loads(i["config_json"]) if i["config_json"] else {}
+        cfg = i["config"]
         self.signer = HsmSigner(self.hsm)
-        self.announcer = Announcer(self, bytes.fromhex(cfg.get("our_node_id", "00" * 33)),
-                                   bool(cfg.get("announce", False)), bool(cfg.get("channel_announcement")))
+        self.announcer = Announcer(self, cfg["our_node_id"], cfg["announce"], bool(cfg["channel_announcement"]))
         if i["mode"] == MODE_FUNDER:
             self.ch = await opening.open_as_funder(self, cfg)
             self.billboard("Funding signed: waiting for the funding transaction to confirm")
@@ -305,19 +307,25 @@ class ChannelDaemon:
         elif i["mode"] in (MODE_SIGN_LAST, MODE_EXPORT_ONCHAIN):
             # only to sign our latest commitment for the master (peer gone),
             # or to export the channel for onchaind
-            self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self.ch = Channel.from_dict(self._stored_core(), self.signer, fee_bounds=self.fee_bounds)
             self._revalidate()
             self.loaded.set()
             await self.master.wait_closed()
             raise ChannelFailed("signing done")
         else:
-            self.ch = Channel.from_dict(json.loads(i["core_json"]), self.signer, fee_bounds=self.fee_bounds)
+            self.ch = Channel.from_dict(self._stored_core(), self.signer, fee_bounds=self.fee_bounds)
             self.loaded.set()
-            self.minimum_depth = cfg.get("minimum_depth", self.minimum_depth)
-            self.scid = cfg.get("scid")
-            self.funding_depth = cfg.get("funding_depth", 0)
+            self.minimum_depth = cfg["minimum_depth"]
+            self.scid = cfg["scid"] or None
+            self.funding_depth = cfg["funding_depth"]
             await self._resume()
         await self._main_loop()
+
+    def _stored_core(self) -> dict:
+        core = self.init["core"]
+        if core is None:
+            raise UsageError(f"mode {self.init['mode']} needs the channel's stored state")
+        return core
 
     def _revalidate(self) -> None:
         """hsmd forgets across restarts which of our commitments it saw signed:
@@ -363,7 +371,7 @@ class ChannelDaemon:
                     m = self._with_alias(m)
                 await self.send_peer(*m)
             if r.changes:
-                await self.persist(ch, [{"type": "htlcs", **changes_json(r.changes, self.shared_secret)}])
+                await self.persist(ch, r.changes)
         self._after_progress()
 
     async def _main_loop(self) -> None:
@@ -406,7 +414,7 @@ class ChannelDaemon:
         elif name == "update_fulfill_htlc":
             preimage = ch.recv_update_fulfill_htlc(f)
             # the preimage is ours to use upstream at once: store and tell the master
-            await self.persist(ch, [{"type": "preimage", "id": f["id"], "preimage": preimage.hex()}])
+            await self.persist(ch, fulfilled={"id": f["id"], "preimage": preimage})
         elif name == "update_fail_htlc":
             ch.recv_update_fail_htlc(f)
         elif name == "update_fail_malformed_htlc":
@@ -421,30 +429,27 @@ class ChannelDaemon:
             ch.mark_persisted()
             rev = ch.revoke()
             # ...and the revocation and what it locks in before the peer sees the secret
-            await self.persist(ch, [{"type": "htlcs", **changes_json(rev.changes, self.shared_secret)}]
-                               if rev.changes else [])
+            await self.persist(ch, rev.changes)
             await self.send_peer(*rev.message)
         elif name == "revoke_and_ack":
             changes = ch.recv_revoke_and_ack(f)
-            await self.persist(ch, [{"type": "htlcs", **changes_json(changes, self.shared_secret)}]
-                               if changes else [])
+            await self.persist(ch, changes)
         elif name == "channel_ready":
             ch.recv_channel_ready(f)
             alias = ((f.get("tlvs") or {}).get("short_channel_id") or {}).get("alias")
             # (a redundant channel_ready may still bring a new alias)
-            await self.persist(ch, [{"type": "state"}] + ([{"type": "remote_alias",
-                                                            "alias": int.from_bytes(alias, "big")}] if alias else []))
+            await self.persist(ch, remote_alias=int.from_bytes(alias, "big") if alias else None)
             asyncio.ensure_future(self._maybe_announce())
         elif name == "announcement_signatures":
             assert self.announcer is not None
             await self.announcer.recv(f)
         elif name == "shutdown":
             ch.recv_shutdown(f)
-            await self.persist(ch, [{"type": "state"}])
+            await self.persist(ch)
         elif name == "closing_signed":
             result = ch.recv_closing_signed(f)
             if result.tx is not None:
-                await self.persist(ch, [{"type": "closing_tx", "tx": result.tx.serialize().hex()}])
+                await self.persist(ch, closing_tx=result.tx.serialize())
             if result.reply is not None:
                 await self.send_peer(*result.reply)
         elif name == "channel_reestablish":
@@ -505,22 +510,22 @@ class ChannelDaemon:
         assert ch is not None
         want = self._shutdown_request
         if (want is not None or ch.needs_shutdown_reply) and not ch.shutdown_sent:
-            script = bytes.fromhex(want["script"]) if want and want.get("script") else None
+            script = want["script"] if want and want["script"] else None
             if script is None and ch.local_shutdown_script is None:
-                script = bytes.fromhex(json.loads(self.init["config_json"] or "{}").get("shutdown_script", ""))
+                script = self.init["config"]["shutdown_script"]
             try:
                 msg = ch.shutdown(script)
             except UsageError:
                 return   # updates pending: after the next commitment round
-            await self.persist(ch, [{"type": "state"}])
+            await self.persist(ch)
             await self.send_peer(*msg)
         if ch.state is ChannelState.CLOSING_NEGOTIATION and ch.closing is None:
             fees = None
-            if want and want.get("feerate"):
+            if want and want["feerate"]:
                 base = ch.default_closing_fees()
                 fees = ClosingFeeRange(min(base.min_sat, base.ideal_sat), base.ideal_sat, base.max_sat)
             first = ch.start_closing(fees)
-            await self.persist(ch, [{"type": "state"}])
+            await self.persist(ch)
             if first is not None:
                 await self.send_peer(*first)
 
@@ -530,7 +535,7 @@ class ChannelDaemon:
         async with self.lock:
             if ch.state is ChannelState.AWAITING_LOCKIN and not ch.channel_ready_sent and ch.connected:
                 msg = ch.channel_ready_msg()
-                await self.persist(ch, [{"type": "state"}])
+                await self.persist(ch)
                 await self.send_peer(*self._with_alias(msg))
         self.billboard(self._state_text())
 
@@ -603,14 +608,11 @@ class ChannelDaemon:
         self.init = dict(msg.fields)
         self.peer_id = msg["peer_id"]
         self.chain_hash = msg["chain_hash"]
-        cfg = json.loads(msg["config_json"]) if msg["config_json"] else {}
-        self.opening_timeout = float(cfg.get("opening_timeout", OPENING_TIMEOUT))
-        self.local_alias = cfg.get("local_alias")
-        if "feerate_min" in cfg:
-            self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"],
-                                            cfg.get("max_dust_htlc_exposure_msat"))
-        if "commit_time_ms" in cfg:
-            self.commit_delay = cfg["commit_time_ms"] / 1000
+        cfg = msg["config"]
+        self.opening_timeout = float(cfg["opening_timeout"])
+        self.local_alias = cfg["local_alias"]
+        self.fee_bounds = FeerateBounds(cfg["feerate_min"], cfg["feerate_max"], cfg["max_dust_htlc_exposure_msat"])
+        self.commit_delay = cfg["commit_time_ms"] / 1000
         self.init_event.set()
 
     async def handle_funding_depth(self, msg: Msg) -> None:
@@ -693,7 +695,7 @@ class ChannelDaemon:
 
     def handle_shutdown(self, msg: Msg) -> None:
         f = msg.fields
-        self._shutdown_request = {"script": f["script"].hex(), "feerate": f["feerate"]}
+        self._shutdown_request = f          # channeld_shutdown: script (may be empty), feerates
         self._after_progress()
 
     async def handle_feerates(self, msg: Msg) -> None:
@@ -751,7 +753,7 @@ class ChannelDaemon:
         except (UsageError, SignerError, KeyError, ValueError) as e:
             self.master.send("channeld_export_onchain_fail", {"reason": str(e)})
             return
-        self.master.send("channeld_export_onchain_reply", {"json": json.dumps(doc)})
+        self.master.send("channeld_export_onchain_reply", {"channel": doc})
 
 
 async def main(d: Daemon) -> None:

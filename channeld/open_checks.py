@@ -50,11 +50,11 @@ def check_open_channel(oc: dict[str, Any], chain_hash: bytes, fee_bounds: Feerat
         raise PeerError(f"Unknown chain-hash {oc['chain_hash'][::-1].hex()}")
     # the types our init offers (the master's `channel_types`), nothing else
     ct = parse_channel_type((oc.get("tlvs") or {}).get("channel_type", {}).get("type"),
-                            cfg.get("channel_types", [[STATIC_REMOTEKEY]]), "open_channel")
+                            [t["bits"] for t in cfg["channel_types"]], "open_channel")
     funding = oc["funding_satoshis"]
-    if funding > MAX_FUNDING_SAT_NO_WUMBO and not cfg.get("large_channels", False):
+    if funding > MAX_FUNDING_SAT_NO_WUMBO and not cfg["large_channels"]:
         raise PeerError(f"funding_satoshis {funding} too large (option_support_large_channel not negotiated)")
-    if funding < cfg.get("min_funding_sat", 0):
+    if funding < cfg["min_funding_sat"]:
         raise PeerError(f"funding_satoshis {funding} below our minimum {cfg['min_funding_sat']}")
     if oc["push_msat"] > funding * 1000:
         raise PeerError(f"push_msat {oc['push_msat']} greater than funding_satoshis * 1000")

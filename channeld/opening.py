@@ -8,7 +8,6 @@ before the master broadcasts the funding transaction."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bitcoin.script import p2wsh_script
@@ -18,7 +17,6 @@ from common.features import features_from_bits
 from common.scripts import funding_script
 
 from .core import Channel, ChannelParams, ChannelType, PartyConfig, PeerError
-from .core.params import DEFAULT_MAX_TO_SELF_DELAY
 from .open_checks import PLACEHOLDER_OUTPOINT, check_channel_params, check_open_channel, parse_channel_type
 
 if TYPE_CHECKING:
@@ -34,30 +32,20 @@ VARIATIONS = {46, 50}
 NOT_ZEROCONF = "You required zeroconf, but you're not on our allowlist"
 
 
-@dataclass
-class OurConfig:
-    """Our side of open_channel/accept_channel, from the master's policy."""
-
-    dust_limit_sat: int
-    max_htlc_value_in_flight_msat: int
-    htlc_minimum_msat: int
-    to_self_delay: int
-    max_accepted_htlcs: int
-    reserve_percent: float
-    #: fundchannel's `reserve`, the openchannel hook's: instead of the percentage
-    reserve_sat: int | None = None
-
-    def party(self, funding_sat: int, signer: Any, upfront: bytes, their_dust_sat: int = 0) -> PartyConfig:
-        # BOLT 2: the reserve we ask of the peer is at least its dust limit
-        # (Core Lightning bumps it the same way), so its to_local can't be dust
-        asked = self.reserve_sat if self.reserve_sat is not None else int(funding_sat * self.reserve_percent / 100)
-        reserve = max(self.dust_limit_sat, their_dust_sat, asked)
-        return PartyConfig(dust_limit_sat=self.dust_limit_sat,
-                           max_htlc_value_in_flight_msat=min(self.max_htlc_value_in_flight_msat, funding_sat * 1000),
-                           channel_reserve_sat=reserve, htlc_minimum_msat=self.htlc_minimum_msat,
-                           to_self_delay=self.to_self_delay, max_accepted_htlcs=self.max_accepted_htlcs,
-                           funding_pubkey=signer.funding_pubkey(), basepoints=signer.basepoints(),
-                           upfront_shutdown_script=upfront)
+def our_party(policy: dict[str, Any], funding_sat: int, signer: Any, upfront: bytes,
+              their_dust_sat: int = 0) -> PartyConfig:
+    """Our side of open_channel/accept_channel, from the master's policy
+    (`open_policy` in wire/csv/channeld.csv)."""
+    # BOLT 2: the reserve we ask of the peer is at least its dust limit
+    # (Core Lightning bumps it the same way), so its to_local can't be dust
+    wanted = policy["reserve_sat"] if policy["reserve_sat"] is not None else funding_sat // 100
+    reserve = max(policy["dust_limit_sat"], their_dust_sat, wanted)
+    return PartyConfig(dust_limit_sat=policy["dust_limit_sat"],
+                       max_htlc_value_in_flight_msat=min(policy["max_htlc_value_in_flight_msat"], funding_sat * 1000),
+                       channel_reserve_sat=reserve, htlc_minimum_msat=policy["htlc_minimum_msat"],
+                       to_self_delay=policy["to_self_delay"], max_accepted_htlcs=policy["max_accepted_htlcs"],
+                       funding_pubkey=signer.funding_pubkey(), basepoints=signer.basepoints(),
+                       upfront_shutdown_script=upfront)
 
 
 def _channel_type(bits: list[int]) -> ChannelType:
@@ -73,23 +61,22 @@ def _type_tlv(ct: ChannelType) -> bytes:
 
 async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     signer = d.signer
-    funding_sat = cfg["funding_sat"]
-    push_msat = cfg["push_msat"]
-    feerate = cfg["feerate_per_kw"]
-    temp_id = bytes.fromhex(cfg["temporary_channel_id"])
+    f = cfg["funder"]
+    funding_sat = f["funding_sat"]
+    push_msat = f["push_msat"]
+    feerate = f["feerate_per_kw"]
+    temp_id = f["temporary_channel_id"]
     d.temp_id = temp_id
-    ours = OurConfig(**cfg["our"])
-    upfront = bytes.fromhex(cfg.get("upfront_shutdown_script", ""))
-    ct = _channel_type(cfg["channel_type"])
-    local = ours.party(funding_sat, signer, upfront)
-    tlvs: dict[str, Any] = {"channel_type": {"type": _type_tlv(ct)}}
-    if upfront or cfg.get("send_upfront", True):
-        tlvs["upfront_shutdown_script"] = {"shutdown_scriptpubkey": upfront}
+    upfront = cfg["upfront_shutdown_script"]
+    ct = _channel_type(f["channel_type"]["bits"])
+    local = our_party(cfg["our"], funding_sat, signer, upfront)
+    tlvs: dict[str, Any] = {"channel_type": {"type": _type_tlv(ct)},
+                            "upfront_shutdown_script": {"shutdown_scriptpubkey": upfront}}
     await d.send_peer("open_channel", {
         "chain_hash": d.chain_hash, "temporary_channel_id": temp_id, "funding_satoshis": funding_sat,
         "push_msat": push_msat, **{k: v for k, v in local.wire_fields().items()},
         "feerate_per_kw": feerate, "first_per_commitment_point": signer.per_commitment_point(0),
-        "channel_flags": 1 if cfg.get("announce", True) else 0, "tlvs": tlvs})
+        "channel_flags": 1 if cfg["announce"] else 0, "tlvs": tlvs})
     d.billboard("Sent open_channel: waiting for accept_channel")
     acc = await d.expect_peer("accept_channel", temp_id)
     if acc["minimum_depth"] > MAX_MINIMUM_DEPTH:
@@ -104,11 +91,11 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     if ct.zeroconf and acc["minimum_depth"] != 0:
         # BOLT 2: an accepter of a zero-conf type MUST set minimum_depth 0
         raise PeerError(f"accept_channel minimum_depth {acc['minimum_depth']} for a zeroconf channel_type")
-    if cfg.get("zeroconf_negotiated"):
+    if f["zeroconf_negotiated"]:
         # Core Lightning: with option_zeroconf both may send channel_ready
         # when they like, so ours waits for our own minimum depth (fundchannel's
         # mindepth); the channel is zero-conf when the peer asked for none
-        minimum_depth = cfg.get("minimum_depth", acc["minimum_depth"])
+        minimum_depth = cfg["minimum_depth"]
         if acc["minimum_depth"] == 0:
             ct = dataclasses.replace(ct, zeroconf=True)
     else:
@@ -119,7 +106,7 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
                          push_msat=push_msat, feerate_per_kw=feerate,
                          remote_first_per_commitment_point=acc["first_per_commitment_point"],
                          fee_bounds=d.fee_bounds,
-                         max_to_self_delay=cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY))
+                         max_to_self_delay=cfg["max_to_self_delay"])
     if remote.channel_reserve_sat > funding_sat // 5:
         raise PeerError(f"accept_channel channel_reserve_satoshis {remote.channel_reserve_sat} unreasonable")
     script = p2wsh_script(funding_script(local.funding_pubkey, remote.funding_pubkey))
@@ -127,9 +114,7 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     params = ChannelParams(OutPoint(txid, outnum), funding_sat, Side.LOCAL, local, remote, ct)
     ch = Channel.new(params, signer, push_msat=push_msat, feerate_per_kw=feerate,
                      remote_first_per_commitment_point=acc["first_per_commitment_point"],
-                     fee_bounds=d.fee_bounds, local_shutdown_script=cfg.get("close_to_script") and
-                     bytes.fromhex(cfg["close_to_script"]) or None,
-                     max_to_self_delay=cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY))
+                     fee_bounds=d.fee_bounds, max_to_self_delay=cfg["max_to_self_delay"])
     d.minimum_depth = minimum_depth
     d.route_channel_id(ch.channel_id)
     await d.send_peer("funding_created", {"temporary_channel_id": temp_id, "funding_txid": txid,
@@ -139,7 +124,7 @@ async def open_as_funder(d: "ChannelDaemon", cfg: dict) -> Channel:
     fs = await d.expect_peer("funding_signed", ch.channel_id)
     ch.recv_initial_commitment_sig(fs["signature"])
     # The master stores the channel, then signs and broadcasts the funding tx.
-    await d.persist(ch, [{"type": "funding_signed", "minimum_depth": d.minimum_depth}])
+    await d.persist(ch, funding={"minimum_depth": d.minimum_depth, "channel_flags": 1 if cfg["announce"] else 0})
     return ch
 
 
@@ -147,10 +132,10 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     signer = d.signer
     temp_id = oc["temporary_channel_id"]
     d.temp_id = temp_id
-    max_delay = cfg.get("max_to_self_delay", DEFAULT_MAX_TO_SELF_DELAY)
+    max_delay = cfg["max_to_self_delay"]
     # every BOLT 2 check before we answer: a refused open costs nothing more
     ct = check_open_channel(oc, d.chain_hash, d.fee_bounds, cfg)
-    d.minimum_depth = cfg.get("minimum_depth", 3)
+    d.minimum_depth = cfg["minimum_depth"]
     if ct.zeroconf and d.minimum_depth != 0:
         # BOLT 2: fail a zero-conf channel_type from a sender we do not trust
         # (the openchannel hook trusts it by setting mindepth 0)
@@ -160,9 +145,8 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
         # short_channel_id it may never be used by
         raise PeerError("option_scid_alias in the channel_type of a public channel")
     funding_sat = oc["funding_satoshis"]
-    ours = OurConfig(**cfg["our"])
-    upfront = bytes.fromhex(cfg.get("upfront_shutdown_script", ""))
-    local = ours.party(funding_sat, signer, upfront, their_dust_sat=oc["dust_limit_satoshis"])
+    upfront = cfg["upfront_shutdown_script"]
+    local = our_party(cfg["our"], funding_sat, signer, upfront, their_dust_sat=oc["dust_limit_satoshis"])
     remote = PartyConfig.from_wire(oc)
     check_channel_params(ChannelParams(PLACEHOLDER_OUTPOINT, funding_sat, Side.REMOTE, local, remote, ct),
                          push_msat=oc["push_msat"], feerate_per_kw=oc["feerate_per_kw"],
@@ -185,8 +169,7 @@ async def open_as_fundee(d: "ChannelDaemon", cfg: dict, oc: dict) -> Channel:
     ch.recv_initial_commitment_sig(fc["signature"])
     sig = ch.initial_remote_commitment_sig()
     # Persist before reveal: once funding_signed is out the funder may broadcast.
-    await d.persist(ch, [{"type": "funding_created", "minimum_depth": d.minimum_depth,
-                          "channel_flags": oc["channel_flags"]}])
+    await d.persist(ch, funding={"minimum_depth": d.minimum_depth, "channel_flags": oc["channel_flags"]})
     d.route_channel_id(ch.channel_id)
     await d.send_peer("funding_signed", {"channel_id": ch.channel_id, "signature": sig})
     return ch

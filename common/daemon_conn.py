@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from wire import DecodeError, MessageSchema
+from wire import DecodeError, Message, MessageSchema
 from wire.internal import FAIL_OFFSET, REPLY_OFFSET, is_status, status_schema
 
 from .msgconn import ConnectionClosed, MsgConn
@@ -27,9 +27,16 @@ class Msg:
     name: str
     fields: dict[str, Any]
     fds: list[int] = field(default_factory=list)
+    #: the decoded message (its payload and where each field is in it)
+    message: Message | None = None
 
     def __getitem__(self, key: str) -> Any:
         return self.fields[key]
+
+    def field_bytes(self, name: str) -> bytes:
+        """Field `name` as it was encoded (a record to store as is)."""
+        assert self.message is not None
+        return self.message.field_bytes(name)
 
 
 class RequestFailed(Exception):
@@ -142,7 +149,7 @@ class DaemonConn:
                         _close_fd(fd)
                     self._error(ProtocolError(f"bad message: {e}"))
                     continue
-                msg = Msg(m.name, m.fields, frame.fds)
+                msg = Msg(m.name, m.fields, frame.fds, m)
                 if self._match_reply(m.type, msg):
                     continue
                 if m.name not in self.handlers:

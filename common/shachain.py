@@ -12,7 +12,6 @@ Commitment number ``n`` uses index ``2^48 - 1 - n`` (see
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
 from bitcoin.hashes import sha256
@@ -133,32 +132,20 @@ class ShachainStore:
     def get_commitment_secret(self, commitment_number: int) -> bytes | None:
         return self.get_secret(commitment_index(commitment_number))
 
-    # -- persistence ---------------------------------------------------------
-    # Layout: u64 min_index (2^64-1 = empty), u8 count, then count times
-    # (u8 slot, u64 index, 32-byte secret); all big-endian like the wire format.
-    _EMPTY = 0xFFFFFFFFFFFFFFFF
-
-    def to_bytes(self) -> bytes:
-        filled = [(b, e) for b, e in enumerate(self.known) if e is not None]
-        out = bytearray(struct.pack(">QB", self._EMPTY if self.min_index is None else self.min_index,
-                                    len(filled)))
-        for b, (idx, sec) in filled:
-            out += struct.pack(">BQ", b, idx) + sec
-        return bytes(out)
+    # -- persistence: the `shachain` subtype of wire/csv/shachain.csv ----------
+    def to_value(self) -> dict:
+        return {"min_index": self.min_index,
+                "known": [{"slot": b, "index": e[0], "secret": e[1]} for b, e in enumerate(self.known)
+                          if e is not None]}
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ShachainStore":
-        if len(data) < 9:
-            raise ShachainError("truncated shachain")
-        min_index, count = struct.unpack_from(">QB", data, 0)
-        if len(data) != 9 + count * 41 or count > _NUM_SLOTS:
-            raise ShachainError("bad shachain length")
-        store = cls(min_index=None if min_index == cls._EMPTY else min_index)
-        off = 9
-        for _ in range(count):
-            b, idx = struct.unpack_from(">BQ", data, off)
-            if b >= _NUM_SLOTS or where_to_put_secret(idx) != b:
+    def from_value(cls, value: dict) -> "ShachainStore":
+        store = cls(min_index=value["min_index"])
+        for e in value["known"]:
+            b = e["slot"]
+            if b >= _NUM_SLOTS or where_to_put_secret(e["index"]) != b or store.known[b] is not None:
                 raise ShachainError("bad shachain slot")
-            store.known[b] = (idx, data[off + 9:off + 41])
-            off += 41
+            if len(e["secret"]) != 32:
+                raise ShachainError("secret must be 32 bytes")
+            store.known[b] = (e["index"], e["secret"])
         return store

@@ -10,7 +10,6 @@ never goes through the master."""
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 import time
 
@@ -330,33 +329,32 @@ class Gossipd:
 
     def handle_listchannels(self, msg: Msg) -> None:
         assert self.mgr is not None
-        req = json.loads(msg["request_json"])
         g = self.mgr.graph
+        scid, source, destination = msg["short_channel_id"], msg["source"], msg["destination"]
         out = []
-        if req.get("short_channel_id") is not None:
-            scids = [req["short_channel_id"]] if g.has_channel(req["short_channel_id"]) else []
-        elif req.get("source"):
-            scids = g.channels_of(bytes.fromhex(req["source"]))
-        elif req.get("destination"):
-            scids = g.channels_of(bytes.fromhex(req["destination"]))
+        if scid is not None:
+            scid = int.from_bytes(scid, "big")
+            scids = [scid] if g.has_channel(scid) else []
+        elif source is not None:
+            scids = g.channels_of(source)
+        elif destination is not None:
+            scids = g.channels_of(destination)
         else:
             scids = g.scids()
-        for scid in scids:
-            for c in g.channel_json(scid):
-                if req.get("source") and c["source"] != req["source"]:
+        for s in scids:
+            for c in g.channel_views(s):
+                if source is not None and c["source"] != source:
                     continue
-                if req.get("destination") and c["destination"] != req["destination"]:
+                if destination is not None and c["destination"] != destination:
                     continue
                 out.append(c)
-        self.master.send("gossipd_listchannels_reply", {"json": json.dumps(out)})
+        self.master.send("gossipd_listchannels_reply", {"channels": out})
 
     def handle_listnodes(self, msg: Msg) -> None:
         assert self.mgr is not None
-        req = json.loads(msg["request_json"])
         g = self.mgr.graph
-        ids = [bytes.fromhex(req["id"])] if req.get("id") else g.node_ids()
-        out = [j for j in (g.node_json(n) for n in ids) if j is not None]
-        self.master.send("gossipd_listnodes_reply", {"json": json.dumps(out)})
+        ids = [msg["id"]] if msg["id"] is not None else g.node_ids()
+        self.master.send("gossipd_listnodes_reply", {"nodes": [v for v in map(g.node_view, ids) if v is not None]})
 
     # ------------------------------------------------------------------ peers (via connectd)
     def _send(self, peer_id: bytes, raw: bytes) -> None:

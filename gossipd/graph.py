@@ -34,7 +34,7 @@ from array import array
 
 from common.features import KNOWN_BITS
 
-from .validate import ChannelAnnouncement, ChannelUpdate, NodeAnnouncement, decode_addresses, scid_str
+from .validate import ChannelAnnouncement, ChannelUpdate, NodeAnnouncement, decode_addresses
 
 TWO_WEEKS = 1_209_600
 SPENT_DELAY_BLOCKS = 72
@@ -334,8 +334,8 @@ class Graph:
         dead, self.dead_offsets = self.dead_offsets, []
         return dead
 
-    # -- JSON views (Core Lightning listchannels / listnodes) ------------------
-    def channel_json(self, scid: int) -> list[dict]:
+    # -- views for listchannels / listnodes (wire/csv/gossipd.csv gossip_channel, gossip_node)
+    def channel_views(self, scid: int) -> list[dict]:
         c = self._cidx[scid]
         out = []
         for d in (0, 1):
@@ -344,28 +344,26 @@ class Graph:
                 continue
             src, dst = (self._n1[c], self._n2[c]) if d == 0 else (self._n2[c], self._n1[c])
             out.append({
-                "source": self._nid[src].hex(), "destination": self._nid[dst].hex(),
-                "short_channel_id": scid_str(scid), "direction": d,
+                "source": self._nid[src], "destination": self._nid[dst],
+                "short_channel_id": scid, "direction": d,
                 "public": not self._cflag[c] & CF_PRIVATE,
                 "amount_msat": self._cap[c] * 1000, "message_flags": u[U_MFLAGS],
-                "channel_flags": u[U_CFLAGS], "active": not u[U_CFLAGS] & 2,
-                "last_update": u[U_TS], "base_fee_millisatoshi": u[U_BASE],
+                "channel_flags": u[U_CFLAGS], "last_update": u[U_TS], "base_fee_millisatoshi": u[U_BASE],
                 "fee_per_millionth": u[U_PROP], "delay": u[U_CLTV],
                 "htlc_minimum_msat": u[U_HMIN], "htlc_maximum_msat": u[U_HMAX],
-                "features": self._feat.get(c, b"").hex()})
+                "features": self._feat.get(c, b"")})
         return out
 
-    def node_json(self, node_id: bytes) -> dict | None:
+    def node_view(self, node_id: bytes) -> dict | None:
         n = self._nidx.get(node_id)
         if n is None:
             return None
-        out: dict = {"nodeid": node_id.hex()}
         a = self._nann[n]
-        if a is not None:
-            out.update({"alias": a[3].rstrip(b"\0").decode("utf-8", "replace"),
-                        "color": a[2].hex(), "last_timestamp": a[0], "features": a[1].hex(),
-                        "addresses": decode_addresses(a[4])})
-        return out
+        if a is None:
+            return {"nodeid": node_id, "announcement": None}
+        return {"nodeid": node_id, "announcement": {
+            "alias": a[3].rstrip(b"\0").decode("utf-8", "replace"), "color": a[2], "last_timestamp": a[0],
+            "features": a[1], "addresses": decode_addresses(a[4])}}
 
     def set_offsets(self, scid: int, ann: int | None = None,
                     update_dir: int | None = None, update: int = -1) -> None:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from common.daemon import Daemon, run
 from common.daemon_conn import DaemonConn
+from wire.hsm_caps import CAP_MASTER
 
 from .hsmd import Hsmd
-from .permissions import CAP_MASTER
 
 
 async def main(d: Daemon) -> None:

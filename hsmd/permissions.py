@@ -1,17 +1,14 @@
 """Capabilities of hsmd clients (Core Lightning's hsmd/permissions.h).
 
 A client may only send the requests its capabilities allow; the master asks
-for the capability set when it makes the client's socket."""
+for the capability set when it makes the client's socket.  The bits are
+declared in wire/hsm_caps.py."""
 from __future__ import annotations
 
-CAP_ECDH = 1
-CAP_SIGN_GOSSIP = 2
-CAP_SIGN_ONCHAIN_TX = 4
-CAP_COMMITMENT_POINT = 8
-CAP_SIGN_REMOTE_TX = 16
-CAP_SIGN_CLOSING_TX = 32
-CAP_SIGN_WILL_FUND_OFFER = 64
-CAP_MASTER = 1024
+from wire.hsm_caps import (CAP_COMMITMENT_POINT, CAP_ECDH, CAP_MASTER, CAP_SIGN_CLOSING_TX, CAP_SIGN_GOSSIP,
+                           CAP_SIGN_ONCHAIN_TX, CAP_SIGN_REMOTE_TX, describe)
+
+__all__ = ["REQUIRED_CAP", "CHANNEL_REQUESTS", "allowed", "describe"]
 
 # request -> capability needed (requests not listed are master-only)
 REQUIRED_CAP: dict[str, int] = {
@@ -48,7 +45,3 @@ def allowed(request: str, capabilities: int) -> bool:
     need = REQUIRED_CAP.get(request, CAP_MASTER)
     return bool(capabilities & need)
 
-
-def describe(capabilities: int) -> str:
-    names = [n for n, v in globals().items() if n.startswith("CAP_") and capabilities & v]
-    return "|".join(names) or "none"

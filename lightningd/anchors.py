@@ -163,7 +163,7 @@ class AnchorSpender:
 
     async def cpfp(self, rec: "ChannelRecord", commitment: Tx) -> Child | None:
         target = self._target()
-        spk = p2wsh_script(anchor_script(bytes.fromhex(rec.summary["funding_pubkey_local"])))
+        spk = p2wsh_script(anchor_script(rec.summary["funding_pubkey_local"]))
         idx = next((n for n, o in enumerate(commitment.outputs) if o.script_pubkey == spk), None)
         if target is None or idx is None:
             return None

@@ -13,11 +13,17 @@ from typing import TYPE_CHECKING, Any
 from bitcoin.tx import Tx
 from common.features import OPTION_ANCHORS, OPTION_SCID_ALIAS, OPTION_ZEROCONF, channel_type_names
 from common.scid import ShortChannelId
+from wire.codec import Sealed
+from wire.internal import internal_schema
 
 from .db import from_sql_u64, to_sql_u64
 
 if TYPE_CHECKING:
     from .subd import Subd
+
+#: the master's view of channeld.csv: channeld's own state stays sealed
+_CHANNELD = internal_schema("channeld", keep_sealed=True)
+
 
 class ChannelState(StrEnum):
     """Core Lightning's state names (stored by value)."""
@@ -81,7 +87,7 @@ class ChannelRecord:
     funding_sat: int
     minimum_depth: int
     summary: dict
-    core: str
+    core: Sealed                 # channeld_core: channeld's own state, never opened here
     config: dict
     fee_base_msat: int
     fee_ppm: int
@@ -170,9 +176,8 @@ class ChannelRecord:
 
     @property
     def channel_type_bits(self) -> list[int]:
-        """The negotiated channel_type (a channel stored before the summary
-        carried it is static_remotekey, the only type it could be)."""
-        return sorted(self.summary.get("channel_type", [12]))
+        """The negotiated channel_type."""
+        return self.summary["channel_type"]["bits"]
 
     @property
     def anchors(self) -> bool:
@@ -208,18 +213,29 @@ class ChannelRecord:
     def row(self) -> tuple:
         return (self.dbid, self.peer_id, self.channel_id, self.state, self.opener, self.funding_txid,
                 self.funding_outnum, self.funding_sat, self.funding_height, self.funding_txindex,
-                self.minimum_depth, int(self.announce), json.dumps(self.summary), self.core,
-                json.dumps(self.config), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
+                self.minimum_depth, int(self.announce), self.summary_blob(), self.core.data.hex(),
+                self.config_blob(), self.fee_base_msat, self.fee_ppm, self.htlc_minimum_msat,
                 self.htlc_maximum_msat, self.cltv_delta, self.closer, self.close_cause, self.closing_tx,
                 self.last_tx, self.spend_txid, self.spend_height, self.created_at, int(self.ignore_fee_limits),
                 _u64(self.alias_local), _u64(self.alias_remote),
                 json.dumps(self.remote_update) if self.remote_update is not None else None)
 
+    # channels.summary, .config and .core hold the hex of the records'
+    # encodings (TEXT columns, on PostgreSQL too)
+    def summary_blob(self) -> str:
+        """How channels.summary stores `summary`: its channel_summary encoding."""
+        return _CHANNELD.encode_subtype("channel_summary", self.summary).hex()
+
+    def config_blob(self) -> str:
+        """How channels.config stores `config`: its channeld_config encoding."""
+        return _CHANNELD.encode_subtype("channeld_config", self.config).hex()
+
     @classmethod
     def from_row(cls, r: tuple) -> "ChannelRecord":
         d = dict(zip(cls.COLUMNS, r))
-        d["summary"] = json.loads(d["summary"])
-        d["config"] = json.loads(d["config"])
+        d["summary"] = _CHANNELD.decode_subtype("channel_summary", bytes.fromhex(d["summary"]))
+        d["config"] = _CHANNELD.decode_subtype("channeld_config", bytes.fromhex(d["config"]))
+        d["core"] = Sealed("channeld_core", bytes.fromhex(d["core"]))
         d["announce"] = bool(d["announce"])
         d["ignore_fee_limits"] = bool(d["ignore_fee_limits"])
         for k in ("alias_local", "alias_remote"):
@@ -243,29 +259,29 @@ class ChannelRecord:
             "funding": {"local_funds_msat": total if self.opener == "local" else 0,
                         "remote_funds_msat": total if self.opener == "remote" else 0,
                         "pushed_msat": 0},
-            "to_us_msat": s.get("to_us_msat", 0), "min_to_us_msat": s.get("to_us_msat", 0),
-            "max_to_us_msat": s.get("to_us_msat", 0), "total_msat": total,
+            "to_us_msat": s["to_us_msat"], "min_to_us_msat": s["to_us_msat"],
+            "max_to_us_msat": s["to_us_msat"], "total_msat": total,
             "fee_base_msat": self.fee_base_msat, "fee_proportional_millionths": self.fee_ppm,
-            "dust_limit_msat": s.get("our_dust_limit_sat", 0) * 1000,
-            "their_max_htlc_value_in_flight_msat": s.get("their_max_htlc_value_in_flight_msat", 0),
-            "our_max_htlc_value_in_flight_msat": s.get("our_max_htlc_value_in_flight_msat", 0),
-            "their_reserve_msat": s.get("their_reserve_sat", 0) * 1000,
-            "our_reserve_msat": s.get("our_reserve_sat", 0) * 1000,
-            "spendable_msat": s.get("spendable_msat", 0) if self.state == NORMAL and connected else 0,
-            "receivable_msat": s.get("receivable_msat", 0) if self.state == NORMAL and connected else 0,
-            "minimum_htlc_in_msat": s.get("our_htlc_minimum_msat", 0),
+            "dust_limit_msat": s["our_dust_limit_sat"] * 1000,
+            "their_max_htlc_value_in_flight_msat": s["their_max_htlc_value_in_flight_msat"],
+            "our_max_htlc_value_in_flight_msat": s["our_max_htlc_value_in_flight_msat"],
+            "their_reserve_msat": s["their_reserve_sat"] * 1000,
+            "our_reserve_msat": s["our_reserve_sat"] * 1000,
+            "spendable_msat": s["spendable_msat"] if self.state == NORMAL and connected else 0,
+            "receivable_msat": s["receivable_msat"] if self.state == NORMAL and connected else 0,
+            "minimum_htlc_in_msat": s["our_htlc_minimum_msat"],
             "minimum_htlc_out_msat": self.htlc_minimum_msat, "maximum_htlc_out_msat": self.htlc_maximum_msat,
-            "their_to_self_delay": s.get("their_to_self_delay", 0), "our_to_self_delay": s.get("our_to_self_delay", 0),
-            "max_accepted_htlcs": s.get("our_max_accepted_htlcs", 0),
+            "their_to_self_delay": s["their_to_self_delay"], "our_to_self_delay": s["our_to_self_delay"],
+            "max_accepted_htlcs": s["our_max_accepted_htlcs"],
             "state_changes": list(self.state_changes),
             "status": list(self.onchain_status) or ([self.billboard] if self.billboard else []),
             "htlcs": [{"direction": h["direction"], "id": h["id"], "amount_msat": h["amount_msat"],
-                       "expiry": h["expiry"], "payment_hash": h["payment_hash"], "state": h["state"]}
-                      for h in s.get("htlcs", [])],
-            "feerate": {"perkw": s.get("feerate_per_kw", 0), "perkb": s.get("feerate_per_kw", 0) * 4},
+                       "expiry": h["expiry"], "payment_hash": h["payment_hash"].hex(), "state": h["state"]}
+                      for h in s["htlcs"]],
+            "feerate": {"perkw": s["feerate_per_kw"], "perkb": s["feerate_per_kw"] * 4},
         }
         if self.opener == "local":
-            d["funding"]["pushed_msat"] = total - s.get("to_us_msat", total) if not s.get("htlcs") and \
+            d["funding"]["pushed_msat"] = total - s["to_us_msat"] if not s["htlcs"] and \
                 self.state == AWAITING_LOCKIN else 0
         if self.scid is not None:
             d["short_channel_id"] = str(self.scid)

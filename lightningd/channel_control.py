@@ -7,7 +7,6 @@ short channel id) and the spend of the funding output."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import time
@@ -17,20 +16,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from bitcoin.block import Block
 from bitcoin.coinselect import Target
 from common.daemon_conn import Msg, RequestFailed
-from common.features import OPTION_ANCHORS
+from common.features import OPTION_ANCHORS, Context, supported_channel_types
+from wire.channeld_modes import MODE_RESUME, MODE_SIGN_LAST
+from wire.hsm_caps import CAP_COMMITMENT_POINT, CAP_ECDH, CAP_SIGN_CLOSING_TX, CAP_SIGN_GOSSIP, CAP_SIGN_REMOTE_TX
+from wire.codec import Sealed
 from wire.internal import internal_schema
 
 from . import channel as C
 from .channel import ChannelRecord
 from .db import to_sql_u64
 from .feerates import FEERATE_FLOOR_PERKW, MAX_FEERATE, commitment_feerate_name
-from .hsm_control import (
-    CAP_COMMITMENT_POINT,
-    CAP_ECDH,
-    CAP_SIGN_CLOSING_TX,
-    CAP_SIGN_GOSSIP,
-    CAP_SIGN_REMOTE_TX,
-)
 from .jsonrpc_errors import LIGHTNINGD, RpcError
 from .subd import Subd
 
@@ -38,7 +33,6 @@ if TYPE_CHECKING:
     from .lightningd import LightningD
     from .withdraw import Prepared
 
-MODE_FUNDER, MODE_FUNDEE, MODE_RESUME, MODE_SIGN_LAST = 0, 1, 2, 3
 # ECDH: channeld computes each incoming HTLC's onion shared secret (as Core Lightning's)
 # SIGN_GOSSIP: channeld signs its channel's announcement (node and funding keys)
 CHANNELD_CAPS = CAP_COMMITMENT_POINT | CAP_SIGN_REMOTE_TX | CAP_SIGN_CLOSING_TX | CAP_ECDH | CAP_SIGN_GOSSIP
@@ -122,7 +116,7 @@ class ChannelControl:
         random bits, unrelated to the real short channel id (BOLT 2 MUST for
         unannounced channels), colliding with no scid or alias of ours."""
         taken = {a for c in self.channels.values() for a in (c.alias_local, c.scid.to_int() if c.scid else None)}
-        taken |= {po.config.get("local_alias") for po in self.pending.values()}
+        taken |= {po.config["local_alias"] for po in self.pending.values()}
         while True:
             alias = int.from_bytes(os.urandom(8), "big")
             if alias not in taken:
@@ -167,14 +161,14 @@ class ChannelControl:
         return n + (len(self.pending) if kind == "pending" else 0)
 
     # ------------------------------------------------------------------ spawning
-    async def spawn(self, peer_id: bytes, dbid: int, mode: int, config: dict, core: str = "",
+    async def spawn(self, peer_id: bytes, dbid: int, mode: int, config: dict, core: Sealed | None = None,
                     open_msg: bytes = b"", on_exit: Callable[[Subd, int], Any] | None = None,
                     channel_id: bytes | None = None) -> tuple[Subd, int]:
         """Start a channeld; returns it and connectd's end of its peer socketpair."""
         hsm_fd = await self.ld.hsm.client_fd(f"channeld-{dbid}", CHANNELD_CAPS, peer_id, dbid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         handlers = {name: self._bind(dbid, meth) for name, meth in self.HANDLERS.items()}
-        subd = Subd("channeld", internal_schema("channeld"), handlers,
+        subd = Subd("channeld", internal_schema("channeld", keep_sealed=True), handlers,
                     self.ld.log.child(f"channeld-chan#{dbid}", peer_id.hex()), on_exit=on_exit,
                     node_id=peer_id.hex(), spawner=self.ld.zygote, gate=self.ld.db_gate)
         try:
@@ -185,8 +179,8 @@ class ChannelControl:
         peer = self.ld.peers.get(peer_id)
         subd.send("channeld_init", {
             "mode": mode, "peer_id": peer_id, "dbid": dbid, "chain_hash": self.ld.network.chain_hash,
-            "their_features": peer.features if peer else b"", "config_json": json.dumps(config),
-            "core_json": core, "open_msg": open_msg})
+            "their_features": peer.features if peer else b"", "config": config,
+            "core": core, "open_msg": open_msg})
         fd = os.dup(ours.fileno())
         ours.close()
         return subd, fd
@@ -208,31 +202,36 @@ class ChannelControl:
         f = self.ld.feerates
         if f is None:
             return FEERATE_FLOOR_PERKW, MAX_FEERATE
-        anchors = rec is not None and 22 in rec.summary.get("channel_type", [12])
+        anchors = rec is not None and rec.anchors
         return (f.floor_perkw() if anchors else f.min_acceptable()), f.max_acceptable()
 
-    def channel_config(self, rec_or_policy: Any, extra: dict | None = None) -> dict:
+    def channel_config(self, **extra: Any) -> dict:
+        """A new channel's `channeld_config` (wire/csv/channeld.csv) from our
+        options; `extra` sets fields (announce, funder, ...)."""
         cfg = self.ld.cfg
         lo, hi = self.fee_bounds()
         d = {
+            "our_node_id": self.ld.node_id, "announce": False, "channel_announcement": b"",
+            "minimum_depth": int(cfg.get("funding-confirms")), "scid": 0, "funding_depth": 0,
+            "feerate_min": lo, "feerate_max": hi, "commit_time_ms": int(cfg.get("commit-time")),
+            "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
+            "opening_timeout": int(cfg.get("dev-opening-timeout-secs") or 120) if cfg.developer else 120,
+            "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"]
+            if self.ld.wallet.xpub is not None else b"",
+            "upfront_shutdown_script": b"",
             "our": {"dust_limit_sat": 546, "max_htlc_value_in_flight_msat": 2**63 // 1000 * 1000,
                     "htlc_minimum_msat": max(1, int(cfg.get("htlc-minimum-msat") or 0)),
                     "to_self_delay": int(cfg.get("watchtime-blocks")),
-                    "max_accepted_htlcs": int(cfg.get("max-concurrent-htlcs")), "reserve_percent": 1.0},
+                    "max_accepted_htlcs": int(cfg.get("max-concurrent-htlcs")), "reserve_sat": None},
             "max_to_self_delay": int(cfg.get("max-locktime-blocks")),
             "min_funding_sat": int(cfg.get("min-capacity-sat")),
-            "feerate_min": lo,
-            "feerate_max": hi,
-            "commit_time_ms": int(cfg.get("commit-time")),
-            "max_dust_htlc_exposure_msat": int(cfg.get("max-dust-htlc-exposure-msat")),
-            "minimum_depth": int(cfg.get("funding-confirms")),
-            "opening_timeout": int(cfg.get("dev-opening-timeout-secs") or 120) if cfg.developer else 120,
-            "our_node_id": self.ld.node_id.hex(),
+            "large_channels": False,
+            # BOLT 2: the types we run, as our init offers them (channeld refuses any other)
+            "channel_types": [{"bits": sorted(t)} for t in supported_channel_types(self.ld.our_features(Context.INIT))],
+            "funder": None,
             "local_alias": self.new_alias(),
-            "shutdown_script": self.ld.wallet.scripts_for(self.ld.wallet.new_keyidx("p2tr"))["p2tr"].hex()
-            if self.ld.wallet.xpub is not None else "",
         }
-        d.update(extra or {})
+        d.update(extra)
         return d
 
     async def start_channeld(self, rec: ChannelRecord) -> int | None:
@@ -246,9 +245,9 @@ class ChannelControl:
         depth = self.depth(rec)
         lo, hi = self.fee_bounds(rec)
         # what the options say now, not what they said when the channel was opened
-        config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else None, funding_depth=depth,
+        config = dict(rec.config, scid=rec.scid.to_int() if rec.scid else 0, funding_depth=depth,
                       local_alias=rec.alias_local,
-                      minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id.hex(),
+                      minimum_depth=rec.minimum_depth, announce=rec.announce, our_node_id=self.ld.node_id,
                       feerate_min=lo, feerate_max=hi, commit_time_ms=int(self.ld.cfg.get("commit-time")),
                       max_dust_htlc_exposure_msat=int(self.ld.cfg.get("max-dust-htlc-exposure-msat")))
         subd, fd = await self.spawn(rec.peer_id, rec.dbid, MODE_RESUME, config, rec.core,
@@ -313,7 +312,7 @@ class ChannelControl:
         if po is None or subd is None:
             return
         try:
-            anchors = OPTION_ANCHORS in po.config["channel_type"]
+            anchors = OPTION_ANCHORS in po.config["funder"]["channel_type"]["bits"]
             prep = self.ld.spender.prepare([Target(msg["script"], msg["funding_sat"])], po.policy["feerate"],
                                            po.policy["minconf"], po.policy["utxos"],
                                            self.ld.spender.emergency_reserve(opening_anchors=anchors))
@@ -328,8 +327,6 @@ class ChannelControl:
         subd.send("channeld_funding_needed_reply", {"funding_txid": prep.tx.txid(), "funding_outnum": outnum})
 
     async def handle_persist(self, dbid: int, msg: Msg) -> None:
-        summary = json.loads(msg["summary_json"])
-        events = json.loads(msg["events_json"])
         rec = self.channels.get(dbid)
         po = self.pending.get(dbid)
         subd = rec.subd if rec is not None else (po.subd if po else None)
@@ -338,43 +335,43 @@ class ChannelControl:
         try:
             if rec is None:
                 assert po is not None
-                rec = self._create(po, summary, msg["core_json"], events)
+                rec = self._create(po, msg)
                 rec.subd = po.subd
                 subd.on_exit = lambda s, rc, r=rec: self._on_channeld_exit(r, s, rc)
             else:
-                self._update(rec, summary, msg["core_json"], events)
+                self._update(rec, msg)
         except Exception as e:  # nothing was committed: channeld must not go on
             self.ld.log.broken(f"persist for channel {dbid} failed: {e}")
             subd.send("channeld_persist_fail", {"reason": str(e)})
             return
         # after the commit: things that talk to the outside
-        for ev in events:
-            if ev["type"] == "funding_signed" and po is not None:
-                await self._broadcast_funding(po, rec)
-            elif ev["type"] == "closing_tx":
-                await self._broadcast(bytes.fromhex(ev["tx"]), f"closing tx of channel {dbid}")
-        if po is not None and rec is not None and dbid in self.pending and any(
-                ev["type"] in ("funding_signed", "funding_created") for ev in events):
+        if msg["funding"] is not None and po is not None and rec.opener == "local":
+            await self._broadcast_funding(po, rec)
+        if msg["closing_tx"]:
+            await self._broadcast(msg["closing_tx"], f"closing tx of channel {dbid}")
+        if po is not None and rec is not None and dbid in self.pending and msg["funding"] is not None:
             del self.pending[dbid]
             if po.done is not None and not po.done.done():
                 po.done.set_result(rec)
         subd.send("channeld_persist_reply", {})
 
-    def _create(self, po: PendingOpen, summary: dict, core: str, events: list[dict]) -> ChannelRecord:
+    def _create(self, po: PendingOpen, msg: Msg) -> ChannelRecord:
         cfg = self.ld.cfg
-        ev = next(e for e in events if e["type"] in ("funding_signed", "funding_created"))
+        summary, funding = msg["summary"], msg["funding"]
+        if funding is None:
+            raise ValueError("a new channel's first persist must say its funding is signed")
         rec = ChannelRecord(
-            dbid=po.dbid, peer_id=po.peer_id, channel_id=bytes.fromhex(summary["channel_id"]),
-            state=C.AWAITING_LOCKIN, opener=summary["opener"], funding_txid=bytes.fromhex(summary["funding_txid"])[::-1],
+            dbid=po.dbid, peer_id=po.peer_id, channel_id=summary["channel_id"],
+            state=C.AWAITING_LOCKIN, opener=summary["opener"], funding_txid=summary["funding_txid"],
             funding_outnum=summary["funding_outnum"], funding_sat=summary["funding_sat"],
-            minimum_depth=ev.get("minimum_depth", 3), summary=summary, core=core, config=po.config,
+            minimum_depth=funding["minimum_depth"], summary=summary, core=msg["core"], config=po.config,
             fee_base_msat=int(cfg.get("fee-base")), fee_ppm=int(cfg.get("fee-per-satoshi")),
             htlc_minimum_msat=max(1, int(cfg.get("htlc-minimum-msat") or 0)),
             # the option's default (2^64-1) means "no limit": the channel's capacity
             htlc_maximum_msat=min(int(cfg.get("htlc-maximum-msat")), summary["funding_sat"] * 1000),
             cltv_delta=int(cfg.get("cltv-delta")), ignore_fee_limits=bool(cfg.get("ignore-fee-limits")),
-            alias_local=po.config.get("local_alias"),
-            announce=po.announce if summary["opener"] == "local" else bool(ev.get("channel_flags", 1) & 1))
+            alias_local=po.config["local_alias"],
+            announce=po.announce if summary["opener"] == "local" else bool(funding["channel_flags"] & 1))
         rec.state_changes.append({"timestamp": _now(), "old_state": C.AWAITING_LOCKIN,
                                   "new_state": C.AWAITING_LOCKIN, "cause": "user" if rec.opener == "local"
                                   else "remote", "message": "new channel opened"})
@@ -399,11 +396,12 @@ class ChannelControl:
                                                       "channel_ready": False})
         return rec
 
-    def _update(self, rec: ChannelRecord, summary: dict, core: str, events: list[dict]) -> None:
+    def _update(self, rec: ChannelRecord, msg: Msg) -> None:
         db = self.ld.db
         assert db is not None
+        summary = msg["summary"]
         with db.transaction():
-            rec.summary, rec.core = summary, core
+            rec.summary, rec.core = summary, msg["core"]
             new_state = C.FROM_CORE.get(summary["state"], rec.state)
             if rec.state in C.ACTIVE:
                 change = rec.set_state(new_state, "user" if rec.opener == "local" else "remote",
@@ -412,27 +410,27 @@ class ChannelControl:
                     self._save_state_change(rec.dbid, change)
                     self._notify_state(rec, change)
                     asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
-            for ev in events:
-                if ev["type"] == "closing_tx":
-                    rec.closing_tx = bytes.fromhex(ev["tx"])
-                    asked = rec.dbid in self.close_requests
-                    rec.closer = rec.closer or ("local" if asked else "remote")
-                    rec.close_cause = rec.close_cause or ("user" if asked else "remote")
-                elif ev["type"] in ("htlcs", "preimage"):
-                    self.ld.htlcs.on_event(rec, ev)
-                elif ev["type"] == "remote_alias" and ev["alias"] != rec.alias_remote:
-                    # the peer's alias, for our route hints (and its updates to us)
-                    rec.alias_remote = ev["alias"]
-                    db.execute("UPDATE channels SET alias_remote = ? WHERE dbid = ?",
-                               (to_sql_u64(rec.alias_remote), rec.dbid))
-                    asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
-                elif ev["type"] == "channel_announcement":
-                    rec.config["channel_announcement"] = ev["msg"]
-                    db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (json.dumps(rec.config), rec.dbid))
-                    asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
+            if msg["closing_tx"]:
+                rec.closing_tx = msg["closing_tx"]
+                asked = rec.dbid in self.close_requests
+                rec.closer = rec.closer or ("local" if asked else "remote")
+                rec.close_cause = rec.close_cause or ("user" if asked else "remote")
+            self.ld.htlcs.on_persist(rec, msg["locked_in"], msg["resolved"], msg["fulfilled"])
+            if msg["remote_alias"] is not None and msg["remote_alias"] != rec.alias_remote:
+                # the peer's alias, for our route hints (and its updates to us)
+                rec.alias_remote = msg["remote_alias"]
+                db.execute("UPDATE channels SET alias_remote = ? WHERE dbid = ?",
+                           (to_sql_u64(rec.alias_remote), rec.dbid))
+                asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
+            if msg["channel_announcement"]:
+                rec.config["channel_announcement"] = msg["channel_announcement"]
+                db.execute("UPDATE channels SET config = ? WHERE dbid = ?", (rec.config_blob(), rec.dbid))
+                asyncio.get_running_loop().call_soon(self.ld.gossipd.local_channel, rec)
+            # the summary as channeld encoded it (the codec checked it): stored as is
             db.execute("UPDATE channels SET state = ?, summary = ?, core = ?, closing_tx = ?, closer = ?, "
-                       "close_cause = ? WHERE dbid = ?", (rec.state, json.dumps(summary), core, rec.closing_tx,
-                                                          rec.closer, rec.close_cause, rec.dbid))
+                       "close_cause = ? WHERE dbid = ?", (rec.state, msg.field_bytes("summary").hex(),
+                                                          rec.core.data.hex(), rec.closing_tx, rec.closer,
+                                                          rec.close_cause, rec.dbid))
         if rec.closing_tx is not None:
             for fut in self.close_waiters.pop(rec.dbid, []):
                 if not fut.done():

@@ -41,7 +41,7 @@ def register(ld: "LightningD") -> None:
         if rec.state in C.ON_CHAIN or rec.state == C.CLOSED:
             return _result(rec)
         script: bytes | None = None
-        upfront = bytes.fromhex(rec.config.get("upfront_shutdown_script", "") or "")
+        upfront = rec.config["upfront_shutdown_script"]
         if destination is not None:
             try:
                 script = address_to_script(destination, ld.network)

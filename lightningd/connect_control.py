@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from common.daemon_conn import Msg, RequestFailed
 from common.features import Context
 from common.logtext import fit_utf8, peer_data
+from wire.hsm_caps import CAP_ECDH
 from wire.internal import internal_schema
 
-from .hsm_control import CAP_ECDH
 from .jsonrpc_errors import CONNECT_DISCONNECTED_DURING, RpcError
 from .subd import Subd
 from .supervision import RestartBudget, restart

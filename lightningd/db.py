@@ -27,14 +27,33 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from wire.legacy_json import upgrade_channel_row, upgrade_onchaind_state
+
 from .db_pipeline import (CommitRecord, DbGate, DbWriteHook, Pipeline, SqliteFileStore, Statement,
                           StoreUnreachable, connect_file, expand_sql)
 from .db_postgres import ChangeCapture, PgStore, read_schema, snapshot
 
 U32 = 0xFFFFFFFF
 
-# Each entry is one migration; never edit a shipped one, append a new one.
-MIGRATIONS: list[str] = [
+
+def _declared_contracts(db: "Db") -> None:
+    """9: channels.summary, .core and .config and onchaind's saved state
+    were JSON text; they are now the encodings of their declared subtypes
+    (wire/csv/channeld.csv channel_summary, channeld_core, channeld_config;
+    wire/csv/onchaind.csv onchaind_state), converted by wire/legacy_json.py,
+    stored as hex in the same TEXT columns (on every engine: PostgreSQL's
+    TEXT holds no bytes).  onchain_state.state_json is renamed state."""
+    db.execute("ALTER TABLE onchain_state RENAME COLUMN state_json TO state")
+    for dbid, summary, core, config in db.query("SELECT dbid, summary, core, config FROM channels"):
+        db.execute("UPDATE channels SET summary = ?, core = ?, config = ? WHERE dbid = ?",
+                   (*(b.hex() for b in upgrade_channel_row(summary, core, config)), dbid))
+    for dbid, state in db.query("SELECT dbid, state FROM onchain_state"):
+        db.execute("UPDATE onchain_state SET state = ? WHERE dbid = ?", (upgrade_onchaind_state(state).hex(), dbid))
+
+
+# Each entry is one migration (SQL, or a function of the database for what
+# SQL cannot do); never edit a shipped one, append a new one.
+MIGRATIONS: list[str | Callable[["Db"], None]] = [
     # 1: key/value settings, recent block headers, wallet
     """
     CREATE TABLE vars (name TEXT PRIMARY KEY, val TEXT NOT NULL);
@@ -266,6 +285,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE channels ADD COLUMN alias_remote INTEGER;
     ALTER TABLE channels ADD COLUMN remote_update TEXT;
     """,
+    # 9: the JSON documents of channeld and onchaind become their declared encodings
+    _declared_contracts,
 ]
 
 
@@ -373,8 +394,12 @@ class Db:
                                f"({len(MIGRATIONS)}): refusing to downgrade")
         for i in range(version, len(MIGRATIONS)):
             with self.transaction():
-                for stmt in _split_sql(MIGRATIONS[i]):
-                    self.execute(stmt)
+                step = MIGRATIONS[i]
+                if callable(step):
+                    step(self)
+                else:
+                    for stmt in _split_sql(step):
+                        self.execute(stmt)
                 self.execute("UPDATE db_version SET version = ?", (i + 1,))
         return len(MIGRATIONS) - version
 

@@ -16,11 +16,11 @@ from common.features import Context
 from common.msgconn import ConnectionClosed
 from common.scid import ShortChannelId
 from common.wireaddr_bolt7 import encode_addresses
+from wire.hsm_caps import CAP_ECDH, CAP_SIGN_GOSSIP
 from wire.internal import internal_schema
 
 from . import channel as C
 from . import params as P
-from .hsm_control import CAP_ECDH, CAP_SIGN_GOSSIP
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import INVALID_PARAMS, PAY_ROUTE_NOT_FOUND, RpcError
 from .params import opt, req
@@ -30,6 +30,28 @@ from .supervision import RestartBudget, restart
 if TYPE_CHECKING:
     from .channel import ChannelRecord
     from .lightningd import LightningD
+
+
+def listchannels_entry(c: dict) -> dict:
+    """A gossip_channel (wire/csv/gossipd.csv) as Core Lightning's listchannels shows it."""
+    return {"source": c["source"].hex(), "destination": c["destination"].hex(),
+            "short_channel_id": str(ShortChannelId.from_bytes(c["short_channel_id"])), "direction": c["direction"],
+            "public": c["public"], "amount_msat": c["amount_msat"], "message_flags": c["message_flags"],
+            "channel_flags": c["channel_flags"], "active": not c["channel_flags"] & 2,
+            "last_update": c["last_update"], "base_fee_millisatoshi": c["base_fee_millisatoshi"],
+            "fee_per_millionth": c["fee_per_millionth"], "delay": c["delay"],
+            "htlc_minimum_msat": c["htlc_minimum_msat"], "htlc_maximum_msat": c["htlc_maximum_msat"],
+            "features": c["features"].hex()}
+
+
+def listnodes_entry(n: dict) -> dict:
+    """A gossip_node (wire/csv/gossipd.csv) as Core Lightning's listnodes shows it."""
+    out: dict = {"nodeid": n["nodeid"].hex()}
+    a = n["announcement"]
+    if a is not None:
+        out.update({"alias": a["alias"], "color": a["color"].hex(), "last_timestamp": a["last_timestamp"],
+                    "features": a["features"].hex(), "addresses": [dict(x) for x in a["addresses"]]})
+    return out
 
 
 class GossipControl:
@@ -90,7 +112,7 @@ class GossipControl:
         confirms has only the alias)."""
         if self.subd is None or not self.subd.running or (rec.scid is None and rec.alias_local is None):
             return
-        ann = bytes.fromhex(rec.config.get("channel_announcement", "")) if rec.announce else b""
+        ann = rec.config["channel_announcement"] if rec.announce else b""
         enabled = rec.state == C.NORMAL and self.ld.is_connected(rec.peer_id)
         self.subd.send("gossipd_local_channel", {
             "scid": rec.scid.to_int() if rec.scid else 0, "peer_id": rec.peer_id, "capacity_sat": rec.funding_sat,
@@ -183,23 +205,23 @@ class GossipControl:
         return r["update"]
 
     async def listnodes(self, node_id: bytes | None = None) -> list[dict]:
-        """gossipd's listnodes (of one node): [] if it does not know it."""
+        """gossipd's listnodes (of one node): [] if it does not know it; as
+        Core Lightning's listnodes shows them."""
         if self.subd is None or not self.subd.running:
             return []
-        r = await self.subd.request("gossipd_listnodes", {"request_json": json.dumps(
-            {"id": node_id.hex() if node_id else None})}, timeout=60)
-        return json.loads(r["json"])
+        r = await self.subd.request("gossipd_listnodes", {"id": node_id}, timeout=60)
+        return [listnodes_entry(n) for n in r["nodes"]]
 
     async def listchannels(self, source: bytes | None = None, *, short_channel_id: int | None = None,
                            destination: bytes | None = None) -> list[dict]:
         """gossipd's listchannels (from ``source``, to ``destination``, or of
-        one short channel id; all of them without any)."""
+        one short channel id; all of them without any), as Core Lightning's
+        listchannels shows them."""
         if self.subd is None or not self.subd.running:
             return []
-        r = await self.subd.request("gossipd_listchannels", {"request_json": json.dumps(
-            {"short_channel_id": short_channel_id, "source": source.hex() if source else None,
-             "destination": destination.hex() if destination else None})}, timeout=60)
-        return json.loads(r["json"])
+        r = await self.subd.request("gossipd_listchannels", {"short_channel_id": short_channel_id, "source": source,
+                                                             "destination": destination}, timeout=60)
+        return [listchannels_entry(c) for c in r["channels"]]
 
     async def dev_suppress(self) -> None:
         if self.subd is not None and self.subd.running:
@@ -241,10 +263,7 @@ def register(ld: "LightningD") -> None:
     @cmd("listnodes", [opt("id", P.node_id)], category="network",
          description="Show node {id} (or all known nodes, if not specified)")
     async def listnodes(ctx: RequestContext, id: bytes | None) -> dict:
-        assert g.subd is not None
-        r = await g.subd.request("gossipd_listnodes", {"request_json": json.dumps({"id": id.hex() if id else None})},
-                                 timeout=60)
-        return {"nodes": json.loads(r["json"])}
+        return {"nodes": await g.listnodes(id)}
 
     @cmd("getroute", [req("id", P.node_id), req("amount_msat", P.msat), req("riskfactor", P.nonneg_number),
                       opt("cltv", P.u32, 9), opt("fromid", P.node_id), opt("fuzzpercent", P.nonneg_number, 5),

@@ -13,15 +13,6 @@ from .subd import Subd
 if TYPE_CHECKING:
     from .lightningd import LightningD
 
-# Capability bits: must match hsmd/permissions.py (the master may not import hsmd)
-CAP_ECDH = 1
-CAP_SIGN_GOSSIP = 2
-CAP_SIGN_ONCHAIN_TX = 4
-CAP_COMMITMENT_POINT = 8
-CAP_SIGN_REMOTE_TX = 16
-CAP_SIGN_CLOSING_TX = 32
-CAP_MASTER = 1024
-
 
 class HsmError(Exception):
     pass

@@ -144,7 +144,7 @@ def reconcile(stored_out: list[dict], claimed_ids: set[int], offering: list[Offe
               offered: list[tuple[int, int]], next_local_htlc_id: int) -> Reconciled:
     """Our offered HTLCs against a channel's stored state (taken with no
     daemon running, so it is the truth).  `stored_out`: its outgoing HTLCs
-    ({id, payment_hash (hex), amount_msat, expiry}); `claimed_ids`: the ids
+    (summary_htlc: {id, payment_hash, amount_msat, expiry, ...}); `claimed_ids`: the ids
     our rows already carry.  An 'offering' row is the stored HTLC with the
     same hash, amount and expiry that no row claims, else it was never
     committed; an 'offered' row whose id the state does not have and the
@@ -153,7 +153,7 @@ def reconcile(stored_out: list[dict], claimed_ids: set[int], offering: list[Offe
     out = Reconciled()
     claimed = set(claimed_ids)
     for o in offering:
-        h = next((h for h in stored_out if h["id"] not in claimed and h["payment_hash"] == o.payment_hash.hex()
+        h = next((h for h in stored_out if h["id"] not in claimed and h["payment_hash"] == o.payment_hash
                   and h["amount_msat"] == o.amount_msat and h["expiry"] == o.cltv_expiry), None)
         if h is None:
             out.never_committed.append(o.row_id)

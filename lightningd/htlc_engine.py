@@ -101,30 +101,30 @@ class HtlcEngine:
         log.debug(f"HTLC {direction} {hid if hid >= 0 else '(new)'} {amount}msat {phash.hex()[:16]}: {what}")
 
     # ------------------------------------------------------------------ events (inside the persist tx)
-    def on_event(self, rec: "ChannelRecord", ev: dict) -> None:
+    def on_persist(self, rec: "ChannelRecord", locked_in: list[dict], resolved: list[dict],
+                   fulfilled: dict | None) -> None:
+        """What a channeld_persist says of HTLCs (wire/csv/channeld.csv:
+        locked_htlc, resolved_htlc, htlc_fulfilled), inside its transaction."""
         now = time.time()
-        if ev["type"] == "preimage":
-            self._outgoing_fulfilled(rec, ev["id"], bytes.fromhex(ev["preimage"]))
-            return
-        for h in ev.get("locked_in", []):
-            if h["direction"] == "in":
-                cur = self.db.execute(
-                    "INSERT OR IGNORE INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
-                    "cltv_expiry, state, onion, shared_secret, received_time, path_key) VALUES (?, ?, 'in', ?, "
-                    "?, ?, ?, ?, ?, ?, ?)", (rec.dbid, h["id"], h["amount_msat"], bytes.fromhex(h["payment_hash"]),
-                                             h["expiry"], S.LOCKED, bytes.fromhex(h["onion"]),
-                                             bytes.fromhex(h["shared_secret"]) if h.get("shared_secret") else None,
-                                             now, bytes.fromhex(h["path_key"]) if h.get("path_key") else None))
-                if cur.rowcount:
-                    self._trace(cur.lastrowid, f"locked in (expiry {h['expiry']})")
-                    asyncio.get_running_loop().call_soon(
-                        self._fail_immediate if h.get("fail_immediate") else self._spawn_process, cur.lastrowid)
-        for h in ev.get("resolved", []):
-            if h["direction"] == "out":
-                if h.get("preimage"):
-                    self._outgoing_fulfilled(rec, h["id"], bytes.fromhex(h["preimage"]))
+        if fulfilled is not None:
+            self._outgoing_fulfilled(rec, fulfilled["id"], fulfilled["preimage"])
+        for h in locked_in:
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO htlcs(channel_dbid, htlc_id, direction, amount_msat, payment_hash, "
+                "cltv_expiry, state, onion, shared_secret, received_time, path_key) VALUES (?, ?, 'in', ?, ?, ?, "
+                "?, ?, ?, ?, ?)", (rec.dbid, h["id"], h["amount_msat"], h["payment_hash"], h["cltv_expiry"],
+                                   S.LOCKED, h["onion"], h["shared_secret"], now, h["path_key"]))
+            if cur.rowcount:
+                self._trace(cur.lastrowid, f"locked in (expiry {h['cltv_expiry']})")
+                asyncio.get_running_loop().call_soon(
+                    self._fail_immediate if h["fail_immediate"] else self._spawn_process, cur.lastrowid)
+        for h in resolved:
+            if h["outgoing"]:
+                if h["preimage"] is not None:
+                    self._outgoing_fulfilled(rec, h["id"], h["preimage"])
                 else:
-                    self._outgoing_failed(rec, h)
+                    self._outgoing_failed(rec, h["id"], h["fail_reason"] or None, h["failure_code"],
+                                          h["sha256_of_onion"])
             else:
                 # our fulfill/fail of an incoming HTLC is now irrevocable
                 self.db.execute("UPDATE htlcs SET state = CASE state WHEN ? THEN ? WHEN ? THEN ? ELSE state END, "
@@ -358,7 +358,7 @@ class HtlcEngine:
             # UPDATE errors carry our channel_update of the outgoing channel,
             # naming it as the onion did (BOLT 4): a payer may retry with it
             if code & UPDATE and out is not None and scid is not None:
-                announced = out.announce and out.config.get("channel_announcement") and \
+                announced = out.announce and out.config["channel_announcement"] and \
                     out.scid is not None and out.scid.to_int() == scid
                 fields["channel_update"] = await self.ld.gossipd.channel_update(  # type: ignore
                     scid, 0 if announced else out.alias_local or 0)
@@ -422,7 +422,7 @@ class HtlcEngine:
         for c in self.ld.channels.channels.values():
             if c.peer_id != node_id or c.state != C.NORMAL or c.scid_or_alias is None:
                 continue
-            spendable = c.summary.get("spendable_msat", 0)
+            spendable = c.summary["spendable_msat"]
             if best is None or spendable > best[0]:
                 best = (spendable, c)
         return best[1] if best is not None else None
@@ -469,7 +469,7 @@ class HtlcEngine:
         row = self.db.one("SELECT state FROM htlcs WHERE id = ?", (out_row,))
         if row is None or row[0] != S.OFFERED:
             return
-        h = next((h for h in chan.summary.get("htlcs", []) if h["direction"] == "out" and h["id"] == htlc_id),
+        h = next((h for h in chan.summary["htlcs"] if h["direction"] == "out" and h["id"] == htlc_id),
                  None)
         if h is not None and h["state"] != "SENT_ADD_HTLC":
             return
@@ -508,15 +508,16 @@ class HtlcEngine:
         if payment_id is not None:
             self.ld.payments.payment_succeeded(payment_id, preimage)
 
-    def _outgoing_failed(self, rec: "ChannelRecord", h: dict) -> None:
+    def _outgoing_failed(self, rec: "ChannelRecord", htlc_id: int, reason: bytes | None, code: int | None,
+                         sha256_of_onion: bytes | None = None, lost: bool = False) -> None:
+        """Our HTLC failed: by the peer (its onion error `reason`, or
+        `code` and `sha256_of_onion` if it found our onion malformed), or
+        `lost` (never committed)."""
         row = self.db.one("SELECT id, origin, payment_id, state FROM htlcs WHERE channel_dbid = ? AND "
-                          "direction = 'out' AND htlc_id = ?", (rec.dbid, h["id"]))
+                          "direction = 'out' AND htlc_id = ?", (rec.dbid, htlc_id))
         if row is None or row[3] in RESOLVED:
             return
         out_id, origin, payment_id, _ = row
-        reason = bytes.fromhex(h["fail_reason"]) if h.get("fail_reason") else None
-        code = h.get("failure_code")
-        lost = bool(h.get("lost"))
         now = time.time()
         self.db.execute("UPDATE htlcs SET state = ?, failure = ?, failure_code = ?, resolved_time = ? "
                         "WHERE id = ?", (S.FAILED, reason, code, now, out_id))
@@ -531,7 +532,7 @@ class HtlcEngine:
                 self._set_failing(origin, failure=wrap_failure(ss, reason), commit=False)
             else:
                 # downstream said our onion was malformed: BOLT 4 has us report it
-                sha = bytes.fromhex(h["sha256_of_onion"]) if h.get("sha256_of_onion") else b"\x00" * 32
+                sha = sha256_of_onion or b"\x00" * 32
                 self._fail(origin, ss, code or F.INVALID_ONION_HMAC,
                            encode_failure_data(code or F.INVALID_ONION_HMAC, sha256_of_onion=sha), commit=False)
             self.db.execute("UPDATE forwards SET status = 'failed', failcode = ?, resolved_time = ? WHERE in_htlc = ?",
@@ -653,7 +654,7 @@ class HtlcEngine:
         """Call with no daemon running for rec (then its stored state is the
         truth): our offered HTLCs settled against it (htlc_core.reconcile);
         those never committed fail back, once."""
-        stored_out = [h for h in rec.summary.get("htlcs", []) if h["direction"] == "out"]
+        stored_out = [h for h in rec.summary["htlcs"] if h["direction"] == "out"]
         claimed = {hid for (hid,) in self.db.query(
             "SELECT htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND htlc_id >= 0", (rec.dbid,))}
         offering = [Offering(*r) for r in self.db.query(
@@ -661,7 +662,7 @@ class HtlcEngine:
             "AND state = ? ORDER BY id", (rec.dbid, S.OFFERING))]
         offered = self.db.query("SELECT id, htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND "
                                 "state = ?", (rec.dbid, S.OFFERED))
-        r = reconcile(stored_out, claimed, offering, offered, rec.summary.get("next_local_htlc_id", 0))
+        r = reconcile(stored_out, claimed, offering, offered, rec.summary["next_local_htlc_id"])
         if not (r.assign or r.never_committed or r.lost):
             return
         code = int(F.TEMPORARY_CHANNEL_FAILURE)
@@ -670,9 +671,9 @@ class HtlcEngine:
                 self.db.execute("UPDATE htlcs SET htlc_id = ?, state = ? WHERE id = ?", (hid, S.OFFERED, rid))
                 self._trace(rid, "offered (its id learned from the channel's stored state)")
             for rid in r.never_committed:
-                self._outgoing_failed(rec, {"id": -rid, "failure_code": code, "lost": True})
+                self._outgoing_failed(rec, -rid, None, code, lost=True)
             for rid, hid in r.lost:
-                self._outgoing_failed(rec, {"id": hid, "failure_code": code, "lost": True})
+                self._outgoing_failed(rec, hid, None, code, lost=True)
                 # the channel will reuse this id: keep the row, out of the way
                 self.db.execute("UPDATE htlcs SET htlc_id = ? WHERE id = ?", (-rid, rid))
 

@@ -507,8 +507,8 @@ class LightningD:
                     continue
                 name = c.scid_or_alias.to_int()
                 locals_.append({"scid": name, "peer_id": c.peer_id,
-                                "spendable_msat": spendable.get(name, c.summary.get("spendable_msat", 0)),
-                                "htlc_minimum_msat": c.summary.get("their_htlc_minimum_msat", 0),
+                                "spendable_msat": spendable.get(name, c.summary["spendable_msat"]),
+                                "htlc_minimum_msat": c.summary["their_htlc_minimum_msat"],
                                 "enabled": self.is_connected(c.peer_id)})
         channels, nodes = [], []
         for x in exclude:

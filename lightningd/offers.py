@@ -163,11 +163,11 @@ class Offers:
             if not has_feature(p.features, OPTION_ONION_MESSAGES):
                 continue
             if payment and (not has_feature(p.features, OPTION_ROUTE_BLINDING)
-                            or c.summary.get("receivable_msat", 0) < amount_msat):
+                            or c.summary["receivable_msat"] < amount_msat):
                 continue
             if not await self.announced(c.peer_id) or hint_scid(c) is None:
                 continue
-            out.append((c.summary.get("receivable_msat", 0), c))
+            out.append((c.summary["receivable_msat"], c))
         out.sort(key=lambda x: -x[0])
         policies = []
         for receivable, c in out:

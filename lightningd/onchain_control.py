@@ -3,8 +3,8 @@ onchaind per channel whose funding output was spent, from that block until
 every output is irrevocably resolved (the channel is then CLOSED).
 
 - Start: `ChannelControl._funding_spent` calls us; a one-off channeld
-  (mode 4) exports the channel as onchaind needs it (onchaind/channel_json.py
-  documents the JSON), we add what the database knows (every HTLC the
+  (mode 4) exports the channel as onchaind needs it (`onchain_channel`,
+  wire/csv/onchain_channel.csv), we add what the database knows (every HTLC the
   channel carried, the preimages we know, our closing tx) and spawn onchaind
   with an hsmd client limited to CAP_SIGN_ONCHAIN_TX.  At our start-up,
   channels still resolving get their onchaind back from its saved state
@@ -42,11 +42,13 @@ from bitcoin.block import Block
 from bitcoin.coinselect import InsufficientFunds
 from bitcoin.tx import OutPoint, Tx
 from common.daemon_conn import Msg, RequestFailed
+from wire.channeld_modes import MODE_EXPORT_ONCHAIN
+from wire.codec import Sealed
+from wire.hsm_caps import CAP_SIGN_ONCHAIN_TX
 from wire.internal import internal_schema
 
 from . import channel as C
 from .closing_control import unilateral
-from .hsm_control import CAP_SIGN_ONCHAIN_TX
 from .subd import Subd
 from .supervision import RestartBudget, restart
 
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
     from .channel import ChannelRecord
     from .lightningd import LightningD
 
-MODE_EXPORT_ONCHAIN = 4          # channeld/channeld.py
 REASONABLE_DEPTH = 3             # confirmations before a timed-out HTLC is failed upstream
 OFFERED_GRACE = 1                # BOLT 2 `G`: go on chain at cltv_expiry + G
 RESTART_LIMIT = 5
@@ -249,30 +250,30 @@ class OnchainControl:
         assert rec.spend_txid is not None
         if r is None:
             r = self.resolvers[rec.dbid] = Resolver(rec, rec.spend_txid)
-        row = self.db.one("SELECT state_json FROM onchain_state WHERE dbid = ?", (rec.dbid,))
-        saved = row[0] if row else ""
+        row = self.db.one("SELECT state FROM onchain_state WHERE dbid = ?", (rec.dbid,))
+        saved = Sealed("onchaind_state", bytes.fromhex(row[0])) if row else None
         spend = await self._spending_tx(rec)
         if spend is None:
             self.ld.log.broken(f"channel {rec.dbid}: cannot find the tx {_hex(rec.spend_txid)} spending "
                                "its funding output")
             return
-        channel_json = extra_json = ""
-        if not saved:
+        channel = extra = None
+        if saved is None:
             try:
-                channel_json = await self._export(rec)
+                channel = await self._export(rec)
             except Exception as e:
                 if self.ld.stopping:
                     return
                 self.ld.log.broken(f"channel {rec.dbid}: cannot export the channel for onchaind: {e}")
                 rec.onchain_status = [f"cannot resolve on chain: {e}"]
                 return
-            extra_json = json.dumps(self._extra(rec))
-            self._fail_uncommitted(rec, json.loads(channel_json))
+            extra = self._extra(rec)
+            self._fail_uncommitted(rec, channel)
         if self.resolvers.get(rec.dbid) is not r or self.ld.stopping:
             return
         hsm_fd = await self.ld.hsm.client_fd(f"onchaind-{rec.dbid}", CAP_SIGN_ONCHAIN_TX, rec.peer_id, rec.dbid)
         handlers = {name: self._bind(r, meth) for name, meth in self.HANDLERS.items()}
-        subd = Subd("onchaind", internal_schema("onchaind"), handlers,
+        subd = Subd("onchaind", internal_schema("onchaind", keep_sealed=True), handlers,
                     self.ld.log.child(f"onchaind-chan#{rec.dbid}", rec.peer_id.hex()),
                     on_exit=lambda s, rc: self._on_exit(r, s, rc), node_id=rec.peer_id.hex(),
                     spawner=self.ld.zygote, gate=self.ld.db_gate)
@@ -286,10 +287,10 @@ class OnchainControl:
         tip = self.ld.topology.tip_height
         r.feerate_sent = self._feerate()
         subd.send("onchaind_init", {
-            "channel_json": channel_json, "extra_json": extra_json, "spending_tx": spend.serialize(),
+            "channel": channel, "extra": extra, "spending_tx": spend.serialize(),
             "spend_height": rec.spend_height or 0, "tip": tip, "sweep_script": self._sweep_script(rec),
-            "feerate_per_kw": r.feerate_sent, "reasonable_depth": REASONABLE_DEPTH, "state_json": saved})
-        if saved:
+            "feerate_per_kw": r.feerate_sent, "reasonable_depth": REASONABLE_DEPTH, "state": saved})
+        if saved is not None:
             if self._reorg_floor is not None:
                 self._send(r, "onchaind_block_disconnected", {"height": self._reorg_floor})
             if rec.spend_height is not None:
@@ -326,7 +327,7 @@ class OnchainControl:
                 return tx
         return None
 
-    async def _export(self, rec: "ChannelRecord") -> str:
+    async def _export(self, rec: "ChannelRecord") -> dict[str, Any]:
         """The channel as onchaind needs it, from a one-off channeld (the
         master cannot read channeld's state)."""
         subd, fd = await self.ld.channels.spawn(rec.peer_id, rec.dbid, MODE_EXPORT_ONCHAIN, rec.config, rec.core)
@@ -339,27 +340,29 @@ class OnchainControl:
         finally:
             await subd.stop()
             self.subds.remove(subd)
-        return r["json"]
+        return r["channel"]
 
     def _extra(self, rec: "ChannelRecord") -> dict[str, Any]:
-        """What the master adds to channeld's export (onchaind/channel_json.py)."""
-        past, preimages = [], []
+        """What the master adds to channeld's export (`onchain_extra`,
+        wire/csv/onchaind.csv).  HTLC rows with a placeholder id (negative:
+        an offer never committed) were never in a commitment."""
+        past, preimages = [], set()
         for htlc_id, direction, amount, phash, cltv, preimage in self.db.query(
                 "SELECT htlc_id, direction, amount_msat, payment_hash, cltv_expiry, preimage FROM htlcs "
-                "WHERE channel_dbid = ?", (rec.dbid,)):
+                "WHERE channel_dbid = ? AND htlc_id >= 0", (rec.dbid,)):
             past.append({"offerer": "local" if direction == "out" else "remote", "id": htlc_id,
-                         "amount_msat": amount, "payment_hash": phash.hex(), "cltv_expiry": cltv})
+                         "amount_msat": amount, "payment_hash": phash, "cltv_expiry": cltv})
             if preimage is not None:
-                preimages.append(preimage.hex())
-        closing = [Tx.parse(rec.closing_tx).txid_hex] if rec.closing_tx else []
-        return {"past_htlcs": past, "preimages": sorted(set(preimages)), "mutual_close_txids": closing}
+                preimages.add(preimage)
+        closing = [Tx.parse(rec.closing_tx).txid()] if rec.closing_tx else []
+        return {"past_htlcs": past, "preimages": sorted(preimages), "mutual_close_txids": closing}
 
     def _fail_uncommitted(self, rec: "ChannelRecord", doc: dict) -> None:
         """Our HTLCs in no commitment that can still confirm can never be on
         chain: fail them upstream now."""
         live = set()
         for key in ("local_commitment", "remote_commitment", "remote_next_commitment"):
-            for h in (doc.get(key) or {}).get("htlcs", []):
+            for h in (doc[key] or {"htlcs": []})["htlcs"]:
                 if h["offerer"] == "local":
                     live.add(h["id"])
         rows = self.db.query("SELECT htlc_id FROM htlcs WHERE channel_dbid = ? AND direction = 'out' AND "
@@ -431,12 +434,12 @@ class OnchainControl:
     async def handle_persist(self, r: Resolver, msg: Msg) -> None:
         rec = r.rec
         try:
-            lines = json.loads(msg["status_json"])
+            lines = msg["status"]
             with self.db.transaction():
-                self.db.execute("INSERT INTO onchain_state(dbid, state_json, status_json) VALUES (?, ?, ?) "
-                                "ON CONFLICT(dbid) DO UPDATE SET state_json = excluded.state_json, "
-                                "status_json = excluded.status_json", (rec.dbid, msg["state_json"],
-                                                                       msg["status_json"]))
+                self.db.execute("INSERT INTO onchain_state(dbid, state, status_json) VALUES (?, ?, ?) "
+                                "ON CONFLICT(dbid) DO UPDATE SET state = excluded.state, "
+                                "status_json = excluded.status_json", (rec.dbid, msg["state"].data.hex(),
+                                                                       json.dumps(lines)))
         except Exception as e:
             self.ld.log.broken(f"channel {rec.dbid}: storing onchaind's state failed: {e}")
             if r.subd is not None:
@@ -536,7 +539,7 @@ class OnchainControl:
             if rec.state == C.AWAITING_UNILATERAL and rec.last_tx is not None:
                 asyncio.ensure_future(self.ld.anchors.broadcast_commitment(rec, rec.last_tx, "our commitment"))
                 continue
-            htlcs = rec.summary.get("htlcs") or []
+            htlcs = rec.summary["htlcs"]
             if rec.state not in C.ACTIVE or not htlcs or rec.dbid in self._going_onchain:
                 continue
             rows = {(d, hid): (state, pre) for hid, d, state, pre in self.db.query(

@@ -16,9 +16,10 @@ from common.features import (CHANNEL_TYPE_VARIATIONS, OPTION_ANCHORS, OPTION_SCI
                              bits_from_features, channel_type_accept, channel_type_names, desired_channel_type,
                              feature_negotiated, has_feature, supported_channel_types)
 from wire import DecodeError, bolt_schema
+from wire.channeld_modes import MODE_FUNDEE, MODE_FUNDER
 
 from . import params as P
-from .channel_control import MODE_FUNDEE, MODE_FUNDER, ChannelOpenFailed, PendingOpen
+from .channel_control import ChannelOpenFailed, PendingOpen
 from .feerates import commitment_feerate_name, feerate_param
 from .jsonrpc import RequestContext
 from .jsonrpc_errors import (
@@ -107,19 +108,18 @@ def register(ld: "LightningD") -> None:
         ld.spender.plan([Target(DUMMY_FUNDING_SCRIPT, amount)], rate, minconf, ops, emergency)
         if push_msat > amount * 1000:
             raise RpcError(INVALID_PARAMS, "push_msat must not exceed the channel amount")
-        upfront = ""
+        upfront = b""
         if close_to is not None:
             try:
-                upfront = address_to_script(close_to, ld.network).hex()
+                upfront = address_to_script(close_to, ld.network)
             except AddressError:
                 raise RpcError(INVALID_PARAMS, f"close_to: invalid address {close_to}") from None
         dbid = cc.new_dbid()
         temp_id = os.urandom(32)
         commit_rate = ld.feerates.perkw(commitment_feerate_name(anchors)) or rate
-        config = cc.channel_config(None, {
-            "funding_sat": amount, "push_msat": push_msat, "feerate_per_kw": commit_rate, "announce": announce,
-            "temporary_channel_id": temp_id.hex(), "upfront_shutdown_script": upfront,
-            "channel_type": sorted(ctype), "minimum_depth": mindepth,
+        config = cc.channel_config(announce=announce, upfront_shutdown_script=upfront, minimum_depth=mindepth, funder={
+            "temporary_channel_id": temp_id, "funding_sat": amount, "push_msat": push_msat,
+            "feerate_per_kw": commit_rate, "channel_type": {"bits": sorted(ctype)},
             # with option_zeroconf our channel_ready waits for our own mindepth (Core Lightning)
             "zeroconf_negotiated": feature_negotiated(our_init, peer.features, OPTION_ZEROCONF)})
         if reserve is not None:
@@ -150,7 +150,7 @@ def register(ld: "LightningD") -> None:
                "channel_id": rec.channel_id.hex(), "channel_type": rec.channel_type_json(),
                "mindepth": rec.minimum_depth}
         if upfront:
-            out["close_to"] = upfront
+            out["close_to"] = upfront.hex()
         return out
 
 
@@ -264,7 +264,7 @@ async def _openchannel_hook(ld: "LightningD", payload: dict) -> dict | str:
             return "Channel refused"
         try:
             if ans.get("close_to") is not None and "upfront_shutdown_script" not in out:
-                out["upfront_shutdown_script"] = address_to_script(str(ans["close_to"]), ld.network).hex()
+                out["upfront_shutdown_script"] = address_to_script(str(ans["close_to"]), ld.network)
             if ans.get("mindepth") is not None:
                 out["minimum_depth"] = P.u32(ans["mindepth"])
             if ans.get("reserve") is not None:
@@ -322,9 +322,9 @@ async def _start_fundee(ld: "LightningD", node_id: bytes, raw: bytes, oc: dict) 
         has_feature(ld.our_features(Context.INIT), OPTION_SUPPORT_LARGE_CHANNEL)
     # BOLT 2: the types we run, as our init offers them, with their
     # variations (channeld refuses any other)
-    extra["channel_types"] = [sorted(t) for t in acceptable_channel_types(ld.our_features(Context.INIT))]
+    extra["channel_types"] = [{"bits": sorted(t)} for t in acceptable_channel_types(ld.our_features(Context.INIT))]
     dbid = cc.new_dbid()
-    config = cc.channel_config(None, extra)
+    config = cc.channel_config(**extra)
     if decided.get("reserve_sat") is not None:
         config["our"]["reserve_sat"] = decided["reserve_sat"]
     po = PendingOpen(dbid, node_id, temp_id, config, {}, done=asyncio.get_running_loop().create_future())

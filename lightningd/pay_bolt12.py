@@ -54,8 +54,8 @@ async def route_to(ld: "LightningD", dest: bytes, amount: int, delay: int, exclu
         direction = 0 if ld.node_id < c.peer_id else 1
         if (c.state == C.NORMAL and c.scid is not None and ld.is_connected(c.peer_id)
                 and not {f"{c.scid}/{direction}", str(c.scid), dest.hex()} & exclude
-                and c.summary.get("spendable_msat", 0) >= amount):
-            direct.append((c.summary.get("spendable_msat", 0), c, direction))
+                and c.summary["spendable_msat"] >= amount):
+            direct.append((c.summary["spendable_msat"], c, direction))
     if direct:
         _, c, direction = max(direct, key=lambda x: x[0])
         return [{"id": dest.hex(), "channel": str(c.scid), "direction": direction, "amount_msat": amount,
@@ -97,7 +97,7 @@ async def _hop_of_ours(ld: "LightningD", path: BlindedPath, amount: int, cltv: i
     chans = [c for c in ld.channels.by_peer(nxt) if c.scid is not None and c.state == C.NORMAL]
     if not chans:
         raise BlindingError("no channel to the next node of our own hop")
-    c = max(chans, key=lambda c: c.summary.get("spendable_msat", 0))
+    c = max(chans, key=lambda c: c.summary["spendable_msat"])
     out_amount = relay_amount(amount, d.payment_relay)
     return ({"id": nxt.hex(), "channel": str(c.scid), "amount_msat": out_amount,
              "delay": cltv - d.payment_relay.cltv_expiry_delta - (ld.blockheight + 1)}, hop.next_path_key)

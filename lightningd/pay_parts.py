@@ -268,7 +268,7 @@ class MultiPartPayment:
 
     def _snapshot(self) -> None:
         # our channels by name: the real scid, or our alias until it confirms (zero-conf)
-        self.spendable0 = {str(c.scid_or_alias): c.summary.get("spendable_msat", 0) for c in self.ld.channels.channels.values()
+        self.spendable0 = {str(c.scid_or_alias): c.summary["spendable_msat"] for c in self.ld.channels.channels.values()
                            if c.scid_or_alias is not None}
 
     def _stop(self, kind: str, error: RpcError) -> None:
@@ -352,7 +352,7 @@ class MultiPartPayment:
                 self.not_before = asyncio.get_running_loop().time() + LOCAL_RETRY_DELAY
             else:
                 # channeld said what it can take now, our other parts there included
-                now = chan.summary.get("spendable_msat", 0)
+                now = chan.summary["spendable_msat"]
                 self._note(f"Our channel {route[0]['channel']} could not take {route[0]['amount_msat']}msat "
                            f"(it can send {now}msat more)")
                 kc = k.of(route[0])
@@ -431,8 +431,8 @@ class MultiPartPayment:
         n = 0
         for c in self.ld.channels.channels.values():
             if c.state == C.NORMAL and c.scid_or_alias is not None and self.ld.is_connected(c.peer_id):
-                n += max(0, c.summary.get("their_max_accepted_htlcs", 30)
-                         - sum(1 for h in c.summary.get("htlcs", []) if h.get("direction") == "out"))
+                n += max(0, c.summary["their_max_accepted_htlcs"]
+                         - sum(1 for h in c.summary["htlcs"] if h["direction"] == "out"))
         return n
 
     def _presplit(self, amount: int, budget: int) -> list[int]:

@@ -34,8 +34,7 @@ def register(ld: "LightningD") -> None:
                 continue      # (by its real short channel id or our alias, as Core Lightning)
             d = rec.to_json(ld.is_connected(rec.peer_id), ld.node_id)
             # the script our share goes to on a mutual close (upfront_shutdown_script)
-            close_to = bytes.fromhex(rec.summary.get("local_shutdown_script") or
-                                     rec.config.get("upfront_shutdown_script") or "")
+            close_to = rec.summary["local_shutdown_script"] or rec.config["upfront_shutdown_script"]
             if close_to:
                 d["close_to"] = close_to.hex()
                 addr = script_to_address(close_to, ld.network)
@@ -58,11 +57,11 @@ def register(ld: "LightningD") -> None:
             if rec.state != C.CLOSED or (id is not None and rec.peer_id != id):
                 continue
             d = {"peer_id": rec.peer_id.hex(), "channel_id": rec.channel_id.hex(), "opener": rec.opener,
-                 "private": not rec.announce, "total_local_commitments": rec.summary.get("local_commitment_number", 0),
-                 "total_remote_commitments": rec.summary.get("remote_commitment_number", 0),
+                 "private": not rec.announce, "total_local_commitments": rec.summary["local_commitment_number"],
+                 "total_remote_commitments": rec.summary["remote_commitment_number"],
                  "total_htlcs_sent": 0, "funding_txid": rec.funding_txid_hex, "funding_outnum": rec.funding_outnum,
                  "leased": False, "total_msat": rec.funding_sat * 1000,
-                 "final_to_us_msat": rec.summary.get("to_us_msat", 0), "min_to_us_msat": 0,
+                 "final_to_us_msat": rec.summary["to_us_msat"], "min_to_us_msat": 0,
                  "max_to_us_msat": rec.funding_sat * 1000, "channel_type": rec.channel_type_json(),
                  "close_cause": rec.close_cause or ("user" if rec.closer == "local" else "remote")}
             if rec.scid is not None:
@@ -109,7 +108,7 @@ def register(ld: "LightningD") -> None:
                     rec.fee_ppm = feeppm
                 if htlcmin is not None:
                     # we cannot send less than the peer accepts
-                    their_min = rec.summary.get("their_htlc_minimum_msat", 0)
+                    their_min = rec.summary["their_htlc_minimum_msat"]
                     warn_min = htlcmin < their_min
                     rec.htlc_minimum_msat = max(htlcmin, their_min)
                 if htlcmax is not None:
@@ -154,7 +153,7 @@ def listfunds_channels(ld: "LightningD") -> list[dict]:
         if rec.state == C.CLOSED:
             continue
         d = {"peer_id": rec.peer_id.hex(), "connected": ld.is_connected(rec.peer_id), "state": rec.state,
-             "channel_id": rec.channel_id.hex(), "our_amount_msat": rec.summary.get("to_us_msat", 0),
+             "channel_id": rec.channel_id.hex(), "our_amount_msat": rec.summary["to_us_msat"],
              "amount_msat": rec.funding_sat * 1000, "funding_txid": rec.funding_txid_hex,
              "funding_output": rec.funding_outnum}
         if rec.scid is not None:

@@ -10,7 +10,6 @@ too (it may announce one later; meanwhile it can dial us).  The operator's
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from typing import TYPE_CHECKING
 
@@ -69,10 +68,9 @@ class Reconnector:
         g = self.ld.gossipd.subd
         if g is not None and g.running:
             try:
-                r = await g.request("gossipd_listnodes", {"request_json": json.dumps({"id": node_id.hex()})},
-                                    timeout=30)
-                for n in json.loads(r["json"]):
-                    for a in n.get("addresses", []):
+                r = await g.request("gossipd_listnodes", {"id": node_id}, timeout=30)
+                for n in r["nodes"]:
+                    for a in (n["announcement"] or {}).get("addresses", []):
                         if a.get("type") in ("ipv4", "ipv6", "dns"):
                             host = f"[{a['address']}]" if a["type"] == "ipv6" else a["address"]
                             s = f"{host}:{a['port']}"

@@ -129,7 +129,7 @@ class RouteHints:
             policy = await self._peer_policy(rec)
             if policy is None:
                 continue        # the peer told us nothing of its side
-            cap = min(rec.summary.get("receivable_msat", 0), policy["htlc_maximum_msat"])
+            cap = min(rec.summary["receivable_msat"], policy["htlc_maximum_msat"])
             public = rec.announce
             if public:
                 none_public = False

@@ -24,7 +24,6 @@ the BIP143 digest itself from the transaction it is shown.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from bitcoin.script import p2pkh_script_code, p2wsh_script
@@ -35,9 +34,10 @@ from common.msgconn import ConnectionClosed
 from common.sync_hsm import SyncHsm
 from wire.internal import internal_schema
 
-from .channel_json import parse_channel
+from .onchain_channel import parse_channel
 from .core import (IRREVOCABLE_DEPTH, AllResolved, Broadcast, HtlcFailed, OnchainState, Output, OutputType,
                    PreimageLearned, Resolved, Warn, Watch, dust_threshold, fee_for_weight)
+from .core.persist import outpoint_map, outpoint_values
 from .core.sweep import MAX_SIG_LEN, SEQUENCE_RBF
 
 # hsmd_sign_onchain_tx kinds (hsmd/channel_keys.py)
@@ -45,7 +45,6 @@ KIND_DELAYED, KIND_LOCAL_HTLC, KIND_REMOTE_HTLC, KIND_PENALTY, KIND_TO_REMOTE = 
 #: any valid point, for the requests whose key needs none (secp256k1's G)
 _NO_POINT = bytes.fromhex("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
 _NO_SECRET = bytes(32)
-STATE_VERSION = 1
 
 
 class HsmOnchainSigner:
@@ -120,12 +119,14 @@ class Onchaind:
         self.d = d
         self.status = d.status
         handlers = {name: getattr(self, meth) for name, meth in self.MASTER_HANDLERS.items()}
-        self.master = DaemonConn(d.master, internal_schema("onchaind"), handlers, on_error=self._on_error)
+        schema = internal_schema("onchaind")
+        self.master = DaemonConn(d.master, schema, handlers, on_error=self._on_error)
+        self._state_codec = schema.subtype("onchaind_state")
         assert d.hsm_fd is not None, "onchaind needs hsmd (fd 3)"
         self.signer = HsmOnchainSigner(SyncHsm(d.hsm_fd))
         self.st: OnchainState | None = None
-        #: direct sweeps of our to_remote: str(outpoint) -> feerate pinned at first build
-        self.to_us: dict[str, int] = {}
+        #: direct sweeps of our to_remote: outpoint -> feerate pinned at first build
+        self.to_us: dict[OutPoint, int] = {}
         self._to_us_cache: dict[tuple[str, int], tuple[Tx | None, int]] = {}
         self._to_us_watched: set[str] = set()
         self._to_us_announced: dict[str, bytes] = {}
@@ -135,7 +136,7 @@ class Onchaind:
         self._funded: dict[str, tuple[str, int]] = {}
         self.core_all_resolved = False
         self._all_told = False
-        self._persisted: tuple[str, str] | None = None
+        self._persisted: tuple[bytes, list[str]] | None = None
         self._failure: BaseException | None = None
         self._finished = asyncio.Event()
 
@@ -159,10 +160,12 @@ class Onchaind:
     # ------------------------------------------------------------------ master messages
     async def handle_init(self, msg: Msg) -> None:
         f = msg.fields
-        if f["state_json"]:
-            outs = self._restore(f["state_json"])
+        if f["state"] is not None:
+            outs = self._restore(f["state"])
         else:
-            ch = parse_channel(json.loads(f["channel_json"]), json.loads(f["extra_json"] or "{}"),
+            if f["channel"] is None or f["extra"] is None:
+                raise ValueError("onchaind_init without a saved state needs the channel and the master's extra")
+            ch = parse_channel(f["channel"], f["extra"],
                                sweep_scriptpubkey=f["sweep_script"], feerate_per_kw=f["feerate_per_kw"],
                                block_height=f["tip"], reasonable_depth=f["reasonable_depth"])
             tx = Tx.parse(f["spending_tx"])
@@ -176,18 +179,13 @@ class Onchaind:
         outs += st.block(f["tip"])
         await self._emit(outs)
 
-    def _restore(self, saved: str) -> list[Output]:
-        doc = json.loads(saved)
-        if doc.get("version") != STATE_VERSION:
-            raise ValueError(f"unknown onchaind state version {doc.get('version')!r}")
-        core = doc["core"]
+    def _restore(self, saved: dict) -> list[Output]:
         # The master keeps watches and broadcasts in memory only: have the
         # core announce them again.
-        core["announced"] = []
-        core["emitted"] = [e for e in core["emitted"] if not e.startswith("watch:")]
-        st = self.st = OnchainState.from_json(json.dumps(core), self.signer)
-        self.to_us = dict(doc.get("to_us", {}))
-        self.core_all_resolved = bool(doc.get("core_all_resolved"))
+        saved = dict(saved, announced=[], emitted=[e for e in saved["emitted"] if not e.startswith("watch:")])
+        st = self.st = OnchainState.from_value(saved, self.signer)
+        self.to_us = outpoint_map(saved["to_us"])
+        self.core_all_resolved = saved["core_all_resolved"]
         self.status.info(f"restarted from saved state at height {st.tip}")
         # any input re-derives everything: feed the last block again
         st.tip -= 1
@@ -305,16 +303,16 @@ class Onchaind:
     async def _persist(self) -> None:
         st = self.st
         assert st is not None
-        state = json.dumps({"version": STATE_VERSION, "core": json.loads(st.to_json()), "to_us": self.to_us,
-                            "core_all_resolved": self.core_all_resolved}, sort_keys=True)
-        status = json.dumps([self._funded_line(line) for line in st.status_lines()] + self._to_us_lines())
-        if (state, status) == self._persisted:
+        state = dict(st.to_value(), to_us=outpoint_values(self.to_us), core_all_resolved=self.core_all_resolved)
+        sealed = self._state_codec.seal(state)     # checked; and compared with the last one stored
+        status = [self._funded_line(line) for line in st.status_lines()] + self._to_us_lines()
+        if (sealed.data, status) == self._persisted:
             return
         try:
-            await self.master.request("onchaind_persist", {"state_json": state, "status_json": status})
+            await self.master.request("onchaind_persist", {"state": sealed, "status": status})
         except RequestFailed as e:
             raise RuntimeError(f"master refused to persist: {e.msg.fields.get('reason')}") from None
-        self._persisted = (state, status)
+        self._persisted = (sealed.data, status)
 
     def _funded_line(self, line: str) -> str:
         for zero_fee, (txid, feerate) in self._funded.items():
@@ -335,7 +333,7 @@ class Onchaind:
             if r.output_type is not OutputType.OUTPUT_TO_US or r.created_height is None:
                 continue
             key = str(r.outpoint)
-            feerate = self.to_us.setdefault(key, st.feerate_per_kw)
+            feerate = self.to_us.setdefault(r.outpoint, st.feerate_per_kw)
             built = self._to_us_cache.get((key, feerate))
             if built is None:
                 built = self._to_us_cache[(key, feerate)] = build_to_us_sweep(

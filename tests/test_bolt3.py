@@ -51,6 +51,9 @@ from common.shachain import (
     per_commitment_point,
     per_commitment_secret,
 )
+from wire.internal import internal_schema
+
+SHACHAIN = internal_schema("onchaind")      # the shachain subtype (wire/csv/shachain.csv)
 
 SPEC = Path(__file__).resolve().parent.parent / "spec" / "bolts" / "03-transactions.md"
 TEXT = SPEC.read_text()
@@ -456,8 +459,10 @@ def test_appendix_d_storage(case):
             with pytest.raises(ShachainError):
                 store.insert_secret(sec, index)
             saw_error = True
-        # Every accepted secret stays retrievable, also after a DB round trip.
-        store = ShachainStore.from_bytes(store.to_bytes())
+        # Every accepted secret stays retrievable, also after a round trip
+        # through the `shachain` subtype (how channeld and onchaind store it).
+        store = ShachainStore.from_value(SHACHAIN.decode_subtype("shachain", SHACHAIN.encode_subtype(
+            "shachain", store.to_value())))
         for j, s in inserted.items():
             assert store.get_secret(j) == s
     assert saw_error == ("incorrect" in case[0][1])
@@ -476,7 +481,7 @@ def test_shachain_store_behaviour():
     with pytest.raises(ShachainError):  # out of order
         store.insert_commitment_secret(50, per_commitment_secret(seed, 50))
     assert pubkey_from_secret(per_commitment_secret(seed, 3)) == per_commitment_point(seed, 3)
-    assert ShachainStore.from_bytes(ShachainStore().to_bytes()).min_index is None
+    assert ShachainStore.from_value(ShachainStore().to_value()).min_index is None
 
 
 # =====================================================================================

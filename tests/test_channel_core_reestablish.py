@@ -273,7 +273,8 @@ def _busy_pair() -> tuple[Node, Node, Pipe]:
 
 def test_we_lost_state_is_detected_and_not_broadcast() -> None:
     a, b, p = _busy_pair()
-    stale = b.channel.to_dict()
+    b.persist()
+    stale = b.db
     p.send("A", a.channel.add_htlc(1_000_000, sha256(b"x"), 700, ONION, 500))
     p.deliver_all()
     p.send("B", b.channel.fail_htlc(0, b""))

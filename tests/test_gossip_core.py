@@ -262,11 +262,11 @@ def test_node_announcement_rules():
     # while the channel waits for its txout the announcement is kept
     assert m.handle_node_announcement(signed_node_announcement(SK[0], NOW, "zero")) == G.UNKNOWN
     m.handle_txout(s, 1000, script_of(raw))
-    assert m.graph.node_json(pubkey(SK[0]))["alias"] == "zero"
+    assert m.graph.node_view(pubkey(SK[0]))["announcement"]["alias"] == "zero"
     assert m.handle_node_announcement(signed_node_announcement(SK[0], NOW, "old")) == G.OLD
     assert m.handle_node_announcement(signed_node_announcement(SK[0], NOW - 1, "old")) == G.OLD
     assert m.handle_node_announcement(signed_node_announcement(SK[0], NOW + 1, "new")) == G.ACCEPTED
-    info = m.graph.node_json(pubkey(SK[0]))
+    info = m.graph.node_view(pubkey(SK[0]))["announcement"]
     assert info["alias"] == "new" and info["last_timestamp"] == NOW + 1
 
 
@@ -402,9 +402,9 @@ def test_manager_load_rebuilds_the_same_graph_and_drops_forgeries(tmp_path):
             assert stats.rejected == 2
         assert sorted(m2.graph.scids()) == sorted(m.graph.scids())
         for s in m.graph.scids():
-            assert m2.graph.channel_json(s) == m.graph.channel_json(s)
+            assert m2.graph.channel_views(s) == m.graph.channel_views(s)
         for n in m.graph.node_ids():
-            assert m2.graph.node_json(n) == m.graph.node_json(n)
+            assert m2.graph.node_view(n) == m.graph.node_view(n)
         assert m2.graph.half(scid(700), 0)[G.U_BASE] == 77
         assert m2.graph.is_private(scid(900))
         st.close()

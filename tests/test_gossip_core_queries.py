@@ -289,7 +289,7 @@ def test_node_announcement_with_two_dns_hostnames_is_used_but_never_forwarded(tm
            {"type": "dns", "address": "b.example", "port": 9735}]
     m.handle_node_announcement(signed_node_announcement(SK[0], NOW + 5, "two", addresses=two))
     m.handle_node_announcement(signed_node_announcement(SK[1], NOW + 5, "one", addresses=two[:1]))
-    j = m.graph.node_json(pubkey(SK[0]))
+    j = m.graph.node_view(pubkey(SK[0]))["announcement"]
     assert j["alias"] == "two" and [a["address"] for a in j["addresses"]] == ["a.example"]
     out = [BOLT.decode(x) for x in Q.filtered_gossip(m.graph, Q.TimestampFilter(0, 0xFFFFFFFF), m.message)]
     assert [x.fields["node_id"] for x in out if x.name == "node_announcement"] == [pubkey(SK[1])]

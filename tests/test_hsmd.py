@@ -10,10 +10,10 @@ from common.daemon_conn import DaemonConn
 from common.msgconn import ConnectionClosed, MsgConn
 from lightningd.log import LogBook
 from lightningd.subd import Subd
+from wire.hsm_caps import CAP_ECDH
 from wire.internal import internal_schema
 
 REGTEST_CHAIN = bytes.fromhex("06226e46111a0b59caaf126043eb5bbf28c34f3a5e332a1fc7b2b73cf188910f")
-CAP_ECDH = 1
 
 
 async def start_hsmd(workdir, dev_privkey=b""):

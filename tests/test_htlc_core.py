@@ -64,7 +64,7 @@ def test_final_hop_onion_checks():
 
 
 def h(hid: int, phash: bytes, amount: int, expiry: int) -> dict:
-    return {"id": hid, "payment_hash": phash.hex(), "amount_msat": amount, "expiry": expiry}
+    return {"id": hid, "payment_hash": phash, "amount_msat": amount, "expiry": expiry}
 
 
 def test_reconcile_matches_offering_rows_to_the_stored_state():

@@ -176,13 +176,16 @@ def status(node, peer):
 def test_channel_export_contract():
     """channeld's export, parsed by onchaind, rebuilds every commitment that
     can appear on chain: each side's latest is classified exactly (ours /
-    theirs), an older one of the peer as revoked."""
-    import json
-
+    theirs), an older one of the peer as revoked.  Both go through the
+    codec of channeld_export_onchain_reply and onchaind_init."""
     from channel_testing import Pipe, make_pair
     from channeld.onchain_export import export_onchain
-    from onchaind.channel_json import parse_channel
     from onchaind.core import TxType, classify
+    from onchaind.onchain_channel import parse_channel
+    from wire.internal import internal_schema
+
+    channeld, master, onchaind = (internal_schema("channeld"), internal_schema("channeld", keep_sealed=True),
+                                  internal_schema("onchaind"))
 
     a, b = make_pair(push_msat=3_000_000_000)
     p = Pipe(a, b)
@@ -194,10 +197,16 @@ def test_channel_export_contract():
     p.deliver_all()
 
     def onchain(node):
-        doc = json.loads(json.dumps(export_onchain(node.channel)))     # plain JSON only
+        reply = channeld.encode("channeld_export_onchain_reply", {"channel": export_onchain(node.channel)})
+        extra = {"preimages": [], "past_htlcs": [], "mutual_close_txids": []}
+        init = onchaind.decode(onchaind.encode("onchaind_init", {
+            "channel": master.decode(reply).fields["channel"], "extra": extra, "spending_tx": b"",
+            "spend_height": 0, "tip": 100, "sweep_script": bytes(22), "feerate_per_kw": 1000,
+            "reasonable_depth": 3, "state": None})).fields
+        doc = init["channel"]
         assert doc["revealed_secrets"] and len(doc["local_commitment"]["htlcs"]) == 6
-        return parse_channel(doc, {"preimages": [], "past_htlcs": []}, sweep_scriptpubkey=bytes(22),
-                             feerate_per_kw=1000, block_height=100)
+        return parse_channel(doc, init["extra"], sweep_scriptpubkey=bytes(22), feerate_per_kw=1000,
+                             block_height=100)
     ca, cb = onchain(a), onchain(b)
     tx = a.channel.latest_local_commitment_tx()[0]
     ours, theirs = classify(ca, tx), classify(cb, tx)

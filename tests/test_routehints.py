@@ -13,6 +13,7 @@ from common.scid import ShortChannelId
 from lightningd.channel import ChannelRecord, ChannelState
 from lightningd.jsonrpc_errors import RpcError
 from lightningd.routehints import RouteHints
+from wire.codec import Sealed
 
 PEERS = [PrivateKey(bytes([i]) * 32).public_key.format() for i in range(1, 5)]
 POLICY = {"fee_base_msat": 1000, "fee_proportional_millionths": 10, "cltv_expiry_delta": 34,
@@ -23,7 +24,8 @@ def rec(dbid, peer, *, announce=False, scid=True, alias_type=False, remote_alias
         policy=True):
     r = ChannelRecord(dbid, peer, bytes(32), ChannelState.NORMAL, "remote", bytes(32), 0, 1_000_000, 3,
                       {"receivable_msat": receivable, "our_reserve_sat": 10_000, "their_reserve_sat": 10_000,
-                       "channel_type": [12, 22] + ([46] if alias_type else [])}, "", {}, 0, 0, 0, 0, 0,
+                       "channel_type": {"bits": [12, 22] + ([46] if alias_type else [])}},
+                      Sealed("channeld_core", b""), {}, 0, 0, 0, 0, 0,
                       announce=announce)
     if scid:
         r.funding_height, r.funding_txindex = 100 + dbid, 1

@@ -31,6 +31,14 @@ API
     then returns False for odd (ignore) and raises ``UnknownMessageError``
     for even.
 ``schema.encode_tlv_stream(stream, values) -> bytes``; ``schema.decode_tlv_stream(stream, raw) -> dict``
+``schema.encode_subtype(name, value) -> bytes``; ``schema.decode_subtype(name, raw) -> dict``
+    A subtype's value on its own (how the master stores the records it keeps).
+``Message.field_bytes(name) -> bytes``
+    A decoded field as it was encoded.
+``subtype,NAME,sealed`` (``wire.codec.Sealed``, ``SealedStruct``)
+    A daemon's private state: a u32 length and the fields; schemas built with
+    ``keep_sealed`` (``wire.internal.internal_schema(d, keep_sealed=True)``,
+    the master's) decode it to ``Sealed`` bytes, unread.
 ``encode_bigsize(n) -> bytes``; ``decode_bigsize(buf, pos=0, end=None) -> (n, pos)``
 ``peek_type(raw) -> int``; ``encode_raw_message(type, payload) -> bytes``
 

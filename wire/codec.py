@@ -27,7 +27,7 @@ from typing import Any
 from .errors import DecodeError, EncodeError, SchemaError
 from .fundamental import FieldType, as_bytes, decode_bigsize, encode_bigsize
 
-__all__ = ["REST", "Field", "Struct", "TlvRecord", "TlvStream", "MessageType"]
+__all__ = ["REST", "Field", "Struct", "Sealed", "SealedStruct", "TlvRecord", "TlvStream", "MessageType"]
 
 #: COUNT value meaning "as many elements as fit in the rest of the window" (``...``)
 REST = ...
@@ -64,7 +64,7 @@ def _array_len(elem: FieldType, value: Any, what: str) -> int:
             raise EncodeError(f"{what} needs str, got {type(value).__name__}")
         return len(value.encode("utf-8"))
     if elem.byte_like:
-        return len(as_bytes(value, what))
+        return len(value if value.__class__ is bytes else as_bytes(value, what))
     if not isinstance(value, (list, tuple)):
         raise EncodeError(f"{what} needs a list, got {type(value).__name__}")
     return len(value)
@@ -114,7 +114,7 @@ def encode_array(elem: FieldType, value: Any, out: bytearray, what: str) -> None
     if elem.text:
         out += value.encode("utf-8")  # type already checked by _array_len
     elif elem.byte_like:
-        out += as_bytes(value, what)
+        out += value if value.__class__ is bytes else as_bytes(value, what)
     else:
         for index, item in enumerate(value):
             try:
@@ -134,6 +134,10 @@ class Struct(FieldType):
         #: length field name -> names of the array fields it counts
         self.length_fields: dict[str, list[str]] = {}
         self._validate()
+        # each field's work, planned once: the hot loops of decode and
+        # encode look nothing up but locals
+        self._plan = [(f, f.name, f.type, f.type.decode, f.type.encode, f.optional, f.count,
+                       f.name in self.length_fields, isinstance(f.type, TlvStream)) for f in fields]
         last = fields[-1] if fields else None
         self.consumes_rest = bool(last and last.consumes_rest)
         self.min_size = sum(self._field_min(f) for f in fields)
@@ -179,12 +183,16 @@ class Struct(FieldType):
 
     # -- decoding -----------------------------------------------------------
 
-    def decode(self, buf: bytes, pos: int, end: int) -> tuple[dict[str, Any], int]:
+
+    def decode(self, buf: bytes, pos: int, end: int,
+               spans: dict[str, tuple[int, int]] | None = None) -> tuple[dict[str, Any], int]:
+        """``spans``, if given, gets each field's (start, end) in ``buf``."""
         values: dict[str, Any] = {}
         lengths: dict[str, int] = {}
-        for f in self.fields:
+        for f, name, ftype, dec, _enc, optional, count, is_length, _tlv in self._plan:
+            start = pos
             try:
-                if f.optional:
+                if optional:
                     if pos >= end:
                         raise DecodeError("truncated presence flag")
                     flag = buf[pos]
@@ -192,22 +200,25 @@ class Struct(FieldType):
                     if flag > 1:
                         raise DecodeError(f"invalid presence flag {flag}")
                     if not flag:
-                        values[f.name] = None
+                        values[name] = None
+                        if spans is not None:
+                            spans[name] = (start, pos)
                         continue
-                count = f.count
                 if count is None:
-                    value, pos = f.type.decode(buf, pos, end)
+                    value, pos = dec(buf, pos, end)
                 elif count is REST:
-                    value, pos = decode_array(f.type, None, buf, pos, end)
+                    value, pos = decode_array(ftype, None, buf, pos, end)
                 else:
                     n = count if isinstance(count, int) else lengths[count]
-                    value, pos = decode_array(f.type, n, buf, pos, end)
+                    value, pos = decode_array(ftype, n, buf, pos, end)
             except DecodeError as err:
-                raise err.within(f.name) from None
-            if f.name in self.length_fields:
-                lengths[f.name] = value
+                raise err.within(name) from None
+            if is_length:
+                lengths[name] = value
             else:
-                values[f.name] = value
+                values[name] = value
+            if spans is not None:
+                spans[name] = (start, pos)
         return values, pos
 
     # -- encoding -----------------------------------------------------------
@@ -236,39 +247,129 @@ class Struct(FieldType):
         return lengths
 
     def encode(self, value: Any, out: bytearray) -> None:
-        if not isinstance(value, Mapping):
+        if value.__class__ is not dict and not isinstance(value, Mapping):
             raise EncodeError(f"{self.name} needs a dict of fields, got {type(value).__name__}")
-        unknown = set(value) - self.field_names
-        if unknown:
+        if not self.field_names.issuperset(value):
+            unknown = set(value) - self.field_names
             raise EncodeError(f"{self.name} has no field(s) {sorted(map(str, unknown))}")
-        lengths = self._lengths(value)
-        for f in self.fields:
+        lengths = self._lengths(value) if self.length_fields else _NO_LENGTHS
+        for f, name, ftype, _dec, enc, optional, count, _is_length, is_tlv in self._plan:
             try:
-                if f.name in lengths:
-                    f.type.encode(lengths[f.name], out)
+                if name in lengths:
+                    enc(lengths[name], out)
                     continue
-                if f.name not in value:
-                    if isinstance(f.type, TlvStream):
+                if name not in value:
+                    if is_tlv:
                         continue  # an absent trailing TLV stream is simply empty
-                    if f.optional:
+                    if optional:
                         out.append(0)
                         continue
                     raise EncodeError("missing field")
-                item = value[f.name]
-                if f.optional:
+                item = value[name]
+                if optional:
                     if item is None:
                         out.append(0)
                         continue
                     out.append(1)
-                if f.count is None:
-                    f.type.encode(item, out)
+                if count is None:
+                    enc(item, out)
                 else:
-                    n = _array_len(f.type, item, f.type.name)
-                    if isinstance(f.count, int) and n != f.count:
-                        raise EncodeError(f"needs exactly {f.count} elements, got {n}")
-                    encode_array(f.type, item, out, f.type.name)
+                    n = _array_len(ftype, item, ftype.name)
+                    if isinstance(count, int) and n != count:
+                        raise EncodeError(f"needs exactly {count} elements, got {n}")
+                    encode_array(ftype, item, out, ftype.name)
             except EncodeError as err:
-                raise err.within(f.name) from None
+                raise err.within(name) from None
+
+
+_NO_LENGTHS: dict[str, int] = {}
+
+
+class Sealed:
+    """The encoding of a *sealed* subtype, unread: what a reader holds that
+    keeps sealed values shut (the master storing a daemon's private state,
+    see :class:`SealedStruct`).  Encodes back byte for byte, only as a
+    value of the same subtype."""
+
+    __slots__ = ("type_name", "data")
+
+    def __init__(self, type_name: str, data: bytes) -> None:
+        self.type_name, self.data = type_name, bytes(data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sealed) and (other.type_name, other.data) == (self.type_name, self.data)
+
+    def __hash__(self) -> int:
+        return hash((self.type_name, self.data))
+
+    def __repr__(self) -> str:
+        return f"Sealed({self.type_name}, {len(self.data)} bytes)"
+
+
+class SealedStruct(FieldType):
+    """A subtype declared ``subtype,NAME,sealed``: a u32 byte length, then
+    the subtype's fields.  The daemon that owns it encodes a dict (checked
+    field by field) and decodes it back to one; a schema built with
+    ``keep_sealed`` decodes it to a :class:`Sealed` without reading it
+    (only its length), and encodes such a value back as it came."""
+
+    min_size = 4
+
+    def __init__(self, struct: Struct, keep_sealed: bool = False) -> None:
+        self.struct = struct
+        self.name = struct.name
+        self.keep_sealed = keep_sealed
+
+    def encode(self, value: Any, out: bytearray) -> None:
+        if isinstance(value, Sealed):
+            if value.type_name != self.name:
+                raise EncodeError(f"a sealed {value.type_name} is not a {self.name}")
+            data = value.data
+        elif isinstance(value, Mapping):
+            body = bytearray()
+            self.struct.encode(value, body)
+            data = bytes(body)
+        else:
+            raise EncodeError(f"{self.name} needs a dict of fields or a Sealed value, got {type(value).__name__}")
+        if len(data) > 0xFFFFFFFF:
+            raise EncodeError(f"{self.name} too long ({len(data)} bytes)")
+        out += len(data).to_bytes(4, "big")
+        out += data
+
+    def decode(self, buf: bytes, pos: int, end: int) -> tuple[Any, int]:
+        if end - pos < 4:
+            raise DecodeError(f"truncated {self.name} length")
+        n = int.from_bytes(buf[pos:pos + 4], "big")
+        start, stop = pos + 4, pos + 4 + n
+        if stop > end:
+            raise DecodeError(f"truncated {self.name}: need {n} bytes, have {end - start}")
+        if self.keep_sealed:
+            return Sealed(self.name, bytes(buf[start:stop])), stop
+        value, used = self.struct.decode(buf, start, stop)
+        if used != stop:
+            raise DecodeError(f"{stop - used} trailing bytes in {self.name}")
+        return value, stop
+
+    def seal(self, value: Mapping[str, Any]) -> Sealed:
+        """``value`` encoded (and so checked), as a :class:`Sealed`."""
+        body = bytearray()
+        try:
+            self.struct.encode(value, body)
+        except EncodeError as err:
+            raise err.within(self.name) from None
+        return Sealed(self.name, bytes(body))
+
+    def unseal(self, value: Sealed) -> dict[str, Any]:
+        """The fields of a :class:`Sealed` of this subtype (checked)."""
+        if value.type_name != self.name:
+            raise DecodeError(f"a sealed {value.type_name} is not a {self.name}")
+        try:
+            fields, used = self.struct.decode(value.data, 0, len(value.data))
+        except DecodeError as err:
+            raise err.within(self.name) from None
+        if used != len(value.data):
+            raise DecodeError(f"{len(value.data) - used} trailing bytes", (self.name,))
+        return fields
 
 
 class TlvRecord:

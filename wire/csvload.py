@@ -6,12 +6,14 @@ Row kinds::
     msgdata,MSG,FIELD,TYPE,COUNT
     tlvtype,STREAM,RECORD,NUM
     tlvdata,STREAM,RECORD,FIELD,TYPE,COUNT
-    subtype,NAME
+    subtype,NAME[,sealed]
     subtypedata,SUBTYPE,FIELD,TYPE,COUNT
 
 COUNT is empty (one value), a number, an earlier field's name, or ``...``.
 A TYPE prefixed with ``?`` is optional (CLN convention: a presence byte
-precedes it).  Blank lines and lines starting with ``#`` are ignored.
+precedes it).  A ``sealed`` subtype is carried as a u32 length and its
+fields, so that a reader that does not own it can keep it unread (see
+:class:`~wire.codec.SealedStruct`).  Blank lines and lines starting with ``#`` are ignored.
 
 Parsing happens in two passes because the CSV may use a subtype before the
 row that defines it (``witness`` in ``tx_signatures`` for instance).
@@ -23,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .codec import REST, Field, MessageType, Struct, TlvRecord, TlvStream
+from .codec import REST, Field, MessageType, SealedStruct, Struct, TlvRecord, TlvStream
 from .errors import SchemaError
 from .fundamental import FUNDAMENTAL_TYPES, FieldType, OpaqueType
 
@@ -49,6 +51,7 @@ class _Defs:
     messages: dict[str, tuple[int, list[_FieldDef], int]] = field(default_factory=dict)
     subtypes: dict[str, tuple[list[_FieldDef], int]] = field(default_factory=dict)
     tlvs: dict[str, dict[str, tuple[int, list[_FieldDef], int]]] = field(default_factory=dict)
+    sealed: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -116,6 +119,10 @@ def parse_csv(text: str) -> _Defs:
             if name in defs.subtypes:
                 raise SchemaError(f"line {line}: duplicate subtype {name}")
             defs.subtypes[name] = ([], line)
+            if cells[1] == "sealed":
+                defs.sealed.add(name)
+            elif cells[1]:
+                raise SchemaError(f"line {line}: unknown subtype flag {cells[1]!r}")
         elif kind == "subtypedata":
             if cells[0] not in defs.subtypes:
                 raise SchemaError(f"line {line}: subtypedata for undeclared subtype {cells[0]!r}")
@@ -132,8 +139,9 @@ def parse_csv(text: str) -> _Defs:
 class _Resolver:
     """Second pass: turn type names into FieldType objects (memoised, cycle-safe)."""
 
-    def __init__(self, defs: _Defs, extra_types: Mapping[str, FieldType]) -> None:
+    def __init__(self, defs: _Defs, extra_types: Mapping[str, FieldType], keep_sealed: bool = False) -> None:
         self.defs = defs
+        self.keep_sealed = keep_sealed
         self.builtin = {**FUNDAMENTAL_TYPES, **extra_types}
         for name in list(defs.subtypes) + list(defs.tlvs):
             if name in self.builtin:
@@ -153,6 +161,8 @@ class _Resolver:
             self.busy.add(name)
             fdefs, _ = self.defs.subtypes[name]
             built: FieldType = Struct(name, self.fields(name, fdefs, in_tlv_record=False))
+            if name in self.defs.sealed:
+                built = SealedStruct(built, self.keep_sealed)  # type: ignore[arg-type]
         elif name in self.defs.tlvs:
             self.busy.add(name)
             built = self.stream(name)
@@ -203,7 +213,7 @@ def _count(text: str, line: int) -> int | str | None:
 
 
 def load_csv_text(text: str, extra_types: Mapping[str, FieldType] | None = None,
-                  implicit_tlvs: bool = True) -> ResolvedSchema:
+                  implicit_tlvs: bool = True, keep_sealed: bool = False) -> ResolvedSchema:
     """Parse and resolve CSV ``text``.
 
     With ``implicit_tlvs``, a message without a trailing TLV field gets one
@@ -213,7 +223,7 @@ def load_csv_text(text: str, extra_types: Mapping[str, FieldType] | None = None,
     ``msgdata`` row that would attach it.
     """
     defs = parse_csv(text)
-    res = _Resolver(defs, extra_types or {})
+    res = _Resolver(defs, extra_types or {}, keep_sealed)
     streams = {name: res.type(name, 0) for name in defs.tlvs}
     subtypes = {name: res.type(name, 0) for name in defs.subtypes}
     messages = []

@@ -23,7 +23,7 @@ from typing import Any
 from .errors import DecodeError, EncodeError
 
 __all__ = [
-    "FieldType", "IntType", "BoolType", "TruncatedIntType", "BigSizeType",
+    "FieldType", "IntType", "BoolType", "WireStringType", "TruncatedIntType", "BigSizeType",
     "FixedBytesType", "PointType", "ShortChannelIdType", "SciddirOrPubkeyType",
     "OpaqueType", "FUNDAMENTAL_TYPES", "INTERNAL_TYPES",
     "encode_bigsize", "decode_bigsize", "as_bytes",
@@ -101,12 +101,14 @@ class IntType(FieldType):
         self.hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
 
     def encode(self, value: Any, out: bytearray) -> None:
-        _check_int(value, self.lo, self.hi, self.name)
+        if not isinstance(value, int) or not self.lo <= value <= self.hi:
+            _check_int(value, self.lo, self.hi, self.name)     # raises
         out += value.to_bytes(self.size, "big", signed=self.signed)
 
     def decode(self, buf: bytes, pos: int, end: int) -> tuple[int, int]:
-        _need(end, pos, self.size, self.name)
         stop = pos + self.size
+        if stop > end:
+            _need(end, pos, self.size, self.name)              # raises
         return int.from_bytes(buf[pos:stop], "big", signed=self.signed), stop
 
 
@@ -135,6 +137,33 @@ class BoolType(FieldType):
         if buf[pos] > 1:
             raise DecodeError(f"invalid bool byte {buf[pos]}")
         return buf[pos] == 1, pos + 1
+
+
+class WireStringType(FieldType):
+    """``wirestring``: a u16 byte length, then that many bytes of UTF-8; a
+    ``str``.  (Core Lightning's wirestring is NUL-terminated; ours is
+    length-prefixed, so it may hold any text.)"""
+
+    name = "wirestring"
+    min_size = 2
+
+    def encode(self, value: Any, out: bytearray) -> None:
+        if not isinstance(value, str):
+            raise EncodeError(f"wirestring needs str, got {type(value).__name__}")
+        data = value.encode("utf-8")
+        if len(data) > 0xFFFF:
+            raise EncodeError(f"wirestring too long ({len(data)} bytes)")
+        out += len(data).to_bytes(2, "big")
+        out += data
+
+    def decode(self, buf: bytes, pos: int, end: int) -> tuple[str, int]:
+        _need(end, pos, 2, self.name)
+        n = int.from_bytes(buf[pos:pos + 2], "big")
+        _need(end, pos + 2, n, self.name)
+        try:
+            return bytes(buf[pos + 2:pos + 2 + n]).decode("utf-8"), pos + 2 + n
+        except UnicodeDecodeError:
+            raise DecodeError("invalid utf8 string") from None
 
 
 class TruncatedIntType(FieldType):
@@ -220,6 +249,8 @@ class FixedBytesType(FieldType):
     def __init__(self, name: str, size: int) -> None:
         self.name, self.size = name, size
         self.fixed_size = self.min_size = size
+        #: any bytes of the right size are valid (no subclass check in to_bytes)
+        self._plain = type(self).to_bytes is FixedBytesType.to_bytes
 
     def to_bytes(self, value: Any) -> bytes:
         data = as_bytes(value, self.name)
@@ -228,11 +259,15 @@ class FixedBytesType(FieldType):
         return data
 
     def encode(self, value: Any, out: bytearray) -> None:
-        out += self.to_bytes(value)
+        if value.__class__ is bytes and len(value) == self.size and self._plain:
+            out += value                                        # the common case, checked
+        else:
+            out += self.to_bytes(value)
 
     def decode(self, buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
-        _need(end, pos, self.size, self.name)
         stop = pos + self.size
+        if stop > end:
+            _need(end, pos, self.size, self.name)              # raises
         return bytes(buf[pos:stop]), stop
 
 
@@ -252,6 +287,12 @@ class PointType(FixedBytesType):
         if data[0] not in (2, 3):
             raise EncodeError(f"{self.name} must start with 0x02 or 0x03")
         return data
+
+    def encode(self, value: Any, out: bytearray) -> None:
+        if value.__class__ is bytes and len(value) == 33 and value[0] in (2, 3):
+            out += value
+        else:
+            out += self.to_bytes(value)
 
     def decode(self, buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
         data, stop = super().decode(buf, pos, end)
@@ -335,6 +376,7 @@ FUNDAMENTAL_TYPES: dict[str, FieldType] = _build_fundamentals()
 #: Not loaded by default; pass ``extra_types=INTERNAL_TYPES`` to opt in.
 INTERNAL_TYPES: dict[str, FieldType] = {
     "bool": BoolType(),
+    "wirestring": WireStringType(),
     "amount_msat": IntType("amount_msat", 8),
     "amount_sat": IntType("amount_sat", 8),
     "node_id": PointType("node_id"),

@@ -38,6 +38,13 @@ class Message:
     #: trailing bytes beyond the known fields that the schema did not parse
     #: (a BOLT 1 extension on a message that declares no TLV stream)
     extension: bytes = b""
+    #: where each field's encoding is in ``payload`` (start, end)
+    spans: dict[str, tuple[int, int]] = field(repr=False, default_factory=dict)
+
+    def field_bytes(self, name: str) -> bytes:
+        """Field ``name`` as it was encoded (e.g. a subtype to store as is)."""
+        start, end = self.spans[name]
+        return self.payload[start:end]
 
     @property
     def known(self) -> bool:
@@ -111,16 +118,19 @@ class MessageSchema:
     @classmethod
     def from_csv_text(cls, text: str, *, include: Iterable[str] | None = None,
                       exclude: Iterable[str] = (), extra_types: Mapping[str, FieldType] | None = None,
-                      implicit_tlvs: bool = True, allow_trailing: bool = True) -> "MessageSchema":
+                      implicit_tlvs: bool = True, allow_trailing: bool = True,
+                      keep_sealed: bool = False) -> "MessageSchema":
         """Load a schema from CSV text.
 
         ``include``/``exclude`` select messages by name (TLV streams and
         subtypes are always all kept): the BOLT CSV mixes peer messages with
         BOLT 4 failure messages whose numbers collide (e.g. 18 is both
         ``ping`` and ``final_incorrect_cltv_expiry``).  ``extra_types`` adds
-        named types (see :data:`wire.INTERNAL_TYPES`).
+        named types (see :data:`wire.INTERNAL_TYPES`).  ``keep_sealed``:
+        values of sealed subtypes decode to :class:`~wire.codec.Sealed`,
+        unread (for a reader that only stores them).
         """
-        resolved = load_csv_text(text, extra_types, implicit_tlvs)
+        resolved = load_csv_text(text, extra_types, implicit_tlvs, keep_sealed)
         wanted = None if include is None else set(include)
         unwanted = set(exclude)
         names = {m.name for m in resolved.messages}
@@ -153,6 +163,40 @@ class MessageSchema:
     def type_number(self, name: str) -> int:
         """The 16-bit type number of message ``name``."""
         return self.message(name).number
+
+    def subtype(self, name: str) -> Any:
+        """The codec of subtype ``name`` (a Struct, or a SealedStruct)."""
+        try:
+            return self.subtypes[name]
+        except KeyError:
+            raise SchemaError(f"no subtype named {name!r}") from None
+
+    def encode_subtype(self, name: str, value: Mapping[str, Any]) -> bytes:
+        """A value of subtype ``name`` on its own (for storage), checked as in
+        a message; a sealed subtype's fields, without its length."""
+        codec = self.subtype(name)
+        struct = getattr(codec, "struct", codec)
+        out = bytearray()
+        try:
+            struct.encode(value, out)
+        except EncodeError as err:
+            raise err.within(name) from None
+        return bytes(out)
+
+    def decode_subtype(self, name: str, data: bytes) -> dict[str, Any]:
+        """The inverse of :meth:`encode_subtype` (all of ``data``, checked)."""
+        codec = self.subtype(name)
+        struct = getattr(codec, "struct", codec)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"{name} needs bytes, got {type(data).__name__}")
+        data = bytes(data)
+        try:
+            value, used = struct.decode(data, 0, len(data))
+        except DecodeError as err:
+            raise err.within(name) from None
+        if used != len(data):
+            raise DecodeError(f"{len(data) - used} trailing bytes", (name,))
+        return value
 
     def tlv_stream(self, name: str) -> TlvStream:
         """The definition of TLV stream ``name``."""
@@ -196,9 +240,10 @@ class MessageSchema:
         fields, _ = self._decode_fields(msg, bytes(payload))
         return fields
 
-    def _decode_fields(self, msg: MessageType, payload: bytes) -> tuple[dict[str, Any], bytes]:
+    def _decode_fields(self, msg: MessageType, payload: bytes,
+                       spans: dict[str, tuple[int, int]] | None = None) -> tuple[dict[str, Any], bytes]:
         try:
-            fields, pos = msg.struct.decode(payload, 0, len(payload))
+            fields, pos = msg.struct.decode(payload, 0, len(payload), spans)
         except DecodeError as err:
             raise err.within(msg.name) from None
         extension = payload[pos:]
@@ -219,8 +264,9 @@ class MessageSchema:
         msg = self.by_number.get(number)
         if msg is None:
             return Message(None, {}, number, payload)
-        fields, extension = self._decode_fields(msg, payload)
-        return Message(msg.name, fields, number, payload, extension)
+        spans: dict[str, tuple[int, int]] = {}
+        fields, extension = self._decode_fields(msg, payload, spans)
+        return Message(msg.name, fields, number, payload, extension, spans)
 
     # -- bare TLV streams ------------------------------------------------------
 

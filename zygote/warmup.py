@@ -104,11 +104,13 @@ def _channel() -> None:
     p.deliver_all()
     a.persist()
     b.persist()
-    json.loads(json.dumps(a.db))
     from channeld.summary import summary
     from common.features import bits_from_features, features_from_bits
+    from wire.internal import internal_schema
+    daemon, master = internal_schema("channeld"), internal_schema("channeld", keep_sealed=True)
     for ch in (a.channel, b.channel):
-        json.dumps(summary(ch))
+        for _ in range(ROUNDS):
+            master.decode_subtype("channel_summary", daemon.encode_subtype("channel_summary", summary(ch)))
     bits_from_features(features_from_bits([1, 5, 7, 12, 14, 17, 22]))
     a.crash()
 

@@ -5,8 +5,9 @@ core with it (tests/channel_testing.py adds the invariant checks).
 
 Messages go through the real wire codec (encoded on send, decoded on
 delivery), in order per direction; the two directions interleave as the
-test decides.  Each :class:`Node` keeps a "database" (the last
-:meth:`Channel.to_dict` it persisted) so a test can crash it and resume from
+test decides.  Each :class:`Node` keeps a "database" (the `channeld_core`
+encoding of the last :meth:`Channel.to_dict` it persisted, through the
+codec of wire/csv/channeld.csv) so a test can crash it and resume from
 there, as the master would.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import wire
 from bitcoin.hashes import sha256
 from bitcoin.tx import OutPoint
 from common.commitment import Side
+from wire.internal import internal_schema
 
 from .closing import ClosingResult
 from .params import ChannelParams, ChannelType, PartyConfig
@@ -48,17 +50,19 @@ class Node:
     signer: LocalSigner
     channel: Channel
     fee_bounds: FeerateBounds = field(default_factory=FeerateBounds)
-    db: dict[str, Any] | None = None
+    #: the stored channel: its `channeld_core` encoding, as the master keeps it
+    db: bytes | None = None
     #: HTLC changes reported by the channel, for accounting by tests
     changes: list[HtlcChanges] = field(default_factory=list)
 
     def persist(self) -> None:
-        self.db = self.channel.to_dict()
+        self.db = internal_schema("channeld").encode_subtype("channeld_core", self.channel.to_dict())
 
     def crash(self) -> None:
         """Lose everything since the last persist; come back disconnected."""
         assert self.db is not None
-        self.channel = Channel.from_dict(self.db, self.signer, fee_bounds=self.fee_bounds)
+        stored = internal_schema("channeld").decode_subtype("channeld_core", self.db)
+        self.channel = Channel.from_dict(stored, self.signer, fee_bounds=self.fee_bounds)
 
 
 def make_pair(*, funding_sat: int = 10_000_000, push_msat: int = 0, feerate_per_kw: int = 2500,

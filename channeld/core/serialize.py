@@ -1,12 +1,13 @@
-"""Channel state <-> JSON-able dict, for the master's database.
+"""Channel state <-> the `channeld_core` value (wire/csv/channeld.csv declares
+every field; the codec checks them), for the master's database.
 
 Holds everything needed to resume after a crash: static parameters, both
 sides' commitment numbers, every HTLC and fee update with where it stands,
 the peer's per-commitment points we still need, the shachain of its
 revealed secrets, its signatures on our latest commitment (to broadcast
 it), our messages it may have to be sent again (byte-exact wire encodings),
-and the shutdown state.  Bytes are hex strings; sides and enums are stored
-by explicit string values, never ordinals.
+and the shutdown state.  Sides and enums are stored by explicit string
+values, never ordinals.
 
 Not stored, on purpose: the connection (a restored channel is
 disconnected), a closing fee negotiation in progress (BOLT 2 restarts it on
@@ -31,25 +32,28 @@ if TYPE_CHECKING:
     from .signer import Signer
     from .state import Channel, FeerateBounds
 
-FORMAT_VERSION = 1
 _SIDE = {Side.LOCAL: "local", Side.REMOTE: "remote"}
 _SIDE_OF = {v: k for k, v in _SIDE.items()}
 
 
-def _h(b: bytes | None) -> str | None:
-    return None if b is None else b.hex()
+def _side(name: str) -> Side:
+    try:
+        return _SIDE_OF[name]
+    except KeyError:
+        raise UsageError(f"unknown side {name!r} in the stored channel") from None
 
 
-def _b(s: str | None) -> bytes | None:
-    return None if s is None else bytes.fromhex(s)
+def _at_to(at: list[int | None]) -> dict[str, int | None]:
+    return {"local": at[Side.LOCAL], "remote": at[Side.REMOTE]}
 
 
-def _bb(s: str) -> bytes:
-    return bytes.fromhex(s)
+def _at_from(d: Mapping[str, int | None]) -> list[int | None]:
+    return [d["local"], d["remote"]]
 
 
 # --- params -------------------------------------------------------------------------
 def _party_to(p: PartyConfig) -> dict[str, Any]:
+    bp = p.basepoints
     return {
         "dust_limit_sat": p.dust_limit_sat,
         "max_htlc_value_in_flight_msat": p.max_htlc_value_in_flight_msat,
@@ -57,11 +61,10 @@ def _party_to(p: PartyConfig) -> dict[str, Any]:
         "htlc_minimum_msat": p.htlc_minimum_msat,
         "to_self_delay": p.to_self_delay,
         "max_accepted_htlcs": p.max_accepted_htlcs,
-        "funding_pubkey": p.funding_pubkey.hex(),
-        "basepoints": {"revocation": p.basepoints.revocation.hex(), "payment": p.basepoints.payment.hex(),
-                       "delayed_payment": p.basepoints.delayed_payment.hex(),
-                       "htlc": p.basepoints.htlc.hex()},
-        "upfront_shutdown_script": p.upfront_shutdown_script.hex(),
+        "funding_pubkey": p.funding_pubkey,
+        "basepoints": {"revocation": bp.revocation, "payment": bp.payment,
+                       "delayed_payment": bp.delayed_payment, "htlc": bp.htlc},
+        "upfront_shutdown_script": p.upfront_shutdown_script,
     }
 
 
@@ -74,16 +77,16 @@ def _party_from(d: Mapping[str, Any]) -> PartyConfig:
         htlc_minimum_msat=d["htlc_minimum_msat"],
         to_self_delay=d["to_self_delay"],
         max_accepted_htlcs=d["max_accepted_htlcs"],
-        funding_pubkey=_bb(d["funding_pubkey"]),
-        basepoints=Basepoints(revocation=_bb(bp["revocation"]), payment=_bb(bp["payment"]),
-                              delayed_payment=_bb(bp["delayed_payment"]), htlc=_bb(bp["htlc"])),
-        upfront_shutdown_script=_bb(d["upfront_shutdown_script"]),
+        funding_pubkey=d["funding_pubkey"],
+        basepoints=Basepoints(revocation=bp["revocation"], payment=bp["payment"],
+                              delayed_payment=bp["delayed_payment"], htlc=bp["htlc"]),
+        upfront_shutdown_script=d["upfront_shutdown_script"],
     )
 
 
 def params_to_dict(p: ChannelParams) -> dict[str, Any]:
     return {
-        "funding_txid": p.funding_outpoint.txid_hex,
+        "funding_txid": p.funding_outpoint.txid,
         "funding_output_index": p.funding_outpoint.index,
         "funding_sat": p.funding_sat,
         "opener": _SIDE[p.opener],
@@ -98,13 +101,12 @@ def params_to_dict(p: ChannelParams) -> dict[str, Any]:
 
 def params_from_dict(d: Mapping[str, Any]) -> ChannelParams:
     return ChannelParams(
-        funding_outpoint=OutPoint.from_hex(d["funding_txid"], d["funding_output_index"]),
+        funding_outpoint=OutPoint(d["funding_txid"], d["funding_output_index"]),
         funding_sat=d["funding_sat"],
-        opener=_SIDE_OF[d["opener"]],
+        opener=_side(d["opener"]),
         local=_party_from(d["local"]),
         remote=_party_from(d["remote"]),
-        channel_type=ChannelType(anchors=d["anchors"], scid_alias=d.get("scid_alias", False),
-                                 zeroconf=d.get("zeroconf", False)),
+        channel_type=ChannelType(anchors=d["anchors"], scid_alias=d["scid_alias"], zeroconf=d["zeroconf"]),
         anysegwit=d["anysegwit"],
     )
 
@@ -113,15 +115,19 @@ def params_from_dict(d: Mapping[str, Any]) -> ChannelParams:
 def _removal_to(r: Removal | None) -> dict[str, Any] | None:
     if r is None:
         return None
-    return {"kind": r.kind.value, "at": list(r.at), "preimage": _h(r.preimage), "reason": _h(r.reason),
-            "sha256_of_onion": _h(r.sha256_of_onion), "failure_code": r.failure_code}
+    return {"kind": r.kind.value, "at": _at_to(r.at), "preimage": r.preimage, "reason": r.reason or b"",
+            "sha256_of_onion": r.sha256_of_onion, "failure_code": r.failure_code}
 
 
 def _removal_from(d: Mapping[str, Any] | None) -> Removal | None:
     if d is None:
         return None
-    return Removal(RemovalKind(d["kind"]), list(d["at"]), _b(d["preimage"]), _b(d["reason"]),
-                   _b(d["sha256_of_onion"]), d["failure_code"])
+    try:
+        kind = RemovalKind(d["kind"])
+    except ValueError:
+        raise UsageError(f"unknown HTLC removal {d['kind']!r} in the stored channel") from None
+    return Removal(kind, _at_from(d["at"]), d["preimage"], d["reason"] or None, d["sha256_of_onion"],
+                   d["failure_code"])
 
 
 def log_to_dict(log: HtlcLog) -> dict[str, Any]:
@@ -131,13 +137,13 @@ def log_to_dict(log: HtlcLog) -> dict[str, Any]:
         "next_id": list(log.next_id),
         "htlcs": [{
             "offerer": _SIDE[h.offerer], "id": h.htlc_id, "amount_msat": h.amount_msat,
-            "payment_hash": h.payment_hash.hex(), "cltv_expiry": h.cltv_expiry,
-            "onion": h.onion.hex(), "blinding_point": _h(h.blinding_point),
-            "add_at": list(h.add_at), "removal": _removal_to(h.removal),
-            **({"fail_immediate": True} if h.fail_immediate else {}),
+            "payment_hash": h.payment_hash, "cltv_expiry": h.cltv_expiry,
+            "onion": h.onion, "blinding_point": h.blinding_point,
+            "add_at": _at_to(h.add_at), "removal": _removal_to(h.removal),
+            "fail_immediate": h.fail_immediate,
         } for h in log.htlcs.values()],
         "fee_updates": [{"sender": _SIDE[f.sender], "feerate_per_kw": f.feerate_per_kw,
-                         "at": list(f.at)} for f in log.fee_updates],
+                         "at": _at_to(f.at)} for f in log.fee_updates],
     }
 
 
@@ -145,11 +151,11 @@ def log_from_dict(d: Mapping[str, Any]) -> HtlcLog:
     log = HtlcLog(d["base_msat"][0], d["base_msat"][1], d["base_feerate"])
     log.oldest, log.latest, log.next_id = list(d["oldest"]), list(d["latest"]), list(d["next_id"])
     for x in d["htlcs"]:
-        h = Htlc(_SIDE_OF[x["offerer"]], x["id"], x["amount_msat"], _bb(x["payment_hash"]),
-                 x["cltv_expiry"], _bb(x["onion"]), _b(x["blinding_point"]), list(x["add_at"]),
-                 _removal_from(x["removal"]), x.get("fail_immediate", False))
+        h = Htlc(_side(x["offerer"]), x["id"], x["amount_msat"], x["payment_hash"], x["cltv_expiry"],
+                 x["onion"], x["blinding_point"], _at_from(x["add_at"]), _removal_from(x["removal"]),
+                 x["fail_immediate"])
         log.htlcs[h.key] = h
-    log.fee_updates = [FeeUpdate(_SIDE_OF[f["sender"]], f["feerate_per_kw"], list(f["at"]))
+    log.fee_updates = [FeeUpdate(_side(f["sender"]), f["feerate_per_kw"], _at_from(f["at"]))
                        for f in d["fee_updates"]]
     return log
 
@@ -158,14 +164,15 @@ def log_from_dict(d: Mapping[str, Any]) -> HtlcLog:
 def _sent_to(m: SentMessage | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    return {"seq": m.seq, "number": m.number, "msg": wire.bolt_schema().encode(m.name, m.fields).hex()}
+    return {"seq": m.seq, "number": m.number, "msg": wire.bolt_schema().encode(m.name, m.fields)}
 
 
 def _sent_from(d: Mapping[str, Any] | None) -> SentMessage | None:
     if d is None:
         return None
-    name, fields = wire.bolt_schema().decode(_bb(d["msg"]))
-    assert name is not None
+    name, fields = wire.bolt_schema().decode(d["msg"])
+    if name is None:
+        raise UsageError("unknown message in the stored outbox")
     return SentMessage(d["seq"], name, fields, d["number"])
 
 
@@ -185,21 +192,22 @@ def outbox_from_dict(d: Mapping[str, Any]) -> Outbox:
 
 # --- channel -------------------------------------------------------------------------
 def channel_to_dict(ch: "Channel") -> dict[str, Any]:
+    """The channel's `channeld_core` value."""
     return {
-        "version": FORMAT_VERSION,
         "params": params_to_dict(ch.params),
         "state": ch.state.value,
         "log": log_to_dict(ch.log),
-        "remote_points": {str(n): p.hex() for n, p in sorted(ch.remote_points.items())},
-        "remote_secrets": ch.remote_secrets.to_bytes().hex(),
-        "local_sig": _h(ch.local_sig),
-        "local_htlc_sigs": [s.hex() for s in ch.local_htlc_sigs],
+        "remote_points": [{"number": n, "point": p} for n, p in sorted(ch.remote_points.items())],
+        "remote_secrets": ch.remote_secrets.to_value(),
+        "local_sig": ch.local_sig,
+        "local_htlc_sigs": list(ch.local_htlc_sigs),
         "outbox": outbox_to_dict(ch.outbox),
         "channel_ready_sent": ch.channel_ready_sent,
         "channel_ready_received": ch.channel_ready_received,
-        "local_shutdown_script": _h(ch.local_shutdown_script),
+        # BOLT 2 shutdown scripts are never empty: empty is "none yet"
+        "local_shutdown_script": ch.local_shutdown_script or b"",
         "shutdown_sent": ch.shutdown_sent,
-        "remote_shutdown_script": _h(ch.remote_shutdown_script),
+        "remote_shutdown_script": ch.remote_shutdown_script or b"",
     }
 
 
@@ -207,23 +215,24 @@ def channel_from_dict(cls: type["Channel"], d: Mapping[str, Any], signer: "Signe
                       fee_bounds: "FeerateBounds") -> "Channel":
     from .state import ChannelState
 
-    if d.get("version") != FORMAT_VERSION:
-        raise UsageError(f"unsupported channel state format {d.get('version')!r}")
     params = params_from_dict(d["params"])
     if signer.funding_pubkey() != params.local.funding_pubkey:
         raise UsageError("the signer's funding key does not match the stored channel")
     ch = cls(params, signer, log_from_dict(d["log"]), fee_bounds=fee_bounds,
-             local_shutdown_script=_b(d["local_shutdown_script"]))
-    ch.state = ChannelState(d["state"])
-    ch.remote_points = {int(n): _bb(p) for n, p in d["remote_points"].items()}
-    ch.remote_secrets = ShachainStore.from_bytes(_bb(d["remote_secrets"]))
-    ch.local_sig = _b(d["local_sig"])
-    ch.local_htlc_sigs = [_bb(s) for s in d["local_htlc_sigs"]]
+             local_shutdown_script=d["local_shutdown_script"] or None)
+    try:
+        ch.state = ChannelState(d["state"])
+    except ValueError:
+        raise UsageError(f"unknown channel state {d['state']!r} in the stored channel") from None
+    ch.remote_points = {e["number"]: e["point"] for e in d["remote_points"]}
+    ch.remote_secrets = ShachainStore.from_value(d["remote_secrets"])
+    ch.local_sig = d["local_sig"]
+    ch.local_htlc_sigs = list(d["local_htlc_sigs"])
     ch.outbox = outbox_from_dict(d["outbox"])
     ch.channel_ready_sent = d["channel_ready_sent"]
     ch.channel_ready_received = d["channel_ready_received"]
     ch.shutdown_sent = d["shutdown_sent"]
-    ch.remote_shutdown_script = _b(d["remote_shutdown_script"])
+    ch.remote_shutdown_script = d["remote_shutdown_script"] or None
     # Whatever was stored is persisted; a hsmd that restarted relearns which
     # commitment we hold (and this checks the stored signature once more).
     ch._revoke_persisted = True

@@ -1,131 +1,153 @@
-"""JSON (de)serialization of an ``OnchainState``, so onchaind survives a crash.
+"""An ``OnchainState`` <-> the `onchaind_state` value (wire/csv/onchaind.csv
+declares every field; the codec checks them), so onchaind survives a crash.
 
 Only facts are stored (the channel, the spending tx, confirmations, spends,
 preimages, pinned feerates, what was already told to the shell); the
 resolution tree and the signed transactions are re-derived on load, and come
-out identical since signatures are deterministic.
-
-The codec is generic over dataclasses, driven by their type hints: bytes as
-hex, transactions as hex, outpoints as "txid:index" (display order), enums
-by value, dicts as lists of pairs, the shachain in its own byte format.
+out identical since signatures are deterministic.  Maps keyed by outpoint
+are stored as lists sorted by key, sets sorted, so a state always encodes
+to the same bytes.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
-from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
+from bitcoin.hashes import sha256
+from bitcoin.keys import compact_to_der, der_to_compact
 from bitcoin.tx import OutPoint, Tx
+from common.commitment import ChannelParty, ChannelSetup, HtlcInfo, Side
+from common.keyderive import Basepoints
 from common.shachain import ShachainStore
 
-from .model import OnchainChannel, SpendFact
+from .model import LocalCommitmentInfo, OnchainChannel, RemoteCommitmentInfo, SpendFact
 
 if TYPE_CHECKING:
     from .resolve import OnchainState
     from .signer import Signer
 
-FORMAT_VERSION = 1
+_SIDE = {Side.LOCAL: "local", Side.REMOTE: "remote"}
+_SIDE_OF = {v: k for k, v in _SIDE.items()}
 
 
-def encode(obj: Any) -> Any:
-    if isinstance(obj, Enum):
-        return obj.value
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, bytes):
-        return obj.hex()
-    if isinstance(obj, Tx):
-        return obj.to_hex()
-    if isinstance(obj, OutPoint):
-        return str(obj)
-    if isinstance(obj, ShachainStore):
-        return obj.to_bytes().hex()
-    if dataclasses.is_dataclass(obj):
-        return {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return [[encode(k), encode(v)] for k, v in obj.items()]
-    if isinstance(obj, (set, frozenset)):
-        return sorted(encode(x) for x in obj)
-    if isinstance(obj, (list, tuple)):
-        return [encode(x) for x in obj]
-    raise TypeError(f"cannot encode {type(obj).__name__}")
+def _side(name: str) -> Side:
+    try:
+        return _SIDE_OF[name]
+    except KeyError:
+        raise ValueError(f"unknown side {name!r} in onchaind's state") from None
 
 
-def _outpoint(s: str) -> OutPoint:
-    txid, index = s.split(":")
-    return OutPoint.from_hex(txid, int(index))
+def htlc_value(h: HtlcInfo) -> dict[str, Any]:
+    """An `onchain_htlc`."""
+    return {"offerer": _SIDE[h.offerer], "id": h.htlc_id, "amount_msat": h.amount_msat,
+            "payment_hash": h.payment_hash, "cltv_expiry": h.cltv_expiry}
 
 
-def decode(tp: Any, data: Any) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if data is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return decode(inner, data)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(decode(args[0], x) for x in data)
-        return tuple(decode(a, x) for a, x in zip(args, data))
-    if origin is list:
-        return [decode(args[0], x) for x in data]
-    if origin in (set, frozenset):
-        return origin(decode(args[0], x) for x in data)
-    if origin is dict:
-        return {decode(args[0], k): decode(args[1], v) for k, v in data}
-    if isinstance(tp, type):
-        if issubclass(tp, Enum):
-            return tp(data)
-        if tp is bytes:
-            return bytes.fromhex(data)
-        if tp is Tx:
-            return Tx.from_hex(data)
-        if tp is OutPoint:
-            return _outpoint(data)
-        if tp is ShachainStore:
-            return ShachainStore.from_bytes(bytes.fromhex(data))
-        if dataclasses.is_dataclass(tp):
-            hints = typing.get_type_hints(tp)
-            return tp(**{f.name: decode(hints[f.name], data[f.name])
-                         for f in dataclasses.fields(tp) if f.name in data})
-        if tp in (int, str, bool):
-            if not isinstance(data, tp):
-                raise TypeError(f"expected {tp.__name__}, got {data!r}")
-            return data
-    raise TypeError(f"cannot decode {tp!r}")
+def htlc_from(d: Mapping[str, Any]) -> HtlcInfo:
+    return HtlcInfo(_side(d["offerer"]), d["amount_msat"], d["payment_hash"], d["cltv_expiry"], d["id"])
 
 
-# (attribute, type) of everything an OnchainState persists besides the channel
-_FIELDS: list[tuple[str, Any]] = [
-    ("commitment_tx", Tx),
-    ("tip", int),
-    ("feerate_per_kw", int),
-    ("confirmations", dict[bytes, int]),
-    ("spends", dict[OutPoint, SpendFact]),
-    ("preimages", dict[bytes, bytes]),
-    ("master_hashes", set[bytes]),
-    ("pinned_feerates", dict[OutPoint, int]),
-    ("bumped_at", dict[OutPoint, int]),
-    ("emitted", set[str]),
-    ("announced", set[bytes]),
-]
+def _party_value(p: ChannelParty) -> dict[str, Any]:
+    bp = p.basepoints
+    return {"funding_pubkey": p.funding_pubkey,
+            "basepoints": {"revocation": bp.revocation, "payment": bp.payment,
+                           "delayed_payment": bp.delayed_payment, "htlc": bp.htlc},
+            "dust_limit_sat": p.dust_limit_sat, "to_self_delay": p.to_self_delay}
 
 
-def state_to_json(st: "OnchainState") -> str:
-    doc = {"version": FORMAT_VERSION, "channel": encode(st.channel)}
-    doc.update({name: encode(getattr(st, name)) for name, _ in _FIELDS})
-    return json.dumps(doc, sort_keys=True)
+def _party_from(d: Mapping[str, Any]) -> ChannelParty:
+    bp = d["basepoints"]
+    return ChannelParty(d["funding_pubkey"], Basepoints(revocation=bp["revocation"], payment=bp["payment"],
+                                                        delayed_payment=bp["delayed_payment"], htlc=bp["htlc"]),
+                        d["dust_limit_sat"], d["to_self_delay"])
 
 
-def state_from_json(data: str, signer: "Signer") -> "OnchainState":
+def _commitment_value(c: LocalCommitmentInfo | RemoteCommitmentInfo) -> dict[str, Any]:
+    return {"number": c.commitment_number, "per_commitment_point": c.per_commitment_point,
+            "feerate_per_kw": c.feerate_per_kw, "local_msat": c.local_msat, "remote_msat": c.remote_msat,
+            "htlcs": [htlc_value(h) for h in c.htlcs]}
+
+
+def _commitment_fields(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {"commitment_number": d["number"], "per_commitment_point": d["per_commitment_point"],
+            "feerate_per_kw": d["feerate_per_kw"], "local_msat": d["local_msat"],
+            "remote_msat": d["remote_msat"], "htlcs": tuple(htlc_from(h) for h in d["htlcs"])}
+
+
+def channel_value(ch: OnchainChannel) -> dict[str, Any]:
+    """The channel's `onchaind_channel`."""
+    s = ch.setup
+    return {
+        "funding_txid": s.funding_outpoint.txid, "funding_outnum": s.funding_outpoint.index,
+        "funding_sat": s.funding_sat, "opener": _SIDE[s.opener], "anchors": s.option_anchors,
+        "local": _party_value(s.local), "remote": _party_value(s.remote),
+        "local_commitment": _commitment_value(ch.local),
+        "htlc_signatures": [der_to_compact(sig) for sig in ch.local.htlc_signatures],
+        "remote_commitment": _commitment_value(ch.remote),
+        "remote_next_commitment": _commitment_value(ch.remote_next) if ch.remote_next is not None else None,
+        "revealed_secrets": ch.revealed_secrets.to_value(),
+        "sweep_scriptpubkey": ch.sweep_scriptpubkey, "feerate_per_kw": ch.feerate_per_kw,
+        "block_height": ch.block_height, "past_htlcs": [htlc_value(h) for h in ch.past_htlcs],
+        "preimages": sorted(ch.preimages.values()), "mutual_close_txids": list(ch.mutual_close_txids),
+        "shutdown_scriptpubkey": ch.shutdown_scriptpubkey or b"", "reasonable_depth": ch.reasonable_depth,
+    }
+
+
+def channel_from(d: Mapping[str, Any]) -> OnchainChannel:
+    nxt = d["remote_next_commitment"]
+    return OnchainChannel(
+        setup=ChannelSetup(OutPoint(d["funding_txid"], d["funding_outnum"]), d["funding_sat"], _side(d["opener"]),
+                           _party_from(d["local"]), _party_from(d["remote"]), d["anchors"]),
+        local=LocalCommitmentInfo(**_commitment_fields(d["local_commitment"]),
+                                  htlc_signatures=tuple(compact_to_der(s) for s in d["htlc_signatures"])),
+        remote=RemoteCommitmentInfo(**_commitment_fields(d["remote_commitment"])),
+        remote_next=RemoteCommitmentInfo(**_commitment_fields(nxt)) if nxt is not None else None,
+        revealed_secrets=ShachainStore.from_value(d["revealed_secrets"]),
+        sweep_scriptpubkey=d["sweep_scriptpubkey"], feerate_per_kw=d["feerate_per_kw"],
+        block_height=d["block_height"], past_htlcs=tuple(htlc_from(h) for h in d["past_htlcs"]),
+        preimages={sha256(p): p for p in d["preimages"]},
+        mutual_close_txids=tuple(d["mutual_close_txids"]),
+        shutdown_scriptpubkey=d["shutdown_scriptpubkey"] or None, reasonable_depth=d["reasonable_depth"])
+
+
+def outpoint_values(m: Mapping[OutPoint, int]) -> list[dict[str, Any]]:
+    """A map from outpoints to numbers as `outpoint_value`s, sorted."""
+    return [{"txid": op.txid, "outnum": op.index, "value": v}
+            for op, v in sorted(m.items(), key=lambda kv: (kv[0].txid, kv[0].index))]
+
+
+def outpoint_map(values: list[Mapping[str, Any]]) -> dict[OutPoint, int]:
+    return {OutPoint(e["txid"], e["outnum"]): e["value"] for e in values}
+
+
+def state_to_value(st: "OnchainState") -> dict[str, Any]:
+    """The core's part of `onchaind_state` (the shell adds to_us and
+    core_all_resolved)."""
+    return {
+        "channel": channel_value(st.channel),
+        "commitment_tx": st.commitment_tx.serialize(),
+        "tip": st.tip, "feerate_per_kw": st.feerate_per_kw,
+        "confirmations": [{"txid": t, "height": h} for t, h in sorted(st.confirmations.items())],
+        "spends": [{"txid": op.txid, "outnum": op.index, "tx": f.tx.serialize(), "height": f.height}
+                   for op, f in sorted(st.spends.items(), key=lambda kv: (kv[0].txid, kv[0].index))],
+        "preimages": sorted(st.preimages.values()),
+        "master_hashes": sorted(st.master_hashes),
+        "pinned_feerates": outpoint_values(st.pinned_feerates),
+        "bumped_at": outpoint_values(st.bumped_at),
+        "emitted": sorted(st.emitted),
+        "announced": sorted(st.announced),
+    }
+
+
+def state_from_value(d: Mapping[str, Any], signer: "Signer") -> "OnchainState":
     from .resolve import OnchainState
-    doc = json.loads(data)
-    if doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"unknown onchaind state version {doc.get('version')!r}")
-    channel = decode(OnchainChannel, doc["channel"])
-    kw = {name: decode(tp, doc[name]) for name, tp in _FIELDS}
-    tx = kw.pop("commitment_tx")
-    return OnchainState(channel, tx, signer, **kw)
+    return OnchainState(
+        channel_from(d["channel"]), Tx.parse(d["commitment_tx"]), signer, tip=d["tip"],
+        feerate_per_kw=d["feerate_per_kw"],
+        confirmations={e["txid"]: e["height"] for e in d["confirmations"]},
+        spends={OutPoint(e["txid"], e["outnum"]): SpendFact(Tx.parse(e["tx"]), e["height"]) for e in d["spends"]},
+        preimages={sha256(p): p for p in d["preimages"]},
+        master_hashes=set(d["master_hashes"]),
+        pinned_feerates=outpoint_map(d["pinned_feerates"]),
+        bumped_at=outpoint_map(d["bumped_at"]),
+        emitted=set(d["emitted"]),
+        announced=set(d["announced"]))

@@ -11,7 +11,7 @@ Typical use by the shell::
     state, outs = OnchainState.start(channel, funding_spend_tx, height, signer)
     outs += state.block(height + 1)
     outs += state.output_spent(outpoint, spending_tx, height)
-    saved = state.to_json(); state = OnchainState.from_json(saved, signer)
+    saved = state.to_value(); state = OnchainState.from_value(saved, signer)   # onchaind_state
 
 Fee bumping: a sweep with a deadline (the height from which the peer can
 take the output) that is still unconfirmed ``BUMP_WINDOW`` blocks before it
@@ -198,14 +198,15 @@ class OnchainState:
         return [r.status_line(self.tip) for r in self.resolutions()]
 
     # -- persistence ----------------------------------------------------------------------
-    def to_json(self) -> str:
-        from .persist import state_to_json
-        return state_to_json(self)
+    def to_value(self) -> dict:
+        """The state as `onchaind_state` (wire/csv/onchaind.csv) stores it."""
+        from .persist import state_to_value
+        return state_to_value(self)
 
     @classmethod
-    def from_json(cls, data: str, signer: Signer) -> "OnchainState":
-        from .persist import state_from_json
-        return state_from_json(data, signer)
+    def from_value(cls, value: dict, signer: Signer) -> "OnchainState":
+        from .persist import state_from_value
+        return state_from_value(value, signer)
 
     # -- used by derive ----------------------------------------------------------------
     def feerate_for(self, outpoint: OutPoint) -> int:
