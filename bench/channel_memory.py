@@ -18,21 +18,31 @@ whole shared interpreter image in every process.
   onchainds resolving them;
 - spawn latency: bench/spawn_latency.py, in a subprocess.
 
+Each figure is taken twice when this runs as root on a kernel with KSM: once
+as the node runs by default on most machines (ksmd off: children share the
+zygote's pages copy-on-write only), once with ksmd switched on for the run
+(zygote/memory_merge.py; the previous settings are put back after).  Only
+l1 is opted in then (its peers run with subdaemon-memory-merge=false), so
+no page of l1 is counted as shared with another node's.
+
     ./run bench channel_memory         # CHANNELS=50 PEERS=20 ONCHAIN_PEERS=2
+    ./run bench channel_memory --ksm off|on|both --channels N --peers N
 
 The table and the summary go to stderr; stdout keeps the JSON figures.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench.scene import regtest_scene
 from contrib.regtest.testing import RegtestChain
@@ -87,11 +97,51 @@ def total_pss(kinds: dict[str, list[Mem]]) -> float:
     return sum(m.pss for ms in kinds.values() for m in ms) / 1024
 
 
-def open_channels(nf: Any, chain: RegtestChain, channels: int, peers: int) -> tuple[Any, list[Any], dict]:
+KSM = Path("/sys/kernel/mm/ksm")
+
+
+def ksm_available() -> bool:
+    """ksmd can be switched on here and a process can opt in as a whole."""
+    if not os.access(KSM / "run", os.W_OK):
+        return False
+    code = "from zygote.memory_merge import set_memory_merge; set_memory_merge(True)"
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
+
+
+@contextmanager
+def ksmd(on: bool) -> Iterator[None]:
+    """ksmd running (scanning 2000 pages per 20 ms wake-up, so that it
+    converges within the bench) for the block; settings restored after."""
+    if not on:
+        yield
+        return
+    saved = {k: (KSM / k).read_text().strip() for k in ("run", "pages_to_scan")}
+    (KSM / "pages_to_scan").write_text("2000")
+    (KSM / "run").write_text("1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            (KSM / k).write_text(v)
+
+
+def ksm_settle(on: bool) -> None:
+    """Two full scans of ksmd: what can be merged now is."""
+    if not on:
+        return
+    from node_factory import wait_for
+    scans = KSM / "full_scans"
+    start = int(scans.read_text())
+    wait_for(lambda: int(scans.read_text()) >= start + 2, timeout=600)
+
+
+def open_channels(nf: Any, chain: RegtestChain, channels: int, peers: int,
+                  merge: bool = False) -> tuple[Any, list[Any], dict]:
     """Start l1 and its peers, connect them, read the node without channels,
     open `channels` channels round-robin and return once all are normal."""
     from node_factory import wait_for
-    l1, *others = nf.get_nodes(1 + peers, opts={"log-level": "info"})
+    peer_opts = {"log-level": "info", "subdaemon-memory-merge": "false"}
+    l1, *others = nf.get_nodes(1 + peers, opts=[{"log-level": "info"}] + [peer_opts] * peers)
     # One confirmed UTXO per channel: fundchannel spends confirmed coins only
     # (minconf 1), so a single coin would force a block between opens.
     addr = l1.rpc.newaddr("bech32")["bech32"]
@@ -103,6 +153,7 @@ def open_channels(nf: Any, chain: RegtestChain, channels: int, peers: int) -> tu
     for peer in others:
         l1.connect(peer)
     time.sleep(2)
+    ksm_settle(merge)
     before = node_memory(l1)
     for i in range(channels):
         l1.rpc.fundchannel(others[i % peers].node_id, CHANNEL_SAT)
@@ -142,28 +193,51 @@ def spawn_latency() -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(channels: int | None = None, peers: int | None = None) -> dict[str, Any]:
+def measure(channels: int, peers: int, onchain_peers: int, merge: bool) -> dict[str, Any]:
+    """One scene: the node's memory without channels, with them, and its
+    onchainds; ksmd on for the whole scene when `merge`."""
     from node_factory import wait_for
-    channels = channels or int(os.environ.get("CHANNELS", "50"))
-    peers = min(peers or int(os.environ.get("PEERS", "20")), channels)
-    onchain_peers = min(int(os.environ.get("ONCHAIN_PEERS", "2")), peers)
     t0 = time.monotonic()
     # Enough mature coinbases for one faucet payment per channel.
-    with regtest_scene(101 + channels) as scene:
+    with ksmd(merge), regtest_scene(101 + channels) as scene:
         chain = scene.chain
-        l1, others, before = open_channels(scene.nodes, chain, channels, peers)
+        l1, others, before = open_channels(scene.nodes, chain, channels, peers, merge)
         setup_s = time.monotonic() - t0
         wait_for(lambda: list(l1.subdaemon_pids_all().values()).count("channeld") == channels, timeout=60)
         time.sleep(2)  # settle: post-lock-in messages, gossip
+        ksm_settle(merge)
         after = node_memory(l1)
         n_onchain = go_onchain(l1, others[:onchain_peers], chain) if onchain_peers else 0
         time.sleep(2)
+        ksm_settle(merge)
         onchain = node_memory(l1)
-    problems = scene.teardown_problems
+    return {"before": before, "after": after, "onchain": onchain, "onchain_channels": n_onchain,
+            "setup_s": round(setup_s, 1), "total_s": round(time.monotonic() - t0, 1),
+            "teardown_problems": scene.teardown_problems}
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="./run bench channel_memory")
+    ap.add_argument("--channels", type=int, default=int(os.environ.get("CHANNELS", "50")))
+    ap.add_argument("--peers", type=int, default=int(os.environ.get("PEERS", "20")))
+    ap.add_argument("--onchain-peers", type=int, default=int(os.environ.get("ONCHAIN_PEERS", "2")))
+    ap.add_argument("--ksm", choices=("off", "on", "both"), default=None,
+                    help="ksmd off, on, or one run each (default: both where ksmd can be switched on, else off)")
+    a = ap.parse_args(argv or [])
+    channels, peers = a.channels, min(a.peers, a.channels)
+    onchain_peers = min(a.onchain_peers, peers)
+    mode = a.ksm or ("both" if ksm_available() else "off")
+    if mode != "off" and not ksm_available():
+        sys.exit("ksmd cannot be switched on here (root, /sys/kernel/mm/ksm and Linux >= 6.4 needed)")
     latency = spawn_latency()
-    result = report(before, after, onchain, channels, latency)
-    result.update(channels=channels, peers=peers, onchain_channels=n_onchain, setup_s=round(setup_s, 1),
-                  total_s=round(time.monotonic() - t0, 1), teardown_problems=problems)
+    result: dict[str, Any] = {"channels": channels, "peers": peers}
+    for merge in {"off": [False], "on": [True], "both": [False, True]}[mode]:
+        m = measure(channels, peers, onchain_peers, merge)
+        label = "ksmd on" if merge else "ksmd off"
+        print(f"\n== {label}", file=sys.stderr)
+        r = report(m["before"], m["after"], m["onchain"], channels, latency)
+        r.update({k: m[k] for k in ("onchain_channels", "setup_s", "total_s", "teardown_problems")})
+        result["ksm_on" if merge else "ksm_off"] = r
     return result
 
 
@@ -197,4 +271,4 @@ def report(before: dict[str, list[Mem]], after: dict[str, list[Mem]], onchain: d
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=2))
+    print(json.dumps(run(sys.argv[1:]), indent=2))

@@ -72,6 +72,11 @@ OPTIONS: list[OptionSpec] = [
     _o("offline", FLAG, False, "Start in offline-mode (do not automatically reconnect and do not accept incoming connections)"),
     _o("autolisten", BOOL, True, "If true, listen on default port and announce if it seems to be a public interface"),
     _o("daemon", FLAG, False, "Run in the background, suppress stdout/stderr"),
+    # not Core Lightning's: our subdaemons are Python processes forked from one
+    # template (docs/ARCHITECTURE.md, "The zygote")
+    _o("subdaemon-memory-merge", BOOL, True, "Let Linux's kernel same-page merging (KSM) share the identical "
+       "memory pages of subdaemons forked from the zygote (hsmd excepted); effective when ksmd runs "
+       "(/sys/kernel/mm/ksm/run = 1)"),
     # --- logging
     _o("log-level", STR, None, "log level (io, trace, debug, info, unusual, broken) [:SUBSYSTEM[:PATH]]", multi=True),
     _o("log-file", STR, None, "Also log to file (- for stdout)", multi=True),

@@ -67,8 +67,9 @@ class ZygoteControl:
         self._start_process()
 
     def _start_process(self) -> None:
+        args = ["--memory-merge"] if self.ld.cfg.get("subdaemon-memory-merge") else []
         self.subd = Subd("zygote", internal_schema("zygote"), {}, self.ld.log.child("zygote"),
-                         on_exit=self._on_exit)
+                         on_exit=self._on_exit, args=args)
         self.subd.start()
 
     async def stop(self) -> None:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import ast
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from node_factory import child_pids, cmdline, pid_alive, wait_for
 from test_channels import fund, open_channel
@@ -81,6 +85,42 @@ def test_every_subdaemon_is_a_forked_child_of_the_master(node_factory):
         assert not any("sqlite3" in f or "hsm_secret" in f or "lightning-rpc" in f for f in fds), fds
         # and every one of them was forked (the teardown checks that for every test)
         assert not node.spawned_lines()
+
+
+def merge_any(pid: int) -> bool:
+    """/proc/PID/ksm_stat: is the process opted in to KSM as a whole?"""
+    with open(f"/proc/{pid}/ksm_stat") as f:
+        return "ksm_merge_any: yes" in f.read()
+
+
+def kernel_has_memory_merge() -> bool:
+    code = "from zygote.memory_merge import set_memory_merge; set_memory_merge(True)"
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
+
+
+def test_subdaemons_opt_in_to_memory_merging_but_hsmd(node_factory):
+    """Every forked daemon can have its identical pages merged by ksmd
+    (zygote/memory_merge.py), except hsmd, which holds the secret; with
+    subdaemon-memory-merge=false none is opted in.  (ksmd itself is the
+    operator's switch and is not turned on here: opting in is what the
+    node does.)"""
+    if not kernel_has_memory_merge():
+        pytest.skip("kernel without PR_SET_MEMORY_MERGE (Linux < 6.4)")
+    l1, l2 = node_factory.get_nodes(2, opts=[{}, {"subdaemon-memory-merge": "false"}])
+    fund(l1)
+    open_channel(l1, l2)
+    assert l1.rpc.listconfigs("subdaemon-memory-merge")["configs"]["subdaemon-memory-merge"]["value_bool"] is True
+    assert l2.rpc.listconfigs("subdaemon-memory-merge")["configs"]["subdaemon-memory-merge"]["value_bool"] is False
+    opted = {name: merge_any(pid) for pid, name in l1.subdaemon_pids_all().items()}
+    assert opted == {"zygote": True, "hsmd": False, "connectd": True, "gossipd": True, "channeld": True}, opted
+    assert not merge_any(l1.proc.pid)           # the master is not forked from the zygote
+    assert not any(merge_any(pid) for pid in l2.subdaemon_pids_all())
+    # a channeld forked later (after a crash) is opted in too
+    old = l1.subdaemon_pids()["channeld"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: l1.subdaemon_pids().get("channeld") not in (None, old))
+    assert merge_any(l1.subdaemon_pids()["channeld"])
+    assert_settled(l1, l2, [], {})
 
 
 def test_zygote_and_channeld_killed_both_come_back(node_factory):

@@ -44,6 +44,8 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 
+from . import memory_merge
+
 # (module with `main`, hsm_sync) per daemon, as each `<daemon>/__main__.py`
 # calls `common.daemon.run` (tests/test_zygote.py checks they agree).
 DAEMONS: dict[str, tuple[str, bool]] = {
@@ -154,6 +156,8 @@ class Child:
         os.read(self.go, 1)
         os.close(self.go)
         place_fds(self.fds, self.hsm)
+        if self.name == "hsmd" and memory_merge.memory_merge():
+            memory_merge.set_memory_merge(False)     # before it reads hsm_secret (see memory_merge)
         sys.argv = [self.name] + self.args
         gc.enable()
         import coincurve.context
@@ -271,11 +275,14 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     os.dup2(2, 1)
+    # before anything is imported: every page of the template is mergeable
+    merge_note = memory_merge.opt_in() if "--memory-merge" in sys.argv[1:] else None
     # No collection while importing: it would leave freed holes in pages
     # the children then write into.  Everything imported is then frozen.
     gc.disable()
     preload()
     from common.daemon import VERSION, set_process_name
+    from common.status import INFO, UNUSUAL
     from wire.internal import status_schema
 
     from .warmup import seal_heap, warm_up
@@ -294,7 +301,9 @@ def main() -> None:
     link = Link(0)
     link.send(status_schema().encode("status_version", {"version": VERSION}))
     for f in failed:
-        link.send(status_schema().encode("status_log", {"level": 4, "peer": b"", "entry": f"warm-up failed: {f}"}))
+        link.send(status_schema().encode("status_log", {"level": UNUSUAL, "peer": b"", "entry": f"warm-up failed: {f}"}))
+    if merge_note is not None:
+        link.send(status_schema().encode("status_log", {"level": INFO, "peer": b"", "entry": merge_note}))
     child = serve(link)
     if child is None:
         return
