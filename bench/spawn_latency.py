@@ -48,7 +48,7 @@ async def _measure(n: int) -> dict:
     book = LogBook()
     book.configure(["unusual"], [], "", False)
     master = _Master(book.logger("bench"))
-    zygote = ZygoteControl(master)  # type: ignore[arg-type]
+    zygote = ZygoteControl(master, memory_merge=False)  # type: ignore[arg-type]
     t0 = time.monotonic()
     zygote.start()
     assert zygote.subd is not None

@@ -102,7 +102,7 @@ class LightningD:
         self.registry = CommandRegistry()
         self.rpc = RpcServer(self.registry, book.logger("jsonrpc"), developer=cfg.developer)
         self.plugins = PluginManager(self)
-        self.zygote = ZygoteControl(self)
+        self.zygote = ZygoteControl(self, bool(cfg.get("subdaemon-memory-merge")))
         self.hsm = HsmControl(self)
         self.connectd = ConnectControl(self)
         self.gossipd = GossipControl(self)

@@ -50,8 +50,9 @@ class ZygoteControl:
     GIVE_UP_AFTER = 3        # deaths in a row before its first message
     STRAY_SCAN_DELAY = 2.0
 
-    def __init__(self, ld: "LightningD") -> None:
+    def __init__(self, ld: "LightningD", memory_merge: bool) -> None:
         self.ld = ld
+        self.memory_merge = memory_merge     # subdaemon-memory-merge (zygote/memory_merge.py)
         self.subd: Subd | None = None
         self.restarts = 0
         self._early_deaths = 0
@@ -67,7 +68,7 @@ class ZygoteControl:
         self._start_process()
 
     def _start_process(self) -> None:
-        args = ["--memory-merge"] if self.ld.cfg.get("subdaemon-memory-merge") else []
+        args = ["--memory-merge"] if self.memory_merge else []
         self.subd = Subd("zygote", internal_schema("zygote"), {}, self.ld.log.child("zygote"),
                          on_exit=self._on_exit, args=args)
         self.subd.start()

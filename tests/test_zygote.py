@@ -190,7 +190,7 @@ class Master:
 
 async def main():
     assert become_subreaper()
-    zc = ZygoteControl(Master())
+    zc = ZygoteControl(Master(), memory_merge=False)
     zc.STRAY_SCAN_DELAY = 0.2
     asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, zc._on_sigchld)
     r, w = os.pipe()
