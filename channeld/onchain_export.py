@@ -5,31 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.commitment import HtlcInfo, Side
+from common.commitment import SIDE_NAMES, Side, onchain_htlc_value, onchain_party_value
 from common.shachain import MAX_INDEX
 
-from .core import Channel, PartyConfig
+from .core import Channel
 from .core.htlcs import CommitmentView
-
-_SIDE = {Side.LOCAL: "local", Side.REMOTE: "remote"}
-
-
-def _htlc(h: HtlcInfo) -> dict[str, Any]:
-    return {"offerer": _SIDE[h.offerer], "id": h.htlc_id, "amount_msat": h.amount_msat,
-            "payment_hash": h.payment_hash, "cltv_expiry": h.cltv_expiry}
-
-
-def _party(p: PartyConfig) -> dict[str, Any]:
-    bp = p.basepoints
-    return {"funding_pubkey": p.funding_pubkey,
-            "basepoints": {"revocation": bp.revocation, "payment": bp.payment,
-                           "delayed_payment": bp.delayed_payment, "htlc": bp.htlc},
-            "dust_limit_sat": p.dust_limit_sat, "to_self_delay": p.to_self_delay}
-
 
 def _commitment(v: CommitmentView, point: bytes) -> dict[str, Any]:
     return {"number": v.number, "per_commitment_point": point, "feerate_per_kw": v.feerate_per_kw,
-            "local_msat": v.local_msat, "remote_msat": v.remote_msat, "htlcs": [_htlc(h) for h in v.htlcs]}
+            "local_msat": v.local_msat, "remote_msat": v.remote_msat, "htlcs": [onchain_htlc_value(h) for h in v.htlcs]}
 
 
 def export_onchain(ch: Channel) -> dict[str, Any]:
@@ -44,10 +28,10 @@ def export_onchain(ch: Channel) -> dict[str, Any]:
         "funding_txid": p.funding_outpoint.txid,
         "funding_outnum": p.funding_outpoint.index,
         "funding_sat": p.funding_sat,
-        "opener": _SIDE[p.opener],
+        "opener": SIDE_NAMES[p.opener],
         "anchors": p.option_anchors,
-        "local": _party(p.local),
-        "remote": _party(p.remote),
+        "local": onchain_party_value(p.local),
+        "remote": onchain_party_value(p.remote),
         "local_commitment": _commitment(log.view(Side.LOCAL, n), ch.signer.per_commitment_point(n)),
         "htlc_signatures": list(ch.local_htlc_sigs),
         "remote_commitment": _commitment(log.view(Side.REMOTE, cur), ch.remote_points[cur]),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 from bitcoin.hashes import sha256
 from bitcoin.keys import sign_digest_der
@@ -64,6 +64,20 @@ class Side(IntEnum):
     @property
     def other(self) -> "Side":
         return Side.REMOTE if self is Side.LOCAL else Side.LOCAL
+
+
+#: how the declared records (wire/csv: channeld_core, onchain_channel,
+#: onchaind_state) write a side
+SIDE_NAMES = {Side.LOCAL: "local", Side.REMOTE: "remote"}
+_SIDE_BY_NAME = {v: k for k, v in SIDE_NAMES.items()}
+
+
+def side_named(name: str) -> Side:
+    """The side a record names (ValueError for anything else)."""
+    try:
+        return _SIDE_BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown side {name!r}") from None
 
 
 def commitment_weight(num_untrimmed_htlcs: int, option_anchors: bool) -> int:
@@ -151,6 +165,32 @@ class HtlcInfo:
     def offered_by(self, holder: Side) -> bool:
         """Whether this is an *offered* HTLC on ``holder``'s commitment."""
         return self.offerer == holder
+
+
+def onchain_htlc_value(h: HtlcInfo) -> dict[str, Any]:
+    """An `onchain_htlc` (wire/csv/onchain_channel.csv): channeld exports
+    them, onchaind stores them in its state."""
+    return {"offerer": SIDE_NAMES[h.offerer], "id": h.htlc_id, "amount_msat": h.amount_msat,
+            "payment_hash": h.payment_hash, "cltv_expiry": h.cltv_expiry}
+
+
+class PartyKeys(Protocol):
+    """What an `onchain_party` is made of: channeld's PartyConfig and
+    onchaind's ChannelParty both carry it."""
+    funding_pubkey: bytes
+    basepoints: Basepoints
+    dust_limit_sat: int
+    to_self_delay: int
+
+
+def onchain_party_value(p: PartyKeys) -> dict[str, Any]:
+    """An `onchain_party` (wire/csv/onchain_channel.csv): one side's keys
+    and limits."""
+    bp = p.basepoints
+    return {"funding_pubkey": p.funding_pubkey,
+            "basepoints": {"revocation": bp.revocation, "payment": bp.payment,
+                           "delayed_payment": bp.delayed_payment, "htlc": bp.htlc},
+            "dust_limit_sat": p.dust_limit_sat, "to_self_delay": p.to_self_delay}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import wire
 from bitcoin.tx import OutPoint
-from common.commitment import Side
+from common.commitment import SIDE_NAMES, Side, side_named
 from common.keyderive import Basepoints
 from common.shachain import ShachainStore
 
@@ -32,14 +32,10 @@ if TYPE_CHECKING:
     from .signer import Signer
     from .state import Channel, FeerateBounds
 
-_SIDE = {Side.LOCAL: "local", Side.REMOTE: "remote"}
-_SIDE_OF = {v: k for k, v in _SIDE.items()}
-
-
 def _side(name: str) -> Side:
     try:
-        return _SIDE_OF[name]
-    except KeyError:
+        return side_named(name)
+    except ValueError:
         raise UsageError(f"unknown side {name!r} in the stored channel") from None
 
 
@@ -89,7 +85,7 @@ def params_to_dict(p: ChannelParams) -> dict[str, Any]:
         "funding_txid": p.funding_outpoint.txid,
         "funding_output_index": p.funding_outpoint.index,
         "funding_sat": p.funding_sat,
-        "opener": _SIDE[p.opener],
+        "opener": SIDE_NAMES[p.opener],
         "local": _party_to(p.local),
         "remote": _party_to(p.remote),
         "anchors": p.channel_type.anchors,
@@ -136,13 +132,13 @@ def log_to_dict(log: HtlcLog) -> dict[str, Any]:
         "base_msat": list(log.base_msat), "base_feerate": log.base_feerate,
         "next_id": list(log.next_id),
         "htlcs": [{
-            "offerer": _SIDE[h.offerer], "id": h.htlc_id, "amount_msat": h.amount_msat,
+            "offerer": SIDE_NAMES[h.offerer], "id": h.htlc_id, "amount_msat": h.amount_msat,
             "payment_hash": h.payment_hash, "cltv_expiry": h.cltv_expiry,
             "onion": h.onion, "blinding_point": h.blinding_point,
             "add_at": _at_to(h.add_at), "removal": _removal_to(h.removal),
             "fail_immediate": h.fail_immediate,
         } for h in log.htlcs.values()],
-        "fee_updates": [{"sender": _SIDE[f.sender], "feerate_per_kw": f.feerate_per_kw,
+        "fee_updates": [{"sender": SIDE_NAMES[f.sender], "feerate_per_kw": f.feerate_per_kw,
                          "at": _at_to(f.at)} for f in log.fee_updates],
     }
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 from bitcoin.hashes import sha256
 from bitcoin.keys import compact_to_der, der_to_compact
 from bitcoin.tx import OutPoint, Tx
-from common.commitment import ChannelParty, ChannelSetup, HtlcInfo, Side
+from common.commitment import (SIDE_NAMES, ChannelParty, ChannelSetup, HtlcInfo, Side, onchain_htlc_value,
+                               onchain_party_value, side_named)
 from common.keyderive import Basepoints
 from common.shachain import ShachainStore
 
@@ -25,33 +26,15 @@ if TYPE_CHECKING:
     from .resolve import OnchainState
     from .signer import Signer
 
-_SIDE = {Side.LOCAL: "local", Side.REMOTE: "remote"}
-_SIDE_OF = {v: k for k, v in _SIDE.items()}
-
-
 def _side(name: str) -> Side:
     try:
-        return _SIDE_OF[name]
-    except KeyError:
+        return side_named(name)
+    except ValueError:
         raise ValueError(f"unknown side {name!r} in onchaind's state") from None
-
-
-def htlc_value(h: HtlcInfo) -> dict[str, Any]:
-    """An `onchain_htlc`."""
-    return {"offerer": _SIDE[h.offerer], "id": h.htlc_id, "amount_msat": h.amount_msat,
-            "payment_hash": h.payment_hash, "cltv_expiry": h.cltv_expiry}
 
 
 def htlc_from(d: Mapping[str, Any]) -> HtlcInfo:
     return HtlcInfo(_side(d["offerer"]), d["amount_msat"], d["payment_hash"], d["cltv_expiry"], d["id"])
-
-
-def _party_value(p: ChannelParty) -> dict[str, Any]:
-    bp = p.basepoints
-    return {"funding_pubkey": p.funding_pubkey,
-            "basepoints": {"revocation": bp.revocation, "payment": bp.payment,
-                           "delayed_payment": bp.delayed_payment, "htlc": bp.htlc},
-            "dust_limit_sat": p.dust_limit_sat, "to_self_delay": p.to_self_delay}
 
 
 def _party_from(d: Mapping[str, Any]) -> ChannelParty:
@@ -64,7 +47,7 @@ def _party_from(d: Mapping[str, Any]) -> ChannelParty:
 def _commitment_value(c: LocalCommitmentInfo | RemoteCommitmentInfo) -> dict[str, Any]:
     return {"number": c.commitment_number, "per_commitment_point": c.per_commitment_point,
             "feerate_per_kw": c.feerate_per_kw, "local_msat": c.local_msat, "remote_msat": c.remote_msat,
-            "htlcs": [htlc_value(h) for h in c.htlcs]}
+            "htlcs": [onchain_htlc_value(h) for h in c.htlcs]}
 
 
 def _commitment_fields(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,15 +61,15 @@ def channel_value(ch: OnchainChannel) -> dict[str, Any]:
     s = ch.setup
     return {
         "funding_txid": s.funding_outpoint.txid, "funding_outnum": s.funding_outpoint.index,
-        "funding_sat": s.funding_sat, "opener": _SIDE[s.opener], "anchors": s.option_anchors,
-        "local": _party_value(s.local), "remote": _party_value(s.remote),
+        "funding_sat": s.funding_sat, "opener": SIDE_NAMES[s.opener], "anchors": s.option_anchors,
+        "local": onchain_party_value(s.local), "remote": onchain_party_value(s.remote),
         "local_commitment": _commitment_value(ch.local),
         "htlc_signatures": [der_to_compact(sig) for sig in ch.local.htlc_signatures],
         "remote_commitment": _commitment_value(ch.remote),
         "remote_next_commitment": _commitment_value(ch.remote_next) if ch.remote_next is not None else None,
         "revealed_secrets": ch.revealed_secrets.to_value(),
         "sweep_scriptpubkey": ch.sweep_scriptpubkey, "feerate_per_kw": ch.feerate_per_kw,
-        "block_height": ch.block_height, "past_htlcs": [htlc_value(h) for h in ch.past_htlcs],
+        "block_height": ch.block_height, "past_htlcs": [onchain_htlc_value(h) for h in ch.past_htlcs],
         "preimages": sorted(ch.preimages.values()), "mutual_close_txids": list(ch.mutual_close_txids),
         "shutdown_scriptpubkey": ch.shutdown_scriptpubkey or b"", "reasonable_depth": ch.reasonable_depth,
     }
