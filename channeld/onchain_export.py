@@ -11,6 +11,7 @@ from common.shachain import MAX_INDEX
 from .core import Channel
 from .core.htlcs import CommitmentView
 
+
 def _commitment(v: CommitmentView, point: bytes) -> dict[str, Any]:
     return {"number": v.number, "per_commitment_point": point, "feerate_per_kw": v.feerate_per_kw,
             "local_msat": v.local_msat, "remote_msat": v.remote_msat, "htlcs": [onchain_htlc_value(h) for h in v.htlcs]}

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from bitcoin.hashes import sha256
 from bitcoin.keys import sign_digest_der
@@ -203,6 +203,20 @@ class ChannelParty:
     #: as sent on the wire: the CSV delay this party imposes on the *other*
     #: party's to_local and HTLC-transaction outputs.
     to_self_delay: int
+
+
+def onchain_htlc_from(d: Mapping[str, Any]) -> HtlcInfo:
+    """An `onchain_htlc` read back (ValueError for a side that is neither)."""
+    return HtlcInfo(side_named(d["offerer"]), d["amount_msat"], d["payment_hash"], d["cltv_expiry"], d["id"])
+
+
+def onchain_party_from(d: Mapping[str, Any]) -> ChannelParty:
+    """An `onchain_party` read back."""
+    bp = d["basepoints"]
+    return ChannelParty(funding_pubkey=d["funding_pubkey"],
+                        basepoints=Basepoints(revocation=bp["revocation"], payment=bp["payment"],
+                                              delayed_payment=bp["delayed_payment"], htlc=bp["htlc"]),
+                        dust_limit_sat=d["dust_limit_sat"], to_self_delay=d["to_self_delay"])
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,17 @@ from typing import Any, Mapping
 from bitcoin.hashes import sha256
 from bitcoin.keys import compact_to_der
 from bitcoin.tx import OutPoint
-from common.commitment import ChannelParty, ChannelSetup, HtlcInfo, Side
-from common.keyderive import Basepoints
+from common.commitment import (
+    ChannelSetup,
+    HtlcInfo,
+    Side,
+    onchain_htlc_from,
+    onchain_party_from,
+    side_named,
+)
 from common.shachain import ShachainStore, commitment_index
 
 from .core import LocalCommitmentInfo, OnchainChannel, RemoteCommitmentInfo
-
-SIDES = {"local": Side.LOCAL, "remote": Side.REMOTE}
 
 
 class ChannelInputError(ValueError):
@@ -25,22 +29,17 @@ class ChannelInputError(ValueError):
 
 def _side(name: str) -> Side:
     try:
-        return SIDES[name]
-    except KeyError:
-        raise ChannelInputError(f"unknown side {name!r}") from None
+        return side_named(name)
+    except ValueError as e:
+        raise ChannelInputError(str(e)) from None
 
 
 def htlc_info(d: Mapping[str, Any]) -> HtlcInfo:
     """An `onchain_htlc`."""
-    return HtlcInfo(_side(d["offerer"]), d["amount_msat"], d["payment_hash"], d["cltv_expiry"], d["id"])
-
-
-def _party(d: Mapping[str, Any]) -> ChannelParty:
-    bp = d["basepoints"]
-    return ChannelParty(funding_pubkey=d["funding_pubkey"],
-                        basepoints=Basepoints(revocation=bp["revocation"], payment=bp["payment"],
-                                              delayed_payment=bp["delayed_payment"], htlc=bp["htlc"]),
-                        dust_limit_sat=d["dust_limit_sat"], to_self_delay=d["to_self_delay"])
+    try:
+        return onchain_htlc_from(d)
+    except ValueError as e:
+        raise ChannelInputError(str(e)) from None
 
 
 def _commitment_fields(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,7 +60,7 @@ def parse_channel(ch: Mapping[str, Any], extra: Mapping[str, Any], *, sweep_scri
                   feerate_per_kw: int, block_height: int, reasonable_depth: int = 3) -> OnchainChannel:
     """Both (and the shell's settings) as the core's input."""
     setup = ChannelSetup(OutPoint(ch["funding_txid"], ch["funding_outnum"]), ch["funding_sat"],
-                         _side(ch["opener"]), _party(ch["local"]), _party(ch["remote"]), ch["anchors"])
+                         _side(ch["opener"]), onchain_party_from(ch["local"]), onchain_party_from(ch["remote"]), ch["anchors"])
     nxt = ch["remote_next_commitment"]
     try:
         revealed = _secrets(ch["revealed_secrets"])

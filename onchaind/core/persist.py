@@ -15,9 +15,15 @@ from typing import TYPE_CHECKING, Any, Mapping
 from bitcoin.hashes import sha256
 from bitcoin.keys import compact_to_der, der_to_compact
 from bitcoin.tx import OutPoint, Tx
-from common.commitment import (SIDE_NAMES, ChannelParty, ChannelSetup, HtlcInfo, Side, onchain_htlc_value,
-                               onchain_party_value, side_named)
-from common.keyderive import Basepoints
+from common.commitment import (
+    SIDE_NAMES,
+    ChannelSetup,
+    onchain_htlc_from,
+    onchain_htlc_value,
+    onchain_party_from,
+    onchain_party_value,
+    side_named,
+)
 from common.shachain import ShachainStore
 
 from .model import LocalCommitmentInfo, OnchainChannel, RemoteCommitmentInfo, SpendFact
@@ -25,23 +31,6 @@ from .model import LocalCommitmentInfo, OnchainChannel, RemoteCommitmentInfo, Sp
 if TYPE_CHECKING:
     from .resolve import OnchainState
     from .signer import Signer
-
-def _side(name: str) -> Side:
-    try:
-        return side_named(name)
-    except ValueError:
-        raise ValueError(f"unknown side {name!r} in onchaind's state") from None
-
-
-def htlc_from(d: Mapping[str, Any]) -> HtlcInfo:
-    return HtlcInfo(_side(d["offerer"]), d["amount_msat"], d["payment_hash"], d["cltv_expiry"], d["id"])
-
-
-def _party_from(d: Mapping[str, Any]) -> ChannelParty:
-    bp = d["basepoints"]
-    return ChannelParty(d["funding_pubkey"], Basepoints(revocation=bp["revocation"], payment=bp["payment"],
-                                                        delayed_payment=bp["delayed_payment"], htlc=bp["htlc"]),
-                        d["dust_limit_sat"], d["to_self_delay"])
 
 
 def _commitment_value(c: LocalCommitmentInfo | RemoteCommitmentInfo) -> dict[str, Any]:
@@ -53,7 +42,7 @@ def _commitment_value(c: LocalCommitmentInfo | RemoteCommitmentInfo) -> dict[str
 def _commitment_fields(d: Mapping[str, Any]) -> dict[str, Any]:
     return {"commitment_number": d["number"], "per_commitment_point": d["per_commitment_point"],
             "feerate_per_kw": d["feerate_per_kw"], "local_msat": d["local_msat"],
-            "remote_msat": d["remote_msat"], "htlcs": tuple(htlc_from(h) for h in d["htlcs"])}
+            "remote_msat": d["remote_msat"], "htlcs": tuple(onchain_htlc_from(h) for h in d["htlcs"])}
 
 
 def channel_value(ch: OnchainChannel) -> dict[str, Any]:
@@ -78,15 +67,15 @@ def channel_value(ch: OnchainChannel) -> dict[str, Any]:
 def channel_from(d: Mapping[str, Any]) -> OnchainChannel:
     nxt = d["remote_next_commitment"]
     return OnchainChannel(
-        setup=ChannelSetup(OutPoint(d["funding_txid"], d["funding_outnum"]), d["funding_sat"], _side(d["opener"]),
-                           _party_from(d["local"]), _party_from(d["remote"]), d["anchors"]),
+        setup=ChannelSetup(OutPoint(d["funding_txid"], d["funding_outnum"]), d["funding_sat"], side_named(d["opener"]),
+                           onchain_party_from(d["local"]), onchain_party_from(d["remote"]), d["anchors"]),
         local=LocalCommitmentInfo(**_commitment_fields(d["local_commitment"]),
                                   htlc_signatures=tuple(compact_to_der(s) for s in d["htlc_signatures"])),
         remote=RemoteCommitmentInfo(**_commitment_fields(d["remote_commitment"])),
         remote_next=RemoteCommitmentInfo(**_commitment_fields(nxt)) if nxt is not None else None,
         revealed_secrets=ShachainStore.from_value(d["revealed_secrets"]),
         sweep_scriptpubkey=d["sweep_scriptpubkey"], feerate_per_kw=d["feerate_per_kw"],
-        block_height=d["block_height"], past_htlcs=tuple(htlc_from(h) for h in d["past_htlcs"]),
+        block_height=d["block_height"], past_htlcs=tuple(onchain_htlc_from(h) for h in d["past_htlcs"]),
         preimages={sha256(p): p for p in d["preimages"]},
         mutual_close_txids=tuple(d["mutual_close_txids"]),
         shutdown_scriptpubkey=d["shutdown_scriptpubkey"] or None, reasonable_depth=d["reasonable_depth"])
