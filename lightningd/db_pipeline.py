@@ -18,8 +18,11 @@ the store, or of the hook, is fatal: the node stops rather than diverge."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import os
 import sqlite3
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ class CommitRecord:
     data_version: int              # Core Lightning's data_version after this transaction
     statements: list[Statement]    # as executed, with their parameters
     rows: Any = None               # row changes, for a PostgreSQL store (db_postgres.RowChanges)
+    t_commit: float = 0.0          # perf_counter at the working copy's commit (NODE_DB_STATS)
 
 
 class DurableStore(Protocol):
@@ -62,13 +66,20 @@ class DbGate:
         self.failed: str | None = None
         self._waiters: list[tuple[int, Callable[[], None]]] = []
         self._futures: list[tuple[int, asyncio.Future]] = []
+        self.held_ms: list[float] | None = None     # NODE_DB_STATS: how long held frames waited
 
     def call_when_durable(self, seq: int, cb: Callable[[], None]) -> None:
         """`cb()` once `seq` is durable (never, if the database failed)."""
         if seq <= self.durable:
             cb()
-        else:
-            self._waiters.append((seq, cb))
+            return
+        if self.held_ms is not None:
+            t0, held, inner = time.perf_counter(), self.held_ms, cb
+
+            def cb() -> None:
+                held.append((time.perf_counter() - t0) * 1000)
+                inner()
+        self._waiters.append((seq, cb))
 
     async def wait(self, seq: int | None = None) -> None:
         """Until everything committed so far (or up to `seq`) is durable;
@@ -106,6 +117,45 @@ class DbGate:
 DbWriteHook = Callable[[int, list[str]], Awaitable[None]]
 
 
+class PipelineStats:
+    """With NODE_DB_STATS=DIR (benchmarks): where a transaction's time
+    between the working copy's commit and the gate opening goes, written to
+    `DIR/db-<pid>.json` when the database closes."""
+
+    KEYS = ("queued_ms", "handoff_in_ms", "apply_ms", "handoff_out_ms", "commit_to_durable_ms")
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.samples: dict[str, list[float]] = {k: [] for k in self.KEYS}
+        self.batch_records: list[int] = []
+        self.batch_rows: list[int] = []
+
+    def batch(self, batch: list[CommitRecord], t_start: float, t_thread: float, t_done: float,
+              t_back: float) -> None:
+        s = self.samples
+        s["queued_ms"].extend((t_start - r.t_commit) * 1000 for r in batch)
+        s["handoff_in_ms"].append((t_thread - t_start) * 1000)
+        s["apply_ms"].append((t_done - t_thread) * 1000)
+        s["handoff_out_ms"].append((t_back - t_done) * 1000)
+        s["commit_to_durable_ms"].extend((t_back - r.t_commit) * 1000 for r in batch)
+        self.batch_records.append(len(batch))
+        self.batch_rows.append(sum(len(v) for r in batch for v in (r.rows or {}).values()))
+
+    def write(self) -> None:
+        def summary(xs: list[float]) -> dict:
+            if not xs:
+                return {}
+            xs = sorted(xs)
+            return {"n": len(xs), "mean": round(sum(xs) / len(xs), 3), "p50": round(xs[len(xs) // 2], 3),
+                    "p95": round(xs[int(len(xs) * 0.95)], 3), "max": round(xs[-1], 3)}
+        out = {k: summary(v) for k, v in self.samples.items()}
+        out["batches"] = len(self.batch_records)
+        out["records_per_batch"] = summary([float(x) for x in self.batch_records])
+        out["rows_per_batch"] = summary([float(x) for x in self.batch_rows])
+        with open(os.path.join(self.out_dir, f"db-{os.getpid()}.json"), "w") as f:
+            json.dump(out, f, indent=1)
+
+
 class Pipeline:
     """Takes committed records through the hook, then the store, in order."""
 
@@ -121,8 +171,14 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.retry_delay = 1.0
+        out = os.environ.get("NODE_DB_STATS")
+        self.stats = PipelineStats(out) if out else None
+        if self.stats is not None:
+            gate.held_ms = self.stats.samples["frame_held_ms"] = []
 
     def push(self, rec: CommitRecord) -> None:
+        if self.stats is not None:
+            rec.t_commit = time.perf_counter()
         self._pending.append(rec)
         self._wake.set()
         if self._task is None:
@@ -158,7 +214,10 @@ class Pipeline:
         waiting = False
         while True:
             try:
-                await loop.run_in_executor(self.executor, self.store.apply, batch)
+                if self.stats is not None:
+                    await self._apply_timed(batch)
+                else:
+                    await loop.run_in_executor(self.executor, self.store.apply, batch)
                 break
             except StoreUnreachable as e:
                 if not waiting:
@@ -169,6 +228,19 @@ class Pipeline:
                 await asyncio.sleep(self.retry_delay)
         if waiting:
             self.log.info("database reachable again: committed, replies released")
+
+    async def _apply_timed(self, batch: list[CommitRecord]) -> None:
+        assert self.store is not None and self.stats is not None
+        store = self.store
+        marks: list[float] = []
+
+        def timed() -> None:
+            marks.append(time.perf_counter())
+            store.apply(batch)
+            marks.append(time.perf_counter())
+        t_start = time.perf_counter()
+        await asyncio.get_running_loop().run_in_executor(self.executor, timed)
+        self.stats.batch(batch, t_start, marks[0], marks[1], time.perf_counter())
 
     async def drain(self, timeout: float) -> bool:
         """Until every committed record is durable (stop); False if not in time."""
@@ -184,6 +256,8 @@ class Pipeline:
 
     def close_store(self) -> None:
         """On the database thread."""
+        if self.stats is not None:
+            self.stats.write()
         if self.store is not None:
             self.store.close()
 
