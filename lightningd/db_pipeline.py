@@ -21,7 +21,9 @@ import asyncio
 import json
 import math
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -157,7 +159,17 @@ class PipelineStats:
 
 
 class Pipeline:
-    """Takes committed records through the hook, then the store, in order."""
+    """Takes committed records through the hook, then the store, in order.
+
+    Without a hook the database thread runs the whole cycle itself: it
+    blocks on an inbox the loop `push`es each record into, takes whatever
+    piled up as one batch, commits it and tells the loop which commit is
+    durable (`call_soon_threadsafe`), then takes the next batch at once.
+    A record committed while a batch is on the server so waits only for
+    that batch, not also for two hand-offs through the event loop (which,
+    busy with a payment's other messages, answers late).  With a hook the
+    event loop drives each record (the plugin is called from it), through
+    `run_in_executor`."""
 
     def __init__(self, gate: DbGate, store: DurableStore | None, hook: DbWriteHook | None,
                  executor: ThreadPoolExecutor, log: Any, on_fatal: Callable[[str], None]) -> None:
@@ -171,6 +183,12 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.retry_delay = 1.0
+        # the database thread's own cycle (no hook): records in, stop flag
+        self._direct = hook is None and store is not None
+        self._inbox: queue.SimpleQueue[CommitRecord | None] = queue.SimpleQueue()   # None: stop
+        self._stop = threading.Event()
+        self._worker: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         out = os.environ.get("NODE_DB_STATS")
         self.stats = PipelineStats(out) if out else None
         if self.stats is not None:
@@ -179,6 +197,12 @@ class Pipeline:
     def push(self, rec: CommitRecord) -> None:
         if self.stats is not None:
             rec.t_commit = time.perf_counter()
+        if self._direct:
+            if self._worker is None:
+                self._loop = asyncio.get_running_loop()
+                self._worker = self.executor.submit(self._thread_main)
+            self._inbox.put(rec)
+            return
         self._pending.append(rec)
         self._wake.set()
         if self._task is None:
@@ -242,6 +266,69 @@ class Pipeline:
         await asyncio.get_running_loop().run_in_executor(self.executor, timed)
         self.stats.batch(batch, t_start, marks[0], marks[1], time.perf_counter())
 
+    # -- the database thread's cycle (no hook) ------------------------------------------
+    def _thread_main(self) -> None:
+        """On the database thread, until cancel() or a fatal error."""
+        loop = self._loop
+        assert loop is not None and self.store is not None
+        try:
+            while True:
+                first = self._inbox.get()       # wakes at the first push
+                if first is None:
+                    return                      # cancel()
+                batch = [first]
+                while True:           # what piled up meanwhile joins the batch
+                    try:
+                        rec = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if rec is None:
+                        return
+                    batch.append(rec)
+                t_start = time.perf_counter()
+                if not self._apply_retrying(batch):
+                    return            # stopped while the server was away
+                if self.stats is not None:
+                    loop.call_soon_threadsafe(self._durable_timed, batch, t_start, time.perf_counter())
+                else:
+                    loop.call_soon_threadsafe(self.gate.advance, batch[-1].seq)
+        except Exception as e:  # noqa: BLE001 - the node stops on anything
+            why = f"{type(e).__name__}: {e}" if not isinstance(e, DbFatal) else str(e)
+            loop.call_soon_threadsafe(self._fatal, why)
+
+    def _apply_retrying(self, batch: list[CommitRecord]) -> bool:
+        """Commit `batch`, retrying while the server is unreachable; False
+        if the pipeline was stopped meanwhile."""
+        assert self.store is not None and self._loop is not None
+        waiting = False
+        while True:
+            try:
+                self.store.apply(batch)
+                break
+            except StoreUnreachable as e:
+                if not waiting:
+                    # the log belongs to the event loop
+                    self._loop.call_soon_threadsafe(
+                        self.log.unusual, f"database unreachable ({e}): holding every reply that depends on "
+                        f"{len(batch) + self._inbox.qsize()} uncommitted transaction(s), retrying every "
+                        f"{self.retry_delay:g}s")
+                    waiting = True
+                if self._stop.wait(self.retry_delay):
+                    return False
+        if waiting:
+            self._loop.call_soon_threadsafe(self.log.info, "database reachable again: committed, replies released")
+        return True
+
+    def _durable_timed(self, batch: list[CommitRecord], t_start: float, t_done: float) -> None:
+        assert self.stats is not None
+        self.stats.batch(batch, t_start, t_start, t_done, time.perf_counter())
+        self.gate.advance(batch[-1].seq)
+
+    def _fatal(self, why: str) -> None:
+        if self.gate.failed is None:
+            self.gate.fail(why)
+            self.on_fatal(why)
+
     async def drain(self, timeout: float) -> bool:
         """Until every committed record is durable (stop); False if not in time."""
         try:
@@ -251,8 +338,11 @@ class Pipeline:
             return False
 
     def cancel(self) -> None:
+        """Stop taking records (the batch on the server finishes first)."""
         if self._task is not None:
             self._task.cancel()
+        self._stop.set()
+        self._inbox.put(None)
 
     def close_store(self) -> None:
         """On the database thread."""
