@@ -124,7 +124,7 @@ class PipelineStats:
     between the working copy's commit and the gate opening goes, written to
     `DIR/db-<pid>.json` when the database closes."""
 
-    KEYS = ("queued_ms", "handoff_in_ms", "apply_ms", "handoff_out_ms", "commit_to_durable_ms")
+    KEYS = ("queued_ms", "handoff_in_ms", "apply_ms", "apply_cpu_ms", "handoff_out_ms", "commit_to_durable_ms")
 
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
@@ -285,10 +285,11 @@ class Pipeline:
                     if rec is None:
                         return
                     batch.append(rec)
-                t_start = time.perf_counter()
+                t_start, cpu0 = time.perf_counter(), time.thread_time()
                 if not self._apply_retrying(batch):
                     return            # stopped while the server was away
                 if self.stats is not None:
+                    self.stats.samples["apply_cpu_ms"].append((time.thread_time() - cpu0) * 1000)
                     loop.call_soon_threadsafe(self._durable_timed, batch, t_start, time.perf_counter())
                 else:
                     loop.call_soon_threadsafe(self.gate.advance, batch[-1].seq)
