@@ -9,11 +9,11 @@ PostgreSQL (`pg_type`, `pg_table_ddl`) and how rows travel:
 - `ChangeCapture`: temporary triggers on the working copy log the rowid of
   every row a transaction inserts, updates or deletes; at commit the rows
   are read back (and their types checked against the server's columns).
-- `PgStore.apply`: one server transaction per batch of committed
-  transactions: row upserts by `_rowid` and deletes, after checking
-  `vars.data_version` (Core Lightning's optimistic lock: another node
-  writing the same database stops us).  Re-applying a batch whose commit
-  answer was lost is detected by the same number.
+- `PgStore.apply`: one server transaction, in one round trip, per batch
+  of committed transactions: row upserts by `_rowid` and deletes, after
+  checking `vars.data_version` (Core Lightning's optimistic lock: another
+  node writing the same database stops us).  Re-applying a batch whose
+  commit answer was lost is detected by the same number.
 - `PgStore.load` / `full_sync`: start-up reads every table into the
   working copy (the SQLite schema text is kept in `_sqlite_schema`); when
   migrations ran, the server's tables are rebuilt from the working copy in
