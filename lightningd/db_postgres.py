@@ -278,9 +278,10 @@ class PgStore:
         """One round trip: BEGIN, the data_version check, every upsert and
         delete, COMMIT, sent as one pipeline and answered at its Sync (the
         check raises on the server, so nothing after it waits for its
-        answer).  Each round trip costs the database thread a wake-up and
-        the GIL back from a busy event loop: four per batch, as it was
-        (BEGIN, SELECT, the writes, COMMIT), were most of a commit's time."""
+        answer).  Every round trip costs the database thread a wake-up
+        and the GIL back from a busy event loop, on top of the server's
+        work; there were four per batch (BEGIN, SELECT, the writes,
+        COMMIT)."""
         conn = self._connection()
         first_prev = (records[0].data_version - 1) & U32
         last = records[-1].data_version
