@@ -155,8 +155,11 @@ def chain_min_depth(node, peer):
     lines = status(node, peer)
     depths = []
     for s in lines:
-        m = re.search(r"by ([0-9a-f]{64}) \((\d+) confirmations\)", s)
-        if m is None or int(m.group(2)) != node.chain.rpc.getrawtransaction(m.group(1), True).get("confirmations"):
+        m = re.search(r"(?:([0-9a-f]{64}) )?\((\d+) confirmations\)", s)
+        if m is None:
+            return None
+        # a line naming its tx ("resolved by IGNORED (n confirmations)" names none)
+        if m.group(1) and int(m.group(2)) != node.chain.rpc.getrawtransaction(m.group(1), True)["confirmations"]:
             return None
         depths.append(int(m.group(2)))
     return min(depths) if depths else None
