@@ -18,8 +18,13 @@ the store, or of the hook, is fatal: the node stops rather than diverge."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import os
+import queue
 import sqlite3
+import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +48,7 @@ class CommitRecord:
     data_version: int              # Core Lightning's data_version after this transaction
     statements: list[Statement]    # as executed, with their parameters
     rows: Any = None               # row changes, for a PostgreSQL store (db_postgres.RowChanges)
+    t_commit: float = 0.0          # perf_counter at the working copy's commit (NODE_DB_STATS)
 
 
 class DurableStore(Protocol):
@@ -62,13 +68,20 @@ class DbGate:
         self.failed: str | None = None
         self._waiters: list[tuple[int, Callable[[], None]]] = []
         self._futures: list[tuple[int, asyncio.Future]] = []
+        self.held_ms: list[float] | None = None     # NODE_DB_STATS: how long held frames waited
 
     def call_when_durable(self, seq: int, cb: Callable[[], None]) -> None:
         """`cb()` once `seq` is durable (never, if the database failed)."""
         if seq <= self.durable:
             cb()
-        else:
-            self._waiters.append((seq, cb))
+            return
+        if self.held_ms is not None:
+            t0, held, inner = time.perf_counter(), self.held_ms, cb
+
+            def cb() -> None:
+                held.append((time.perf_counter() - t0) * 1000)
+                inner()
+        self._waiters.append((seq, cb))
 
     async def wait(self, seq: int | None = None) -> None:
         """Until everything committed so far (or up to `seq`) is durable;
@@ -106,8 +119,57 @@ class DbGate:
 DbWriteHook = Callable[[int, list[str]], Awaitable[None]]
 
 
+class PipelineStats:
+    """With NODE_DB_STATS=DIR (benchmarks): where a transaction's time
+    between the working copy's commit and the gate opening goes, written to
+    `DIR/db-<pid>.json` when the database closes."""
+
+    KEYS = ("queued_ms", "handoff_in_ms", "apply_ms", "apply_cpu_ms", "handoff_out_ms", "commit_to_durable_ms")
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.samples: dict[str, list[float]] = {k: [] for k in self.KEYS}
+        self.batch_records: list[int] = []
+        self.batch_rows: list[int] = []
+
+    def batch(self, batch: list[CommitRecord], t_start: float, t_thread: float, t_done: float,
+              t_back: float) -> None:
+        s = self.samples
+        s["queued_ms"].extend((t_start - r.t_commit) * 1000 for r in batch)
+        s["handoff_in_ms"].append((t_thread - t_start) * 1000)
+        s["apply_ms"].append((t_done - t_thread) * 1000)
+        s["handoff_out_ms"].append((t_back - t_done) * 1000)
+        s["commit_to_durable_ms"].extend((t_back - r.t_commit) * 1000 for r in batch)
+        self.batch_records.append(len(batch))
+        self.batch_rows.append(sum(len(v) for r in batch for v in (r.rows or {}).values()))
+
+    def write(self) -> None:
+        def summary(xs: list[float]) -> dict:
+            if not xs:
+                return {}
+            xs = sorted(xs)
+            return {"n": len(xs), "mean": round(sum(xs) / len(xs), 3), "p50": round(xs[len(xs) // 2], 3),
+                    "p95": round(xs[int(len(xs) * 0.95)], 3), "max": round(xs[-1], 3)}
+        out = {k: summary(v) for k, v in self.samples.items()}
+        out["batches"] = len(self.batch_records)
+        out["records_per_batch"] = summary([float(x) for x in self.batch_records])
+        out["rows_per_batch"] = summary([float(x) for x in self.batch_rows])
+        with open(os.path.join(self.out_dir, f"db-{os.getpid()}.json"), "w") as f:
+            json.dump(out, f, indent=1)
+
+
 class Pipeline:
-    """Takes committed records through the hook, then the store, in order."""
+    """Takes committed records through the hook, then the store, in order.
+
+    Without a hook the database thread runs the whole cycle itself: it
+    blocks on an inbox the loop `push`es each record into, takes whatever
+    piled up as one batch, commits it and tells the loop which commit is
+    durable (`call_soon_threadsafe`), then takes the next batch at once.
+    A record committed while a batch is on the server so waits only for
+    that batch, not also for two hand-offs through the event loop (which,
+    busy with a payment's other messages, answers late).  With a hook the
+    event loop drives each record (the plugin is called from it), through
+    `run_in_executor`."""
 
     def __init__(self, gate: DbGate, store: DurableStore | None, hook: DbWriteHook | None,
                  executor: ThreadPoolExecutor, log: Any, on_fatal: Callable[[str], None]) -> None:
@@ -121,8 +183,26 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.retry_delay = 1.0
+        # the database thread's own cycle (no hook): records in, stop flag
+        self._direct = hook is None and store is not None
+        self._inbox: queue.SimpleQueue[CommitRecord | None] = queue.SimpleQueue()   # None: stop
+        self._stop = threading.Event()
+        self._worker: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        out = os.environ.get("NODE_DB_STATS")
+        self.stats = PipelineStats(out) if out else None
+        if self.stats is not None:
+            gate.held_ms = self.stats.samples["frame_held_ms"] = []
 
     def push(self, rec: CommitRecord) -> None:
+        if self.stats is not None:
+            rec.t_commit = time.perf_counter()
+        if self._direct:
+            if self._worker is None:
+                self._loop = asyncio.get_running_loop()
+                self._worker = self.executor.submit(self._thread_main)
+            self._inbox.put(rec)
+            return
         self._pending.append(rec)
         self._wake.set()
         if self._task is None:
@@ -158,7 +238,10 @@ class Pipeline:
         waiting = False
         while True:
             try:
-                await loop.run_in_executor(self.executor, self.store.apply, batch)
+                if self.stats is not None:
+                    await self._apply_timed(batch)
+                else:
+                    await loop.run_in_executor(self.executor, self.store.apply, batch)
                 break
             except StoreUnreachable as e:
                 if not waiting:
@@ -170,6 +253,83 @@ class Pipeline:
         if waiting:
             self.log.info("database reachable again: committed, replies released")
 
+    async def _apply_timed(self, batch: list[CommitRecord]) -> None:
+        assert self.store is not None and self.stats is not None
+        store = self.store
+        marks: list[float] = []
+
+        def timed() -> None:
+            marks.append(time.perf_counter())
+            store.apply(batch)
+            marks.append(time.perf_counter())
+        t_start = time.perf_counter()
+        await asyncio.get_running_loop().run_in_executor(self.executor, timed)
+        self.stats.batch(batch, t_start, marks[0], marks[1], time.perf_counter())
+
+    # -- the database thread's cycle (no hook) ------------------------------------------
+    def _thread_main(self) -> None:
+        """On the database thread, until cancel() or a fatal error."""
+        loop = self._loop
+        assert loop is not None and self.store is not None
+        try:
+            while True:
+                first = self._inbox.get()       # wakes at the first push
+                if first is None:
+                    return                      # cancel()
+                batch = [first]
+                while True:           # what piled up meanwhile joins the batch
+                    try:
+                        rec = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if rec is None:
+                        return
+                    batch.append(rec)
+                t_start, cpu0 = time.perf_counter(), time.thread_time()
+                if not self._apply_retrying(batch):
+                    return            # stopped while the server was away
+                if self.stats is not None:
+                    self.stats.samples["apply_cpu_ms"].append((time.thread_time() - cpu0) * 1000)
+                    loop.call_soon_threadsafe(self._durable_timed, batch, t_start, time.perf_counter())
+                else:
+                    loop.call_soon_threadsafe(self.gate.advance, batch[-1].seq)
+        except Exception as e:  # noqa: BLE001 - the node stops on anything
+            why = f"{type(e).__name__}: {e}" if not isinstance(e, DbFatal) else str(e)
+            loop.call_soon_threadsafe(self._fatal, why)
+
+    def _apply_retrying(self, batch: list[CommitRecord]) -> bool:
+        """Commit `batch`, retrying while the server is unreachable; False
+        if the pipeline was stopped meanwhile."""
+        assert self.store is not None and self._loop is not None
+        waiting = False
+        while True:
+            try:
+                self.store.apply(batch)
+                break
+            except StoreUnreachable as e:
+                if not waiting:
+                    # the log belongs to the event loop
+                    self._loop.call_soon_threadsafe(
+                        self.log.unusual, f"database unreachable ({e}): holding every reply that depends on "
+                        f"{len(batch) + self._inbox.qsize()} uncommitted transaction(s), retrying every "
+                        f"{self.retry_delay:g}s")
+                    waiting = True
+                if self._stop.wait(self.retry_delay):
+                    return False
+        if waiting:
+            self._loop.call_soon_threadsafe(self.log.info, "database reachable again: committed, replies released")
+        return True
+
+    def _durable_timed(self, batch: list[CommitRecord], t_start: float, t_done: float) -> None:
+        assert self.stats is not None
+        self.stats.batch(batch, t_start, t_start, t_done, time.perf_counter())
+        self.gate.advance(batch[-1].seq)
+
+    def _fatal(self, why: str) -> None:
+        if self.gate.failed is None:
+            self.gate.fail(why)
+            self.on_fatal(why)
+
     async def drain(self, timeout: float) -> bool:
         """Until every committed record is durable (stop); False if not in time."""
         try:
@@ -179,11 +339,16 @@ class Pipeline:
             return False
 
     def cancel(self) -> None:
+        """Stop taking records (the batch on the server finishes first)."""
         if self._task is not None:
             self._task.cancel()
+        self._stop.set()
+        self._inbox.put(None)
 
     def close_store(self) -> None:
         """On the database thread."""
+        if self.stats is not None:
+            self.stats.write()
         if self.store is not None:
             self.store.close()
 

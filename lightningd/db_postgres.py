@@ -9,11 +9,11 @@ PostgreSQL (`pg_type`, `pg_table_ddl`) and how rows travel:
 - `ChangeCapture`: temporary triggers on the working copy log the rowid of
   every row a transaction inserts, updates or deletes; at commit the rows
   are read back (and their types checked against the server's columns).
-- `PgStore.apply`: one server transaction per batch of committed
-  transactions: row upserts by `_rowid` and deletes, after checking
-  `vars.data_version` (Core Lightning's optimistic lock: another node
-  writing the same database stops us).  Re-applying a batch whose commit
-  answer was lost is detected by the same number.
+- `PgStore.apply`: one server transaction, in one round trip, per batch
+  of committed transactions: row upserts by `_rowid` and deletes, after
+  checking `vars.data_version` (Core Lightning's optimistic lock: another
+  node writing the same database stops us).  Re-applying a batch whose
+  commit answer was lost is detected by the same number.
 - `PgStore.load` / `full_sync`: start-up reads every table into the
   working copy (the SQLite schema text is kept in `_sqlite_schema`); when
   migrations ran, the server's tables are rebuilt from the working copy in
@@ -203,8 +203,14 @@ class PgStore:
     def _connection(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
             try:
-                self.conn = psycopg.connect(self.dsn, connect_timeout=10, keepalives=1, keepalives_idle=10,
-                                            keepalives_interval=5, keepalives_count=3)
+                # autocommit: apply() sends its own BEGIN and COMMIT inside
+                # its pipeline (psycopg's would cost a Sync and a round trip);
+                # every statement prepared on first use (a handful, reused)
+                conn = psycopg.connect(self.dsn, connect_timeout=10, keepalives=1, keepalives_idle=10,
+                                       keepalives_interval=5, keepalives_count=3, autocommit=True,
+                                       prepare_threshold=0)
+                conn.execute(_CHECK_VERSION)
+                self.conn = conn
             except psycopg.OperationalError as e:
                 raise StoreUnreachable(_short(e)) from None
         return self.conn
@@ -269,21 +275,37 @@ class PgStore:
 
     # -- each batch of transactions ----------------------------------------------------
     def apply(self, records: list[CommitRecord]) -> None:
+        """One round trip: BEGIN, the data_version check, every upsert and
+        delete, COMMIT, sent as one pipeline and answered at its Sync (the
+        check raises on the server, so nothing after it waits for its
+        answer).  Every round trip costs the database thread a wake-up
+        and the GIL back from a busy event loop, on top of the server's
+        work; there were four per batch (BEGIN, SELECT, the writes,
+        COMMIT)."""
         conn = self._connection()
         first_prev = (records[0].data_version - 1) & U32
         last = records[-1].data_version
         try:
-            with conn.transaction():
-                row = conn.execute("SELECT val FROM vars WHERE name = 'data_version' FOR UPDATE").fetchone()
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT pg_temp.lightningd_check_version(%s)", (first_prev,))
+                    self._write(conn, _merge(records))
+                    conn.execute("COMMIT")
+            except psycopg.errors.RaiseException:
+                # the check failed: nothing of the batch was written
+                conn.execute("ROLLBACK")
+                row = conn.execute("SELECT val FROM vars WHERE name = 'data_version'").fetchone()
                 have = int(row[0]) if row else 0
                 if have == last:
                     return        # committed already: our connection died before its answer
-                if have != first_prev:
-                    raise DbFatal(f"Optimistic lock on the database failed: data_version is {have} on the "
-                                  f"server, {first_prev} here.  There may be a concurrent access to the "
-                                  "database; aborting since concurrent access is unsafe.")
-                with conn.pipeline():     # the batch's statements in one round trip
-                    self._write(conn, _merge(records))
+                raise DbFatal(f"Optimistic lock on the database failed: data_version is {have} on the "
+                              f"server, {first_prev} here.  There may be a concurrent access to the "
+                              "database; aborting since concurrent access is unsafe.") from None
+            except psycopg.Error:
+                if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                raise
         except psycopg.OperationalError as e:
             conn.close()
             self.conn = None
@@ -299,14 +321,47 @@ class PgStore:
                 t = self.schema[tbl]
                 gone = [rid for rid, r in rows.items() if r is None]
                 if gone:
-                    cur.execute(pgsql.SQL("DELETE FROM {} WHERE _rowid = ANY(%s)").format(pgsql.Identifier(tbl)),
-                                (gone,))
+                    cur.execute(_delete_sql(t), (gone,))
                 live = [r for r in rows.values() if r is not None]
                 if live:
                     cur.executemany(_upsert_sql(t), live)
 
 
-def _upsert_sql(t: Table) -> pgsql.Composable:
+# Raises (so the rest of the pipeline is skipped, the transaction aborted)
+# unless the server's data_version is the one before the batch; the row
+# stays locked until the commit, so no other writer slips in between.
+_CHECK_VERSION = """
+CREATE OR REPLACE FUNCTION pg_temp.lightningd_check_version(want BIGINT) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE have TEXT;
+BEGIN
+    SELECT val INTO have FROM vars WHERE name = 'data_version' FOR UPDATE;
+    IF COALESCE(have, '0')::BIGINT <> want THEN
+        RAISE EXCEPTION 'data_version is % on the server, % expected', COALESCE(have, '0'), want;
+    END IF;
+END $$"""
+
+
+def _delete_sql(t: Table) -> bytes:
+    key = ("delete", t.name)
+    if key not in _SQL_CACHE:
+        _SQL_CACHE[key] = pgsql.SQL("DELETE FROM {} WHERE _rowid = ANY(%s)").format(
+            pgsql.Identifier(t.name)).as_bytes(None)
+    return _SQL_CACHE[key]
+
+
+# composed once per table (and its columns): a batch reuses the bytes, and
+# psycopg's prepared statements are keyed by them
+_SQL_CACHE: dict[tuple, bytes] = {}
+
+
+def _upsert_sql(t: Table) -> bytes:
+    key = ("upsert", t.name, tuple(t.cols))
+    if key not in _SQL_CACHE:
+        _SQL_CACHE[key] = _compose_upsert(t).as_bytes(None)
+    return _SQL_CACHE[key]
+
+
+def _compose_upsert(t: Table) -> pgsql.Composable:
     cols = ["_rowid"] + t.cols
     return pgsql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (_rowid) DO UPDATE SET {}").format(
         pgsql.Identifier(t.name), pgsql.SQL(", ").join(map(pgsql.Identifier, cols)),

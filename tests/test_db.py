@@ -20,9 +20,9 @@ import pytest
 from pyln.client import RpcError
 
 from contrib.postgres_testing import PostgresServer, pg_bindir
-from lightningd.db import DbError, parse_wallet
+from lightningd.db import DbError, WalletSpec, open_wallet, parse_wallet
 from common.msgconn import MsgConn
-from lightningd.db_pipeline import DbGate, expand_sql
+from lightningd.db_pipeline import CommitRecord, DbFatal, DbGate, expand_sql
 from node_factory import wait_for
 from test_channels import channel, fund, open_channel
 from test_recovery import AMOUNT, CAPACITY, assert_settled, invoice, pay_all
@@ -267,6 +267,54 @@ def test_postgres_server_lost_mid_payment(node_factory, own_server, then):
     assert_settled(l1, l2, invoices, results)
     if then == "server-returns":
         assert sum(i["status"] == "paid" for i in l2.rpc.listinvoices()["invoices"]) == len(invoices)
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda msg: self.lines.append(f"{level}: {msg}")
+
+
+def test_postgres_batches_check_data_version(postgres):
+    """Each batch is one server round trip whose first statement checks
+    data_version: a batch already committed (its answer lost) is skipped,
+    a server another writer moved on stops the node before anything
+    depends on the batch; nothing of a refused batch is written."""
+    dsn = postgres.create_db("dv")
+
+    async def main() -> None:
+        fatal: list[str] = []
+        db = await open_wallet(WalletSpec("postgres", dsn=dsn), _Log(), None, fatal.append)
+        assert db.pipeline is not None and db.gate is not None
+        records: list[CommitRecord] = []
+        push = db.pipeline.push
+        db.pipeline.push = lambda rec: (records.append(rec), push(rec))[1]     # type: ignore[method-assign]
+        for i in range(5):
+            db.set_var(f"k{i}", i)
+        await asyncio.wait_for(db.gate.wait(), 30)
+        server = psycopg.connect(dsn, autocommit=True)
+
+        def server_var(name: str) -> str | None:
+            row = server.execute("SELECT val FROM vars WHERE name = %s", (name,)).fetchone()
+            return row[0] if row else None
+        assert [server_var(f"k{i}") for i in range(5)] == ["0", "1", "2", "3", "4"]
+        assert server_var("data_version") == str(db.data_version)
+        # the last two again, as after a connection lost before COMMIT's answer
+        db.pipeline.store.apply(records[-2:])            # type: ignore[union-attr]
+        assert server_var("data_version") == str(db.data_version) and not fatal
+        # another writer
+        server.execute("UPDATE vars SET val = (val::BIGINT + 7)::TEXT WHERE name = 'data_version'")
+        db.set_var("after", 1)
+        with pytest.raises(DbFatal, match="Optimistic lock"):
+            await asyncio.wait_for(db.gate.wait(), 30)
+        assert fatal and "Optimistic lock" in fatal[0]
+        assert server_var("after") is None
+        assert int(server_var("data_version") or 0) == db.data_version - 1 + 7
+        server.close()
+        await db.aclose(5)
+    asyncio.run(main())
 
 
 def test_frames_wait_for_the_database_gate():

@@ -1,6 +1,6 @@
 """Gossip between real nodes: announcements at 6 confirmations, propagation,
 queries, routing and `pay` across the network."""
-from node_factory import wait_for
+from node_factory import sync_blockheight, wait_for
 
 from test_channels import channel, fund
 
@@ -50,6 +50,9 @@ def diamond(node_factory):
     for n in (l1, l1, l2, l3):
         fund(n, 3_000_000)
     wait_for(lambda: len(l1.rpc.listfunds()["outputs"]) == 2)
+    # fundchannel refuses (304) while a node catches up with the blocks
+    # the other nodes' funding mined
+    sync_blockheight(l1, l2, l3, l4)
     for a, b in ((l1, l2), (l1, l3), (l2, l4), (l3, l4)):
         if not a.is_connected(b):
             a.connect(b)

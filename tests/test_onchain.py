@@ -146,21 +146,36 @@ def wait_closed(node, peer, timeout=60):
     wait_for(lambda: state(node, peer) == "CLOSED", timeout=timeout)
 
 
-def min_depth(node, peer):
-    """Confirmations of node's latest resolution (None: not all resolved)."""
+def chain_min_depth(node, peer):
+    """Confirmations of node's latest resolution (None: not all resolved),
+    once every status line agrees with the chain: getinfo's
+    blockheight has a block before onchaind has told its depths (and
+    maybe closed the channel), so a line read just after `mine` can be a
+    block behind."""
     lines = status(node, peer)
-    depths = [int(m.group(1)) for m in (re.search(r"\((\d+) confirmations\)", s) for s in lines) if m]
-    return min(depths) if lines and len(depths) == len(lines) else None
+    depths = []
+    for s in lines:
+        m = re.search(r"(?:([0-9a-f]{64}) )?\((\d+) confirmations\)", s)
+        if m is None:
+            return None
+        # a line naming its tx ("resolved by IGNORED (n confirmations)" names none)
+        if m.group(1) and int(m.group(2)) != node.chain.rpc.getrawtransaction(m.group(1), True)["confirmations"]:
+            return None
+        depths.append(int(m.group(2)))
+    return min(depths) if depths else None
 
 
 def close_after_100_blocks(miner, node, peer, *nodes):
-    """node's channel with peer closes when its last resolution is 100 deep, not before."""
-    if state(node, peer) == "CLOSED":
+    """node's channel with peer closes when its last resolution is 100 deep,
+    not before (one already 100 deep, as the same tx as a peer's checked
+    just before, closes without another block)."""
+    d = wait_for(lambda: "closed" if state(node, peer) == "CLOSED" else chain_min_depth(node, peer))
+    if d == "closed" or d >= 100:
+        wait_closed(node, peer)
         return
-    d = wait_for(lambda: min_depth(node, peer))
     if d < 99:
         mine_many(miner, 99 - d, *nodes)
-    wait_for(lambda: min_depth(node, peer) == 99)
+    wait_for(lambda: chain_min_depth(node, peer) == 99)
     assert state(node, peer) == "ONCHAIN"
     mine(miner, 1, *nodes)
     wait_closed(node, peer)
