@@ -103,12 +103,7 @@ async def xpay_core(ld: "LightningD", invstring: str, amount_msat: int | None, m
         out = await MultiPartPayment(ld, request, opts).run()
     except PaymentFailed as f:
         raise xpay_error(f, amount) from None
-    if as_pay:
-        return {k: out[k] for k in ("payment_preimage", "amount_msat", "amount_sent_msat", "parts", "destination",
-                                    "payment_hash", "status", "created_at")}
-    return {"payment_preimage": out["payment_preimage"], "amount_msat": amount,
-            "amount_sent_msat": out["amount_sent_msat"], "failed_parts": out["failed_parts"],
-            "successful_parts": out["successful_parts"]}
+    return xpay_result(out, amount, as_pay)
 
 
 async def xpay_bolt12(ld: "LightningD", invstring: str, amount_msat: int | None, maxfee: int | None,
@@ -133,6 +128,12 @@ async def xpay_bolt12(ld: "LightningD", invstring: str, amount_msat: int | None,
     out = await ld.payments.bolt12_pay(invstring, max_fee_override=maxfee if maxfee is not None
                                        else xpay_maxfee(amount), retry_for=retry_for, maxdelay=maxdelay, label=label,
                                        localinvreqid=localinvreqid)
+    return xpay_result(out, amount, as_pay)
+
+
+def xpay_result(out: dict, amount: int, as_pay: bool) -> dict:
+    """A finished payment as xpay answers it, or as pay does when xpay
+    handles pay (xpay-handle-pay)."""
     if as_pay:
         return {k: out[k] for k in ("payment_preimage", "amount_msat", "amount_sent_msat", "parts", "destination",
                                     "payment_hash", "status", "created_at")}
