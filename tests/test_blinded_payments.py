@@ -28,8 +28,9 @@ def _scid(a, b) -> int:
     return ShortChannelId.parse(channel(a, b)["short_channel_id"]).to_int()
 
 
-def four_in_a_line(node_factory):
-    nodes = node_factory.get_nodes(4)
+def in_a_line(node_factory, n: int = 4):
+    """n nodes, a channel from each to the next, all at the chain's tip."""
+    nodes = node_factory.get_nodes(n)
     for a, b in zip(nodes, nodes[1:]):
         fund(a)
         open_channel(a, b, 1_000_000)
@@ -56,7 +57,7 @@ def test_inside_a_blinded_path_every_error_is_invalid_onion_blinding(node_factor
     node id; l4 knows no such payment, l3 (inside) turns that into
     update_fail_malformed_htlc, l2 (the introduction point) into its own
     invalid_onion_blinding, which is all l1 learns."""
-    l1, l2, l3, l4 = four_in_a_line(node_factory)
+    l1, l2, l3, l4 = in_a_line(node_factory)
     height = l1.rpc.getinfo()["blockheight"]
     final_cltv = height + 10
     constraints = PaymentConstraints(max_cltv_expiry=height + 1000, htlc_minimum_msat=1)
@@ -87,12 +88,7 @@ def test_blinded_hop_constraints_enforced(node_factory):
     """A path whose constraints the HTLC breaks (expiry past max_cltv_expiry)
     fails at the introduction point with invalid_onion_blinding, and a tampered
     encrypted_recipient_data too; neither is forwarded."""
-    l1, l2, l3 = node_factory.get_nodes(3)
-    fund(l1)
-    fund(l2)
-    open_channel(l1, l2, 1_000_000)
-    open_channel(l2, l3, 1_000_000)
-    sync_blockheight(l1, l2, l3)
+    l1, l2, l3 = in_a_line(node_factory, 3)
     height = l1.rpc.getinfo()["blockheight"]
     ids = [bytes.fromhex(n.node_id) for n in (l2, l3)]
     tight = PaymentConstraints(max_cltv_expiry=height + 20, htlc_minimum_msat=1)
@@ -116,12 +112,7 @@ def test_blinded_hop_constraints_enforced(node_factory):
 def test_unblinded_hop_with_current_path_key_but_bogus_payload(node_factory):
     """An intermediate node given current_path_key and no encrypted data is a
     malformed payload (invalid_onion_payload), not a crash."""
-    l1, l2, l3 = node_factory.get_nodes(3)
-    fund(l1)
-    fund(l2)
-    open_channel(l1, l2, 1_000_000)
-    open_channel(l2, l3, 1_000_000)
-    sync_blockheight(l1, l2, l3)
+    l1, l2, l3 = in_a_line(node_factory, 3)
     height = l1.rpc.getinfo()["blockheight"]
     payload = encode_payload(HopPayload(amt_to_forward=1000, outgoing_cltv_value=height + 20,
                                         short_channel_id=_scid(l2, l3), current_path_key=bytes.fromhex(l1.node_id)))
