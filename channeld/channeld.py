@@ -12,6 +12,7 @@ import dataclasses
 import time
 from typing import Any
 
+from common.commitment import Side
 from common.daemon import Daemon
 from common.daemon_conn import DaemonConn, Msg, RequestFailed
 from common.logtext import MAX_PEER_TEXT, fit_utf8, peer_data
@@ -78,7 +79,8 @@ class ChannelDaemon:
         self.scid: int | None = None
         self.local_alias: int | None = None    # ours, sent in channel_ready (the master chose it)
         self.funding_depth = 0
-        self._commit_scheduled = False
+        self._commit_timer: asyncio.TimerHandle | None = None
+        self._progress_scheduled = False
         self.commit_delay = COMMIT_DELAY
         self._shutdown_request: dict | None = None
         self._inbox: asyncio.Queue[tuple[str, dict] | None] = asyncio.Queue()
@@ -472,22 +474,34 @@ class ChannelDaemon:
 
     # ------------------------------------------------------------------ progress
     def _after_progress(self) -> None:
-        """Something changed: send our commitment soon (batching updates), and
-        move shutdown/closing along."""
-        if not self._commit_scheduled:
-            self._commit_scheduled = True
-            asyncio.get_running_loop().call_later(self.commit_delay,
-                                                  lambda: asyncio.ensure_future(self._progress()))
+        """Something changed: move shutdown/closing along at once, and send
+        our commitment once --commit-time has passed since the first change
+        it will carry (batching updates).  The timer starts only when there
+        is something to sign, so an HTLC offered just after some unrelated
+        message still waits the whole commit time (Core Lightning's
+        start_commit_timer)."""
+        loop = asyncio.get_running_loop()
+        ch = self.ch
+        if self._commit_timer is None and ch is not None and ch.has_changes_to_sign():
+            self._commit_timer = loop.call_later(self.commit_delay, self._commit_due)
+        if not self._progress_scheduled:
+            self._progress_scheduled = True
+            loop.call_soon(lambda: asyncio.ensure_future(self._progress(commit=False)))
         self.billboard(self._state_text())
 
-    async def _progress(self) -> None:
-        self._commit_scheduled = False
+    def _commit_due(self) -> None:
+        self._commit_timer = None
+        asyncio.ensure_future(self._progress(commit=True))
+
+    async def _progress(self, commit: bool) -> None:
+        if not commit:
+            self._progress_scheduled = False
         ch = self.ch
         if ch is None or ch.state is ChannelState.CLOSED or not ch.connected:
             return
         async with self.lock:
             try:
-                if ch.state in (ChannelState.NORMAL, ChannelState.SHUTTING_DOWN):
+                if commit and ch.state in (ChannelState.NORMAL, ChannelState.SHUTTING_DOWN):
                     msg = ch.send_commitment()
                     if msg is not None:
                         await self.persist(ch)   # we remember what we signed before the peer has it
@@ -706,7 +720,6 @@ class ChannelDaemon:
         if ch is None:
             return
         ch.fee_bounds = self.fee_bounds
-        from common.commitment import Side
         if ch.params.opener is Side.LOCAL and ch.state is ChannelState.NORMAL and ch.connected:
             current = ch.log.feerate(Side.REMOTE, ch.log.latest[Side.REMOTE])
             if f["feerate"] and abs(f["feerate"] - current) * 10 > current:   # >10% change

@@ -78,6 +78,11 @@ def test_htlc_offer_timeout_and_commit_time(node_factory):
     # Lower bound from before the offer (the update_add_htlc cannot precede
     # it, however late this test reads it), upper bound from reading it.
     since_offer, since_add = [], []
+    # The commit timer starts with the first change it will carry, not with
+    # some earlier message: a warning the node merely logs, 1 s before the
+    # offer, must not bring the commitment_signed forward.
+    peers[0].send("warning", {"channel_id": peers[0].ch.channel_id, "data": b"nothing to commit"})
+    time.sleep(1.0)
     for node, peer, tag in ((patient, peers[0], 0x61), (strict, peers[1], 0x62)):
         t_offer = time.monotonic()
         offer(node, peer, tag)

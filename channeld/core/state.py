@@ -265,6 +265,11 @@ class Channel(UpdatesMixin, ShutdownMixin):
         return [htlc_status(self.log, h) for h in self.log.live()]
 
     # ------------------------------------------------------------------ commitments
+    def has_changes_to_sign(self) -> bool:
+        """Updates not yet in a commitment_signed of ours (the commit timer
+        runs only while this holds, as Core Lightning's does)."""
+        return self.log.has_pending(Side.REMOTE)
+
     def send_commitment(self) -> WireMsg | None:
         """Sign the peer's next commitment.  None if there is nothing to sign,
         our previous commitment_signed is unanswered, or we owe a revocation
