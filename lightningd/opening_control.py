@@ -208,10 +208,13 @@ async def peer_spoke(ld: "LightningD", node_id: bytes, raw: bytes) -> None:
                 f"{m.name} for channel {rec.dbid} with no daemon: reconnecting to reestablish")
             ld.connectd.discard(node_id)
             return
-    known = any(rec.channel_id == cid for rec in ld.channels.by_peer(node_id))
-    if m.name == "channel_reestablish" and known:
-        # a closed channel: BOLT 2 wants an error so the peer goes on chain too
-        ld.connectd.send_error(node_id, "Channel is closed", warning=False, channel_id=cid)
+    closed = next((rec for rec in ld.channels.by_peer(node_id) if rec.channel_id == cid), None)
+    if closed is not None:
+        # BOLT 2: "if a channel is in an error state: SHOULD retransmit the
+        # error packet and ignore any other packets for that channel"; for
+        # any message, as Core Lightning (handle_peer_spoke), so that a peer
+        # that missed the close goes on chain too
+        ld.connectd.send_error(node_id, f"channel in state {closed.state.value}", warning=False, channel_id=cid)
         return
     ld.connectd.send_error(node_id, f"Unknown channel for {m.name}", warning=True, channel_id=cid)
 

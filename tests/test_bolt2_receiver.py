@@ -452,6 +452,29 @@ def test_reestablish_with_next_commitment_number_zero_fails_the_channel(node_fac
     node_is_well(node)
 
 
+def test_failed_channel_answers_each_message_with_an_error(node_factory):
+    """BOLT 2 (message retransmission): "upon reconnection: if a channel is
+    in an error state: SHOULD retransmit the error packet and ignore any
+    other packets for that channel".  As Core Lightning: every message for
+    the failed channel (its channel_reestablish included) is answered with
+    an `error` naming the state, and changes nothing."""
+    node, peer, ch = funded(node_factory)
+    peer.send("error", {"channel_id": ch.channel_id, "data": b"giving up"})
+    wait_for(lambda: chan(node, peer)["state"] in FAILED)
+    peer.close()
+    ch.disconnect()
+    again = ScriptedPeer(node, seed=peer.seed)
+    for name, fields in (ch.reestablish_msg(), ("update_fee", {"channel_id": ch.channel_id, "feerate_per_kw": 9000})):
+        again.send(name, fields)
+        answers = [(n, f) for n, f in again.collect(quiet=2) if f.get("channel_id") == ch.channel_id]
+        assert [n for n, _ in answers] == ["error"], (name, answers)
+        assert answers[0][1]["data"].startswith(b"channel in state "), answers
+    state = chan(node, again)["state"]
+    assert state in FAILED and chan(node, again)["feerate"]["perkw"] != 9000
+    assert again.ping_ok()          # the connection (for other channels) stays
+    node_is_well(node)
+
+
 # -- announcement_signatures (BOLT 7) ------------------------------------------------------------
 def _announcement_signatures(node: Any, peer: ScriptedPeer, ch: Any, scid: int) -> dict:
     """Ours (the peer's) for the channel's announcement: node and bitcoin

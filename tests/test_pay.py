@@ -302,6 +302,32 @@ def test_channel_update_from_an_onion_error_is_checked():
     assert policy_from_error(b"\x01\x02junk", node, "104x2x0", chain) is None
 
 
+def test_keysend_refused_to_a_node_announcing_unknown_even_features(node_factory):
+    """BOLT 7 (node_announcement receiver): unknown even `features` bits:
+    "Unless paying a BOLT 11 invoice which does not have the same bit(s)
+    set, MUST NOT attempt to send payments _to_ the node".  l2 announces
+    bit 202 (a plugin's node feature): a keysend to it is refused before any
+    HTLC leaves; its invoice (without the bit) is paid."""
+    from common.features import bits_from_features
+    l1, l2 = node_factory.get_nodes(2, opts=[{}, {"plugin": str(PLUGINS / "even_node_feature.py")}])
+    fund(l1)
+    open_channel(l1, l2, 1_000_000)
+    l1.chain.mine(3)                     # 6 confirmations: the channel and its nodes are announced
+
+    def announced_features() -> set[int] | None:
+        nodes = l1.rpc.listnodes(l2.node_id)["nodes"]
+        return bits_from_features(bytes.fromhex(nodes[0]["features"])) if nodes and "features" in nodes[0] else None
+    wait_for(lambda: announced_features() is not None)
+    assert 202 in announced_features()
+    with pytest.raises(RpcError) as e:
+        l1.rpc.keysend(l2.node_id, 50_000)
+    assert e.value.error["code"] == 205 and "option_unknown_202/even" in e.value.error["message"]
+    assert l1.rpc.listsendpays()["payments"] == []
+    inv = l2.rpc.invoice(50_000, "with-invoice", "no even bit in it")
+    assert 202 not in bits_from_features(bytes.fromhex(l1.rpc.decode(inv["bolt11"]).get("features", "")))
+    assert l1.rpc.pay(inv["bolt11"])["status"] == "complete"
+
+
 def test_keysend_paid_without_an_invoice(node_factory):
     """keysend: l1 picks the preimage and puts it in the onion (type
     5482373484); l2 makes an invoice for it on arrival (label keysend-...),
