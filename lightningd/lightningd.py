@@ -71,6 +71,7 @@ from .payments import Payments
 from .peer_channels import listfunds_channels
 from .plugins import PluginManager
 from .reconnect import Reconnector
+from .subd import Subd
 from .wallet import Wallet
 from .withdraw import WalletSpender
 from .zygote_control import ZygoteControl
@@ -102,6 +103,8 @@ class LightningD:
         self.registry = CommandRegistry()
         self.rpc = RpcServer(self.registry, book.logger("jsonrpc"), developer=cfg.developer)
         self.plugins = PluginManager(self)
+        if cfg.get("dev-fail-on-subdaemon-fail"):
+            Subd.on_failure = self._subdaemon_failed
         self.zygote = ZygoteControl(self, bool(cfg.get("subdaemon-memory-merge")))
         self.hsm = HsmControl(self)
         self.connectd = ConnectControl(self)
@@ -177,6 +180,13 @@ class LightningD:
     def our_features(self, ctx: "Context") -> bytes:
         """Our feature bits in `ctx`, with those plugins asked for."""
         return self.plugins.features(ctx)
+
+    def _subdaemon_failed(self, what: str) -> None:
+        """--dev-fail-on-subdaemon-fail: a failed daemon stops the node with
+        exit status 1 (Core Lightning exits at once; we shut down cleanly)."""
+        if not self.stopping:
+            self.log.broken(f"{what}: stopping (--dev-fail-on-subdaemon-fail)")
+            self.request_shutdown(exit_code=1)
 
     def request_shutdown(self, exit_code: int = 0) -> None:
         self.exit_code = max(self.exit_code, exit_code)

@@ -115,7 +115,8 @@ def register(ld: "LightningD") -> None:
             except AddressError:
                 raise RpcError(INVALID_PARAMS, f"close_to: invalid address {close_to}") from None
         dbid = cc.new_dbid()
-        temp_id = os.urandom(32)
+        forced = ld.cfg.get("dev-force-tmp-channel-id")
+        temp_id = bytes.fromhex(forced) if forced else os.urandom(32)
         commit_rate = ld.feerates.perkw(commitment_feerate_name(anchors)) or rate
         config = cc.channel_config(announce=announce, upfront_shutdown_script=upfront, minimum_depth=mindepth, funder={
             "temporary_channel_id": temp_id, "funding_sat": amount, "push_msat": push_msat,

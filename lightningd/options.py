@@ -158,6 +158,10 @@ OPTIONS: list[OptionSpec] = [
     _o("dev-no-plugin-checksum", FLAG, False, "Don't checksum plugins to detect changes", dev=True),
     _o("dev-plugin-start-timeout", INT, None, "Seconds a plugin has for getmanifest and for init (default 60)",
        dev=True),
+    _o("dev-fail-on-subdaemon-fail", FLAG, False, "Fail when a subdaemon fails (status_fail, a signal, a "
+       "malformed message) instead of restarting it", dev=True),
+    _o("dev-force-tmp-channel-id", STR, None, "Force the temporary channel id, instead of random", dev=True,
+       check=lambda n, v: _check_hex32(n, v, "channel_id")),
     _o("dev-subdaemon-restart-delay", INT, 1, "Seconds to wait before restarting a crashed subdaemon", dev=True),
     _o("dev-opening-timeout-secs", INT, None, "Seconds a peer has for each message of a channel opening before "
        "the open is forgotten (default 120)", dev=True),

@@ -19,7 +19,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 from common.daemon import VERSION
 from common.daemon_conn import DaemonConn, Handler, Msg, ProtocolError
@@ -73,6 +73,12 @@ def _posix_spawn(name: str, args: list[str], fds: list[int], hsm: bool) -> int:
 
 
 class Subd:
+    # --dev-fail-on-subdaemon-fail (Core Lightning's test runners pass it):
+    # what the master does when a daemon fails -- status_fail, a malformed
+    # message, death by a signal -- instead of restarting it: stop the node
+    # with exit status 1.  Set once per process by LightningD.
+    on_failure: ClassVar[Callable[[str], None] | None] = None
+
     def __init__(self, name: str, schema: MessageSchema, handlers: dict[str, Handler], log: Logger,
                  on_exit: ExitCallback | None = None, args: list[str] | None = None,
                  node_id: str | None = None, spawner: "Spawner | None" = None,
@@ -221,6 +227,8 @@ class Subd:
             # our own failure (an exception: status_fail, a bad exit) is a bug;
             # a kill from outside (an operator, the OOM killer) is recovered from
             self.log.log(UNUSUAL if rc < 0 and not self.failure else BROKEN, f"{self.name} died ({how}){why}")
+            if rc < 0 and self.pid is not None:
+                self._failed(f"Subdaemon {self.name} killed with signal {-rc}")
         elif not self._stopping:
             self.log.debug(f"{self.name} exited")
         else:
@@ -295,6 +303,7 @@ class Subd:
             self.failure = f"{reason}: {f['desc'].splitlines()[0] if f['desc'] else ''}"
             for line in f["desc"].splitlines():
                 self.log.broken(f"{self.name} failed ({reason}): {line}")
+            self._failed(f"{self.name} failed ({reason})")
         elif msg.name == "status_version":
             self.startup_ms = (time.monotonic() - self._started_at) * 1000
             self.log.debug(f"{self.name}: first message {self.startup_ms:.1f} ms after the spawn request")
@@ -306,6 +315,12 @@ class Subd:
 
     def _on_protocol_error(self, e: Exception) -> None:
         self.log.broken(f"{self.name}: {type(e).__name__}: {e}")
+        if isinstance(e, ProtocolError):      # (not a bug in one of our handlers)
+            self._failed(f"{self.name}: malformed message")
+
+    def _failed(self, what: str) -> None:
+        if Subd.on_failure is not None:
+            Subd.on_failure(what)
 
 
 STATUS_HANDLED = {"status_log", "status_io", "status_peer_billboard", "status_fail", "status_version"}

@@ -114,6 +114,7 @@ def test_forced_keys_are_the_keys_on_the_wire(node_factory, chain):
         "bitcoin-rpcport": False,
         "bitcoin-rpcconnect": f"127.0.0.1:{chain.rpcport}",
         "htlc-maximum-msat": "2000sat",
+        "dev-force-tmp-channel-id": "00" * 32,      # (the runner's older versions)
     })
     # the node id: getinfo, and the BOLT 8 handshake authenticates that key
     assert node.rpc.getinfo()["id"] == pub(NODE_SECRET).hex() == \
@@ -154,6 +155,7 @@ def test_forced_keys_are_the_keys_on_the_wire(node_factory, chain):
     t.start()
     oc = peer.expect("open_channel")
     assert_forced_channel_keys(oc)
+    assert oc["temporary_channel_id"] == bytes(32)
     peer.close()
     t.join(30)
     assert errors and not t.is_alive()

@@ -94,7 +94,21 @@ def test_hsmd_death_shuts_node_down(node_factory):
     assert not l1.rpc_path.exists()
 
 
-def test_stop_ends_every_process(node_factory):
+def test_dev_fail_on_subdaemon_fail_stops_the_node(node_factory):
+    """Core Lightning's test framework (pyln-testing) starts every node with
+    --dev-fail-on-subdaemon-fail: a daemon killed by a signal then stops the
+    node with exit status 1, instead of being restarted."""
+    l1 = node_factory.get_node(options={"dev-fail-on-subdaemon-fail": None}, allow_broken_log=True, may_fail=True)
+    assert l1.rpc.listconfigs("dev-fail-on-subdaemon-fail")["configs"]["dev-fail-on-subdaemon-fail"]["set"] is True
+    pids = l1.subdaemon_pids()
+    os.kill(pids["gossipd"], signal.SIGKILL)
+    assert l1.proc.wait(30) == 1
+    for pid in pids.values():
+        wait_for(lambda: not pid_alive(pid), timeout=10)
+    assert any(" BROKEN " in ln and "Subdaemon gossipd killed with signal 9" in ln for ln in l1.log_text().splitlines())
+
+
+
     l1 = node_factory.get_node()
     pids = l1.subdaemon_pids()
     assert set(pids) == {"hsmd", "connectd", "gossipd", "zygote"}
