@@ -198,6 +198,22 @@ def test_list_features_only_as_runners_parse_it(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_core_lightning_source_layout_launchers(tmp_path):
+    """Tools written for a Core Lightning build tree run
+    $LIGHTNING_SRC/lightningd/lightningd (lnprototest's runner) and
+    $LIGHTNING_SRC/cli/lightning-cli: with LIGHTNING_SRC our checkout, they
+    start this node, from any directory."""
+    src = Path(__file__).resolve().parent.parent
+    ours = subprocess.run(LIGHTNINGD + ["--list-features-only"], capture_output=True, text=True, timeout=60,
+                          check=True).stdout
+    via = subprocess.run([str(src / "lightningd" / "lightningd"), "--list-features-only"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert via == ours and "option_static_remotekey/even" in via
+    cli = subprocess.run([str(src / "cli" / "lightning-cli"), f"--lightning-dir={tmp_path}", "getinfo"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert cli.returncode != 0 and "lightning-rpc" in cli.stdout + cli.stderr    # no node there: says which socket
+
+
 # -- through a real lightningd -------------------------------------------------------------
 
 def run_lightningd(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
