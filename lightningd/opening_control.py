@@ -19,6 +19,7 @@ from wire import DecodeError, bolt_schema
 from wire.channeld_modes import MODE_FUNDEE, MODE_FUNDER
 
 from . import params as P
+from .channel import ChannelState
 from .channel_control import ChannelOpenFailed, PendingOpen
 from .feerates import commitment_feerate_name, feerate_param
 from .jsonrpc import RequestContext
@@ -210,6 +211,14 @@ async def peer_spoke(ld: "LightningD", node_id: bytes, raw: bytes) -> None:
             ld.connectd.discard(node_id)
             return
     closed = next((rec for rec in ld.channels.by_peer(node_id) if rec.channel_id == cid), None)
+    if closed is not None and closed.state is ChannelState.CLOSING_COMPLETE:
+        # Not an error state: our mutual close is broadcast, and a peer that
+        # missed our last closing_signed learns of it from the chain.  An
+        # error would make it broadcast its commitment against our close
+        # (Core Lightning renegotiates instead; silence costs nothing).
+        ld.log.child("lightningd", node_id.hex()).info(
+            f"{m.name} for channel {closed.dbid}, closed by agreement: ignored")
+        return
     if closed is not None:
         # BOLT 2: "if a channel is in an error state: SHOULD retransmit the
         # error packet and ignore any other packets for that channel"; for

@@ -475,6 +475,34 @@ def test_failed_channel_answers_each_message_with_an_error(node_factory):
     node_is_well(node)
 
 
+def test_reestablish_after_our_mutual_close_gets_no_error(node_factory):
+    """A peer that missed the node's last closing_signed reconnects: the
+    channel is closed by agreement (CLOSINGD_COMPLETE, not an error state),
+    so the node sends no `error` that would make the peer broadcast its
+    commitment against the close; the close confirms and both see it."""
+    node, peer, ch = funded(node_factory)
+    funding_txid = chan(node, peer)["funding_txid"]
+    peer.send(*ch.shutdown(bytes([0, 20]) + bytes(range(20))))
+    ch.recv_shutdown(peer.expect("shutdown"))
+    fees = ch.default_closing_fees()
+    peer.send(*ch.start_closing(fees))
+    while chan(node, peer)["state"] != "CLOSINGD_COMPLETE":
+        result = ch.recv_closing_signed(peer.expect("closing_signed"))
+        if result.reply is not None:
+            peer.send(*result.reply)
+    wait_for(lambda: funding_spent_in_mempool(node, funding_txid))
+    peer.close()
+    ch.disconnect()
+    again = ScriptedPeer(node, seed=peer.seed)
+    again.send(*ch.reestablish_msg())
+    answers = [(n, f) for n, f in again.collect(quiet=3) if f.get("channel_id") == ch.channel_id]
+    assert all(n != "error" for n, _ in answers), answers
+    assert chan(node, again)["state"] == "CLOSINGD_COMPLETE"
+    node.chain.mine(1)
+    wait_for(lambda: chan(node, again)["state"] in ("FUNDING_SPEND_SEEN", "ONCHAIN"))
+    node_is_well(node)
+
+
 # -- announcement_signatures (BOLT 7) ------------------------------------------------------------
 def _announcement_signatures(node: Any, peer: ScriptedPeer, ch: Any, scid: int) -> dict:
     """Ours (the peer's) for the channel's announcement: node and bitcoin
