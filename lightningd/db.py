@@ -287,6 +287,11 @@ MIGRATIONS: list[str | Callable[["Db"], None]] = [
     """,
     # 9: the JSON documents of channeld and onchaind become their declared encodings
     _declared_contracts,
+    # 10: listhtlcs's updated_index (0: never changed since it was created)
+    """
+    ALTER TABLE htlcs ADD COLUMN updated_index INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX htlcs_updated_index ON htlcs (updated_index);
+    """,
 ]
 
 

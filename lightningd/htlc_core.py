@@ -32,6 +32,11 @@ class HtlcState(StrEnum):
 
 S = HtlcState
 
+# Prefix of the SET clause of every statement that changes an HTLC's state:
+# listhtlcs's `updated_index`, one past the highest so far (Core Lightning's
+# wait index "htlcs"/"updated"), in the same statement so it cannot be missed.
+UPDATED = "updated_index = (SELECT COALESCE(MAX(updated_index), 0) + 1 FROM htlcs), "
+
 INCOMING: dict[HtlcState, frozenset[HtlcState]] = {
     S.LOCKED: frozenset({S.HELD, S.FORWARDED, S.FULFILLING, S.FAILING}),
     # at start-up a held part is decided again (the set was in memory)

@@ -49,6 +49,7 @@ from .htlc_core import (
     check_forward,
     reconcile,
 )
+from .htlc_core import UPDATED
 from .htlc_core import HtlcState as S
 from .blinded_htlc import BlindedFinal, unwrap
 from .invoice_commands import keysend_invoice
@@ -127,7 +128,8 @@ class HtlcEngine:
                                           h["sha256_of_onion"])
             else:
                 # our fulfill/fail of an incoming HTLC is now irrevocable
-                self.db.execute("UPDATE htlcs SET state = CASE state WHEN ? THEN ? WHEN ? THEN ? ELSE state END, "
+                self.db.execute("UPDATE htlcs SET " + UPDATED +
+                                "state = CASE state WHEN ? THEN ? WHEN ? THEN ? ELSE state END, "
                                 "resolved_time = ? WHERE channel_dbid = ? AND direction = 'in' AND htlc_id = ?",
                                 (S.FULFILLING, S.FULFILLED, S.FAILING, S.FAILED, now, rec.dbid, h["id"]))
                 self.ld.log.child(f"chan#{rec.dbid}", rec.peer_id.hex()).debug(
@@ -302,7 +304,7 @@ class HtlcEngine:
                 self.held_timers[phash] = asyncio.get_running_loop().call_later(MPP_TIMEOUT, self._mpp_timeout,
                                                                                 phash)
             complete = held.add(row_id, amount)
-            self.db.execute("UPDATE htlcs SET state = ? WHERE id = ?", (S.HELD, row_id))
+            self.db.execute("UPDATE htlcs SET " + UPDATED + "state = ? WHERE id = ?", (S.HELD, row_id))
             self._trace(row_id, f"held: {held.received_msat} of {held.total_msat}msat of the payment arrived")
             if not complete:
                 return
@@ -391,7 +393,7 @@ class HtlcEngine:
         # in a commitment we know nothing about (nor a second forward).
         with self.db.transaction():
             out_row = self.record_offer(out.dbid, out_amt, phash, out_cltv, origin=row_id)
-            self.db.execute("UPDATE htlcs SET state = ? WHERE id = ?", (S.FORWARDED, row_id))
+            self.db.execute("UPDATE htlcs SET " + UPDATED + "state = ? WHERE id = ?", (S.FORWARDED, row_id))
             self.db.execute("INSERT OR REPLACE INTO forwards(in_htlc, out_htlc, in_channel, out_channel, in_msat, "
                             "out_msat, fee_msat, status, received_time) VALUES (?, ?, ?, ?, ?, ?, ?, 'offered', ?)",
                             (row_id, out_row, in_scid, out_scid, amount, out_amt, amount - out_amt, now))
@@ -450,7 +452,7 @@ class HtlcEngine:
         except ConnectionClosed:
             return None
         with self.db.transaction():
-            self.db.execute("UPDATE htlcs SET htlc_id = ?, state = ? WHERE id = ? AND state = ?",
+            self.db.execute("UPDATE htlcs SET " + UPDATED + "htlc_id = ?, state = ? WHERE id = ? AND state = ?",
                             (r["htlc_id"], S.OFFERED, out_row, S.OFFERING))
         self._trace(out_row, f"offered (expiry {cltv})")
         if not self.ld.cfg.get("dev-no-htlc-timeout"):
@@ -493,7 +495,7 @@ class HtlcEngine:
             return
         out_id, origin, payment_id, _, amount = row
         now = time.time()
-        self.db.execute("UPDATE htlcs SET state = ?, preimage = ?, resolved_time = ? WHERE id = ?",
+        self.db.execute("UPDATE htlcs SET " + UPDATED + "state = ?, preimage = ?, resolved_time = ? WHERE id = ?",
                         (S.FULFILLED, preimage, now, out_id))
         self._trace(out_id, "fulfilled")
         if origin is not None:
@@ -519,7 +521,7 @@ class HtlcEngine:
             return
         out_id, origin, payment_id, _ = row
         now = time.time()
-        self.db.execute("UPDATE htlcs SET state = ?, failure = ?, failure_code = ?, resolved_time = ? "
+        self.db.execute("UPDATE htlcs SET " + UPDATED + "state = ?, failure = ?, failure_code = ?, resolved_time = ? "
                         "WHERE id = ?", (S.FAILED, reason, code, now, out_id))
         self._trace(out_id, "lost: never committed" if lost else "failed" + (f" ({_code_name(code)})" if code else ""))
         if origin is not None:
@@ -564,7 +566,7 @@ class HtlcEngine:
         out_id, origin, payment_id, _ = row
         code = int(F.PERMANENT_CHANNEL_FAILURE)
         now = time.time()
-        self.db.execute("UPDATE htlcs SET state = ?, failure_code = ?, resolved_time = ? WHERE id = ?",
+        self.db.execute("UPDATE htlcs SET " + UPDATED + "state = ?, failure_code = ?, resolved_time = ? WHERE id = ?",
                         (S.FAILED, code, now, out_id))
         if origin is not None:
             self._fail(origin, self._ss(origin), code, b"", commit=False)
@@ -578,7 +580,8 @@ class HtlcEngine:
     # ------------------------------------------------------------------ resolving incoming HTLCs
     def _fulfill_incoming(self, row_id: int, preimage: bytes, commit: bool = True) -> None:
         def do() -> None:
-            self.db.execute("UPDATE htlcs SET state = ?, preimage = ? WHERE id = ? AND state NOT IN (?, ?)",
+            self.db.execute("UPDATE htlcs SET " + UPDATED +
+                            "state = ?, preimage = ? WHERE id = ? AND state NOT IN (?, ?)",
                             (S.FULFILLING, preimage, row_id, S.FULFILLED, S.FULFILLING))
             self._trace(row_id, "fulfilling")
         if commit:
@@ -598,7 +601,8 @@ class HtlcEngine:
             if blinded is not None and blinded[0] is not None:
                 # inside a blinded path: any error is an update_fail_malformed_htlc
                 # with invalid_onion_blinding (BOLT 2), nothing about what went wrong
-                self.db.execute("UPDATE htlcs SET state = ?, failure = NULL, failure_code = ?, sha256_of_onion = ? "
+                self.db.execute("UPDATE htlcs SET " + UPDATED +
+                                "state = ?, failure = NULL, failure_code = ?, sha256_of_onion = ? "
                                 "WHERE id = ? AND state NOT IN (?, ?, ?)",
                                 (S.FAILING, int(F.INVALID_ONION_BLINDING), sha256(blinded[2]), row_id, S.FULFILLED,
                                  S.FULFILLING, S.FAILED))
@@ -610,7 +614,7 @@ class HtlcEngine:
                 code = int(F.INVALID_ONION_BLINDING)
                 failure = create_failure_message(blinded[3], code, encode_failure_data(
                     F.INVALID_ONION_BLINDING, sha256_of_onion=sha256(blinded[2])))
-            self.db.execute("UPDATE htlcs SET state = ?, failure = ?, failure_code = ? WHERE id = ? AND "
+            self.db.execute("UPDATE htlcs SET " + UPDATED + "state = ?, failure = ?, failure_code = ? WHERE id = ? AND "
                             "state NOT IN (?, ?, ?)", (S.FAILING, failure, code, row_id, S.FULFILLED, S.FULFILLING,
                                                        S.FAILED))
             self._trace(row_id, f"failing ({_code_name(code)})" if code is not None else "failing (downstream's error)")
@@ -626,7 +630,8 @@ class HtlcEngine:
             row = self.db.one("SELECT path_key FROM htlcs WHERE id = ?", (row_id,))
             if row is not None and row[0] is not None:
                 code = F.INVALID_ONION_BLINDING     # inside a blinded path, whatever was wrong
-            self.db.execute("UPDATE htlcs SET state = ?, failure = NULL, failure_code = ?, sha256_of_onion = ? "
+            self.db.execute("UPDATE htlcs SET " + UPDATED +
+                            "state = ?, failure = NULL, failure_code = ?, sha256_of_onion = ? "
                             "WHERE id = ?", (S.FAILING, int(code), sha256(onion), row_id))
         self._send_resolution(row_id)
 
@@ -668,7 +673,8 @@ class HtlcEngine:
         code = int(F.TEMPORARY_CHANNEL_FAILURE)
         with self.db.transaction():
             for rid, hid in r.assign:
-                self.db.execute("UPDATE htlcs SET htlc_id = ?, state = ? WHERE id = ?", (hid, S.OFFERED, rid))
+                self.db.execute("UPDATE htlcs SET " + UPDATED +
+                                "htlc_id = ?, state = ? WHERE id = ?", (hid, S.OFFERED, rid))
                 self._trace(rid, "offered (its id learned from the channel's stored state)")
             for rid in r.never_committed:
                 self._outgoing_failed(rec, -rid, None, code, lost=True)
@@ -691,7 +697,7 @@ class HtlcEngine:
             self.reconcile(rec)
         for (row_id,) in self.db.query("SELECT id FROM htlcs WHERE direction = 'in' AND state IN (?, ?)",
                                        (S.LOCKED, S.HELD)):
-            self.db.execute("UPDATE htlcs SET state = ? WHERE id = ?", (S.LOCKED, row_id))
+            self.db.execute("UPDATE htlcs SET " + UPDATED + "state = ? WHERE id = ?", (S.LOCKED, row_id))
             self._spawn_process(row_id)
 
     def _notify_forward(self, in_id: int) -> None:

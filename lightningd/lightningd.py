@@ -29,6 +29,7 @@ from . import (
     invoice_commands,
     fetchinvoice,
     keysend,
+    listhtlcs,
     offers,
     onion_messages,
     opening_control,
@@ -157,6 +158,7 @@ class LightningD:
         offers.register(self)
         fetchinvoice.register(self)
         pay_bolt12.register(self)
+        listhtlcs.register(self)
 
     # -- helpers ----------------------------------------------------------------------
     def restart_delay(self) -> float:
