@@ -54,19 +54,23 @@ def register(ld: "LightningD") -> None:
             r["warning_lightningd_sync"] = "Lightningd is still loading latest blocks from bitcoind."
         return r
 
+    def listed(c: Any) -> bool:
+        return (not c.dev_only or ld.cfg.developer) and (not c.deprecated or bool(ld.cfg.get("allow-deprecated-apis")))
+
     @cmd("help", [opt("command", P.string)], category="utility",
          description="List available commands, or give verbose help on one {command}.")
     async def help_(ctx: RequestContext, command: str | None) -> dict:
         cmds = ld.registry.commands
         if command is not None:
             c = cmds.get(command)
-            if c is None or (c.dev_only and not ld.cfg.developer):
+            if c is None or not listed(c):
                 raise RpcError(METHOD_NOT_FOUND, f"Unknown command {command}")
             items = [c]
         else:
-            items = [c for c in sorted(cmds.values(), key=lambda c: c.name)
-                     if not c.dev_only or ld.cfg.developer]
-        return {"help": [{"command": f"{c.name} {c.usage_text()}".strip(), "category": c.category,
+            items = [c for c in sorted(cmds.values(), key=lambda c: c.name) if listed(c)]
+        # a deprecated command is marked, and not listed at all when deprecated APIs are off (Core Lightning)
+        return {"help": [{"command": f"{c.name}{' (DEPRECATED!)' if c.deprecated else ''} {c.usage_text()}".strip(),
+                          "category": c.category,
                           "description": c.description, "verbose": c.description} for c in items],
                 "format-hint": "simple"}
 

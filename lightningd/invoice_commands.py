@@ -345,6 +345,17 @@ def register(ld: "LightningD") -> None:
             raise ParamError("age: Must be non-zero: invalid token 0")
         return {"autoclean": {subsystem: ld.invoices.autoclean_once(subsystem, age)}}
 
+    @cmd("autocleaninvoice", [opt("cycle_seconds", P.u64, 3600), opt("expired_by", P.u64, 86400)],
+         category="payment", deprecated=True,
+         description="Set up autoclean of expired invoices: every {cycle_seconds} (0: never), delete those "
+                     "expired for {expired_by} seconds (deprecated: the autoclean-* options and "
+                     "autoclean-once do it)")
+    async def autocleaninvoice(ctx: RequestContext, cycle_seconds: int, expired_by: int) -> dict:
+        ld.invoices.set_autoclean_expired(cycle_seconds, expired_by)
+        if cycle_seconds == 0:
+            return {"enabled": False}
+        return {"enabled": True, "cycle_seconds": cycle_seconds, "expired_by": expired_by}
+
     @cmd("autoclean-status", [opt("subsystem", P.one_of(*AUTOCLEAN_SUBSYSTEMS))], category="utility",
          description="Show status of autocleaning")
     async def autoclean_status(ctx: RequestContext, subsystem: str | None) -> dict:

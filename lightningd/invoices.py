@@ -91,6 +91,12 @@ class Invoices:
         self._expiry_changed = asyncio.Event()
         #: offers.py: a BOLT 12 invoice of one of our offers was paid (inside mark_paid's transaction)
         self.on_bolt12_paid: Any = None
+        # autoclean's cycle and the ages of the invoice subsystems: the
+        # options, until the (deprecated) autocleaninvoice command sets them
+        self.autoclean_cycle = int(ld.cfg.get("autoclean-cycle", 3600))
+        self.autoclean_age = {s: int(ld.cfg.get(f"autoclean-{s}-age", 0) or 0)
+                              for s in ("expiredinvoices", "paidinvoices")}
+        self._autoclean_reset = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         if start_tasks:
             self.tasks = [asyncio.ensure_future(c) for c in (self._expiry_loop(), self._autoclean_loop())]
@@ -392,18 +398,31 @@ class Invoices:
         return {"cleaned": cleaned, "uncleaned": uncleaned}
 
     def autoclean_status(self, subsystem: str) -> dict:
-        age = int(self.ld.cfg.get(f"autoclean-{subsystem}-age", 0) or 0) if subsystem.endswith("invoices") else 0
+        age = self.autoclean_age.get(subsystem, 0)
         out: dict[str, Any] = {"enabled": age > 0}
         if age > 0:
             out["age"] = age
         out["cleaned"] = int(self.db.get_var(f"autoclean_{subsystem}_cleaned", 0))
         return out
 
+    def set_autoclean_expired(self, cycle_seconds: int, expired_by: int) -> None:
+        """autocleaninvoice: clean invoices expired for `expired_by` seconds
+        every `cycle_seconds` (0: stop cleaning expired invoices); the next
+        cycle starts now, as Core Lightning's timer did."""
+        if cycle_seconds:
+            self.autoclean_cycle = cycle_seconds
+        self.autoclean_age["expiredinvoices"] = expired_by if cycle_seconds else 0
+        self._autoclean_reset.set()
+
     async def _autoclean_loop(self) -> None:
         while True:
-            await asyncio.sleep(max(1, int(self.ld.cfg.get("autoclean-cycle", 3600))))
-            for sub in ("expiredinvoices", "paidinvoices"):
-                age = int(self.ld.cfg.get(f"autoclean-{sub}-age", 0) or 0)
+            self._autoclean_reset.clear()
+            try:
+                await asyncio.wait_for(self._autoclean_reset.wait(), max(1, self.autoclean_cycle))
+                continue              # new settings: a new cycle
+            except asyncio.TimeoutError:
+                pass
+            for sub, age in list(self.autoclean_age.items()):
                 if age > 0:
                     r = self.autoclean_once(sub, age)
                     if r["cleaned"]:

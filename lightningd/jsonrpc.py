@@ -90,11 +90,11 @@ class CommandRegistry:
 
     def command(self, name: str, params: list[Param] | None = None, category: str = "utility",
                 description: str = "", dev_only: bool = False, raw_params: bool = False,
-                usage: str | None = None) -> Callable[[Handler], Handler]:
+                usage: str | None = None, deprecated: bool = False) -> Callable[[Handler], Handler]:
         """Decorator: `@registry.command("getinfo", [...])`."""
         def deco(fn: Handler) -> Handler:
             self.add(Command(name, fn, params or [], category, description or (fn.__doc__ or "").strip(), dev_only,
-                             usage=usage, raw_params=raw_params))
+                             deprecated=deprecated, usage=usage, raw_params=raw_params))
             return fn
         return deco
 
@@ -349,10 +349,12 @@ class RpcServer:
     """Listens on the socket and executes commands through the registry; the
     `rpc_command` hook (plugins) may intercept each call."""
 
-    def __init__(self, registry: CommandRegistry, log: Logger, developer: bool = False) -> None:
+    def __init__(self, registry: CommandRegistry, log: Logger, developer: bool = False,
+                 allow_deprecated: bool = True) -> None:
         self.registry = registry
         self.log = log
         self.developer = developer
+        self.allow_deprecated = allow_deprecated      # --allow-deprecated-apis
         self.server: asyncio.base_events.Server | None = None
         self.path: str | None = None
         self._identity: tuple[int, int] | None = None
@@ -434,6 +436,8 @@ class RpcServer:
         if cmd.dev_only and not self.developer:
             return {"jsonrpc": "2.0", "error": {"code": METHOD_NOT_FOUND,
                                                 "message": f"Command '{method}' is developer-only"}}
+        if cmd.deprecated and not self.allow_deprecated:
+            return {"jsonrpc": "2.0", "error": {"code": METHOD_NOT_FOUND, "message": f"Command {method} is deprecated"}}
         try:
             # not a string anything could store or encode: refused for every command
             reject_lone_surrogates(cmd.params, params)

@@ -102,7 +102,8 @@ class LightningD:
         self.log_book = book
         self.log: Logger = book.logger("lightningd")
         self.registry = CommandRegistry()
-        self.rpc = RpcServer(self.registry, book.logger("jsonrpc"), developer=cfg.developer)
+        self.rpc = RpcServer(self.registry, book.logger("jsonrpc"), developer=cfg.developer,
+                             allow_deprecated=bool(cfg.get("allow-deprecated-apis", True)))
         self.plugins = PluginManager(self)
         if cfg.get("dev-fail-on-subdaemon-fail"):
             Subd.on_failure = self._subdaemon_failed

@@ -651,3 +651,32 @@ def test_invoice_payment_hook_and_notifications(node_factory, tmp_path):
     assert {"hook": {"label": "ok", "preimage": "11" * 32, "msat": 2500}} in events
     assert {"invoice_payment": {"label": "ok", "preimage": "11" * 32, "msat": 2500}} in events
     assert not any("invoice_payment" in e and e["invoice_payment"]["label"] != "ok" for e in events)
+
+
+def test_autocleaninvoice_deprecated_but_working(node_factory):
+    """autocleaninvoice (deprecated in Core Lightning v22.11, its schema in
+    scope): sets the cleaning of expired invoices at run time, which
+    autoclean-status shows; cycle_seconds 0 stops it.  With
+    allow-deprecated-apis=false it is refused and help does not list it."""
+    l1, strict = node_factory.get_nodes(2, opts=[{}, {"allow-deprecated-apis": "false"}])
+    assert l1.rpc.call("autoclean-status", {"subsystem": "expiredinvoices"})["autoclean"]["expiredinvoices"] == \
+        {"enabled": False, "cleaned": 0}
+    l1.rpc.invoice(1000, "soon", "soon", expiry=1)
+    l1.rpc.invoice(1000, "later", "later", expiry=3600)
+    r = l1.rpc.call("autocleaninvoice", {"cycle_seconds": 1, "expired_by": 1})
+    check_schema("autocleaninvoice", r)
+    assert r == {"enabled": True, "cycle_seconds": 1, "expired_by": 1}
+    wait_for(lambda: l1.rpc.listinvoices("soon")["invoices"] == [], timeout=15)
+    assert [i["label"] for i in l1.rpc.listinvoices()["invoices"]] == ["later"]
+    st = l1.rpc.call("autoclean-status", {"subsystem": "expiredinvoices"})["autoclean"]["expiredinvoices"]
+    assert st == {"enabled": True, "age": 1, "cleaned": 1}
+    off = l1.rpc.call("autocleaninvoice", {"cycle_seconds": 0})
+    check_schema("autocleaninvoice", off)
+    assert off == {"enabled": False}
+    assert l1.rpc.call("autoclean-status", {"subsystem": "expiredinvoices"})["autoclean"]["expiredinvoices"] == \
+        {"enabled": False, "cleaned": 1}
+    assert rpc_error(l1.rpc.call, "autocleaninvoice", {"cycle_seconds": -1})["code"] == -32602
+    assert any(h["command"].startswith("autocleaninvoice (DEPRECATED!)") for h in l1.rpc.help()["help"])
+    assert rpc_error(strict.rpc.call, "autocleaninvoice", {}) == \
+        {"code": -32601, "message": "Command autocleaninvoice is deprecated"}
+    assert not any(h["command"].startswith("autocleaninvoice") for h in strict.rpc.help()["help"])
