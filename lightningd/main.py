@@ -62,15 +62,18 @@ def _run(ctx: click.Context, **values: object) -> None:
         return
     book = LogBook()
     try:
-        os.makedirs(cfg.lightning_dir, mode=0o700, exist_ok=True)
-        files = [f if f == "-" or os.path.isabs(f) else os.path.join(cfg.lightning_dir, f)
+        # Core Lightning moves into <lightning-dir>/<network> before it opens
+        # the log files, so a relative --log-file lands there (lnprototest
+        # reads <lightning-dir>/regtest/log after passing --log-file=log).
+        os.makedirs(cfg.network_dir, mode=0o700, exist_ok=True)
+        files = [f if f == "-" or os.path.isabs(f) else os.path.join(cfg.network_dir, f)
                  for f in (cfg.get("log-file") or [])]
         levels = []
         for text in cfg.get("log-level") or []:
             # LEVEL:SUBSYSTEM:PATH names a log file: resolve it as --log-file is
             parts = text.split(":", 2)
             if len(parts) == 3 and parts[2] != "-" and not os.path.isabs(parts[2]):
-                parts[2] = os.path.join(cfg.lightning_dir, parts[2])
+                parts[2] = os.path.join(cfg.network_dir, parts[2])
             levels.append(":".join(parts))
         book.configure(levels, files, cfg.get("log-prefix") or "", bool(cfg.get("log-timestamps")))
     except (ValueError, OSError) as e:

@@ -153,3 +153,23 @@ def test_debug_lines_cost_nothing_at_info(node_factory):
     assert l1.rpc.pay(inv["bolt11"])["status"] == "complete"
     assert not any("peer_in WIRE" in e.get("log", "") for e in l1.rpc.getlog("debug")["log"])
     assert " DEBUG " not in l1.log_text()
+
+
+def test_relative_log_file_is_in_the_network_dir(node_factory):
+    """Core Lightning opens a relative --log-file after moving into
+    <lightning-dir>/<network>: lnprototest's runner passes --log-file=log and
+    reads <lightning-dir>/regtest/log.  It landed in <lightning-dir> itself,
+    where no tool looks for it.  A log-level's PATH names the same file."""
+    l1 = node_factory.get_node(options={"log-level": ["debug", "unusual:lightningd:quiet.log"]},
+                               start=False)
+    l1.options["log-file"] = [str(l1.base_dir / "log"), "relative.log", "quiet.log"]
+    l1.start()
+    started = "Server started with public key"
+    wait_for(lambda: (l1.lightning_dir / "relative.log").exists()
+             and started in (l1.lightning_dir / "relative.log").read_text())
+    assert not (l1.base_dir / "relative.log").exists()
+    # the filter for quiet.log applies to the file of that name: lightningd's
+    # INFO line is in the other files, not in this one
+    assert (l1.lightning_dir / "quiet.log").exists() and not (l1.base_dir / "quiet.log").exists()
+    assert started in l1.log_text()
+    assert started not in (l1.lightning_dir / "quiet.log").read_text()
