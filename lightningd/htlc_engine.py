@@ -36,6 +36,7 @@ from common.onion_errors import (
 )
 from common.onion_payload import check_payload, decode_payload
 from common.scid import ShortChannelId
+from wire import encode_bigsize
 
 from . import channel as C
 from .channel_control import send_to_channeld
@@ -187,9 +188,22 @@ class HtlcEngine:
             return
         # plugins may decide (and may take as long as they like: the HTLC is held)
         hook = await self._htlc_accepted_hook(in_rec, htlc_id, amount, phash, cltv, peeled, payload, ss)
-        if hook is not None:
+        if hook is not None and hook.get("result") != "continue":
             self._apply_hook_result(row_id, ss, hook)
             return
+        if hook is not None and isinstance(hook.get("payload"), str):
+            # Core Lightning: "continue" with a payload (no length prefix) replaces the onion's
+            try:
+                payload = decode_payload(bytes.fromhex(hook["payload"]))
+                check_payload(payload, is_final=peeled.is_final, path_key_in_htlc=path_key is not None)
+            except InvalidOnionPayload as e:
+                self._fail(row_id, ss, F.INVALID_ONION_PAYLOAD, encode_failure_data(
+                    F.INVALID_ONION_PAYLOAD, type=e.tlv_type or 0, offset=e.offset or 0))
+                return
+            except ValueError:
+                self.ld.log.unusual(f"htlc_accepted hook: bad payload {hook['payload']!r}: failing the HTLC")
+                self._fail(row_id, ss, F.TEMPORARY_NODE_FAILURE, b"")
+                return
         if payload.encrypted_recipient_data is not None:
             await self._blinded(row_id, in_rec, amount, phash, cltv, peeled, payload, ss, path_key)
         elif peeled.is_final:
@@ -224,7 +238,9 @@ class HtlcEngine:
         hooks = self.ld.plugins.hooks
         if not hooks.has("htlc_accepted"):
             return None
-        onion: dict[str, Any] = {"payload": peeled.payload.hex(), "type": "tlv", "shared_secret": ss.hex()}
+        # the payload with its length prefix, as Core Lightning's raw_payload
+        raw = encode_bigsize(len(peeled.payload)) + peeled.payload
+        onion: dict[str, Any] = {"payload": raw.hex(), "type": "tlv", "shared_secret": ss.hex()}
         if payload.short_channel_id is not None:
             onion["short_channel_id"] = str(ShortChannelId.from_int(payload.short_channel_id))
         if payload.amt_to_forward is not None:
@@ -240,8 +256,12 @@ class HtlcEngine:
                 "cltv_expiry_relative": cltv - self.ld.blockheight, "payment_hash": phash.hex()}
         if in_rec is not None and in_rec.scid_or_alias is not None:
             htlc["short_channel_id"] = str(in_rec.scid_or_alias)
-        res = await hooks.call("htlc_accepted", {"onion": onion, "htlc": htlc})
-        return None if res.get("result") == "continue" else res
+        answers = await hooks.call_chain("htlc_accepted", {"onion": onion, "htlc": htlc})
+        if answers and answers[-1].get("result") != "continue":
+            return answers[-1]
+        # all continue: the last payload one of them gave replaces the onion's
+        payloads = [a["payload"] for a in answers if "payload" in a]
+        return {"result": "continue", "payload": payloads[-1]} if payloads else {"result": "continue"}
 
     def _apply_hook_result(self, row_id: int, ss: bytes, res: dict) -> None:
         kind = res.get("result")

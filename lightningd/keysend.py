@@ -27,11 +27,12 @@ def register(ld: "LightningD") -> None:
     @ld.registry.command(
         "keysend", [req("destination", P.node_id), req("amount_msat", P.msat), opt("label", P.string),
                     opt("maxfeepercent", P.nonneg_number), opt("retry_for", P.u32, DEFAULT_RETRY_FOR),
-                    opt("maxdelay", P.u32), opt("exemptfee", P.msat), opt("maxfee", P.msat)],
+                    opt("maxdelay", P.u32), opt("exemptfee", P.msat), opt("extratlvs", P.extra_tlvs),
+                    opt("routehints", P.routehint_array), opt("maxfee", P.msat)],
         category="payment", description="Send a payment of {amount_msat} to {destination} without an invoice")
     async def keysend(ctx: RequestContext, destination: bytes, amount_msat: int, label: str | None,
                       maxfeepercent: float | None, retry_for: int, maxdelay: int | None, exemptfee: int | None,
-                      maxfee: int | None) -> dict:
+                      extratlvs: dict[int, bytes] | None, routehints: list | None, maxfee: int | None) -> dict:
         if amount_msat <= 0:
             raise RpcError(INVALID_PARAMS, "amount_msat: must be positive")
         if destination == ld.node_id:
@@ -40,7 +41,7 @@ def register(ld: "LightningD") -> None:
         preimage = os.urandom(32)
         req_ = PaymentRequest(payee=destination, payment_hash=sha256(preimage), amount_msat=amount_msat,
                               total_msat=amount_msat, min_final_cltv=KEYSEND_FINAL_CLTV, label=label,
-                              keysend_preimage=preimage)
+                              keysend_preimage=preimage, extra_tlvs=extratlvs or {}, hints=routehints or [])
         # one part: a keysend carries no payment_secret to tie parts together
         return await send_payment(ld, req_, PayOptions(max_fee=fee_budget(amount_msat, maxfee, maxfeepercent,
                                                                           exemptfee),

@@ -52,9 +52,8 @@ def register(ld: "LightningD") -> None:
     @cmd("fundchannel", [req("id", P.node_id), req("amount", P.sat_or_all), opt("feerate", feerate_param),
                          opt("announce", P.boolean, True), opt("minconf", P.u32, 1), opt("utxos", P.array),
                          opt("push_msat", P.msat, 0), opt("close_to", P.string), opt("request_amt", P.sat),
-                         opt("compact_lease", P.string), opt("reserve", P.sat),
-                         opt("channel_type", P.array_of(P.u32)),
-                         opt("mindepth", P.u32)], category="channels",
+                         opt("compact_lease", P.string), opt("mindepth", P.u32), opt("reserve", P.sat),
+                         opt("channel_type", P.array_of(P.u32))], category="channels",
          description="Fund channel with {id} using {amount} satoshis with feerate of {feerate} (uses default "
                      "feerate if unset).")
     async def fundchannel(ctx: RequestContext, id: bytes, amount: int | None, feerate: Any, announce: bool,

@@ -235,6 +235,62 @@ def sha256_hex(v: Any) -> bytes:
     return b
 
 
+def channel_id(v: Any) -> bytes:
+    """A 64-hex channel id (Core Lightning's param_channel_id)."""
+    if isinstance(v, str) and len(v) == 64:
+        try:
+            return bytes.fromhex(v)
+        except ValueError:
+            pass
+    raise BadType("should be a channel id")
+
+
+def extra_tlvs(v: Any) -> dict[int, bytes]:
+    """keysend's `extratlvs`: {"type": "hex value"} (Core Lightning's
+    param_extra_tlvs), odd types only: an even type no BOLT defines would
+    make the recipient fail the payment."""
+    if not isinstance(v, dict):
+        raise BadType("should be an object of type: hex value")
+    out: dict[int, bytes] = {}
+    for k, val in v.items():
+        try:
+            t = int(k)
+        except (TypeError, ValueError):
+            raise BadType(f'"{k}" is not a valid numeric TLV type') from None
+        if not 0 <= t < 2**64:
+            raise BadType(f'"{k}" is not a valid numeric TLV type')
+        if t % 2 == 0:
+            raise BadType(f"TLV type {t} is even: the recipient would have to understand it")
+        try:
+            out[t] = bytes.fromhex(val)
+        except (TypeError, ValueError):
+            raise BadType(f'"{k}" is not a valid hex encoded TLV value') from None
+    return out
+
+
+def routehint_array(v: Any) -> list[list[dict]]:
+    """keysend's `routehints`: an array of route hints, each an array of
+    hops {id, scid, feebase, feeprop, expirydelta} (Core Lightning's
+    param_routehint_array), in pay's hint form."""
+    if not isinstance(v, list):
+        raise BadType("should be an array of route hints")
+    out = []
+    for i, hint in enumerate(v):
+        if not isinstance(hint, list):
+            raise BadType(f"routehints[{i}] should be an array of hop objects", hint)
+        hops = []
+        for j, hop in enumerate(hint):
+            try:
+                hops.append({"pubkey": node_id(hop["id"]).hex(),
+                             "short_channel_id": str(short_channel_id(hop["scid"])),
+                             "fee_base_msat": msat(hop["feebase"]), "fee_proportional_millionths": u32(hop["feeprop"]),
+                             "cltv_expiry_delta": u16(hop["expirydelta"])})
+            except (KeyError, TypeError, BadType) as e:
+                raise BadType(f"Error parsing routehint routehints[{i}][{j}]: {e}", hop) from None
+        out.append(hops)
+    return out
+
+
 def txid(v: Any) -> str:
     b = sha256_hex(v)
     return b.hex()

@@ -309,7 +309,7 @@ class MultiPartPayment:
         req, pay = self.req, self.ld.payments
         await pay.sendpay(part.route, req.payment_hash, req.label, req.total_msat, req.bolt11, req.payment_secret,
                           part.partid, self.groupid, req.description, req.metadata,
-                          keysend_preimage=req.keysend_preimage)
+                          keysend_preimage=req.keysend_preimage, extra_tlvs=req.extra_tlvs)
         part.sent = True
         # No timeout: once an HTLC is out, only its resolution tells whether
         # the payment happened.

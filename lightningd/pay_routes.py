@@ -43,6 +43,7 @@ class PaymentRequest:
     hints: list = field(default_factory=list)
     keysend_preimage: bytes | None = None
     features: bytes = b""             # the invoice's
+    extra_tlvs: dict[int, bytes] = field(default_factory=dict)    # keysend's extratlvs, in the final payload
 
 
 def decode_invoice(ld: "LightningD", bolt11: str, amount_msat: int | None, partial_msat: int | None) \

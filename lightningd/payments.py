@@ -241,7 +241,7 @@ class Payments:
     async def sendpay(self, route: list[dict], payment_hash: bytes, label: str | None, amount_msat: int | None,
                       bolt11: str | None, payment_secret: bytes | None, partid: int, groupid: int,
                       description: str | None, payment_metadata: bytes | None = None,
-                      keysend_preimage: bytes | None = None) -> dict:
+                      keysend_preimage: bytes | None = None, extra_tlvs: dict[int, bytes] | None = None) -> dict:
         if not route:
             raise RpcError(INVALID_PARAMS, "Empty route")
         final = route[-1]
@@ -255,7 +255,8 @@ class Payments:
                 pl = HopPayload(amt_to_forward=hop["amount_msat"],
                                 outgoing_cltv_value=cltv_expiry(base, hop["delay"], f"route[{i}]"),
                                 payment_data=PaymentData(payment_secret, total) if payment_secret else None,
-                                payment_metadata=payment_metadata, keysend_preimage=keysend_preimage)
+                                payment_metadata=payment_metadata, keysend_preimage=keysend_preimage,
+                                unknown_odd=dict(extra_tlvs or {}))
             else:
                 nxt = route[i + 1]
                 pl = HopPayload(amt_to_forward=nxt["amount_msat"],

@@ -21,9 +21,13 @@ def register(ld: "LightningD") -> None:
     cc = ld.channels
     cmd = ld.registry.command
 
-    @cmd("listpeerchannels", [opt("id", P.node_id), opt("short_channel_id", P.short_channel_id)],
+    @cmd("listpeerchannels", [opt("id", P.node_id), opt("short_channel_id", P.short_channel_id),
+                              opt("channel_id", P.channel_id)],
          category="channels", description="Show channels with direct peers (or just peer {id})")
-    async def listpeerchannels(ctx: RequestContext, id: bytes | None, short_channel_id: Any) -> dict:
+    async def listpeerchannels(ctx: RequestContext, id: bytes | None, short_channel_id: Any,
+                               channel_id: bytes | None) -> dict:
+        if sum(x is not None for x in (id, short_channel_id, channel_id)) > 1:
+            raise RpcError(INVALID_PARAMS, "Must not specify more than one of short_channel_id, channel_id or id")
         out = []
         for rec in sorted(cc.channels.values(), key=lambda c: c.dbid):
             if rec.state == C.CLOSED:
@@ -32,6 +36,8 @@ def register(ld: "LightningD") -> None:
                 continue
             if short_channel_id is not None and not rec.names(str(short_channel_id)):
                 continue      # (by its real short channel id or our alias, as Core Lightning)
+            if channel_id is not None and rec.channel_id != channel_id:
+                continue
             d = rec.to_json(ld.is_connected(rec.peer_id), ld.node_id)
             # the script our share goes to on a mutual close (upfront_shutdown_script)
             close_to = rec.summary["local_shutdown_script"] or rec.config["upfront_shutdown_script"]
@@ -43,7 +49,7 @@ def register(ld: "LightningD") -> None:
             d["reestablished"] = rec.subd is not None and rec.subd.running and rec.state in C.ACTIVE
             out.append(d)
         for po in cc.pending.values():
-            if id is None or po.peer_id == id:
+            if short_channel_id is None and channel_id is None and (id is None or po.peer_id == id):
                 out.append({"peer_id": po.peer_id.hex(), "peer_connected": ld.is_connected(po.peer_id),
                             "state": "OPENINGD", "opener": "local" if po.funding_sat else "remote",
                             "features": [], "status": [po.subd.billboard] if po.subd and po.subd.billboard else []})

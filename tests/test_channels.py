@@ -239,3 +239,24 @@ def test_restored_old_database_never_broadcasts_revoked_state(node_factory):
     l1.chain.mine(1)
     wait_for(lambda: sum(o["amount_msat"] for o in l1.rpc.listfunds()["outputs"] if o["status"] == "confirmed")
              >= wallet_before + (outs[-1] - 5_000) * 1000, timeout=60)
+
+
+def test_listpeerchannels_by_channel_id_and_one_filter_at_most(node_factory):
+    """listpeerchannels takes id, short_channel_id or channel_id, at most
+    one of them (Core Lightning: -32602 otherwise)."""
+    l1, l2 = node_factory.get_nodes(2)
+    fund(l1)
+    open_channel(l1, l2)
+    ch = channel(l1, l2)
+    assert [c["channel_id"] for c in l1.rpc.listpeerchannels(channel_id=ch["channel_id"])["channels"]] == \
+        [ch["channel_id"]]
+    assert l1.rpc.listpeerchannels(channel_id="00" * 32)["channels"] == []
+    for two in ({"id": l2.node_id, "short_channel_id": ch["short_channel_id"]},
+                {"short_channel_id": ch["short_channel_id"], "channel_id": ch["channel_id"]}):
+        with pytest.raises(RpcError) as e:
+            l1.rpc.call("listpeerchannels", two)
+        assert e.value.error == {"code": -32602,
+                                 "message": "Must not specify more than one of short_channel_id, channel_id or id"}
+    with pytest.raises(RpcError) as e:
+        l1.rpc.call("listpeerchannels", {"channel_id": "zz"})
+    assert e.value.error["code"] == -32602 and e.value.error["message"].startswith("channel_id: should be a channel id")

@@ -328,6 +328,47 @@ def test_keysend_refused_to_a_node_announcing_unknown_even_features(node_factory
     assert l1.rpc.pay(inv["bolt11"])["status"] == "complete"
 
 
+def test_keysend_extratlvs_and_routehints(node_factory):
+    """keysend's extratlvs (odd records for the final payload, which the
+    recipient's htlc_accepted hook sees) and routehints (reaching l3 behind
+    a private channel the gossip does not show), as Core Lightning."""
+    from common.onion_payload import decode_payload
+    from wire import decode_bigsize
+    l1, l2, l3 = node_factory.get_nodes(3, opts=[{}, {}, {"plugin": str(PLUGINS / "onion_payloads.py")}])
+    fund(l1)
+    fund(l2)
+    open_channel(l1, l2, 1_000_000)
+    open_channel(l2, l3, 1_000_000, announce=False)
+    sync_blockheight(l1, l2, l3)
+    scid = channel(l2, l3)["alias"]["local"]            # (a private channel is used by its alias)
+    with pytest.raises(RpcError) as e:
+        l1.rpc.keysend(l3.node_id, 10_000, retry_for=5)
+    assert e.value.error["code"] == 205                      # no route without the hint
+    hint = [[{"id": l2.node_id, "scid": scid, "feebase": 1, "feeprop": 10, "expirydelta": 6}]]
+    r = l1.rpc.call("keysend", {"destination": l3.node_id, "amount_msat": 10_000, "routehints": hint,
+                                "extratlvs": {"7629169": "7b7d", "65537": "00ff"}})
+    assert r["status"] == "complete" and r["amount_msat"] == 10_000
+    raw = bytes.fromhex(l3.rpc.payloads()["payloads"][-1])
+    n, pos = decode_bigsize(raw)            # the hook's payload has its length prefix, as Core Lightning's
+    assert pos + n == len(raw)
+    payload = decode_payload(raw[pos:])
+    assert payload.unknown_odd == {7629169: b"\x7b\x7d", 65537: b"\x00\xff"}
+    assert payload.keysend_preimage == bytes.fromhex(r["payment_preimage"])
+    # the hook may continue with another payload: one with an unknown even record fails the HTLC
+    unknown_even = bytes([0xff]) + (2**33).to_bytes(8, "big") + b"\x00"          # past every type in it
+    l3.rpc.call("replace_payload", {"payload": (raw[pos:] + unknown_even).hex()})
+    with pytest.raises(RpcError) as e:
+        l1.rpc.call("keysend", {"destination": l3.node_id, "amount_msat": 10_000, "routehints": hint})
+    assert e.value.error["data"]["failcodename"] == "WIRE_INVALID_ONION_PAYLOAD"
+    for bad in ({"7629168": "00"}, {"x": "00"}, {"7629169": "zz"}, ["7629169"]):
+        with pytest.raises(RpcError) as e:
+            l1.rpc.call("keysend", {"destination": l3.node_id, "amount_msat": 10_000, "extratlvs": bad})
+        assert e.value.error["code"] == -32602 and e.value.error["message"].startswith("extratlvs: ")
+    with pytest.raises(RpcError) as e:
+        l1.rpc.call("keysend", {"destination": l3.node_id, "amount_msat": 10_000, "routehints": [[{"id": "02"}]]})
+    assert e.value.error["code"] == -32602 and "routehints[0][0]" in e.value.error["message"]
+
+
 def test_keysend_paid_without_an_invoice(node_factory):
     """keysend: l1 picks the preimage and puts it in the onion (type
     5482373484); l2 makes an invoice for it on arrival (label keysend-...),
