@@ -374,6 +374,7 @@ class ChannelDaemon:
                 await self.send_peer(*m)
             if r.changes:
                 await self.persist(ch, r.changes)
+        self.master.send("channeld_reestablished", {})
         self._after_progress()
 
     async def _main_loop(self) -> None:

@@ -172,7 +172,7 @@ class Gossipd:
                     self.status.debug(f"bad channel_update: {e}", ch.peer_id)
         if f["scid"]:
             await self._local_channel_in_graph(f)
-        if f["local_alias"]:
+        if f["local_alias"] and f["peer_synced"]:
             await self._send_peer_update(f["local_alias"], f["peer_id"])
 
     async def _local_channel_in_graph(self, f: dict) -> None:
@@ -371,9 +371,8 @@ class Gossipd:
             # everything it has (initial sync), then new gossip as it comes
             self._send(p.id, gossip_timestamp_filter(self.chain_hash, 0, 0xFFFFFFFF))
             self._send(p.id, query_channel_range(self.chain_hash, 0, 0xFFFFFFFF))
-        for alias, ch in list(self.private.by_alias.items()):
-            if ch.peer_id == p.id:
-                asyncio.ensure_future(self._send_peer_update(alias, p.id))
+        # (our channel_update of a private channel with it waits for the
+        # master's gossipd_local_channel with peer_synced: after reestablish)
 
     def handle_peer_disconnected(self, msg: Msg) -> None:
         self.peers.pop(msg["id"], None)

@@ -117,6 +117,10 @@ class ChannelRecord:
     state_changes: list[dict] = field(default_factory=list)
     # not stored
     subd: "Subd | None" = None
+    #: channel_reestablish exchanged on the peer's current connection (or the
+    #: channel opened on it): BOLT 2 lets nothing else about the channel go
+    #: to the peer before, our private channel_update included
+    reestablished: bool = True
     billboard: str | None = None
     onchain_status: list[str] = field(default_factory=list)   # onchaind's, one line per output
     # setchannel's enforcedelay: the policy before the last change, still

@@ -74,6 +74,7 @@ class ChannelControl:
         "channeld_funding_needed": "handle_funding_needed",
         "channeld_persist": "handle_persist",
         "channeld_failed": "handle_failed",
+        "channeld_reestablished": "handle_reestablished",
     }
 
     def __init__(self, ld: "LightningD") -> None:
@@ -472,6 +473,12 @@ class ChannelControl:
         r = await self.ld.backend.sendrawtransaction(raw.hex())
         if not r.get("success"):
             self.ld.log.unusual(f"broadcast of {what} failed: {r.get('errmsg')}")
+
+    def handle_reestablished(self, dbid: int, msg: Msg) -> None:
+        rec = self.channels.get(dbid)
+        if rec is not None:
+            rec.reestablished = True
+            self.ld.gossipd.local_channel(rec)     # our private channel_update may go now
 
     async def handle_failed(self, dbid: int, msg: Msg) -> None:
         rec = self.channels.get(dbid)

@@ -119,7 +119,7 @@ class GossipControl:
             "announcement": ann, "enabled": enabled, "fee_base_msat": rec.fee_base_msat, "fee_ppm": rec.fee_ppm,
             "cltv_delta": rec.cltv_delta, "htlc_minimum_msat": rec.htlc_minimum_msat,
             "htlc_maximum_msat": rec.htlc_maximum_msat, "local_alias": rec.alias_local or 0,
-            "remote_alias": rec.alias_remote or 0})
+            "remote_alias": rec.alias_remote or 0, "peer_synced": self.ld.is_connected(rec.peer_id) and rec.reestablished})
 
     def handle_remote_channel_update(self, msg: Msg) -> None:
         """The peer's policy for its direction of an unannounced channel

@@ -468,6 +468,8 @@ class LightningD:
         p.connected_at = time.time()
         self.log.child("lightningd", node_id.hex()).debug(f"peer connected ({'in' if incoming else 'out'}) {addr}")
         for rec in self.channels.by_peer(node_id):
+            # a new connection: until channeld says channel_reestablish was exchanged
+            rec.reestablished = False
             asyncio.get_running_loop().call_soon(self.gossipd.local_channel, rec)
         self.plugins.notify("connect", {"id": node_id.hex(), "direction": "in" if incoming else "out",
                                         "address": addr_json(addr)})

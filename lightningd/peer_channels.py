@@ -46,7 +46,8 @@ def register(ld: "LightningD") -> None:
                 addr = script_to_address(close_to, ld.network)
                 if addr is not None:
                     d["close_to_addr"] = addr
-            d["reestablished"] = rec.subd is not None and rec.subd.running and rec.state in C.ACTIVE
+            d["reestablished"] = rec.reestablished and rec.subd is not None and rec.subd.running and \
+                rec.state in C.ACTIVE
             out.append(d)
         for po in cc.pending.values():
             if short_channel_id is None and channel_id is None and (id is None or po.peer_id == id):

@@ -388,6 +388,34 @@ def test_node_waits_for_channel_reestablish(node_factory):
     node_is_well(node)
 
 
+def test_private_channel_update_waits_for_channel_reestablish(node_factory):
+    """BOLT 2: "MUST wait to receive the other node's `channel_reestablish`
+    message before sending any other messages for that channel": our
+    channel_update of the unannounced channel (dont_forward) comes after
+    the peer's channel_reestablish, not on connection (lnprototest's
+    reestablish scenario caught it first), as Core Lightning's."""
+    def names_until_quiet(p: ScriptedPeer, quiet: float) -> list[str]:
+        out = []
+        while True:
+            try:
+                out.append(SCHEMA.decode(p.read_raw(quiet)).name)
+            except (TimeoutError, OSError, PeerClosed):
+                return out
+
+    node, peer, ch = funded(node_factory)
+    wait_for(lambda: "channel_update" in names_until_quiet(peer, 1))     # sent after channel_ready
+    peer.close()
+    ch.disconnect()
+    again = ScriptedPeer(node, seed=peer.seed)
+    early = names_until_quiet(again, 3)
+    assert "channel_reestablish" in early and "channel_update" not in early, early
+    theirs = ch.reestablish_msg()
+    again.send(*theirs)
+    wait_for(lambda: "channel_update" in names_until_quiet(again, 1), timeout=15)
+    assert chan(node, again)["reestablished"] is True
+    node_is_well(node)
+
+
 def test_channel_ready_retransmitted_only_before_the_first_commitment(node_factory):
     """BOLT 2: "if `next_commitment_number` is 1 in both the
     `channel_reestablish` it sent and received: MUST retransmit
