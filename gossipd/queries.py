@@ -26,7 +26,6 @@ ENCODING_UNCOMPRESSED = 0
 ENCODING_ZLIB = 1
 MAX_MESSAGE = 65535
 MAX_DECOMPRESSED = 16 * 65535          # a zlib bomb guard
-U32_MAX = 0xFFFFFFFF                   # the last block a reply_channel_range can name
 
 QUERY_WANT_TIMESTAMPS = 1
 QUERY_WANT_CHECKSUMS = 2
@@ -219,10 +218,10 @@ def reply_channel_range(graph: Graph, chain_hash: bytes, first_blocknum: int,
       can, whose channels then go over several replies that all cover it
       ("MAY split block contents");
     - the last, and only the last, has ``sync_complete`` 1 and ends exactly
-      at ``first_blocknum + number_of_blocks``, capped at 0xFFFFFFFF as Core
-      Lightning does (its querier calls a reply whose end overflows 32 bits
-      invalid, and lnprototest's query_channel_range scenario asks for the
-      cap: 109 + 0xFFFFFFFF is answered with 0xFFFFFFFF - 109 blocks);
+      at ``first_blocknum + number_of_blocks``, computed without 32-bit
+      overflow (a query for the whole chain, 0 + 0xFFFFFFFF, is answered up
+      to block 0xFFFFFFFF; 5 + 0xFFFFFFFF up to 2^32 + 4: a reply starting
+      at block b >= 5 says 2^32 + 4 - b blocks, which fits);
     - ``number_of_blocks`` 0 (BOLT 7: the sender MUST set 1 or more) is
       answered as 1;
     - encoding type 0 (1, zlib, "MUST NOT be used"), timestamps and
@@ -230,7 +229,7 @@ def reply_channel_range(graph: Graph, chain_hash: bytes, first_blocknum: int,
       the order of the short_channel_ids;
     - for a chain we do not know (``known_chain`` False): one empty,
       complete reply covering the range."""
-    number = max(1, min(number_of_blocks, U32_MAX - first_blocknum))
+    number = max(1, number_of_blocks)
     end = first_blocknum + number
     want_ts = bool(query_option_flags & QUERY_WANT_TIMESTAMPS)
     want_cs = bool(query_option_flags & QUERY_WANT_CHECKSUMS)
