@@ -468,17 +468,27 @@ def register(ld: "LightningD") -> None:
 
     @cmd("listforwards", [opt("status", P.one_of("offered", "settled", "failed", "local_failed")),
                           opt("in_channel", P.short_channel_id), opt("out_channel", P.short_channel_id),
-                          opt("index", P.string), opt("start", P.u64_bound), opt("limit", P.u32)], category="channels",
+                          opt("index", P.one_of("created", "updated")), opt("start", P.u64_bound),
+                          opt("limit", P.u32)], category="channels",
          description="List all forwarded payments and their information optionally filtering by [status], "
                      "[in_channel] and [out_channel]")
     async def listforwards(ctx: RequestContext, status: str | None, in_channel: Any, out_channel: Any,
                            index: str | None, start: int | None, limit: int | None) -> dict:
+        # created_index: the incoming HTLC's row; updated_index: when that
+        # HTLC last changed (forwarded, then resolved: the forward's status)
+        order = "h.updated_index" if index == "updated" else "f.in_htlc"
+        where, args = "", ()
+        if index is not None and start is not None:
+            where, args = f"WHERE {order} >= ?", (start,)
         out = []
         for row in ld.db.query("SELECT f.in_channel, f.out_channel, f.in_msat, f.out_msat, f.fee_msat, f.status, "
-                               "f.failcode, f.failreason, f.received_time, f.resolved_time, h.payment_hash, "
-                               "f.in_htlc FROM forwards f JOIN htlcs h ON h.id = f.in_htlc ORDER BY f.in_htlc"):
-            j = forward_json(row[:10], row[10])
-            j["created_index"] = row[11]
+                               "f.failcode, f.failreason, f.received_time, f.resolved_time, f.in_htlc, "
+                               "h.updated_index, h.htlc_id, o.htlc_id FROM forwards f JOIN htlcs h ON h.id = f.in_htlc "
+                               f"LEFT JOIN htlcs o ON o.id = f.out_htlc {where} ORDER BY {order}, f.in_htlc", args):
+            j = {"created_index": row[10], **({"updated_index": row[11]} if row[11] else {}),
+                 **forward_json(row[:10], None), "in_htlc_id": row[12]}
+            if row[13] is not None and row[13] >= 0:      # (an HTLC being offered has no id yet)
+                j["out_htlc_id"] = row[13]
             if status and j["status"] != status:
                 continue
             if in_channel is not None and j["in_channel"] != str(in_channel):
@@ -486,7 +496,9 @@ def register(ld: "LightningD") -> None:
             if out_channel is not None and j.get("out_channel") != str(out_channel):
                 continue
             out.append(j)
-        if limit is not None:
+            if index is not None and limit is not None and len(out) >= limit:
+                break
+        if index is None and limit is not None:
             out = out[:limit]
         return {"forwards": out}
 

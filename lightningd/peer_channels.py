@@ -67,7 +67,7 @@ def register(ld: "LightningD") -> None:
                  "private": not rec.announce, "total_local_commitments": rec.summary["local_commitment_number"],
                  "total_remote_commitments": rec.summary["remote_commitment_number"],
                  "total_htlcs_sent": 0, "funding_txid": rec.funding_txid_hex, "funding_outnum": rec.funding_outnum,
-                 "leased": False, "total_msat": rec.funding_sat * 1000,
+                 "leased": False, "funding_withheld": False, "total_msat": rec.funding_sat * 1000,
                  "final_to_us_msat": rec.summary["to_us_msat"], "min_to_us_msat": 0,
                  "max_to_us_msat": rec.funding_sat * 1000, "channel_type": rec.channel_type_json(),
                  "close_cause": rec.close_cause or ("user" if rec.closer == "local" else "remote")}
