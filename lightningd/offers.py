@@ -260,19 +260,26 @@ def register(ld: "LightningD") -> None:
                    opt("label", P.string), opt("quantity_max", P.u64), opt("absolute_expiry", P.u64),
                    opt("recurrence", P.string), opt("recurrence_base", P.anything),
                    opt("recurrence_paywindow", P.string), opt("recurrence_limit", P.u32),
-                   opt("single_use", P.boolean, False), opt("recurrence_start_any_period", P.boolean),
-                   opt("dev_paths", P.anything), opt("proportional_amount", P.boolean)],
+                   opt("single_use", P.boolean, False), opt("proportional_amount", P.boolean),
+                   opt("optional_recurrence", P.boolean), opt("fronting_nodes", P.array_of(P.node_id)),
+                   opt("dev_paths", P.anything), opt("recurrence_start_any_period", P.boolean)],
          category="payment", description="Create an offer to accept money")
     async def offer(ctx: RequestContext, amount: int | None, description: str | None, issuer: str | None,
                     label: str | None, quantity_max: int | None, absolute_expiry: int | None,
                     recurrence: str | None, recurrence_base: Any, recurrence_paywindow: str | None,
-                    recurrence_limit: int | None, single_use: bool, recurrence_start_any_period: bool | None,
-                    dev_paths: Any, proportional_amount: bool | None) -> dict:
+                    recurrence_limit: int | None, single_use: bool, proportional_amount: bool | None,
+                    optional_recurrence: bool | None, fronting_nodes: list[bytes] | None, dev_paths: Any,
+                    recurrence_start_any_period: bool | None) -> dict:
+        # (Core Lightning's parameter order; recurrence_start_any_period, its
+        # older name of a recurrence option, is still taken by name)
         offers = ld.offers
         if any(x is not None for x in (recurrence, recurrence_base, recurrence_paywindow, recurrence_limit,
-                                       recurrence_start_any_period, proportional_amount)):
+                                       recurrence_start_any_period, proportional_amount)) or optional_recurrence:
             raise RpcError(INVALID_PARAMS, "recurrence is not supported: BOLT 12 removed it from the "
                                            "specification and this node does not implement the draft")
+        if fronting_nodes:
+            raise RpcError(INVALID_PARAMS, "fronting_nodes is not supported: our offers' blinded paths start "
+                                           "at our best public peer, or at us")
         if amount == 0:
             raise RpcError(INVALID_PARAMS, "amount: must be positive, or 'any'")
         if amount is not None and description is None:

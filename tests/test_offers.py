@@ -148,9 +148,16 @@ def test_invoice_error_single_use_expiry_and_disable(node_factory):
         l1.rpc.call("fetchinvoice", {"offer": soon["bolt12"]})
     assert e.value.error["code"] == OFFER_EXPIRED
     # recurrence is refused clearly
-    with pytest.raises(RpcError) as e:
-        l2.rpc.call("offer", {"amount": "1000msat", "description": "monthly", "recurrence": "1month"})
-    assert "recurrence" in e.value.error["message"]
+    for extra, word in (({"recurrence": "1month"}, "recurrence"), ({"optional_recurrence": True}, "recurrence"),
+                        ({"fronting_nodes": [l1.node_id]}, "fronting_nodes")):
+        with pytest.raises(RpcError) as e:
+            l2.rpc.call("offer", {"amount": "1000msat", "description": "monthly", **extra})
+        assert e.value.error["code"] == -32602 and word in e.value.error["message"]
+    # the same parameters in Core Lightning's positions: single_use, proportional_amount,
+    # optional_recurrence (false) and fronting_nodes (empty) are fine
+    o = l2.rpc.call("offer", ["1000msat", "positional", None, None, None, None, None, None, None, None,
+                              True, None, False, []])
+    assert o["single_use"] is True
     settled((l1, l2))
 
 
