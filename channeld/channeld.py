@@ -437,6 +437,7 @@ class ChannelDaemon:
         elif name == "revoke_and_ack":
             changes = ch.recv_revoke_and_ack(f)
             await self.persist(ch, changes)
+            self._arm_commit_timer()        # (Core Lightning re-arms it here, whatever is pending)
         elif name == "channel_ready":
             ch.recv_channel_ready(f)
             alias = ((f.get("tlvs") or {}).get("short_channel_id") or {}).get("alias")
@@ -476,19 +477,23 @@ class ChannelDaemon:
     # ------------------------------------------------------------------ progress
     def _after_progress(self) -> None:
         """Something changed: move shutdown/closing along at once, and send
-        our commitment once --commit-time has passed since the first change
-        it will carry (batching updates).  The timer starts only when there
-        is something to sign, so an HTLC offered just after some unrelated
-        message still waits the whole commit time (Core Lightning's
-        start_commit_timer)."""
+        our commitment when the commit timer fires (--commit-time, batching
+        updates).  As Core Lightning's start_commit_timer, the timer is
+        armed by a change to sign, and re-armed after we send a commitment
+        or receive a revocation; never by an unrelated message (a warning,
+        a channel_ready): an HTLC offered then waits the whole commit time."""
         loop = asyncio.get_running_loop()
         ch = self.ch
-        if self._commit_timer is None and ch is not None and ch.has_changes_to_sign():
-            self._commit_timer = loop.call_later(self.commit_delay, self._commit_due)
+        if ch is not None and ch.has_changes_to_sign():
+            self._arm_commit_timer()
         if not self._progress_scheduled:
             self._progress_scheduled = True
             loop.call_soon(lambda: asyncio.ensure_future(self._progress(commit=False)))
         self.billboard(self._state_text())
+
+    def _arm_commit_timer(self) -> None:
+        if self._commit_timer is None:
+            self._commit_timer = asyncio.get_running_loop().call_later(self.commit_delay, self._commit_due)
 
     def _commit_due(self) -> None:
         self._commit_timer = None
@@ -507,6 +512,7 @@ class ChannelDaemon:
                     if msg is not None:
                         await self.persist(ch)   # we remember what we signed before the peer has it
                         await self.send_peer(*msg)
+                        self._arm_commit_timer()     # (re-armed after each commitment, as Core Lightning)
                 await self._progress_shutdown()
             except (PeerError, ChannelError, SignerError) as e:
                 if not self._disconnected_meanwhile(e):
