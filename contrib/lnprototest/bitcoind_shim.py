@@ -25,38 +25,9 @@ import urllib.request
 REGTESTD = os.environ.get("REGTESTD", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                                    ".venv", "bin", "regtestd"))
 
-# bech32 of witness v0 keyhash 19f5016f...34c4 (block 1's coinbase key in lnprototest)
-_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-
-
-def _polymod(values):
-    gen = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
-    chk = 1
-    for v in values:
-        b = chk >> 25
-        chk = (chk & 0x1FFFFFF) << 5 ^ v
-        for i in range(5):
-            chk ^= gen[i] if ((b >> i) & 1) else 0
-    return chk
-
-
-def _bech32(hrp, witver, prog):
-    acc, bits, data = 0, 0, [witver]
-    for b in prog:
-        acc = (acc << 8) | b
-        bits += 8
-        while bits >= 5:
-            bits -= 5
-            data.append((acc >> bits) & 31)
-    if bits:
-        data.append((acc << (5 - bits)) & 31)
-    hx = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-    pm = _polymod(hx + data + [0] * 6) ^ 1
-    data += [(pm >> 5 * (5 - i)) & 31 for i in range(6)]
-    return hrp + "1" + "".join(_CHARSET[d] for d in data)
-
-
-ADDRESS = _bech32("bcrt", 0, bytes.fromhex("19f5016f07fe815f611df3a2a0802dbd74e634c4"))
+# the P2WPKH address of block 1's coinbase key in lnprototest (keyhash
+# 19f5016f07fe815f611df3a2a0802dbd74e634c4): nobody spends from it
+ADDRESS = "bcrt1qr86szmc8l6q47cga7w32pqpdh46wvdxys37c2a"
 
 
 def read_conf(datadir):
