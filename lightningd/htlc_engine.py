@@ -42,6 +42,7 @@ from . import channel as C
 from .channel_control import send_to_channeld
 from .htlc_core import (
     RESOLVED,
+    UPDATED,
     HeldSet,
     Offering,
     OutChannel,
@@ -50,7 +51,6 @@ from .htlc_core import (
     check_forward,
     reconcile,
 )
-from .htlc_core import UPDATED
 from .htlc_core import HtlcState as S
 from .blinded_htlc import BlindedFinal, unwrap
 from .invoice_commands import keysend_invoice

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from common.scid import ShortChannelId
-
 from . import params as P
 from .htlc_core import RESOLVED, HtlcState
 from .jsonrpc import RequestContext
@@ -31,28 +29,19 @@ AT_LEAST = {"out": "SENT_ADD_HTLC", "in": "RCVD_ADD_ACK_REVOCATION"}
 
 def register(ld: "LightningD") -> None:
     def channel_ref(v: Any) -> "ChannelRecord":
-        """A short channel id or a 64-hex channel id naming a channel we
-        know (Core Lightning's param_channel)."""
-        if isinstance(v, str) and len(v) == 64:
-            try:
-                cid = bytes.fromhex(v)
-            except ValueError:
-                cid = None
-            if cid is not None:
-                for c in ld.channels.channels.values():
-                    if c.channel_id == cid:
-                        return c
-                raise P.BadType("unknown channel")
+        """A 64-hex channel id or a short channel id (ours, or our alias)
+        naming a channel we know (Core Lightning's param_channel)."""
         try:
-            scid = ShortChannelId.parse(v) if isinstance(v, str) else None
-        except ValueError:
-            scid = None
-        if scid is None:
-            raise P.BadType("must be channel id or short channel id")
-        for c in ld.channels.channels.values():
-            if c.scid == scid or c.alias_local == scid.to_int():
-                return c
-        raise P.BadType("unknown channel")
+            key = P.channel_id(v).hex()
+        except P.BadType:
+            try:
+                key = str(P.short_channel_id(v))
+            except P.BadType:
+                raise P.BadType("must be channel id or short channel id") from None
+        rec = ld.channels.find(key)
+        if rec is None:
+            raise P.BadType("unknown channel")
+        return rec
 
     @ld.registry.command(
         "listhtlcs", [opt("id", channel_ref), opt("index", P.one_of("created", "updated")),

@@ -201,29 +201,29 @@ async def peer_spoke(ld: "LightningD", node_id: bytes, raw: bytes) -> None:
         await _incoming_open(ld, node_id, raw, m.fields)
         return
     cid = m.fields.get("channel_id", m.fields.get("temporary_channel_id", b"\x00" * 32))
-    for rec in ld.channels.by_peer(node_id):
-        if rec.channel_id == cid and rec.active:
-            # its daemon died (or is being replaced) on this connection: a new
-            # one could only reestablish on a fresh connection, so ask for one
-            ld.log.child("lightningd", node_id.hex()).info(
-                f"{m.name} for channel {rec.dbid} with no daemon: reconnecting to reestablish")
-            ld.connectd.discard(node_id)
-            return
-    closed = next((rec for rec in ld.channels.by_peer(node_id) if rec.channel_id == cid), None)
-    if closed is not None and closed.state is ChannelState.CLOSING_COMPLETE:
+    named = [rec for rec in ld.channels.by_peer(node_id) if rec.channel_id == cid]
+    rec = next((r for r in named if r.active), named[0] if named else None)
+    if rec is not None and rec.active:
+        # its daemon died (or is being replaced) on this connection: a new
+        # one could only reestablish on a fresh connection, so ask for one
+        ld.log.child("lightningd", node_id.hex()).info(
+            f"{m.name} for channel {rec.dbid} with no daemon: reconnecting to reestablish")
+        ld.connectd.discard(node_id)
+        return
+    if rec is not None and rec.state is ChannelState.CLOSING_COMPLETE:
         # Not an error state: our mutual close is broadcast, and a peer that
         # missed our last closing_signed learns of it from the chain.  An
         # error would make it broadcast its commitment against our close
         # (Core Lightning renegotiates instead; silence costs nothing).
         ld.log.child("lightningd", node_id.hex()).info(
-            f"{m.name} for channel {closed.dbid}, closed by agreement: ignored")
+            f"{m.name} for channel {rec.dbid}, closed by agreement: ignored")
         return
-    if closed is not None:
+    if rec is not None:
         # BOLT 2: "if a channel is in an error state: SHOULD retransmit the
         # error packet and ignore any other packets for that channel"; for
         # any message, as Core Lightning (handle_peer_spoke), so that a peer
         # that missed the close goes on chain too
-        ld.connectd.send_error(node_id, f"channel in state {closed.state.value}", warning=False, channel_id=cid)
+        ld.connectd.send_error(node_id, f"channel in state {rec.state.value}", warning=False, channel_id=cid)
         return
     ld.connectd.send_error(node_id, f"Unknown channel for {m.name}", warning=True, channel_id=cid)
 

@@ -98,6 +98,7 @@ def test_dev_fail_on_subdaemon_fail_stops_the_node(node_factory):
     """Core Lightning's test framework (pyln-testing) starts every node with
     --dev-fail-on-subdaemon-fail: a daemon killed by a signal then stops the
     node with exit status 1, instead of being restarted."""
+    # (broken lines expected: the subdaemon's death and the stop it causes are logged as broken)
     l1 = node_factory.get_node(options={"dev-fail-on-subdaemon-fail": None}, allow_broken_log=True, may_fail=True)
     assert l1.rpc.listconfigs("dev-fail-on-subdaemon-fail")["configs"]["dev-fail-on-subdaemon-fail"]["set"] is True
     pids = l1.subdaemon_pids()
